@@ -1,0 +1,37 @@
+# Tongyuan: two commands on a fresh machine with Python >= 3.11 and the package registries.
+#   make demo   create .venv, install, run the annual build of the embedded Shanghai demo
+#   make test   run the test suite (same venv)
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+OUT    ?= out
+CONFIG ?= config/shanghai.yaml
+# per-project Prefect home and offline-safe settings (shared/reference/STACK.md)
+export PREFECT_HOME := $(CURDIR)/.prefect
+export PREFECT_SERVER_ANALYTICS_ENABLED := false
+export DO_NOT_TRACK := 1
+export PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS := 120
+
+.PHONY: venv demo test demo-data bench clean
+
+venv: $(VENV)/.installed
+
+$(VENV)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check --only-binary=:all: -e '.[test]'
+	touch $@
+
+demo: venv
+	$(BIN)/tongyuan build --config $(CONFIG) --out $(OUT)
+
+test: venv
+	$(BIN)/python -m pytest
+
+demo-data: venv
+	$(BIN)/python data/generate_shanghai_demo.py --out data/shanghai-demo
+
+bench: venv
+	$(BIN)/python bench/full_year.py
+
+clean:
+	rm -rf $(VENV) .prefect .pytest_cache

@@ -1,0 +1,1 @@
+"""Geometry and weights: the shared grid, spatial allocation and (later) vertical allocation."""

@@ -1,0 +1,140 @@
+"""The shared grid every source is allocated onto.
+
+Cells are indexed ``(iy, ix)`` with ``iy = 0`` the southernmost row (y ascending, as written to
+NetCDF); the flat cell index is ``iy * nx + ix``. Cell ``(iy, ix)`` covers the half-open box
+``[x0 + ix·dx, x0 + (ix+1)·dx) × [y0 + iy·dy, y0 + (iy+1)·dy)`` in grid-CRS metres.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from functools import cached_property
+from typing import Any
+
+import numpy as np
+import pyproj
+import shapely
+from affine import Affine
+
+from sources.errors import ConfigError
+
+
+@dataclass(frozen=True)
+class Grid:
+    """A regular grid in a projected CRS.
+
+    Parameters
+    ----------
+    crs : grid CRS
+    x0, y0 : lower-left corner [m]
+    dx, dy : cell size [m]
+    nx, ny : number of columns and rows
+    name : short name written to files
+    """
+
+    crs: pyproj.CRS
+    x0: float
+    y0: float
+    dx: float
+    dy: float
+    nx: int
+    ny: int
+    name: str = "grid"
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.crs, pyproj.CRS):
+            object.__setattr__(self, "crs", pyproj.CRS.from_user_input(self.crs))
+        if self.dx <= 0 or self.dy <= 0 or self.nx <= 0 or self.ny <= 0:
+            raise ConfigError(f"grid {self.name!r}: dx, dy, nx, ny must be positive; got "
+                              f"dx={self.dx}, dy={self.dy}, nx={self.nx}, ny={self.ny}")
+        if not self.crs.is_projected:
+            raise ConfigError(f"grid {self.name!r}: CRS {self.crs.to_string()} is not projected; "
+                              "this release supports projected grids (UTM, Lambert, ...)")
+
+    @classmethod
+    def from_config(cls, cfg: Any) -> Grid:
+        """Build from a mapping or object with crs, x0, y0, dx, dy, nx, ny (and name)."""
+        get = cfg.get if isinstance(cfg, dict) else (lambda k, d=None: getattr(cfg, k, d))
+        try:
+            crs = pyproj.CRS.from_user_input(get("crs"))
+        except pyproj.exceptions.CRSError as exc:
+            raise ConfigError(f"grid: cannot understand crs {get('crs')!r} ({exc})") from exc
+        return cls(crs=crs, x0=float(get("x0")), y0=float(get("y0")), dx=float(get("dx")),
+                   dy=float(get("dy")), nx=int(get("nx")), ny=int(get("ny")),
+                   name=str(get("name", "grid")))
+
+    @property
+    def shape(self) -> tuple[int, int]:
+        """(ny, nx)"""
+        return (self.ny, self.nx)
+
+    @property
+    def size(self) -> int:
+        return self.nx * self.ny
+
+    @property
+    def transform(self) -> Affine:
+        """Affine from (col, row) to (x, y) with row 0 the *southern* edge (y ascending)."""
+        return Affine(self.dx, 0.0, self.x0, 0.0, self.dy, self.y0)
+
+    @property
+    def bounds(self) -> tuple[float, float, float, float]:
+        """(xmin, ymin, xmax, ymax) [m]"""
+        return (self.x0, self.y0, self.x0 + self.nx * self.dx, self.y0 + self.ny * self.dy)
+
+    @property
+    def x(self) -> np.ndarray:
+        """Cell-centre x [m], length nx."""
+        return self.x0 + (np.arange(self.nx) + 0.5) * self.dx
+
+    @property
+    def y(self) -> np.ndarray:
+        """Cell-centre y [m], length ny (ascending)."""
+        return self.y0 + (np.arange(self.ny) + 0.5) * self.dy
+
+    @property
+    def cell_area_m2(self) -> np.ndarray:
+        """Area of each cell in the grid's projected plane [m²], shape (ny, nx).
+
+        Fluxes are mass / this area, so ``flux × cell_area`` returns the mass exactly; the file
+        carries it as the ``cell_area`` variable.
+        """
+        return np.full(self.shape, self.dx * self.dy)
+
+    @cached_property
+    def domain(self) -> shapely.Polygon:
+        return shapely.box(*self.bounds)
+
+    def cell_polygons(self) -> np.ndarray:
+        """Shapely boxes of all cells in flat-index order (length ny*nx)."""
+        xs = self.x0 + np.arange(self.nx) * self.dx
+        ys = self.y0 + np.arange(self.ny) * self.dy
+        xx, yy = np.meshgrid(xs, ys)
+        return shapely.box(xx.ravel(), yy.ravel(), xx.ravel() + self.dx, yy.ravel() + self.dy)
+
+    def cell_index(self, x: np.ndarray, y: np.ndarray) -> np.ndarray:
+        """Flat cell index of points (half-open cells); -1 outside the domain."""
+        ix = np.floor((np.asarray(x, dtype=float) - self.x0) / self.dx).astype(np.int64)
+        iy = np.floor((np.asarray(y, dtype=float) - self.y0) / self.dy).astype(np.int64)
+        inside = (ix >= 0) & (ix < self.nx) & (iy >= 0) & (iy < self.ny)
+        return np.where(inside, iy * self.nx + ix, -1)
+
+    def lonlat(self) -> tuple[np.ndarray, np.ndarray]:
+        """2-D longitude and latitude of cell centres [degrees], each (ny, nx)."""
+        xx, yy = np.meshgrid(self.x, self.y)
+        tr = pyproj.Transformer.from_crs(self.crs, self.crs.geodetic_crs, always_xy=True)
+        lon, lat = tr.transform(xx, yy)
+        return np.asarray(lon), np.asarray(lat)
+
+    def cf_grid_mapping(self) -> dict[str, Any]:
+        """CF grid-mapping attributes (pyproj ``to_cf``) plus ``crs_wkt`` and ``spatial_ref``."""
+        attrs = {k: v for k, v in self.crs.to_cf().items() if v is not None}
+        wkt = self.crs.to_wkt()
+        attrs["crs_wkt"] = wkt
+        attrs["spatial_ref"] = wkt
+        return attrs
+
+    def describe(self) -> dict[str, Any]:
+        """Plain description for hashing and file attributes."""
+        return {"crs": self.crs.to_string(), "x0": self.x0, "y0": self.y0, "dx": self.dx,
+                "dy": self.dy, "nx": self.nx, "ny": self.ny, "name": self.name}

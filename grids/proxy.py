@@ -1,0 +1,80 @@
+"""Proxy rasters (population, cropland, ...) that distribute area sources inside their polygons.
+
+A raster is read once with rasterio. Its pixels with a positive value become polygons in the grid
+CRS (reprojected corner by corner, with edges densified when the CRSs differ); each carries its
+value, which is spread uniformly over the pixel. Nodata and NaN count as zero; negative values are
+an error.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from functools import lru_cache
+from pathlib import Path
+
+import numpy as np
+import pyproj
+import rasterio
+import shapely
+
+from sources.errors import InputError
+
+
+@dataclass(frozen=True)
+class Proxy:
+    """A named proxy raster on disk."""
+
+    name: str
+    path: str
+    band: int = 1
+    _cache: dict = field(default_factory=dict, compare=False, repr=False)
+
+    def read(self) -> tuple[np.ndarray, object, pyproj.CRS]:
+        """(values, affine transform, CRS); nodata/NaN → 0; negative values rejected."""
+        path = Path(self.path)
+        if not path.exists():
+            raise InputError(path, f"proxy raster {self.name!r} not found",
+                             expected="an existing GeoTIFF (paths are relative to the config)")
+        with rasterio.open(path) as src:
+            if src.crs is None:
+                raise InputError(path, f"proxy raster {self.name!r} has no CRS", column="crs",
+                                 expected="a GeoTIFF with a CRS")
+            data = src.read(self.band, masked=True).astype(np.float64)
+            values = np.where(np.ma.getmaskarray(data), 0.0, np.ma.getdata(data))
+            transform, crs = src.transform, pyproj.CRS.from_wkt(src.crs.to_wkt())
+        values = np.where(np.isnan(values), 0.0, values)
+        if (values < 0).any():
+            r, c = np.argwhere(values < 0)[0]
+            raise InputError(path, f"negative value in proxy raster {self.name!r}",
+                             row=int(r) + 1, column=f"pixel column {int(c) + 1}",
+                             value=float(values[r, c]), expected="values >= 0")
+        return values, transform, crs
+
+    def pixels(self, target_crs: pyproj.CRS) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Polygons (in ``target_crs``), values and areas of the positive pixels."""
+        key = target_crs.to_wkt()
+        if key not in self._cache:
+            self._cache[key] = _pixels(self.path, self.band, key, *self.read())
+        return self._cache[key]
+
+
+def _pixels(path: str, band: int, target_wkt: str, values: np.ndarray, transform,
+            crs: pyproj.CRS) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    rows, cols = np.nonzero(values > 0)
+    x0, y0 = transform * (cols, rows)
+    x1, y1 = transform * (cols + 1, rows + 1)
+    boxes = shapely.box(np.minimum(x0, x1), np.minimum(y0, y1), np.maximum(x0, x1),
+                        np.maximum(y0, y1))
+    target = pyproj.CRS.from_wkt(target_wkt)
+    if not crs.equals(target):
+        step = min(abs(transform.a), abs(transform.e)) / 8.0
+        boxes = shapely.segmentize(boxes, step)
+        tr = pyproj.Transformer.from_crs(crs, target, always_xy=True)
+        boxes = shapely.transform(boxes, lambda xy: np.column_stack(tr.transform(xy[:, 0], xy[:, 1])))
+    return boxes, values[rows, cols], shapely.area(boxes)
+
+
+@lru_cache(maxsize=16)
+def load_proxy(name: str, path: str) -> Proxy:
+    """A cached :class:`Proxy` (one read per process)."""
+    return Proxy(name=name, path=path)

@@ -1,0 +1,256 @@
+"""The steps of an annual build as plain functions (the Prefect flow wraps each one).
+
+Each step takes and returns plain data, so a notebook can run a build, or any part of it,
+without Prefect::
+
+    cfg = load_config("config/shanghai.yaml")
+    tables = load_tables(cfg)
+    activity, metas, rejected = read_inputs(cfg, tables)
+    ...
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import geopandas as gpd
+import numpy as np
+import pandas as pd
+import xarray as xr
+
+from grids.allocate import Allocation, allocate
+from grids.grid import Grid
+from grids.proxy import Proxy
+from pipeline import cube as cube_mod
+from pipeline.config import BuildConfig, config_hash
+from pipeline.ledger import RTOL, Ledger, check_balance
+from pipeline.provenance import code_version, global_attributes, new_build_id
+from pipeline.temporal import load_profiles, load_sectors, temporal_factors
+from pipeline.writers import netcdf_cf
+from sources.emissions import EmissionsResult, compute_emissions
+from sources.errors import ConfigError, MassBalanceError
+from sources.factors import FactorLibrary, load_factor_library
+from sources.readers import combine_activity, read_sources
+from sources.species import SpeciesRegistry, load_species
+
+
+@dataclass(frozen=True)
+class Tables:
+    """Everything read from ``config/``: species, factors, sectors, profiles, grid, proxies."""
+
+    registry: SpeciesRegistry
+    library: FactorLibrary
+    sectors: pd.DataFrame
+    profiles: dict[str, dict[str, np.ndarray]]
+    grid: Grid
+    proxies: dict[str, Proxy] = field(default_factory=dict)
+
+
+def load_tables(cfg: BuildConfig) -> Tables:
+    """Load and cross-check the configuration tables."""
+    registry = load_species(cfg.tables.species)
+    library = load_factor_library(cfg.tables.emission_factors, cfg.tables.control_efficiencies,
+                                  cfg.tables.fuels, registry.emitted)
+    profiles = load_profiles(cfg.tables.temporal_profiles)
+    sectors = load_sectors(cfg.tables.sectors, profiles)
+    missing = sorted(set(library.keys["sector"]) - set(sectors["sector"]))
+    if missing:
+        raise ConfigError(f"{cfg.tables.sectors}: sectors {missing} have emission factors but no "
+                          "row here (profiles and code mappings)")
+    if cfg.sectors is not None:
+        unknown = sorted(set(cfg.sectors) - set(sectors["sector"]))
+        if unknown:
+            raise ConfigError(f"{cfg.config_path}: 'sectors' lists unknown sectors {unknown}; "
+                              f"known: {sorted(sectors['sector'])}")
+    grid = Grid.from_config(cfg.grid.model_dump())
+    proxies = {name: Proxy(name=name, path=str(path)) for name, path in cfg.proxies.items()}
+    return Tables(registry=registry, library=library, sectors=sectors, profiles=profiles,
+                  grid=grid, proxies=proxies)
+
+
+def read_inputs(cfg: BuildConfig, tables: Tables
+                ) -> tuple[gpd.GeoDataFrame, list[dict[str, Any]], gpd.GeoDataFrame]:
+    """Read and validate every input; returns (activity, metadata, rejected activity).
+
+    Sources of sectors not enabled in the config's ``sectors`` list are *rejected* (their mass
+    goes to the ledger's ``rejected_kg`` with that reason), not silently dropped.
+    """
+    parts, metas = [], []
+    for spec in cfg.inputs:
+        table, meta = read_sources(
+            spec.path, spec.kind, target_crs=tables.grid.crs, crs=spec.crs, columns=spec.columns,
+            layer=spec.layer, x_column=spec.x_column, y_column=spec.y_column,
+            wkt_column=spec.wkt_column, keys=tables.library.keys,
+            devices=tables.library.devices, proxies=set(tables.proxies),
+            species=tables.registry.emitted)
+        meta["name"] = spec.name
+        parts.append(table)
+        metas.append(meta)
+    activity = combine_activity(parts)
+    enabled = activity["sector"].isin(cfg.sectors) if cfg.sectors is not None else \
+        pd.Series(True, index=activity.index)
+    rejected = activity.loc[~enabled.to_numpy()].assign(reject_reason="sector not enabled in config")
+    return activity.loc[enabled.to_numpy()].reset_index(drop=True), metas, rejected
+
+
+def compute_all_emissions(activity: gpd.GeoDataFrame, tables: Tables) -> EmissionsResult:
+    return compute_emissions(activity, tables.library, tables.registry)
+
+
+def allocate_sources(activity: gpd.GeoDataFrame, tables: Tables) -> Allocation:
+    return allocate(activity, tables.grid, tables.proxies)
+
+
+def make_annual(alloc: Allocation, emissions: EmissionsResult, activity: gpd.GeoDataFrame,
+                tables: Tables) -> xr.DataArray:
+    return cube_mod.annual_grid(alloc.matrix, emissions.table, activity["sector"].to_numpy(),
+                                tables.grid, list(emissions.table.columns),
+                                list(tables.sectors["sector"]))
+
+
+def make_factors(cfg: BuildConfig, tables: Tables) -> xr.DataArray:
+    return temporal_factors(tables.sectors, tables.profiles, cfg.year, cfg.temporal.timezone,
+                            cfg.temporal.holidays)
+
+
+def make_ledger(emissions: EmissionsResult, activity: gpd.GeoDataFrame, alloc: Allocation,
+                annual: xr.DataArray, rejected_kg: pd.DataFrame | None) -> Ledger:
+    by_sector = annual.sum(dim=("y", "x")).to_pandas()
+    return Ledger.from_build(emissions.table, activity["sector"].to_numpy(),
+                             alloc.inside_fraction, alloc.outside_fraction, by_sector, rejected_kg)
+
+
+def rejected_mass(rejected: gpd.GeoDataFrame, tables: Tables) -> pd.DataFrame | None:
+    """kg/yr per sector × species of rejected sources (computed with the same factors)."""
+    if len(rejected) == 0:
+        return None
+    em = compute_emissions(rejected, tables.library, tables.registry).table
+    return em.assign(sector=rejected["sector"].to_numpy()).groupby("sector").sum()
+
+
+@dataclass
+class WriteContext:
+    """What every daily write needs besides the data."""
+
+    hourly_dir: Path
+    static: dict[str, Any]
+    attrs: dict[str, Any]
+    year: int
+    dtype: str
+    complevel: int
+    shuffle: bool
+
+
+def write_days(cube: xr.Dataset, days: list[pd.Timestamp], ctx: WriteContext,
+               cell_area: np.ndarray) -> dict[str, Any]:
+    """Compute and write the given UTC days; return per-day written kg per species and files."""
+    written = {}
+    files = []
+    seconds = cube_mod.SECONDS_PER_HOUR
+    for day in days:
+        start = np.datetime64(day.to_datetime64(), "h")
+        sel = cube.sel(time=slice(start, start + np.timedelta64(23, "h")))
+        if sel.sizes["time"] != 24:
+            raise ConfigError(f"day {day:%Y-%m-%d} has {sel.sizes['time']} hours in the cube")
+        day_ds = sel.compute()
+        if ctx.dtype != "float64":
+            day_ds = day_ds.astype(ctx.dtype)
+        mass = {v: float((day_ds[v].to_numpy().astype(np.float64) * cell_area).sum() * seconds)
+                for v in day_ds.data_vars}
+        path = ctx.hourly_dir / f"{day:%Y%m%d}.nc"
+        netcdf_cf.write(day_ds, path, ctx.attrs, static=ctx.static, year=ctx.year, dtype=ctx.dtype,
+                        complevel=ctx.complevel, shuffle=ctx.shuffle)
+        written[f"{day:%Y%m%d}"] = mass
+        files.append(str(path))
+    return {"written": written, "files": files}
+
+
+def record_written(ledger: Ledger, annual: xr.DataArray, factors: xr.DataArray,
+                   per_day: dict[str, dict[str, float]], rtol: float = RTOL) -> None:
+    """Fill ``written_kg`` and check it against the mass measured in the written arrays.
+
+    Per sector × species, written = gridded × Σ factors over the written hours. Per species the
+    sum over sectors must equal what the files' arrays carry, within ``rtol``.
+    """
+    fsum = factors.sel(sector=annual["sector"]).sum("time")
+    written = (annual.sum(dim=("y", "x")) * fsum).to_pandas().stack().rename("written_kg")
+    written.index.names = ["sector", "species"]
+    ledger.record_written(written.to_frame())
+    measured = pd.DataFrame(per_day).T.sum()
+    expected = ledger.totals()["written_kg"]
+    problems = []
+    for sp in measured.index:
+        a, b = float(measured[sp]), float(expected[sp])
+        scale = max(abs(a), abs(b))
+        if scale > 0 and abs(a - b) / scale > rtol:
+            problems.append(f"{sp}: files carry {a:.9g} kg, ledger expects {b:.9g} kg")
+    if problems:
+        raise MassBalanceError("written files disagree with the ledger:\n  " + "\n  ".join(problems))
+
+
+def provenance_attrs(cfg: BuildConfig, metas: list[dict[str, Any]], build_id: str,
+                     cfg_hash: str, grid: Grid) -> dict[str, Any]:
+    inputs = {m["name"]: m["sha256"] for m in metas}
+    return global_attributes(build_id=build_id, cfg_hash=cfg_hash, inputs=inputs,
+                             version=code_version(), name=cfg.name, year=cfg.year,
+                             grid_name=grid.name)
+
+
+def start_build(cfg: BuildConfig) -> tuple[str, str]:
+    """(build id, config hash)."""
+    h = config_hash(cfg)
+    return new_build_id(h), h
+
+
+def utc_days(year: int) -> list[pd.Timestamp]:
+    return list(pd.date_range(f"{year}-01-01", f"{year}-12-31", freq="D"))
+
+
+class Stopwatch:
+    """Wall-clock timings of named steps, for the build summary."""
+
+    def __init__(self) -> None:
+        self.t0 = time.perf_counter()
+        self.steps: dict[str, float] = {}
+        self._last = self.t0
+
+    def lap(self, name: str) -> None:
+        now = time.perf_counter()
+        self.steps[name] = now - self._last
+        self._last = now
+
+    @property
+    def total(self) -> float:
+        return time.perf_counter() - self.t0
+
+
+def write_details(build_dir: Path, activity: gpd.GeoDataFrame, alloc: Allocation,
+                  rejected: gpd.GeoDataFrame, metas: list[dict[str, Any]]) -> None:
+    """Per-source details behind the ledger: outside-domain shares, fallbacks, rejections."""
+    frac = pd.DataFrame({"source_id": activity["source_id"].to_numpy(),
+                         "sector": activity["sector"].to_numpy(),
+                         "outside_domain_fraction": alloc.outside_fraction})
+    frac = frac[frac["outside_domain_fraction"] > 0]
+    frac.to_csv(build_dir / "outside_domain_sources.csv", index=False, float_format="%.9g")
+    rows = [{"source_id": s, "reason": "area proxy zero inside polygon: spread by area"}
+            for s in alloc.fallback]
+    rows += [{"source_id": s, "reason": r} for s, r in
+             zip(rejected["source_id"], rejected.get("reject_reason", []), strict=False)]
+    pd.DataFrame(rows, columns=["source_id", "reason"]).to_csv(build_dir / "notices.csv",
+                                                               index=False)
+    pd.DataFrame(metas).to_csv(build_dir / "inputs.csv", index=False)
+
+
+def summary_markdown(build_id: str, totals: pd.DataFrame) -> str:
+    """Ledger totals per species as a markdown table (t/yr)."""
+    lines = [f"# Tongyuan build `{build_id}`", "",
+             "| species | read t/yr | gridded t/yr | outside domain t/yr | rejected t/yr | "
+             "written t/yr |", "|---|---:|---:|---:|---:|---:|"]
+    for sp, r in totals.iterrows():
+        lines.append(f"| {sp} | {r.read_kg / 1e3:,.1f} | {r.gridded_kg / 1e3:,.1f} | "
+                     f"{r.outside_domain_kg / 1e3:,.1f} | {r.rejected_kg / 1e3:,.1f} | "
+                     f"{r.written_kg / 1e3:,.1f} |")
+    return "\n".join(lines)

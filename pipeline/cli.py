@@ -1,0 +1,81 @@
+"""``tongyuan`` command line: one config file plus overrides (as HERMES and SMOKE users work).
+
+    tongyuan build --config config/shanghai.yaml [--out DIR] [--year 2024]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from pathlib import Path
+
+
+def _prefect_environment(verbose: bool) -> None:
+    """Offline-safe Prefect defaults (see shared/reference/STACK.md); the user's values win."""
+    os.environ.setdefault("PREFECT_HOME", str(Path.home() / ".tongyuan" / "prefect"))
+    os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+    os.environ.setdefault("DO_NOT_TRACK", "1")
+    os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "120")
+    os.environ.setdefault("PREFECT_LOGGING_LEVEL", "INFO" if verbose else "WARNING")
+    os.environ.setdefault("PREFECT_SERVER_LOGGING_LEVEL", "WARNING")
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="tongyuan", description="Same-source gridded hourly "
+                                "carbon-pollution emission inventory.")
+    sub = p.add_subparsers(dest="command", required=True)
+    bp = sub.add_parser("build", help="run the annual build and publish it")
+    bp.add_argument("--config", required=True, type=Path, help="build configuration (YAML)")
+    bp.add_argument("--out", type=Path, help="output directory (default: output.dir of config)")
+    bp.add_argument("--year", type=int, help="output year (default: year of the config)")
+    bp.add_argument("-v", "--verbose", action="store_true", help="show Prefect's logs")
+    return p
+
+
+def _print_summary(summary: dict) -> None:
+    totals = summary["totals"]
+    print(f"\nBuild {summary['build_id']} published")
+    print(f"  files:   {summary['build_dir']}/hourly/  ({summary['files']} daily NetCDF files)")
+    print(f"  latest:  {summary['latest']} -> {summary['build_id']}")
+    print(f"  ledger:  {summary['build_dir']}/ledger.csv\n")
+    print(f"  {'species':<8}{'read t/yr':>16}{'gridded':>16}{'outside':>12}{'rejected':>12}"
+          f"{'written':>16}")
+    for sp, r in totals.iterrows():
+        print(f"  {sp:<8}{r.read_kg / 1e3:>16,.1f}{r.gridded_kg / 1e3:>16,.1f}"
+              f"{r.outside_domain_kg / 1e3:>12,.1f}{r.rejected_kg / 1e3:>12,.1f}"
+              f"{r.written_kg / 1e3:>16,.1f}")
+    print("  balance: read = gridded + outside + rejected and gridded = written, to 1e-9 "
+          "relative: OK")
+    if summary["fallback"]:
+        print(f"  notice:  {len(summary['fallback'])} area sources had an all-zero proxy and were "
+              "spread by area (notices.csv)")
+    steps = ", ".join(f"{k} {v:.1f} s" for k, v in summary["timings"].items())
+    print(f"\n  time:    {summary['seconds']:.1f} s ({steps})")
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    _prefect_environment(getattr(args, "verbose", False))
+    from sources.errors import TongyuanError  # after the environment is set
+
+    if args.command == "build":
+        if not args.config.exists():
+            print(f"tongyuan: error: config file {args.config} not found", file=sys.stderr)
+            return 2
+        from prefect.settings import PREFECT_FLOWS_HEARTBEAT_FREQUENCY, temporary_settings
+
+        from pipeline.flows import build_inventory
+        try:
+            with temporary_settings(updates={PREFECT_FLOWS_HEARTBEAT_FREQUENCY: None}):
+                summary = build_inventory(str(args.config), out_dir=str(args.out) if args.out
+                                          else None, year=args.year)
+        except TongyuanError as exc:
+            print(f"tongyuan: error: {exc}", file=sys.stderr)
+            return 1
+        _print_summary(summary)
+    return 0
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

@@ -1,0 +1,169 @@
+"""Build configuration: YAML → frozen, validated :class:`BuildConfig` with resolved paths.
+
+Paths in the YAML are relative to the YAML file. ``config_hash`` covers the configuration *and*
+the content of every table it names, so two builds with the same hash used the same science.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from sources.errors import ConfigError
+
+
+class _Frozen(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+class GridConfig(_Frozen):
+    crs: str = "EPSG:32651"
+    x0: float = 295_000.0
+    y0: float = 3_392_000.0
+    dx: float = Field(1000.0, gt=0)
+    dy: float = Field(1000.0, gt=0)
+    nx: int = Field(130, gt=0)
+    ny: int = Field(138, gt=0)
+    name: str = "SH1KM"
+
+
+class TablesConfig(_Frozen):
+    species: Path
+    sectors: Path
+    fuels: Path
+    emission_factors: Path
+    control_efficiencies: Path
+    temporal_profiles: Path
+
+
+class InputConfig(_Frozen):
+    name: str
+    kind: Literal["point", "line", "area"]
+    path: Path
+    crs: str | None = None
+    layer: str | None = None
+    columns: dict[str, str] = Field(default_factory=dict)
+    x_column: str = "lon"
+    y_column: str = "lat"
+    wkt_column: str = "geometry"
+
+
+class TemporalConfig(_Frozen):
+    timezone: str = "Asia/Shanghai"
+    holidays: bool = True
+
+
+class OutputConfig(_Frozen):
+    dir: Path = Path("out")
+    dtype: Literal["float64", "float32"] = "float64"
+    complevel: int = Field(1, ge=0, le=9)
+    shuffle: bool = False
+
+
+class BuildConfig(_Frozen):
+    name: str
+    year: int = Field(2024, ge=2004, le=2100)
+    grid: GridConfig = GridConfig()
+    tables: TablesConfig
+    inputs: list[InputConfig]
+    proxies: dict[str, Path] = Field(default_factory=dict)
+    sectors: list[str] | None = None
+    temporal: TemporalConfig = TemporalConfig()
+    output: OutputConfig = OutputConfig()
+    boundaries: Path | None = None
+    config_path: Path | None = None
+
+    @field_validator("inputs")
+    @classmethod
+    def _unique_names(cls, value: list[InputConfig]) -> list[InputConfig]:
+        names = [i.name for i in value]
+        if len(set(names)) != len(names):
+            raise ValueError(f"input names must be unique, got {names}")
+        if not value:
+            raise ValueError("at least one input is needed")
+        return value
+
+    def table_paths(self) -> dict[str, Path]:
+        return {k: getattr(self.tables, k) for k in TablesConfig.model_fields}
+
+
+def _resolve(doc: dict[str, Any], base: Path) -> dict[str, Any]:
+    def res(p: Any) -> Any:
+        return str((base / p).resolve()) if p is not None and not Path(p).is_absolute() else p
+
+    out = dict(doc)
+    if isinstance(out.get("tables"), dict):
+        out["tables"] = {k: res(v) for k, v in out["tables"].items()}
+    if isinstance(out.get("inputs"), list):
+        out["inputs"] = [{**i, "path": res(i.get("path"))} if isinstance(i, dict) else i
+                         for i in out["inputs"]]
+    if isinstance(out.get("proxies"), dict):
+        out["proxies"] = {k: res(v) for k, v in out["proxies"].items()}
+    if out.get("boundaries"):
+        out["boundaries"] = res(out["boundaries"])
+    if isinstance(out.get("output"), dict) and out["output"].get("dir"):
+        out["output"] = {**out["output"], "dir": res(out["output"]["dir"])}
+    return out
+
+
+def load_config(path: str | Path, overrides: dict[str, Any] | None = None) -> BuildConfig:
+    """Read and validate a build configuration.
+
+    ``overrides`` are dotted keys (``{"year": 2023, "output.dir": "/tmp/x"}``) applied after
+    reading, as the CLI does for ``--year`` and ``--out``.
+    """
+    path = Path(path)
+    try:
+        doc = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot read config ({exc.strerror})") from exc
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{path}: not valid YAML ({exc})") from exc
+    if not isinstance(doc, dict):
+        raise ConfigError(f"{path}: expected a mapping at the top level")
+    doc = _resolve(doc, path.parent)
+    for key, value in (overrides or {}).items():
+        if value is None:
+            continue
+        node = doc
+        parts = key.split(".")
+        for p in parts[:-1]:
+            node = node.setdefault(p, {})
+        node[parts[-1]] = str(Path(value).resolve()) if key == "output.dir" else value
+    doc["config_path"] = str(path.resolve())
+    try:
+        cfg = BuildConfig.model_validate(doc)
+    except ValidationError as exc:
+        lines = [f"  {'.'.join(str(p) for p in e['loc'])}: {e['msg']} (got {e.get('input')!r})"
+                 for e in exc.errors()]
+        raise ConfigError(f"{path}: invalid configuration\n" + "\n".join(lines)) from exc
+    for name, p in cfg.table_paths().items():
+        if not p.exists():
+            raise ConfigError(f"{path}: tables.{name} = {p} does not exist")
+    return cfg
+
+
+def config_hash(cfg: BuildConfig) -> str:
+    """sha256 over the canonical config (paths made relative to the config file) and the tables."""
+    base = cfg.config_path.parent if cfg.config_path else Path.cwd()
+    doc = json.loads(cfg.model_dump_json(exclude={"config_path", "output"}))
+
+    def rel(v: Any) -> Any:
+        if isinstance(v, dict):
+            return {k: rel(x) for k, x in v.items()}
+        if isinstance(v, list):
+            return [rel(x) for x in v]
+        if isinstance(v, str) and v.startswith("/"):
+            return os.path.relpath(v, base)
+        return v
+
+    h = hashlib.sha256(json.dumps(rel(doc), sort_keys=True).encode())
+    for _name, p in sorted(cfg.table_paths().items()):
+        h.update(p.read_bytes())
+    return h.hexdigest()

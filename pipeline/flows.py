@@ -1,0 +1,134 @@
+"""Prefect flows. The only module that imports ``prefect``; its tasks are one-line wrappers of
+the plain functions in :mod:`pipeline.build` and hold no science.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from pathlib import Path
+from typing import Any
+
+from prefect import flow, task
+from prefect.artifacts import create_markdown_artifact
+from prefect.cache_policies import NO_CACHE
+
+from pipeline import build as b
+from pipeline.config import BuildConfig, load_config
+from pipeline.cube import hourly_cube
+from pipeline.ledger import check_balance
+from pipeline.publish import build_lock, discard, publish, staging_dir, write_manifest
+from pipeline.writers.netcdf_cf import static_coords
+
+T = {"cache_policy": NO_CACHE, "persist_result": False}
+
+
+@task(**T)
+def load_config_task(path: str, overrides: dict[str, Any]) -> BuildConfig:
+    return load_config(path, overrides)
+
+
+@task(**T)
+def load_tables_task(cfg: BuildConfig) -> b.Tables:
+    return b.load_tables(cfg)
+
+
+@task(**T)
+def read_inputs_task(cfg: BuildConfig, tables: b.Tables):
+    return b.read_inputs(cfg, tables)
+
+
+@task(**T)
+def emissions_task(activity, tables: b.Tables):
+    return b.compute_all_emissions(activity, tables)
+
+
+@task(**T)
+def rejected_task(rejected, tables: b.Tables):
+    return b.rejected_mass(rejected, tables)
+
+
+@task(**T)
+def allocate_task(activity, tables: b.Tables):
+    return b.allocate_sources(activity, tables)
+
+
+@task(**T)
+def annual_task(alloc, emissions, activity, tables: b.Tables):
+    return b.make_annual(alloc, emissions, activity, tables)
+
+
+@task(**T)
+def factors_task(cfg: BuildConfig, tables: b.Tables):
+    return b.make_factors(cfg, tables)
+
+
+@task(**T)
+def ledger_task(emissions, activity, alloc, annual, rejected_kg):
+    return b.make_ledger(emissions, activity, alloc, annual, rejected_kg)
+
+
+@task(**T, task_run_name="write-{label}")
+def write_days_task(cube, days, ctx: b.WriteContext, cell_area, label: str):
+    return b.write_days(cube, days, ctx, cell_area)
+
+
+@flow(name="build-inventory", log_prints=True)
+def build_inventory(config_path: str, out_dir: str | None = None, year: int | None = None
+                    ) -> dict[str, Any]:
+    """Annual build: sources → same-source emissions → grid → hours → CF NetCDF → publish.
+
+    Returns a summary: build id and directory, ledger totals per species, timings.
+    """
+    clock = b.Stopwatch()
+    cfg = load_config_task(config_path, {"year": year, "output.dir": out_dir})
+    tables = load_tables_task(cfg)
+    activity, metas, rejected = read_inputs_task(cfg, tables)
+    clock.lap("read")
+    emissions = emissions_task(activity, tables)
+    rejected_kg = rejected_task(rejected, tables)
+    clock.lap("emissions")
+    alloc = allocate_task(activity, tables)
+    clock.lap("allocate")
+    annual = annual_task(alloc, emissions, activity, tables)
+    factors = factors_task(cfg, tables)
+    ledger = ledger_task(emissions, activity, alloc, annual, rejected_kg)
+    check_balance(ledger, written=False)
+    clock.lap("grid+time")
+
+    out = Path(cfg.output.dir)
+    with build_lock(out):
+        build_id, cfg_hash = b.start_build(cfg)
+        staging = staging_dir(out, build_id)
+        try:
+            grid = tables.grid
+            ctx = b.WriteContext(hourly_dir=staging / "hourly", static=static_coords(grid),
+                                 attrs=b.provenance_attrs(cfg, metas, build_id, cfg_hash, grid),
+                                 year=cfg.year, dtype=cfg.output.dtype,
+                                 complevel=cfg.output.complevel, shuffle=cfg.output.shuffle)
+            cube = hourly_cube(annual, factors, grid, tables.registry)
+            by_month = defaultdict(list)
+            for day in b.utc_days(cfg.year):
+                by_month[f"{day:%Y-%m}"].append(day)
+            per_day: dict[str, dict[str, float]] = {}
+            for label, days in by_month.items():
+                per_day.update(write_days_task(cube, days, ctx, grid.cell_area_m2, label)["written"])
+            clock.lap("write")
+            b.record_written(ledger, annual, factors, per_day)
+            check_balance(ledger)
+            ledger.to_csv(staging / "ledger.csv")
+            emissions.table.to_csv(staging / "emissions_by_source.csv", float_format="%.9g")
+            b.write_details(staging, activity, alloc, rejected, metas)
+            write_manifest(staging, {"build_id": build_id, "config_hash": cfg_hash,
+                                     "config": str(cfg.config_path), "year": cfg.year,
+                                     "inputs": {m["name"]: m["sha256"] for m in metas}})
+            final = publish(out, staging, build_id)
+        except BaseException:
+            discard(staging)
+            raise
+    clock.lap("publish")
+    totals = ledger.totals()
+    create_markdown_artifact(key="build-summary", markdown=b.summary_markdown(build_id, totals),
+                             description=f"Tongyuan build {build_id}")
+    return {"build_id": build_id, "build_dir": str(final), "latest": str(out / "latest"),
+            "files": len(per_day), "totals": totals, "fallback": list(alloc.fallback),
+            "timings": dict(clock.steps), "seconds": clock.total}

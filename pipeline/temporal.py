@@ -1,0 +1,142 @@
+"""Temporal factors: month × weekday × hour profiles per sector, Chinese holidays, local → UTC.
+
+Profiles are written in local time (``Asia/Shanghai`` by default) as relative *rate* weights:
+the emission rate in a local hour is proportional to ``month[m] · weekday[d] · hour[h]``. With
+holidays on, a sector whose ``holiday_as`` is ``sunday`` takes the Sunday weekday weight on
+statutory holidays (including the in-lieu days off) and the mean Monday–Friday weight on make-up
+working days (调休), from the maintained ``chinesecalendar`` package. Factors are then evaluated
+for every UTC hour of the output year and normalised so that each sector's factors sum to 1:
+the hours of the output year carry exactly the annual total.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from pathlib import Path
+
+import chinese_calendar
+import numpy as np
+import pandas as pd
+import xarray as xr
+
+from sources.errors import ConfigError
+from sources.factors import read_table
+
+LENGTHS = {"month": 12, "weekday": 7, "hour": 24}
+FIRST_INDEX = {"month": 1, "weekday": 1, "hour": 0}
+SECTOR_COLUMNS = ["sector", "month_profile", "weekday_profile", "hour_profile", "holiday_as"]
+
+
+def load_profiles(path: str | Path) -> dict[str, dict[str, np.ndarray]]:
+    """``{profile_id: {kind: weights}}`` from the tidy profiles table, with complete vectors."""
+    path = Path(path)
+    df = read_table(path, ["profile_id", "kind", "index", "value", "reference"], "temporal-profile")
+    values = pd.to_numeric(df["value"], errors="coerce")
+    index = pd.to_numeric(df["index"], errors="coerce")
+    for i in range(len(df)):
+        kind = df["kind"].iloc[i]
+        if kind not in LENGTHS:
+            raise ConfigError(f"{path}, row {i + 1}, column 'kind': {kind!r}; expected one of "
+                              f"{list(LENGTHS)}")
+        if not np.isfinite(values.iloc[i]) or values.iloc[i] < 0:
+            raise ConfigError(f"{path}, row {i + 1}, column 'value': {df['value'].iloc[i]!r}; "
+                              "expected a number >= 0")
+        lo = FIRST_INDEX[kind]
+        if not (lo <= index.iloc[i] < lo + LENGTHS[kind]) or index.iloc[i] != int(index.iloc[i]):
+            raise ConfigError(f"{path}, row {i + 1}, column 'index': {df['index'].iloc[i]!r}; "
+                              f"expected an integer {lo}..{lo + LENGTHS[kind] - 1} for {kind}")
+    out: dict[str, dict[str, np.ndarray]] = {}
+    for (pid, kind), grp in df.assign(v=values, i=index.astype(int)).groupby(["profile_id", "kind"]):
+        idx = grp["i"].to_numpy() - FIRST_INDEX[kind]
+        if sorted(idx.tolist()) != list(range(LENGTHS[kind])):
+            raise ConfigError(f"{path}: profile {pid!r} ({kind}) has indices "
+                              f"{sorted((idx + FIRST_INDEX[kind]).tolist())}; expected each of "
+                              f"{FIRST_INDEX[kind]}..{FIRST_INDEX[kind] + LENGTHS[kind] - 1} once")
+        vec = np.empty(LENGTHS[kind])
+        vec[idx] = grp["v"].to_numpy()
+        if vec.sum() <= 0:
+            raise ConfigError(f"{path}: profile {pid!r} ({kind}) is all zero")
+        out.setdefault(str(pid), {})[str(kind)] = vec
+    return out
+
+
+def load_sectors(path: str | Path, profiles: dict[str, dict[str, np.ndarray]]) -> pd.DataFrame:
+    """The sectors table, checked against the profiles it names."""
+    path = Path(path)
+    df = read_table(path, SECTOR_COLUMNS + ["reference"], "sector")
+    if df["sector"].duplicated().any():
+        raise ConfigError(f"{path}: duplicate sector {df.loc[df['sector'].duplicated(), 'sector'].iloc[0]!r}")
+    for i, row in enumerate(df.itertuples()):
+        for kind in LENGTHS:
+            pid = getattr(row, f"{kind}_profile")
+            if kind not in profiles.get(pid, {}):
+                raise ConfigError(f"{path}, row {i + 1}, column '{kind}_profile': no {kind} "
+                                  f"profile {pid!r} in the temporal-profile table")
+        if row.holiday_as not in ("sunday", "none"):
+            raise ConfigError(f"{path}, row {i + 1}, column 'holiday_as': {row.holiday_as!r}; "
+                              "expected 'sunday' or 'none'")
+    return df
+
+
+def utc_hours(year: int) -> pd.DatetimeIndex:
+    """Every UTC hour of ``year`` (8 784 in a leap year)."""
+    return pd.date_range(f"{year}-01-01", f"{year + 1}-01-01", freq="h", inclusive="left", tz="UTC")
+
+
+def day_types(dates: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(statutory holiday, make-up working day) flags for local calendar dates."""
+    holiday = np.zeros(dates.size, bool)
+    makeup = np.zeros(dates.size, bool)
+    for i, d in enumerate(dates):
+        try:
+            on_holiday, name = chinese_calendar.get_holiday_detail(d)
+        except NotImplementedError as exc:
+            raise ConfigError(f"the chinesecalendar package has no holiday data for {d} ({exc}); "
+                              "upgrade it, or set temporal.holidays: false") from exc
+        holiday[i] = bool(on_holiday and name is not None)
+        makeup[i] = bool((not on_holiday) and name is not None)
+    return holiday, makeup
+
+
+def temporal_factors(sectors: pd.DataFrame, profiles: dict[str, dict[str, np.ndarray]],
+                     year: int, timezone: str = "Asia/Shanghai",
+                     holidays: bool = True) -> xr.DataArray:
+    """Fraction of each sector's annual total in every UTC hour of ``year``.
+
+    Returns
+    -------
+    DataArray (sector, time) float64 [1]; each sector sums to 1 over ``time`` (UTC, naive
+    datetime64 values with ``attrs['timezone'] = 'UTC'``).
+    """
+    times = utc_hours(year)
+    local = times.tz_convert(timezone)
+    month = local.month.to_numpy() - 1
+    weekday = local.weekday.to_numpy()
+    hour = local.hour.to_numpy()
+    dates, inverse = np.unique(np.asarray(local.date), return_inverse=True)
+    if holidays:
+        hol_d, mak_d = day_types(dates)
+        hol, mak = hol_d[inverse], mak_d[inverse]
+    else:
+        hol = mak = np.zeros(times.size, bool)
+    out = np.empty((len(sectors), times.size))
+    for i, row in enumerate(sectors.itertuples()):
+        w_month = profiles[row.month_profile]["month"]
+        w_week = profiles[row.weekday_profile]["weekday"]
+        w_hour = profiles[row.hour_profile]["hour"]
+        day_w = w_week[weekday]
+        if row.holiday_as == "sunday":
+            day_w = np.where(hol, w_week[6], np.where(mak, w_week[:5].mean(), day_w))
+        w = w_month[month] * day_w * w_hour[hour]
+        total = w.sum()
+        if total <= 0:
+            raise ConfigError(f"sector {row.sector!r}: temporal weights are zero for all of {year}")
+        out[i] = w / total
+    return xr.DataArray(out, dims=("sector", "time"),
+                        coords={"sector": sectors["sector"].to_numpy(),
+                                "time": times.tz_localize(None).to_numpy()},
+                        name="temporal_factor",
+                        attrs={"units": "1", "timezone": "UTC", "profile_timezone": timezone,
+                               "long_name": "fraction of the annual total emitted in the hour"})
+
+

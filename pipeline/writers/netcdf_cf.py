@@ -1,0 +1,72 @@
+"""CF-1.8 NetCDF4 writer: one file per UTC day, 24 hourly steps.
+
+Variables ``(time, y, x)`` in kg m-2 s-1 with ``standard_name`` where CF has one, projected
+``x``/``y`` coordinates, 2-D ``lat``/``lon`` auxiliary coordinates, a scalar ``crs`` grid-mapping
+variable written the rioxarray way (``to_cf()`` attributes plus ``crs_wkt``), and ``cell_area``
+so that ``Σ flux × cell_area × 3600`` gives kg exactly. Compressed with zlib (deflate) level 1,
+chunked one hour × whole grid. Written to a temporary name and renamed, so a file either is
+complete or does not exist.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import xarray as xr
+
+from grids.grid import Grid
+
+CONVENTIONS = "CF-1.8"
+
+
+def static_coords(grid: Grid) -> dict[str, Any]:
+    """Coordinates and ancillary variables shared by every file of a build (computed once)."""
+    lon, lat = grid.lonlat()
+    return {
+        "x": ("x", grid.x, {"standard_name": "projection_x_coordinate", "long_name": "x of cell "
+                            "centre", "units": "m", "axis": "X"}),
+        "y": ("y", grid.y, {"standard_name": "projection_y_coordinate", "long_name": "y of cell "
+                            "centre", "units": "m", "axis": "Y"}),
+        "lon": (("y", "x"), lon, {"standard_name": "longitude", "long_name": "longitude of cell "
+                                  "centre", "units": "degrees_east"}),
+        "lat": (("y", "x"), lat, {"standard_name": "latitude", "long_name": "latitude of cell "
+                                  "centre", "units": "degrees_north"}),
+        "crs": ((), np.int32(0), grid.cf_grid_mapping()),
+        "cell_area": (("y", "x"), grid.cell_area_m2, {"standard_name": "cell_area",
+                                                      "long_name": "area of grid cell in the "
+                                                      "grid's projected plane", "units": "m2",
+                                                      "grid_mapping": "crs"}),
+    }
+
+
+def write(cube_day: xr.Dataset, path: str | Path, meta: dict[str, Any], *,
+          static: dict[str, Any], year: int, dtype: str = "float64", complevel: int = 1,
+          shuffle: bool = False) -> None:
+    """Write one day of the cube (already computed) to ``path`` atomically."""
+    path = Path(path)
+    ds = cube_day.copy()
+    for name, (dims, values, attrs) in static.items():
+        if name in ("x", "y"):
+            ds = ds.assign_coords({name: (dims, values, attrs)})
+        elif name in ("lon", "lat"):
+            ds = ds.assign_coords({name: (dims, values, attrs)})
+        else:
+            ds[name] = xr.Variable(dims, values, attrs)
+    ds["time"].attrs.update({"standard_name": "time", "long_name": "start of the hourly "
+                             "emission interval (UTC)", "axis": "T"})
+    ds.attrs = {"Conventions": CONVENTIONS, **meta}
+    species = [v for v in cube_day.data_vars]
+    ny, nx = ds.sizes["y"], ds.sizes["x"]
+    encoding: dict[str, dict[str, Any]] = {
+        v: {"dtype": dtype, "zlib": complevel > 0, "complevel": complevel, "shuffle": shuffle,
+            "chunksizes": (1, ny, nx), "_FillValue": None} for v in species}
+    encoding["time"] = {"dtype": "int32", "units": f"hours since {year}-01-01 00:00:00",
+                        "calendar": "proleptic_gregorian", "_FillValue": None}
+    for c in ("x", "y", "lon", "lat", "cell_area"):
+        encoding[c] = {"_FillValue": None}
+    tmp = path.with_name(f".{path.name}.tmp")
+    ds.to_netcdf(tmp, engine="netcdf4", format="NETCDF4", encoding=encoding)
+    os.replace(tmp, path)

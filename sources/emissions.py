@@ -1,0 +1,109 @@
+"""The same-source step: one activity record × the factor library → every species.
+
+``E[source, species] = A × EF × U × Π_d (1 − η_d)`` where ``U`` is the pint conversion of
+``activity_unit × factor_unit`` (× the fuel's NCV for per-energy factors) to kg. A
+``reported_<species>_kg`` value replaces the computed one for that source and species.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+import pint
+
+from sources.errors import UnitError
+from sources.factors import KEY, FactorLibrary
+from sources.species import SpeciesRegistry
+from sources.units import Q_, parse_unit, ureg
+
+KG = ureg.kg
+
+
+@dataclass(frozen=True)
+class EmissionsResult:
+    """Emissions table (index source_id, one column per species, kg/yr) and its provenance."""
+
+    table: pd.DataFrame
+    provenance: pd.DataFrame  # source_id species activity factor_value factor_unit ncv ...
+
+
+def _conversion(activity_unit: str, factor_unit: str, ncv: float | None, ncv_unit: str | None,
+                where: str) -> tuple[float, bool]:
+    """kg per (1 activity unit × 1 factor unit); second item tells whether the NCV was used."""
+    q = Q_(1.0, parse_unit(activity_unit)) * Q_(1.0, parse_unit(factor_unit))
+    if q.check(KG):
+        return float(q.to(KG).magnitude), False
+    if ncv is not None and ncv_unit is not None:
+        q2 = q * Q_(ncv, parse_unit(ncv_unit))
+        if q2.check(KG):
+            return float(q2.to(KG).magnitude), True
+    raise UnitError(where, "activity unit and factor unit do not give a mass",
+                    value=f"{activity_unit} × {factor_unit}"
+                    + (f" × NCV {ncv} {ncv_unit}" if ncv is not None else ""),
+                    expected="a factor per activity unit (e.g. kg/t for t) or per energy "
+                    "(g/GJ) with a calorific value for the fuel in fuels.csv")
+
+
+def compute_emissions(activity: pd.DataFrame, library: FactorLibrary,
+                      registry: SpeciesRegistry) -> EmissionsResult:
+    """Emissions of every species for every source, vectorised over sources.
+
+    Parameters
+    ----------
+    activity : activity table (source_id, sector, fuel, technology, control, activity
+        [activity_unit], optional reported_<species>_kg [kg])
+    library : emission factors [per activity or per energy], control efficiencies [1], NCVs
+    registry : the species registry (defines the columns and CO2e)
+
+    Returns
+    -------
+    EmissionsResult with ``table`` in kg/yr (float64, index ``source_id``, CO2e included).
+    """
+    species = registry.emitted
+    act = activity[["source_id", *KEY, "control", "activity", "activity_unit", "input_file",
+                    "input_row"]].reset_index(drop=True)
+    act["_pos"] = np.arange(len(act))
+    ef = library.factors[[*KEY, "species", "value_num", "unit", "reference"]]
+    long = act.merge(ef, on=KEY, how="inner")
+
+    fuels = library.fuels.set_index("fuel")
+    conv = {}
+    for (au, fu, fuel), grp in long.groupby(["activity_unit", "unit", "fuel"], sort=False):
+        ncv = float(fuels.loc[fuel, "ncv_value"]) if fuel in fuels.index else None
+        ncv_unit = fuels.loc[fuel, "ncv_unit"] if fuel in fuels.index else None
+        first = grp.iloc[0]
+        where = f"{first['input_file']} row {first['input_row']} ({first['source_id']})"
+        try:
+            conv[(au, fu, fuel)] = _conversion(au, fu, ncv, ncv_unit, where)
+        except pint.errors.DimensionalityError as exc:  # pragma: no cover - _conversion checks
+            raise UnitError(where, str(exc)) from exc
+    keys = list(zip(long["activity_unit"], long["unit"], long["fuel"], strict=True))
+    long["kg_per_unit"] = np.array([conv[k][0] for k in keys])
+    long["ncv_used"] = np.array([conv[k][1] for k in keys])
+
+    remaining = {c: library.remaining_fraction(c, species) for c in act["control"].unique()}
+    long["remaining"] = np.array([remaining[c][s] for c, s in
+                                  zip(long["control"], long["species"], strict=True)])
+    long["kg"] = long["activity"] * long["value_num"] * long["kg_per_unit"] * long["remaining"]
+
+    sp_index = {s: i for i, s in enumerate(species)}
+    values = np.zeros((len(act), len(species)))
+    np.add.at(values, (long["_pos"].to_numpy(), long["species"].map(sp_index).to_numpy()),
+              long["kg"].to_numpy())
+    long["reported"] = False
+    for col in [c for c in activity.columns if c.startswith("reported_") and c.endswith("_kg")]:
+        sp = col[len("reported_"):-len("_kg")]
+        given = activity[col].to_numpy(dtype=float)
+        mask = np.isfinite(given)
+        values[mask, sp_index[sp]] = given[mask]
+        long.loc[long["species"].eq(sp) & long["_pos"].isin(np.flatnonzero(mask)), "reported"] = True
+    table = pd.DataFrame(values, index=pd.Index(act["source_id"], name="source_id"),
+                         columns=species)
+    table = registry.add_co2e(table)
+    prov = long[["source_id", "species", "activity", "activity_unit", "value_num", "unit",
+                 "ncv_used", "remaining", "kg", "reported", "reference"]].rename(
+        columns={"value_num": "factor_value", "unit": "factor_unit",
+                 "remaining": "control_remaining_fraction"})
+    return EmissionsResult(table=table, provenance=prov)

@@ -1,0 +1,211 @@
+"""Readers for point, line and area sources (CSV, GeoPackage, Parquet/GeoParquet, Shapefile).
+
+Readers rename source columns to the house names at the boundary, validate every row, reproject
+once to the grid CRS and return ``(table, metadata)``. The table is the *activity table* of
+DESIGN.md: a GeoDataFrame with one row per source, plus ``input_file`` and ``input_row`` (the
+1-based data row or feature number) so that any later error can still point at the input.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import geopandas as gpd
+import numpy as np
+import pandas as pd
+import pyogrio
+import pyproj
+import shapely
+
+from sources import validate
+from sources.errors import CRSMissingError, GeometryError, InputError, MissingColumnError
+
+FORMATS = {".csv": "csv", ".gpkg": "gpkg", ".parquet": "parquet", ".geoparquet": "parquet",
+           ".shp": "shapefile"}
+SHAPEFILE_SIDECARS = (".shp", ".shx", ".dbf", ".prj", ".cpg")
+
+
+def file_sha256(path: str | Path) -> str:
+    """sha256 of a file (of all its parts for a Shapefile)."""
+    path = Path(path)
+    h = hashlib.sha256()
+    parts = [path.with_suffix(s) for s in SHAPEFILE_SIDECARS] if path.suffix == ".shp" else [path]
+    for part in parts:
+        if part.exists():
+            with part.open("rb") as fh:
+                for block in iter(lambda: fh.read(1 << 20), b""):
+                    h.update(block)
+    return h.hexdigest()
+
+
+def _read_raw(path: Path, fmt: str, layer: str | None, x_column: str, y_column: str,
+              wkt_column: str, crs: Any) -> tuple[pd.DataFrame, Any]:
+    """Read the file into a (Geo)DataFrame without touching its columns; return it and its CRS."""
+    if fmt == "csv":
+        try:
+            df = pd.read_csv(path, dtype=str, keep_default_na=False, na_values=[""])
+        except (pd.errors.ParserError, UnicodeDecodeError) as exc:
+            raise InputError(path, f"cannot parse CSV ({exc})") from exc
+        return df, None
+    if fmt == "parquet":
+        try:
+            return gpd.read_parquet(path), "from-file"
+        except ValueError:  # plain Parquet without GeoParquet metadata
+            return pd.read_parquet(path), None
+    try:
+        df = pyogrio.read_dataframe(path, layer=layer)
+    except pyogrio.errors.DataLayerError as exc:
+        raise InputError(path, f"cannot read layer ({exc})", column=None, value=layer,
+                         expected=f"one of the layers {[n for n, _ in pyogrio.list_layers(path)]}"
+                         ) from exc
+    return df, "from-file"
+
+
+def _geometry_from_columns(df: pd.DataFrame, path: Path, kind: str, x_column: str,
+                           y_column: str, wkt_column: str) -> gpd.GeoSeries:
+    if kind == "point" and x_column in df.columns and y_column in df.columns:
+        xy = []
+        for col in (x_column, y_column):
+            raw = df[col]
+            values = pd.to_numeric(raw, errors="coerce").to_numpy(dtype=float)
+            bad = ~np.isfinite(values)
+            if bad.any():
+                i = int(np.flatnonzero(bad)[0])
+                raise GeometryError(path, "coordinate is missing or not a number", row=i + 1,
+                                    column=col, value=raw.iloc[i], expected="a finite number")
+            xy.append(values)
+        return gpd.GeoSeries(shapely.points(xy[0], xy[1]), index=df.index)
+    if wkt_column in df.columns:
+        geoms = []
+        for i, text in enumerate(df[wkt_column]):
+            try:
+                geoms.append(shapely.from_wkt(text) if isinstance(text, str) and text else None)
+            except shapely.errors.GEOSException as exc:
+                raise GeometryError(path, f"cannot parse WKT ({exc})", row=i + 1,
+                                    column=wkt_column, value=str(text)[:80],
+                                    expected="WKT such as 'LINESTRING (x1 y1, x2 y2)'") from exc
+        return gpd.GeoSeries(geoms, index=df.index)
+    want = f"columns {x_column!r} and {y_column!r}" if kind == "point" else f"a WKT column {wkt_column!r}"
+    raise MissingColumnError(path, "no geometry", column=x_column if kind == "point" else wkt_column,
+                             expected=want + " (set x_column/y_column/wkt_column in the config)")
+
+
+def read_sources(
+    path: str | Path,
+    kind: str,
+    *,
+    target_crs: pyproj.CRS,
+    crs: Any = None,
+    columns: Mapping[str, str] | None = None,
+    layer: str | None = None,
+    x_column: str = "lon",
+    y_column: str = "lat",
+    wkt_column: str = "geometry",
+    keys: pd.DataFrame | None = None,
+    devices: set[str] | None = None,
+    proxies: set[str] | None = None,
+    species: list[str] | None = None,
+) -> tuple[gpd.GeoDataFrame, dict[str, Any]]:
+    """Read, rename, validate and reproject one activity file.
+
+    Parameters
+    ----------
+    path : input file; format from its suffix (.csv, .gpkg, .parquet, .shp)
+    kind : ``point``, ``line`` or ``area``
+    target_crs : the grid CRS; geometries are reprojected to it once, here
+    crs : CRS of the input when the file carries none (CSV, plain Parquet); if the file has
+        one and ``crs`` is given, they must agree
+    columns : mapping {column in file: house column name}
+    keys, devices, proxies, species : the configured vocabularies to check rows against
+
+    Returns
+    -------
+    (activity table, metadata) where metadata holds path, format, sha256, source CRS, row count
+    """
+    path = Path(path)
+    if kind not in validate.GEOMETRY_TYPES:
+        raise InputError(path, "unknown source kind", value=kind, expected="point, line or area")
+    if not path.exists():
+        raise InputError(path, "file not found", expected="an existing file (paths in the config "
+                         "are relative to the config file)")
+    fmt = FORMATS.get(path.suffix.lower())
+    if fmt is None:
+        raise InputError(path, "unsupported file format", value=path.suffix,
+                         expected=f"one of {sorted(FORMATS)}")
+    raw, file_crs_flag = _read_raw(path, fmt, layer, x_column, y_column, wkt_column, crs)
+    if columns:
+        raw = raw.rename(columns=dict(columns))
+    raw = raw.reset_index(drop=True)
+    raw["input_row"] = np.arange(1, len(raw) + 1)
+    file_crs = raw.crs if isinstance(raw, gpd.GeoDataFrame) else None
+    if isinstance(raw, gpd.GeoDataFrame) and raw.geometry.name in raw.columns:
+        gdf = raw
+    else:
+        geometry = _geometry_from_columns(raw, path, kind, x_column, y_column, wkt_column)
+        gdf = gpd.GeoDataFrame(raw, geometry=geometry)
+    if file_crs is not None and crs is not None and pyproj.CRS.from_user_input(crs) != file_crs:
+        raise CRSMissingError(path, "the file's CRS differs from the CRS given in the config",
+                              value=str(crs), expected=f"the file's own CRS {file_crs.to_string()} "
+                              "or no 'crs' entry")
+    source_crs = file_crs if file_crs is not None else (
+        pyproj.CRS.from_user_input(crs) if crs is not None else None)
+    if source_crs is None:
+        raise CRSMissingError(path, "no coordinate reference system", column="crs",
+                              expected="a file with a CRS, or 'crs: EPSG:4326' (or similar) in "
+                              "the input's config entry")
+    gdf = gdf.set_crs(source_crs, allow_override=True)
+
+    validate.check_columns(gdf, kind, str(path))
+    gdf = validate.check_text(gdf, str(path))
+    validate.check_unique_ids(gdf, str(path))
+    gdf = validate.check_activity(gdf, str(path))
+    if kind == "point":
+        gdf = validate.check_numeric_optional(gdf, validate.STACK_COLUMNS, str(path))
+    if species is not None:
+        gdf = validate.check_reported(gdf, species, str(path))
+    if kind == "area":
+        gdf["proxy"] = gdf["proxy"].fillna("").astype(str).str.strip()
+    validate.check_geometry(gdf, kind, str(path))
+    if keys is not None:
+        validate.check_keys(gdf, keys, devices or set(), str(path), proxies)
+
+    gdf = gdf.to_crs(target_crs)
+    gdf["kind"] = kind
+    gdf["input_file"] = str(path)
+    meta = {"path": str(path), "format": fmt, "kind": kind, "sha256": file_sha256(path),
+            "source_crs": source_crs.to_string(), "rows": int(len(gdf)), "layer": layer}
+    return gdf, meta
+
+
+def read_points(path: str | Path, **kwargs: Any) -> tuple[gpd.GeoDataFrame, dict[str, Any]]:
+    """Point sources (stacks). See :func:`read_sources`."""
+    return read_sources(path, "point", **kwargs)
+
+
+def read_lines(path: str | Path, **kwargs: Any) -> tuple[gpd.GeoDataFrame, dict[str, Any]]:
+    """Line sources (roads, shipping lanes). See :func:`read_sources`."""
+    return read_sources(path, "line", **kwargs)
+
+
+def read_areas(path: str | Path, **kwargs: Any) -> tuple[gpd.GeoDataFrame, dict[str, Any]]:
+    """Area sources (polygons with a proxy name). See :func:`read_sources`."""
+    return read_sources(path, "area", **kwargs)
+
+
+ACTIVITY_COLUMNS = ["source_id", "kind", "sector", "subsector", "fuel", "technology", "control",
+                    "activity", "activity_unit"]
+
+
+def combine_activity(tables: list[gpd.GeoDataFrame]) -> gpd.GeoDataFrame:
+    """Concatenate per-file activity tables into one, checking ids are unique across files."""
+    validate.check_unique_across([(t["input_file"].iloc[0] if len(t) else "", t) for t in tables])
+    keep = []
+    for t in tables:
+        extra = [c for c in t.columns if c in validate.STACK_COLUMNS or c == "proxy"
+                 or (c.startswith("reported_") and c.endswith("_kg"))]
+        keep.append(t[ACTIVITY_COLUMNS + extra + ["input_file", "input_row", "geometry"]])
+    out = pd.concat(keep, ignore_index=True)
+    return gpd.GeoDataFrame(out, geometry="geometry", crs=tables[0].crs)

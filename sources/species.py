@@ -1,0 +1,105 @@
+"""Species registry, read from ``config/species.yaml``: names, CF metadata, molar masses, GWPs.
+
+The registry is the only home of species metadata; code asks it, never hard-codes a list.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pandas as pd
+import yaml
+
+from sources.errors import ConfigError
+
+#: Primary species every same-source build computes, in output order (DESIGN.md conventions).
+PRIMARY = ("SO2", "NOx", "CO", "NMVOC", "NH3", "PM10", "PM2_5", "BC", "OC", "CO2", "CH4", "N2O")
+
+
+@dataclass(frozen=True)
+class Species:
+    """One species' metadata."""
+
+    id: str
+    long_name: str
+    kind: str
+    cf_standard_name: str | None = None
+    molar_mass_g_mol: float | None = None
+    gwp100_ar5: float | None = None
+    gwp100_ar6: float | None = None
+    note: str | None = None
+    reference: str | None = None
+
+
+@dataclass(frozen=True)
+class SpeciesRegistry:
+    """All species of a build and the CO2-equivalent definition."""
+
+    species: dict[str, Species]
+    gwp_set: str = "ar6"
+    co2e_components: tuple[str, ...] = ("CO2", "CH4", "N2O")
+    path: str | None = field(default=None, compare=False)
+
+    @property
+    def emitted(self) -> list[str]:
+        """Species computed from activity × factor (everything except derived ones)."""
+        return [s for s in self.species if self.species[s].kind != "derived"]
+
+    @property
+    def all(self) -> list[str]:
+        return list(self.species)
+
+    def gwp(self, species_id: str) -> float:
+        sp = self.species[species_id]
+        value = sp.gwp100_ar6 if self.gwp_set == "ar6" else sp.gwp100_ar5
+        if value is None:
+            raise ConfigError(f"{self.path}: species {species_id!r} has no gwp100_{self.gwp_set}, "
+                              "but it is a CO2e component")
+        return float(value)
+
+    def add_co2e(self, table: pd.DataFrame) -> pd.DataFrame:
+        """Return ``table`` (one column per species, kg) with a ``CO2e`` column added."""
+        if "CO2e" not in self.species:
+            return table
+        out = table.copy()
+        out["CO2e"] = sum(out[s] * self.gwp(s) for s in self.co2e_components)
+        return out
+
+
+def load_species(path: str | Path) -> SpeciesRegistry:
+    """Load ``species.yaml``; refuse unknown kinds, missing primary species and bad GWP sets."""
+    path = Path(path)
+    try:
+        doc = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except (OSError, yaml.YAMLError) as exc:
+        raise ConfigError(f"{path}: cannot read species table ({exc})") from exc
+    if not isinstance(doc, dict) or not isinstance(doc.get("species"), dict):
+        raise ConfigError(f"{path}: expected a top-level 'species:' mapping")
+    known = {f for f in Species.__dataclass_fields__}
+    species: dict[str, Species] = {}
+    for sid, meta in doc["species"].items():
+        if not isinstance(meta, dict):
+            raise ConfigError(f"{path}: species {sid!r}: expected a mapping of attributes")
+        if not str(sid).isidentifier():
+            raise ConfigError(f"{path}: species id {sid!r} is not usable as a NetCDF variable name")
+        kind = meta.get("kind")
+        if kind not in {"pollutant", "greenhouse_gas", "derived"}:
+            raise ConfigError(f"{path}: species {sid!r}: kind {kind!r}; expected pollutant, "
+                              "greenhouse_gas or derived")
+        attrs = {k: v for k, v in meta.items() if k in known}
+        species[str(sid)] = Species(id=str(sid), **attrs)
+    missing = [s for s in PRIMARY if s not in species]
+    if missing:
+        raise ConfigError(f"{path}: missing species {missing}; a same-source build needs all of "
+                          f"{list(PRIMARY)}")
+    co2e = doc.get("co2e") or {}
+    gwp_set = str(co2e.get("gwp_set", "ar6")).lower()
+    if gwp_set not in {"ar5", "ar6"}:
+        raise ConfigError(f"{path}: co2e.gwp_set {gwp_set!r}; expected 'ar5' or 'ar6'")
+    components = tuple(co2e.get("components", ("CO2", "CH4", "N2O")))
+    reg = SpeciesRegistry(species=species, gwp_set=gwp_set, co2e_components=components,
+                          path=str(path))
+    for s in components:
+        reg.gwp(s)
+    return reg

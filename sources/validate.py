@@ -1,0 +1,224 @@
+"""Row-level checks of activity tables.
+
+Every failure raises a :class:`~sources.errors.TongyuanError` subclass naming the file, the row
+(1-based data row, header excluded; for GeoPackage/Shapefile/Parquet the feature number), the
+column, the value and what would be right.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import shapely
+
+from sources.errors import (
+    ActivityError,
+    DuplicateSourceError,
+    GeometryError,
+    MissingColumnError,
+    UnitError,
+    UnknownKeyError,
+)
+from sources.units import parse_unit
+
+BASE_COLUMNS = ["source_id", "sector", "fuel", "technology", "activity", "activity_unit"]
+OPTIONAL_TEXT = {"subsector": "", "control": "none"}
+STACK_COLUMNS = ["stack_height_m", "stack_diameter_m", "exit_temp_k", "exit_velocity_m_s"]
+GEOMETRY_TYPES = {
+    "point": ("Point",),
+    "line": ("LineString", "MultiLineString"),
+    "area": ("Polygon", "MultiPolygon"),
+}
+
+
+def _rows(df: pd.DataFrame, mask: np.ndarray) -> np.ndarray:
+    return df["input_row"].to_numpy()[np.flatnonzero(mask)]
+
+
+def check_columns(df: pd.DataFrame, kind: str, path: str) -> None:
+    required = list(BASE_COLUMNS) + (["proxy"] if kind == "area" else [])
+    for col in required:
+        if col not in df.columns:
+            raise MissingColumnError(path, f"required column {col!r} is missing", column=col,
+                                     expected=f"columns {required} (map other names with "
+                                     "'columns:' in the input's config entry); found "
+                                     f"{[c for c in df.columns if c != 'input_row']}")
+
+
+def check_text(df: pd.DataFrame, path: str) -> pd.DataFrame:
+    """Required text columns are non-empty strings; optional ones get defaults."""
+    df = df.copy()
+    for col in ["source_id", "sector", "fuel", "technology", "activity_unit"]:
+        values = df[col]
+        empty = values.isna().to_numpy() | (values.astype(str).str.strip() == "").to_numpy()
+        if empty.any():
+            i = int(np.flatnonzero(empty)[0])
+            raise (ActivityError if col == "activity_unit" else UnknownKeyError)(
+                path, "empty value", row=int(df["input_row"].iloc[i]), column=col,
+                value=values.iloc[i], expected="a non-empty string")
+        df[col] = values.astype(str).str.strip()
+    for col, default in OPTIONAL_TEXT.items():
+        if col not in df.columns:
+            df[col] = default
+        df[col] = df[col].fillna(default).astype(str).str.strip().replace("", default)
+    return df
+
+
+def check_unique_ids(df: pd.DataFrame, path: str) -> None:
+    dup = df["source_id"].duplicated(keep=False).to_numpy()
+    if dup.any():
+        first = df.loc[dup].iloc[0]["source_id"]
+        rows = df.loc[df["source_id"] == first, "input_row"].tolist()
+        raise DuplicateSourceError(path, f"duplicate source_id in rows {rows}", row=int(rows[1]),
+                                   column="source_id", value=first,
+                                   expected="each source_id exactly once")
+
+
+def check_activity(df: pd.DataFrame, path: str) -> pd.DataFrame:
+    df = df.copy()
+    raw = df["activity"]
+    values = pd.to_numeric(raw, errors="coerce").to_numpy(dtype=float)
+    bad = ~np.isfinite(values) | (values < 0)
+    if bad.any():
+        i = int(np.flatnonzero(bad)[0])
+        what = "negative activity" if np.isfinite(values[i]) else "activity is missing or not a number"
+        raise ActivityError(path, what, row=int(df["input_row"].iloc[i]), column="activity",
+                            value=raw.iloc[i], source_id=df["source_id"].iloc[i],
+                            expected="a finite number >= 0")
+    df["activity"] = values
+    for i, text in enumerate(df["activity_unit"]):
+        try:
+            parse_unit(text)
+        except UnitError as exc:
+            raise UnitError(path, "unparseable unit", row=int(df["input_row"].iloc[i]),
+                            column="activity_unit", value=text, source_id=df["source_id"].iloc[i],
+                            expected="a pint unit string such as 't', 'm**3', 'km', 'head'"
+                            ) from exc
+    return df
+
+
+def check_numeric_optional(df: pd.DataFrame, columns: list[str], path: str,
+                           positive: bool = False) -> pd.DataFrame:
+    """Optional numeric columns: empty allowed (NaN), otherwise a finite number >= 0."""
+    df = df.copy()
+    for col in columns:
+        if col not in df.columns:
+            continue
+        raw = df[col]
+        values = pd.to_numeric(raw, errors="coerce").to_numpy(dtype=float)
+        given = ~(raw.isna().to_numpy() | (raw.astype(str).str.strip() == "").to_numpy())
+        bad = given & (~np.isfinite(values) | (values < 0) | ((values == 0) & positive))
+        if bad.any():
+            i = int(np.flatnonzero(bad)[0])
+            raise ActivityError(path, "invalid number", row=int(df["input_row"].iloc[i]),
+                                column=col, value=raw.iloc[i], source_id=df["source_id"].iloc[i],
+                                expected="empty or a finite number " + ("> 0" if positive else ">= 0"))
+        df[col] = np.where(given, values, np.nan)
+    return df
+
+
+def check_geometry(df: pd.DataFrame, kind: str, path: str) -> None:
+    geom = df.geometry.to_numpy()
+    missing = shapely.is_missing(geom) | shapely.is_empty(geom)
+    if missing.any():
+        i = int(np.flatnonzero(missing)[0])
+        raise GeometryError(path, "geometry is missing or empty", row=int(df["input_row"].iloc[i]),
+                            column="geometry", value=None if shapely.is_missing(geom[i]) else
+                            geom[i].wkt, source_id=df["source_id"].iloc[i],
+                            expected=f"a non-empty {' or '.join(GEOMETRY_TYPES[kind])}")
+    types = shapely.get_type_id(geom)
+    allowed = [shapely.GeometryType[t.upper()].value for t in
+               ("point", "linestring", "multilinestring", "polygon", "multipolygon")
+               if t in {g.lower() for g in GEOMETRY_TYPES[kind]}]
+    wrong = ~np.isin(types, allowed)
+    if wrong.any():
+        i = int(np.flatnonzero(wrong)[0])
+        raise GeometryError(path, f"wrong geometry type for a {kind} source",
+                            row=int(df["input_row"].iloc[i]), column="geometry",
+                            value=geom[i].geom_type, source_id=df["source_id"].iloc[i],
+                            expected=" or ".join(GEOMETRY_TYPES[kind]))
+    coords_ok = np.isfinite(shapely.bounds(geom)).all(axis=1)
+    invalid = ~shapely.is_valid(geom) | ~coords_ok
+    if invalid.any():
+        i = int(np.flatnonzero(invalid)[0])
+        reason = shapely.is_valid_reason(geom[i]) if coords_ok[i] else "non-finite coordinates"
+        raise GeometryError(path, f"invalid geometry ({reason})", row=int(df["input_row"].iloc[i]),
+                            column="geometry", value=geom[i].wkt[:120],
+                            source_id=df["source_id"].iloc[i],
+                            expected="a valid geometry (fix it in GIS, e.g. with make_valid)")
+    if kind in ("line", "area"):
+        size = shapely.length(geom) if kind == "line" else shapely.area(geom)
+        zero = size <= 0
+        if zero.any():
+            i = int(np.flatnonzero(zero)[0])
+            raise GeometryError(path, f"{'line length' if kind == 'line' else 'polygon area'} is 0",
+                                row=int(df["input_row"].iloc[i]), column="geometry",
+                                value=geom[i].wkt[:120], source_id=df["source_id"].iloc[i],
+                                expected="a line of positive length" if kind == "line"
+                                else "a polygon of positive area")
+
+
+def check_keys(df: pd.DataFrame, keys: pd.DataFrame, devices: set[str], path: str,
+               proxies: set[str] | None = None) -> None:
+    """Sector, fuel, technology (and their combination), control devices and proxies are known."""
+    for col in ["sector", "fuel", "technology"]:
+        known = set(keys[col])
+        bad = ~df[col].isin(known).to_numpy()
+        if bad.any():
+            i = int(np.flatnonzero(bad)[0])
+            raise UnknownKeyError(path, f"unknown {col}", row=int(df["input_row"].iloc[i]),
+                                  column=col, value=df[col].iloc[i],
+                                  source_id=df["source_id"].iloc[i],
+                                  expected=f"one of {sorted(known)} (emission_factors.csv)")
+    combo = pd.MultiIndex.from_frame(df[["sector", "fuel", "technology"]])
+    known_combo = pd.MultiIndex.from_frame(keys[["sector", "fuel", "technology"]])
+    bad = ~combo.isin(known_combo)
+    if bad.any():
+        i = int(np.flatnonzero(bad)[0])
+        opts = keys[keys["sector"] == df["sector"].iloc[i]]
+        raise UnknownKeyError(path, "no emission factors for this sector/fuel/technology",
+                              row=int(df["input_row"].iloc[i]), column="technology",
+                              value=tuple(combo[i]), source_id=df["source_id"].iloc[i],
+                              expected="one of " + ", ".join(
+                                  f"({r.fuel}, {r.technology})" for r in opts.itertuples()))
+    for i, control in enumerate(df["control"]):
+        if control == "none":
+            continue
+        unknown = [d for d in control.split("+") if d not in devices]
+        if unknown:
+            raise UnknownKeyError(path, f"unknown control device {unknown[0]!r}",
+                                  row=int(df["input_row"].iloc[i]), column="control", value=control,
+                                  source_id=df["source_id"].iloc[i],
+                                  expected=f"'none' or '+'-joined devices from {sorted(devices)}")
+    if proxies is not None and "proxy" in df.columns:
+        bad = ~df["proxy"].isin(proxies).to_numpy()
+        if bad.any():
+            i = int(np.flatnonzero(bad)[0])
+            raise UnknownKeyError(path, "unknown proxy", row=int(df["input_row"].iloc[i]),
+                                  column="proxy", value=df["proxy"].iloc[i],
+                                  source_id=df["source_id"].iloc[i],
+                                  expected=f"one of the configured proxies {sorted(proxies)}")
+
+
+def check_reported(df: pd.DataFrame, species: list[str], path: str) -> pd.DataFrame:
+    """``reported_<species>_kg`` columns: known species, empty or a number >= 0."""
+    cols = [c for c in df.columns if c.startswith("reported_") and c.endswith("_kg")]
+    for col in cols:
+        sp = col[len("reported_"):-len("_kg")]
+        if sp not in species:
+            raise UnknownKeyError(path, "reported column for an unknown species", column=col,
+                                  value=sp, expected=f"reported_<species>_kg with species in {species}")
+    return check_numeric_optional(df, cols, path)
+
+
+def check_unique_across(tables: list[tuple[str, pd.DataFrame]]) -> None:
+    """A source_id may appear in only one input file."""
+    seen: dict[str, tuple[str, int]] = {}
+    for path, df in tables:
+        for sid, row in zip(df["source_id"], df["input_row"], strict=True):
+            if sid in seen:
+                other = seen[sid]
+                raise DuplicateSourceError(path, f"source_id also used in {other[0]} row {other[1]}",
+                                           row=int(row), column="source_id", value=sid,
+                                           expected="source ids unique across all inputs")
+            seen[sid] = (path, int(row))
