@@ -41,18 +41,20 @@ class Ledger:
         """
         species = list(emissions.columns)
         e = emissions.to_numpy()
-        frame = pd.DataFrame(e, columns=species).assign(sector=sectors)
-        read = frame.groupby("sector").sum()
+        gridded_read = pd.DataFrame(e, columns=species).assign(sector=sectors).groupby("sector").sum()
         out = pd.DataFrame(e * outside[:, None], columns=species).assign(sector=sectors)
         out = out.groupby("sector").sum()
+        rej = rejected[species] if rejected is not None else pd.DataFrame(columns=species, dtype=float)
+        # everything read: the sources kept for gridding plus the rejected ones
+        read = gridded_read.add(rej, fill_value=0.0)
         rows = []
         for s in read.index:
             for sp in species:
-                rows.append({"sector": s, "species": sp, "read_kg": read.loc[s, sp],
-                             "gridded_kg": float(annual_by_sector.loc[s, sp]),
-                             "outside_domain_kg": out.loc[s, sp],
-                             "rejected_kg": float(rejected.loc[s, sp]) if rejected is not None
-                             and s in rejected.index else 0.0,
+                rows.append({"sector": s, "species": sp, "read_kg": float(read.loc[s, sp]),
+                             "gridded_kg": float(annual_by_sector.loc[s, sp])
+                             if s in annual_by_sector.index else 0.0,
+                             "outside_domain_kg": float(out.loc[s, sp]) if s in out.index else 0.0,
+                             "rejected_kg": float(rej.loc[s, sp]) if s in rej.index else 0.0,
                              "written_kg": np.nan})
         table = pd.DataFrame(rows).set_index(["sector", "species"])
         return cls(table=table)

@@ -1,0 +1,161 @@
+"""End to end on the fixture world, through the Prefect flow: files, CF structure, mass."""
+
+import json
+from pathlib import Path
+
+import netCDF4
+import numpy as np
+import pandas as pd
+import pytest
+import xarray as xr
+
+from pipeline.provenance import sha256_file
+from sources.errors import BuildLockedError, InputError
+from tests.world import write_world
+
+pytestmark = pytest.mark.usefixtures("prefect_harness")
+
+# CO2 kg/yr per flat cell index, by hand (see tests/world.py)
+EXPECTED_CO2 = {0: 2_000_000 + 100_000 + 100_000 + 1500, 1: 200_000 + 500, 6: 2000,
+                7: 50_000, 11: 1_000_000 + 1000}
+
+
+@pytest.fixture(scope="module")
+def built(tmp_path_factory, prefect_harness):
+    from pipeline.flows import build_inventory
+
+    root = tmp_path_factory.mktemp("e2e")
+    cfg = write_world(root)
+    summary = build_inventory(str(cfg), out_dir=str(root / "out"))
+    return root, summary
+
+
+def test_layout_and_latest(built):
+    root, summary = built
+    out = root / "out"
+    latest = out / "latest"
+    assert latest.is_symlink() and latest.resolve() == Path(summary["build_dir"]).resolve()
+    files = sorted((latest / "hourly").glob("*.nc"))
+    assert len(files) == 366 and files[0].name == "20240101.nc" and files[-1].name == "20241231.nc"
+    assert not list(out.glob(".staging-*"))
+    for name in ("ledger.csv", "manifest.json", "emissions_by_source.csv", "notices.csv"):
+        assert (latest / name).exists()
+
+
+def test_manifest_checksums(built):
+    root, _ = built
+    latest = root / "out" / "latest"
+    manifest = json.loads((latest / "manifest.json").read_text())
+    assert len(manifest["files"]) == 366 + 5
+    entry = manifest["files"]["hourly/20240212.nc"]
+    assert entry["sha256"] == sha256_file(latest / "hourly" / "20240212.nc")
+
+
+def test_cf_structure(built):
+    root, summary = built
+    path = root / "out" / "latest" / "hourly" / "20240101.nc"
+    ds = xr.open_dataset(path)
+    assert dict(ds.sizes) == {"time": 24, "y": 3, "x": 4}
+    assert set(ds.data_vars) >= {"SO2", "NOx", "CO", "NMVOC", "NH3", "PM10", "PM2_5", "BC", "OC",
+                                 "CO2", "CH4", "N2O", "CO2e", "crs", "cell_area"}
+    co2 = ds["CO2"]
+    assert co2.dims == ("time", "y", "x") and co2.attrs["units"] == "kg m-2 s-1"
+    assert co2.attrs["grid_mapping"] == "crs"
+    assert ds["SO2"].attrs["standard_name"].startswith("tendency_of_atmosphere_mass_content")
+    assert ds["crs"].attrs["grid_mapping_name"] == "transverse_mercator"
+    assert ds["x"].attrs["standard_name"] == "projection_x_coordinate"
+    assert ds["lat"].attrs["units"] == "degrees_north" and ds["lat"].shape == (3, 4)
+    assert str(ds.time.values[0]).startswith("2024-01-01T00")
+    assert ds.attrs["Conventions"] == "CF-1.8"
+    assert ds.attrs["tongyuan_build_id"] == summary["build_id"]
+    assert len(ds.attrs["tongyuan_config_hash"]) == 64
+    assert len(ds.attrs["input_sha256_points"]) == 64
+    ds.close()
+    with netCDF4.Dataset(path) as nc:
+        v = nc["CO2"]
+        assert v.filters()["zlib"] and v.filters()["complevel"] == 1
+        assert not v.filters()["shuffle"]
+        assert v.chunking() == [1, 3, 4]
+        assert nc["time"].units.startswith("hours since 2024-01-01")
+        assert nc["time"].dtype == np.int32
+
+
+def test_year_of_files_carries_annual_totals_exactly(built):
+    root, summary = built
+    ds = xr.open_mfdataset(sorted((root / "out" / "latest" / "hourly").glob("*.nc")),
+                           combine="by_coords", data_vars="minimal", coords="minimal",
+                           compat="override")
+    area = ds["cell_area"].isel(time=0) if "time" in ds["cell_area"].dims else ds["cell_area"]
+    co2 = (ds["CO2"] * area * 3600).sum("time").compute().to_numpy().ravel()
+    for cell, kg in EXPECTED_CO2.items():
+        assert co2[cell] == pytest.approx(kg, rel=1e-12)
+    assert co2.sum() == pytest.approx(sum(EXPECTED_CO2.values()), rel=1e-12)
+    ledger = pd.read_csv(root / "out" / "latest" / "ledger.csv").set_index(["sector", "species"])
+    total = ledger.groupby(level="species").sum()
+    assert total.loc["CO2", "read_kg"] == pytest.approx(3_806_000, rel=1e-12)
+    assert total.loc["CO2", "gridded_kg"] == pytest.approx(3_455_000, rel=1e-12)
+    assert total.loc["CO2", "outside_domain_kg"] == pytest.approx(351_000, rel=1e-12)
+    assert total.loc["CO2", "written_kg"] == pytest.approx(3_455_000, rel=1e-12)
+    nox = (ds["NOx"] * area * 3600).sum().compute()
+    assert float(nox) == pytest.approx(total.loc["NOx", "gridded_kg"], rel=1e-12)
+    ds.close()
+
+
+def test_road_hour_lands_at_utc_midnight(built):
+    root, _ = built
+    ds = xr.open_dataset(root / "out" / "latest" / "hourly" / "20240219.nc")
+    # cell (0,1) holds road and residential only; road is all in 00 UTC (08 local)
+    cell = ds["CO2"].isel(y=0, x=1).to_numpy() * 1e6 * 3600
+    res_per_hour = 500 / 8784
+    assert cell[0] > 100 * res_per_hour
+    np.testing.assert_allclose(cell[1:], res_per_hour, rtol=1e-9)
+    ds.close()
+
+
+def test_rejected_sector_goes_to_ledger(tmp_path):
+    from pipeline.flows import build_inventory
+
+    cfg = write_world(tmp_path, sectors=["power", "road"])
+    summary = build_inventory(str(cfg), out_dir=str(tmp_path / "out"))
+    t = summary["totals"]
+    assert t.loc["CO2", "rejected_kg"] == pytest.approx(6000, rel=1e-12)
+    assert t.loc["CO2", "read_kg"] == pytest.approx(3_806_000, rel=1e-12)
+    assert t.loc["CO2", "gridded_kg"] == pytest.approx(3_450_000, rel=1e-12)
+
+
+def test_failed_build_leaves_latest_untouched(built, tmp_path):
+    from pipeline.flows import build_inventory
+
+    root, summary = built
+    out = root / "out"
+    before = (out / "latest").resolve()
+    (root / "data" / "points.csv").write_text(
+        "source_id,sector,fuel,technology,control,activity,activity_unit,x,y\n"
+        "P1,power,coal,boiler,none,-1,t,300500,3400500\n")
+    with pytest.raises(InputError, match="negative activity"):
+        build_inventory(str(root / "config" / "build.yaml"), out_dir=str(out))
+    assert (out / "latest").resolve() == before
+    assert not list(out.glob(".staging-*"))
+
+
+def test_second_concurrent_build_is_refused(tmp_path):
+    from pipeline.publish import build_lock
+
+    with build_lock(tmp_path):
+        with pytest.raises(BuildLockedError, match="another build is running"):
+            with build_lock(tmp_path):
+                pass
+
+
+def test_cli_build_and_bad_arguments(tmp_path, capsys):
+    from pipeline.cli import main
+
+    cfg = write_world(tmp_path)
+    assert main(["build", "--config", str(cfg), "--out", str(tmp_path / "o")]) == 0
+    out = capsys.readouterr().out
+    assert "published" in out and "CO2" in out and "balance" in out
+    assert main(["build", "--config", str(tmp_path / "nope.yaml")]) == 2
+    assert "config file" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as exc:
+        main(["build"])
+    assert exc.value.code == 2

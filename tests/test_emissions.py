@@ -1,0 +1,70 @@
+import numpy as np
+import pytest
+
+from pipeline.build import read_inputs
+from pipeline.config import load_config
+from sources.emissions import compute_emissions
+from sources.errors import UnitError
+from sources.units import factor_to, to_canonical
+
+
+def test_pint_conversions():
+    assert factor_to("g", "kg") == pytest.approx(1e-3)
+    assert factor_to("t", "kg") == pytest.approx(1e3)
+    assert to_canonical(5, "Mt") == pytest.approx(5e9)
+    assert factor_to("g/km", "kg/m") == pytest.approx(1e-6)
+    with pytest.raises(UnitError, match="cannot parse unit 'tonnes of coal'"):
+        factor_to("tonnes of coal", "kg")
+
+
+@pytest.fixture()
+def emissions(world, tables):
+    cfg = load_config(world)
+    activity, _, _ = read_inputs(cfg, tables)
+    return activity, compute_emissions(activity, tables.library, tables.registry)
+
+
+def test_same_source_values_by_hand(emissions):
+    activity, result = emissions
+    t = result.table
+    # P1: 1000 t coal, fgd (SO2 −90 %) + esp (PM10 −99 %, PM2.5 −98 %)
+    assert t.loc["P1", "CO2"] == pytest.approx(2_000_000, rel=1e-15)
+    assert t.loc["P1", "SO2"] == pytest.approx(1000, rel=1e-12)
+    assert t.loc["P1", "NOx"] == pytest.approx(5000, rel=1e-15)
+    assert t.loc["P1", "PM10"] == pytest.approx(20, rel=1e-12)
+    assert t.loc["P1", "PM2_5"] == pytest.approx(20, rel=1e-12)
+    # per-energy factor × NCV: 1 kg/TJ × 1000 t × 20 GJ/t = 20 kg
+    assert t.loc["P1", "CH4"] == pytest.approx(20, rel=1e-12)
+    # CO2e with AR6 GWPs of the fixture (CH4 27)
+    assert t.loc["P1", "CO2e"] == pytest.approx(2_000_000 + 20 * 27, rel=1e-15)
+    # no factor row → exactly zero
+    assert t.loc["P1", "NH3"] == 0.0
+    # road: 1e6 vehicle-km × 200 g/km
+    assert t.loc["L1", "CO2"] == pytest.approx(200_000, rel=1e-15)
+    # residential gas: 1000 m3 × 40 MJ/m3 × 50 000 kg/TJ = 2000 kg; NOx 40 GJ × 50 g/GJ = 2 kg
+    assert t.loc["A1", "CO2"] == pytest.approx(2000, rel=1e-12)
+    assert t.loc["A1", "NOx"] == pytest.approx(2, rel=1e-12)
+    assert list(t.columns) == ["SO2", "NOx", "CO", "NMVOC", "NH3", "PM10", "PM2_5", "BC", "OC",
+                               "CO2", "CH4", "N2O", "CO2e"]
+    prov = result.provenance
+    row = prov[(prov.source_id == "P1") & (prov.species == "SO2")].iloc[0]
+    assert row.control_remaining_fraction == pytest.approx(0.1)
+    assert row.reference == "test"
+
+
+def test_reported_value_overrides_factor(world, tables):
+    cfg = load_config(world)
+    activity, _, _ = read_inputs(cfg, tables)
+    activity["reported_SO2_kg"] = np.nan
+    activity.loc[activity.source_id == "P2", "reported_SO2_kg"] = 1234.5
+    t = compute_emissions(activity, tables.library, tables.registry).table
+    assert t.loc["P2", "SO2"] == 1234.5
+    assert t.loc["P1", "SO2"] == pytest.approx(1000)
+
+
+def test_unit_without_mass_is_refused(world, tables):
+    cfg = load_config(world)
+    activity, _, _ = read_inputs(cfg, tables)
+    activity.loc[activity.source_id == "L1", "activity_unit"] = "t"
+    with pytest.raises(UnitError, match=r"lines.csv row 1 \(L1\).*t × g/km"):
+        compute_emissions(activity, tables.library, tables.registry)

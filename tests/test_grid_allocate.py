@@ -1,0 +1,110 @@
+import numpy as np
+import pyproj
+import pytest
+
+from grids.allocate import allocate
+from grids.grid import Grid
+from pipeline.build import read_inputs
+from pipeline.config import load_config
+from sources.errors import ConfigError
+
+
+def default_grid():
+    return Grid.from_config({"crs": "EPSG:32651", "x0": 295000, "y0": 3392000, "dx": 1000,
+                             "dy": 1000, "nx": 130, "ny": 138})
+
+
+def test_default_grid_covers_shanghai():
+    g = default_grid()
+    assert g.bounds == (295000, 3392000, 425000, 3530000)
+    lon, lat = g.lonlat()
+    assert lon.shape == lat.shape == (138, 130)
+    # Shanghai: E 120°52'–122°12', N 30°40'–31°53' lies inside the grid's lon/lat range
+    assert lon.min() < 120.87 and lon.max() > 122.2
+    assert lat.min() < 30.67 and lat.max() > 31.88
+    assert g.transform * (0, 0) == (295000, 3392000)
+    attrs = g.cf_grid_mapping()
+    assert attrs["grid_mapping_name"] == "transverse_mercator"
+    assert pyproj.CRS.from_wkt(attrs["crs_wkt"]).to_epsg() == 32651
+    polys = g.cell_polygons()
+    assert len(polys) == g.size and polys[131].bounds == (296000, 3393000, 297000, 3394000)
+
+
+def test_cell_index_half_open():
+    g = default_grid()
+    idx = g.cell_index(np.array([295000, 295999.9, 296000, 425000, 294999]),
+                       np.array([3392000, 3392000, 3393000, 3392000, 3392000]))
+    assert idx.tolist() == [0, 0, 131, -1, -1]
+
+
+def test_bad_grid_is_refused():
+    with pytest.raises(ConfigError, match="not projected"):
+        Grid.from_config({"crs": "EPSG:4326", "x0": 0, "y0": 0, "dx": 1, "dy": 1, "nx": 1, "ny": 1})
+    with pytest.raises(ConfigError, match="must be positive"):
+        Grid.from_config({"crs": "EPSG:32651", "x0": 0, "y0": 0, "dx": 0, "dy": 1, "nx": 1, "ny": 1})
+
+
+@pytest.fixture()
+def alloc(world, tables):
+    activity, _, _ = read_inputs(load_config(world), tables)
+    return activity, allocate(activity, tables.grid, tables.proxies)
+
+
+def column(alloc_result, sid):
+    activity, a = alloc_result
+    j = int(np.flatnonzero(activity.source_id.to_numpy() == sid)[0])
+    col = a.matrix[:, j].toarray().ravel()
+    return col, a.outside_fraction[j]
+
+
+def test_points(alloc):
+    col, out = column(alloc, "P1")
+    assert col[0] == 1 and col.sum() == 1 and out == 0
+    col, out = column(alloc, "P2")
+    assert col[2 * 4 + 3] == 1 and out == 0
+    col, out = column(alloc, "P3")
+    assert col.sum() == 0 and out == 1
+
+
+def test_line_crossing_cells_by_length(alloc):
+    col, out = column(alloc, "L1")
+    assert col[0] == pytest.approx(0.5, abs=1e-15) and col[1] == pytest.approx(0.5, abs=1e-15)
+    assert out == 0
+
+
+def test_line_partly_outside_goes_to_ledger_not_edge(alloc):
+    col, out = column(alloc, "L2")
+    assert col[1 * 4 + 3] == pytest.approx(0.25, abs=1e-15)
+    assert col.sum() == pytest.approx(0.25, abs=1e-15)
+    assert out == pytest.approx(0.75, abs=1e-15)
+
+
+def test_line_on_cell_edge_is_not_double_counted(alloc):
+    col, out = column(alloc, "L3")
+    assert col.sum() == pytest.approx(1.0, abs=1e-12)
+    assert col[0] == pytest.approx(0.5) and col[1] == pytest.approx(0.5)
+
+
+def test_area_proxy_weights(alloc):
+    col, out = column(alloc, "A1")
+    assert col[0] == pytest.approx(0.75, abs=1e-12) and col[1] == pytest.approx(0.25, abs=1e-12)
+    assert out == 0
+
+
+def test_polygon_straddling_domain_edge(alloc):
+    col, out = column(alloc, "A2")
+    assert col[2 * 4 + 3] == pytest.approx(0.5, abs=1e-12)
+    assert col.sum() == pytest.approx(0.5, abs=1e-12)
+    assert out == pytest.approx(0.5, abs=1e-12)
+
+
+def test_zero_proxy_falls_back_to_area_and_is_reported(alloc):
+    _, a = alloc
+    col, out = column(alloc, "A3")
+    assert col[1 * 4 + 2] == pytest.approx(1.0, abs=1e-12)
+    assert a.fallback == ("A3",)
+
+
+def test_columns_sum_with_outside_to_one(alloc):
+    _, a = alloc
+    np.testing.assert_allclose(a.inside_fraction + a.outside_fraction, 1.0, atol=1e-12)
