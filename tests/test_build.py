@@ -159,3 +159,17 @@ def test_cli_build_and_bad_arguments(tmp_path, capsys):
     with pytest.raises(SystemExit) as exc:
         main(["build"])
     assert exc.value.code == 2
+
+
+def test_cf_compliance_checker_passes(built):
+    """IOOS compliance-checker, CF-1.8, offline (its packaged standard-name table)."""
+    import subprocess
+    import sys
+
+    root, _ = built
+    exe = Path(sys.executable).with_name("compliance-checker")
+    path = root / "out" / "latest" / "hourly" / "20240701.nc"
+    res = subprocess.run([str(exe), "--test", "cf:1.8", "--criteria", "strict", str(path)],
+                         capture_output=True, text=True, timeout=120)
+    assert res.returncode == 0, res.stdout[-3000:]
+    assert "All tests passed!" in res.stdout
