@@ -1,0 +1,116 @@
+"""The shipped configuration and demo data: tables are consistent, the demo reads, validates,
+allocates and balances, and its totals are plausible. (The full-year write is `make demo` and
+bench/full_year.py; the write path itself is tested end to end on the fixture world.)"""
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from pipeline.build import (
+    allocate_sources,
+    compute_all_emissions,
+    load_tables,
+    make_annual,
+    make_ledger,
+    read_inputs,
+)
+from pipeline.config import load_config
+from pipeline.ledger import check_balance
+
+REPO = Path(__file__).resolve().parent.parent
+CONFIG = REPO / "config" / "shanghai.yaml"
+
+
+@pytest.fixture(scope="module")
+def shanghai():
+    cfg = load_config(CONFIG)
+    return cfg, load_tables(cfg)
+
+
+def test_factor_table_is_consistent(shanghai):
+    _, tables = shanghai
+    ef = tables.library.factors
+    assert (ef["reference"].str.len() > 10).all()
+    wide = ef.pivot_table(index=["sector", "fuel", "technology"], columns="species",
+                          values="value_num", aggfunc="first")
+    # uncontrolled: PM2.5 <= PM10 and BC + OC <= PM2.5 wherever given (same units per key)
+    units = ef.groupby(["sector", "fuel", "technology"])["unit"].nunique()
+    same = wide.loc[units[units == 1].index]
+    both = same[["PM10", "PM2_5"]].dropna()
+    assert (both["PM2_5"] <= both["PM10"]).all()
+    carb = same[["PM2_5", "BC", "OC"]].dropna()
+    assert (carb["BC"] + carb["OC"] <= carb["PM2_5"]).all()
+    # every fuel other than 'none' has a calorific value
+    fuels = set(ef["fuel"]) - {"none"}
+    assert fuels <= set(tables.library.fuels["fuel"])
+    # every sector has a CO2-relevant key and a profile row
+    assert set(ef["sector"]) <= set(tables.sectors["sector"])
+
+
+def test_coal_power_with_ultra_low_controls_meets_the_limits(shanghai):
+    """lnb+scr+wfgd+esp+wesp on coal power ends within China's ultra-low limits
+    (SO2 35, NOx 50, PM 10 mg/Nm3 at 6 % O2; ~7 500 Nm3 flue gas per t raw coal)."""
+    _, tables = shanghai
+    ef = tables.library.factors
+    rows = ef[(ef.sector == "power") & (ef.fuel == "coal")].set_index("species")
+    ncv = float(tables.library.fuels.set_index("fuel").loc["coal", "ncv_value"])
+    rem = tables.library.remaining_fraction("lnb+scr+wfgd+esp+wesp", ["SO2", "NOx", "PM10"])
+    from sources.units import Q_
+
+    def kg_per_t(sp):
+        q = Q_(rows.loc[sp, "value_num"], rows.loc[sp, "unit"]) * Q_(1, "t")
+        if not q.check("[mass]"):
+            q = q * Q_(ncv, tables.library.fuels.set_index("fuel").loc["coal", "ncv_unit"])
+        return q.to("kg").magnitude * rem[sp]
+
+    flue_nm3_per_t = 7500
+    for sp, limit in (("SO2", 35), ("NOx", 50), ("PM10", 10)):
+        mg_per_nm3 = kg_per_t(sp) * 1e6 / flue_nm3_per_t
+        assert mg_per_nm3 <= limit * 1.1, (sp, mg_per_nm3)
+
+
+@pytest.fixture(scope="module")
+def demo(shanghai):
+    cfg, tables = shanghai
+    activity, metas, rejected = read_inputs(cfg, tables)
+    emissions = compute_all_emissions(activity, tables)
+    alloc = allocate_sources(activity, tables)
+    annual = make_annual(alloc, emissions, activity, tables)
+    ledger = make_ledger(emissions, activity, alloc, annual, None)
+    return activity, metas, emissions, alloc, annual, ledger
+
+
+def test_demo_inputs(demo):
+    activity, metas, *_ = demo
+    assert {m["format"] for m in metas} == {"csv", "parquet", "shapefile", "gpkg"}
+    kinds = activity["kind"].value_counts()
+    points = activity[activity.kind == "point"]
+    assert 200 <= len(points) <= 400
+    roads = activity[activity.sector == "road"]
+    assert roads.geometry.nunique() >= 10_000
+    assert {"shipping", "residential", "solvents", "offroad", "livestock", "fertiliser"} <= set(
+        activity.sector)
+    assert kinds["area"] > 0 and set(activity.loc[activity.kind == "area", "proxy"]) == {
+        "population", "cropland"}
+
+
+def test_demo_totals_are_plausible_and_balance(demo):
+    _, _, emissions, alloc, annual, ledger = demo
+    check_balance(ledger, written=False)
+    totals = ledger.totals()
+    co2_mt = totals.loc["CO2", "read_kg"] / 1e9
+    assert 170 <= co2_mt <= 210, co2_mt  # CEADs 2015-2019: 190.6-196.2 Mt
+    # some shipping lies beyond the grid (Yangshan approach): outside domain, not in edge cells
+    assert ledger.table.loc[("shipping", "CO2"), "outside_domain_kg"] > 0
+    assert np.isfinite(annual.to_numpy()).all() and (annual.to_numpy() >= 0).all()
+    # same-source: the emissions table has every species for every source
+    assert list(emissions.table.columns[-1:]) == ["CO2e"]
+    assert (emissions.table["CO2"] >= 0).all()
+    by_sector = ledger.table.xs("CO2", level="species")["read_kg"]
+    assert by_sector.idxmax() == "power"
+    pd.testing.assert_series_equal(
+        ledger.table["read_kg"].groupby(level="species", sort=False).sum().loc[["CO2"]],
+        pd.Series({"CO2": emissions.table["CO2"].sum()}, name="read_kg"), check_names=False,
+        rtol=1e-12)
