@@ -48,7 +48,7 @@ DEFAULT_SEED = 20240101
 YEAR = 2024
 DAYS_IN_YEAR = 366  # 2024 is a leap year
 
-TARGET_POWER_COAL_T = 45.0e6            # t raw coal, pulverised-coal power units
+TARGET_POWER_COAL_T = 50.0e6            # t raw coal (calibrated: city CO2 ≈ 190 Mt), pulverised-coal power units
 TARGET_POWER_GAS_M3 = 4.0e9             # m**3 natural gas, combined-cycle units
 TARGET_BOILER_COAL_T = 4.0e6            # t coal, industrial boilers
 TARGET_BOILER_GAS_M3 = 3.0e9            # m**3 natural gas, industrial boilers

@@ -114,3 +114,21 @@ def test_demo_totals_are_plausible_and_balance(demo):
         ledger.table["read_kg"].groupby(level="species", sort=False).sum().loc[["CO2"]],
         pd.Series({"CO2": emissions.table["CO2"].sum()}, name="read_kg"), check_names=False,
         rtol=1e-12)
+
+
+def test_demo_data_regenerate_byte_for_byte(tmp_path):
+    """`make demo-data` reproduces the committed files exactly (seeded generator)."""
+    import hashlib
+    import subprocess
+    import sys
+
+    shipped = REPO / "data" / "shanghai-demo"
+    subprocess.run([sys.executable, str(REPO / "data" / "generate_shanghai_demo.py"), "--out",
+                    str(tmp_path), "--quiet"], check=True, timeout=300)
+    files = sorted(p.relative_to(shipped) for p in shipped.rglob("*")
+                   if p.is_file() and p.name != "README.md")
+    assert len(files) >= 10
+    for rel in files:
+        a = hashlib.sha256((shipped / rel).read_bytes()).hexdigest()
+        b = hashlib.sha256((tmp_path / rel).read_bytes()).hexdigest()
+        assert a == b, rel
