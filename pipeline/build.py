@@ -172,10 +172,14 @@ def record_written(ledger: Ledger, annual: xr.DataArray, factors: xr.DataArray,
                    per_day: dict[str, dict[str, float]], rtol: float = RTOL) -> None:
     """Fill ``written_kg`` and check it against the mass measured in the written arrays.
 
-    Per sector × species, written = gridded × Σ factors over the written hours. Per species the
-    sum over sectors must equal what the files' arrays carry, within ``rtol``.
+    Per sector × species, written = gridded × Σ factors over the written hours (the whole year,
+    or the days of a ``period`` build). Per species the sum over sectors must equal what the
+    files' arrays carry, within ``rtol``.
     """
-    fsum = factors.sel(sector=annual["sector"]).sum("time")
+    hours = pd.to_datetime(sorted(per_day), format="%Y%m%d").to_numpy()
+    written_hours = np.isin(factors["time"].values.astype("datetime64[D]"), hours.astype(
+        "datetime64[D]"))
+    fsum = factors.sel(sector=annual["sector"]).isel(time=written_hours).sum("time")
     written = (annual.sum(dim=("y", "x")) * fsum).to_pandas().stack().rename("written_kg")
     written.index.names = ["sector", "species"]
     ledger.record_written(written.to_frame())
@@ -205,8 +209,19 @@ def start_build(cfg: BuildConfig) -> tuple[str, str]:
     return new_build_id(h), h
 
 
-def utc_days(year: int) -> list[pd.Timestamp]:
-    return list(pd.date_range(f"{year}-01-01", f"{year}-12-31", freq="D"))
+def utc_days(year: int, period: tuple[str, str] | None = None) -> list[pd.Timestamp]:
+    """UTC days of ``year``, or of the inclusive ``period`` (``("2024-01-15", "2024-01-21")``)."""
+    days = pd.date_range(f"{year}-01-01", f"{year}-12-31", freq="D")
+    if period is None:
+        return list(days)
+    try:
+        start, end = pd.Timestamp(period[0]), pd.Timestamp(period[1])
+    except (ValueError, TypeError) as exc:
+        raise ConfigError(f"period {period!r}: expected two dates YYYY-MM-DD") from exc
+    if start > end or start.year != year or end.year != year:
+        raise ConfigError(f"period {period[0]}..{period[1]} must be ordered and lie in the "
+                          f"output year {year}")
+    return [d for d in days if start <= d <= end]
 
 
 class Stopwatch:
@@ -229,12 +244,20 @@ class Stopwatch:
 
 def write_details(build_dir: Path, activity: gpd.GeoDataFrame, alloc: Allocation,
                   rejected: gpd.GeoDataFrame, metas: list[dict[str, Any]]) -> None:
-    """Per-source details behind the ledger: outside-domain shares, fallbacks, rejections."""
-    frac = pd.DataFrame({"source_id": activity["source_id"].to_numpy(),
-                         "sector": activity["sector"].to_numpy(),
-                         "outside_domain_fraction": alloc.outside_fraction})
-    frac = frac[frac["outside_domain_fraction"] > 0]
-    frac.to_csv(build_dir / "outside_domain_sources.csv", index=False, float_format="%.9g")
+    """Per-source details behind the ledger.
+
+    ``sources.csv``: every source kept for gridding, its keys, input location, a representative
+    point in the grid CRS and the share beyond the grid. ``notices.csv``: area sources spread by
+    area (zero proxy) and rejected sources, with the reason. ``inputs.csv``: the input files.
+    """
+    point = activity.geometry.representative_point()
+    table = pd.DataFrame({
+        **{c: activity[c].to_numpy() for c in ("source_id", "kind", "sector", "subsector", "fuel",
+                                               "technology", "control", "activity",
+                                               "activity_unit", "input_file", "input_row")},
+        "x": point.x.to_numpy(), "y": point.y.to_numpy(),
+        "outside_domain_fraction": alloc.outside_fraction})
+    table.to_csv(build_dir / "sources.csv", index=False, float_format="%.9g")
     rows = [{"source_id": s, "reason": "area proxy zero inside polygon: spread by area"}
             for s in alloc.fallback]
     rows += [{"source_id": s, "reason": r} for s, r in
@@ -242,6 +265,26 @@ def write_details(build_dir: Path, activity: gpd.GeoDataFrame, alloc: Allocation
     pd.DataFrame(rows, columns=["source_id", "reason"]).to_csv(build_dir / "notices.csv",
                                                                index=False)
     pd.DataFrame(metas).to_csv(build_dir / "inputs.csv", index=False)
+
+
+def write_annual(build_dir: Path, annual: xr.DataArray, factors: xr.DataArray,
+                 static: dict[str, Any], attrs: dict[str, Any]) -> None:
+    """``annual.nc``: the annual grid per sector and species (kg/yr per cell) and the temporal
+    factors (sector × UTC hour) that spread it, for reports, comparisons and scenarios."""
+    ds = xr.Dataset({"annual_emissions": annual.astype("float64"),
+                     "temporal_factor": factors})
+    ds["annual_emissions"].attrs = {"long_name": "annual emissions per grid cell",
+                                    "units": "kg year-1", "grid_mapping": "crs",
+                                    "coordinates": "lat lon"}
+    for name in ("x", "y", "lon", "lat"):
+        dims, values, a = static[name]
+        ds = ds.assign_coords({name: (dims, values, a)})
+    dims, values, a = static["crs"]
+    ds["crs"] = xr.Variable(dims, values, a)
+    ds.attrs = {"Conventions": "CF-1.8", **attrs}
+    enc = {"annual_emissions": {"zlib": True, "complevel": 1, "chunksizes": (1, 1) + annual.shape[2:]},
+           "time": {"dtype": "int32", "units": f"hours since {str(factors.time.values[0])[:10]}"}}
+    ds.to_netcdf(build_dir / "annual.nc", engine="netcdf4", encoding=enc)
 
 
 def summary_markdown(build_id: str, totals: pd.DataFrame) -> str:

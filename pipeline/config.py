@@ -64,6 +64,8 @@ class OutputConfig(_Frozen):
     dtype: Literal["float64", "float32"] = "float64"
     complevel: int = Field(1, ge=0, le=9)
     shuffle: bool = False
+    #: write only these UTC days (inclusive), e.g. ["2024-01-15", "2024-01-21"]; default: the year
+    period: tuple[str, str] | None = None
 
 
 class BuildConfig(_Frozen):

@@ -15,7 +15,7 @@ from prefect.cache_policies import NO_CACHE
 from pipeline import build as b
 from pipeline.config import BuildConfig, load_config
 from pipeline.cube import hourly_cube
-from pipeline.ledger import check_balance
+from pipeline.ledger import FLOAT32_RTOL, RTOL, check_balance
 from pipeline.publish import build_lock, discard, publish, staging_dir, write_manifest
 from pipeline.writers.netcdf_cf import static_coords
 
@@ -73,14 +73,18 @@ def write_days_task(cube, days, ctx: b.WriteContext, cell_area, label: str):
 
 
 @flow(name="build-inventory", log_prints=True)
-def build_inventory(config_path: str, out_dir: str | None = None, year: int | None = None
-                    ) -> dict[str, Any]:
+def build_inventory(config_path: str, out_dir: str | None = None, year: int | None = None,
+                    period: tuple[str, str] | None = None) -> dict[str, Any]:
     """Annual build: sources → same-source emissions → grid → hours → CF NetCDF → publish.
+
+    ``period`` (two UTC dates, inclusive) writes only those days: an episode for a model run,
+    or a quick look. The ledger's ``written_kg`` is then the period's share.
 
     Returns a summary: build id and directory, ledger totals per species, timings.
     """
     clock = b.Stopwatch()
-    cfg = load_config_task(config_path, {"year": year, "output.dir": out_dir})
+    cfg = load_config_task(config_path, {"year": year, "output.dir": out_dir,
+                                         "output.period": list(period) if period else None})
     tables = load_tables_task(cfg)
     activity, metas, rejected = read_inputs_task(cfg, tables)
     clock.lap("read")
@@ -107,19 +111,24 @@ def build_inventory(config_path: str, out_dir: str | None = None, year: int | No
                                  complevel=cfg.output.complevel, shuffle=cfg.output.shuffle)
             cube = hourly_cube(annual, factors, grid, tables.registry)
             by_month = defaultdict(list)
-            for day in b.utc_days(cfg.year):
+            for day in b.utc_days(cfg.year, cfg.output.period):
                 by_month[f"{day:%Y-%m}"].append(day)
             per_day: dict[str, dict[str, float]] = {}
             for label, days in by_month.items():
                 per_day.update(write_days_task(cube, days, ctx, grid.cell_area_m2, label)["written"])
             clock.lap("write")
-            b.record_written(ledger, annual, factors, per_day)
-            check_balance(ledger)
+            # float32 files carry the mass at float32 precision (~1e-7), float64 files to 1e-9
+            b.record_written(ledger, annual, factors, per_day,
+                             rtol=RTOL if cfg.output.dtype == "float64" else FLOAT32_RTOL)
+            check_balance(ledger, written=cfg.output.period is None)
             ledger.to_csv(staging / "ledger.csv")
             emissions.table.to_csv(staging / "emissions_by_source.csv", float_format="%.9g")
             b.write_details(staging, activity, alloc, rejected, metas)
+            b.write_annual(staging, annual, factors, ctx.static, ctx.attrs)
             write_manifest(staging, {"build_id": build_id, "config_hash": cfg_hash,
                                      "config": str(cfg.config_path), "year": cfg.year,
+                                     "boundaries": str(cfg.boundaries) if cfg.boundaries
+                                     else None, "period": cfg.output.period,
                                      "inputs": {m["name"]: m["sha256"] for m in metas}})
             final = publish(out, staging, build_id)
         except BaseException:
@@ -131,4 +140,4 @@ def build_inventory(config_path: str, out_dir: str | None = None, year: int | No
                              description=f"Tongyuan build {build_id}")
     return {"build_id": build_id, "build_dir": str(final), "latest": str(out / "latest"),
             "files": len(per_day), "totals": totals, "fallback": list(alloc.fallback),
-            "timings": dict(clock.steps), "seconds": clock.total}
+            "timings": dict(clock.steps), "seconds": clock.total, "period": cfg.output.period}

@@ -17,6 +17,8 @@ from sources.errors import MassBalanceError
 
 COLUMNS = ["read_kg", "gridded_kg", "outside_domain_kg", "rejected_kg", "written_kg"]
 RTOL = 1e-9
+#: written-vs-ledger tolerance when files are written as float32 (output.dtype: float32)
+FLOAT32_RTOL = 1e-6
 
 
 @dataclass

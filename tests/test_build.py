@@ -38,7 +38,8 @@ def test_layout_and_latest(built):
     files = sorted((latest / "hourly").glob("*.nc"))
     assert len(files) == 366 and files[0].name == "20240101.nc" and files[-1].name == "20241231.nc"
     assert not list(out.glob(".staging-*"))
-    for name in ("ledger.csv", "manifest.json", "emissions_by_source.csv", "notices.csv"):
+    for name in ("ledger.csv", "manifest.json", "emissions_by_source.csv", "notices.csv",
+                 "sources.csv", "inputs.csv", "annual.nc"):
         assert (latest / name).exists()
 
 
@@ -46,7 +47,7 @@ def test_manifest_checksums(built):
     root, _ = built
     latest = root / "out" / "latest"
     manifest = json.loads((latest / "manifest.json").read_text())
-    assert len(manifest["files"]) == 366 + 5
+    assert len(manifest["files"]) == 366 + 6
     entry = manifest["files"]["hourly/20240212.nc"]
     assert entry["sha256"] == sha256_file(latest / "hourly" / "20240212.nc")
 
@@ -173,3 +174,59 @@ def test_cf_compliance_checker_passes(built):
                          capture_output=True, text=True, timeout=120)
     assert res.returncode == 0, res.stdout[-3000:]
     assert "All tests passed!" in res.stdout
+
+
+def test_annual_file_and_sources_table(built):
+    root, _ = built
+    latest = root / "out" / "latest"
+    with xr.open_dataset(latest / "annual.nc") as ds:
+        co2 = ds["annual_emissions"].sel(species="CO2").sum("sector").to_numpy().ravel()
+        for cell, kg in EXPECTED_CO2.items():
+            assert co2[cell] == pytest.approx(kg, rel=1e-12)
+        np.testing.assert_allclose(ds["temporal_factor"].sum("time"), 1.0, atol=1e-12)
+    src = pd.read_csv(latest / "sources.csv").set_index("source_id")
+    assert src.loc["L2", "outside_domain_fraction"] == pytest.approx(0.75)
+    assert src.loc["P1", "x"] == pytest.approx(300500) and src.loc["P1", "input_row"] == 1
+
+
+def test_period_build_writes_only_those_days(tmp_path):
+    from pipeline.flows import build_inventory
+
+    cfg = write_world(tmp_path)
+    summary = build_inventory(str(cfg), out_dir=str(tmp_path / "out"),
+                              period=("2024-02-10", "2024-02-12"))
+    hourly = sorted((tmp_path / "out" / "latest" / "hourly").glob("*.nc"))
+    assert [p.name for p in hourly] == ["20240210.nc", "20240211.nc", "20240212.nc"]
+    t = summary["totals"]
+    # power is flat: 72 of 8784 hours
+    ledger = pd.read_csv(tmp_path / "out" / "latest" / "ledger.csv").set_index(
+        ["sector", "species"])
+    row = ledger.loc[("power", "CO2")]
+    assert row.written_kg == pytest.approx(row.gridded_kg * 72 / 8784, rel=1e-12)
+    ds = xr.open_mfdataset(hourly, combine="by_coords", data_vars="minimal", coords="minimal",
+                           compat="override")
+    co2 = float((ds["CO2"] * ds["cell_area"] * 3600).sum().compute())
+    assert co2 == pytest.approx(t.loc["CO2", "written_kg"], rel=1e-12)
+    ds.close()
+
+
+def test_period_outside_the_year_is_refused(tmp_path):
+    from pipeline.flows import build_inventory
+    from sources.errors import ConfigError
+
+    cfg = write_world(tmp_path)
+    with pytest.raises(ConfigError, match="must be ordered and lie in the output year 2024"):
+        build_inventory(str(cfg), out_dir=str(tmp_path / "out"), period=("2024-12-30", "2025-01-02"))
+
+
+def test_float32_output(tmp_path):
+    from pipeline.flows import build_inventory
+
+    cfg = write_world(tmp_path)
+    cfg.write_text(cfg.read_text().replace("output: {dir: ../out}",
+                                           "output: {dir: ../out, dtype: float32}"))
+    summary = build_inventory(str(cfg), period=("2024-03-01", "2024-03-01"))
+    with netCDF4.Dataset(Path(summary["build_dir"]) / "hourly" / "20240301.nc") as nc:
+        assert nc["CO2"].dtype == np.float32
+        kg = (nc["CO2"][:].astype(np.float64) * nc["cell_area"][:] * 3600).sum()
+    assert kg == pytest.approx(summary["totals"].loc["CO2", "written_kg"], rel=1e-6)
