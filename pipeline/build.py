@@ -25,8 +25,9 @@ from grids.allocate import Allocation, allocate
 from grids.grid import Grid
 from grids.proxy import Proxy
 from pipeline import cube as cube_mod
+from pipeline.checks import ChecksConfig, Finding, load_checks, run_checks
 from pipeline.config import BuildConfig, config_hash
-from pipeline.ledger import RTOL, Ledger, check_balance
+from pipeline.ledger import RTOL, Ledger
 from pipeline.provenance import code_version, global_attributes, new_build_id
 from pipeline.temporal import load_profiles, load_sectors, temporal_factors
 from pipeline.writers import netcdf_cf
@@ -47,6 +48,7 @@ class Tables:
     profiles: dict[str, dict[str, np.ndarray]]
     grid: Grid
     proxies: dict[str, Proxy] = field(default_factory=dict)
+    checks: ChecksConfig | None = None
 
 
 def load_tables(cfg: BuildConfig) -> Tables:
@@ -67,8 +69,9 @@ def load_tables(cfg: BuildConfig) -> Tables:
                               f"known: {sorted(sectors['sector'])}")
     grid = Grid.from_config(cfg.grid.model_dump())
     proxies = {name: Proxy(name=name, path=str(path)) for name, path in cfg.proxies.items()}
+    checks = load_checks(cfg.tables.checks) if cfg.tables.checks else None
     return Tables(registry=registry, library=library, sectors=sectors, profiles=profiles,
-                  grid=grid, proxies=proxies)
+                  grid=grid, proxies=proxies, checks=checks)
 
 
 def read_inputs(cfg: BuildConfig, tables: Tables
@@ -98,6 +101,18 @@ def read_inputs(cfg: BuildConfig, tables: Tables
 
 def compute_all_emissions(activity: gpd.GeoDataFrame, tables: Tables) -> EmissionsResult:
     return compute_emissions(activity, tables.library, tables.registry)
+
+
+def check_emissions(emissions: EmissionsResult, activity: gpd.GeoDataFrame, tables: Tables,
+                    cfg: BuildConfig) -> list[Finding]:
+    """Same-source consistency checks (ratios, PM subsets, city CO2); [] when none configured.
+
+    The city CO2 check only makes sense for a build of every sector.
+    """
+    if tables.checks is None:
+        return []
+    return run_checks(emissions.table, activity, tables.library, tables.checks,
+                      city_total=cfg.sectors is None)
 
 
 def allocate_sources(activity: gpd.GeoDataFrame, tables: Tables) -> Allocation:

@@ -225,7 +225,7 @@ def _fmt(x: float) -> str:
 
 
 def _expected(lo: float, hi: float, unit: str) -> str:
-    return f"[{_fmt(lo)}, {_fmt(hi)}] {unit}"
+    return f"[{_fmt(lo)}, {_fmt(hi)}]" + ("" if unit == "1" else f" {unit}")
 
 
 def _table_path(library: FactorLibrary, name: str) -> str:
@@ -327,7 +327,7 @@ def _ratio(num: float, den: float, scale: float) -> float | None:
 
 
 def _attribute(sub: pd.DataFrame, num: tuple[str, ...], den: str, lo: float, hi: float,
-               scale: float, above: bool, library: FactorLibrary
+               scale: float, unit: str, above: bool, library: FactorLibrary
                ) -> tuple[str, list[tuple[str, ...]], tuple[str, ...], tuple[str, ...]]:
     """Which keys and sources drive a sector ratio out of ``[lo, hi]``.
 
@@ -357,7 +357,7 @@ def _attribute(sub: pd.DataFrame, num: tuple[str, ...], den: str, lo: float, hi:
         row = by_key.loc[key]
         r = _ratio(float(row["num"]), float(row["den"]), 1.0)
         share = f", {float(row['excess']) / total:.0%} of the excess" if total > 0 else ""
-        texts.append(f"{key[1]}/{key[2]} ({'n/a' if r is None else _fmt(r)}{share})")
+        texts.append(f"{key[1]}/{key[2]} ({'n/a' if r is None else _fmt(r)}{unit}{share})")
     in_keys = pd.MultiIndex.from_frame(sub[KEY]).isin(keys)
     src = excess_src[in_keys]
     src = src[src > 0].sort_values(ascending=False)
@@ -383,12 +383,14 @@ def _range_finding(check: str, sector: str, pair: str, sub: pd.DataFrame, num: t
     above = value > hi
     if escalate is not None and (value > hi * escalate or value < lo / escalate):
         severity = "error"
-    drivers, keys, source_ids, rows = _attribute(sub, num, den, lo, hi, scale, above, library)
+    u = "" if unit == "1" else f" {unit}"
+    drivers, keys, source_ids, rows = _attribute(sub, num, den, lo, hi, scale, u, above,
+                                                 library)
     where = "above" if above else "below"
     factor = (value / hi if above else (lo / value if value > 0 else math.inf))
-    msg = (f"{label or sector}: {pair} = {_fmt(value)} {unit} is {where} the plausible range "
+    msg = (f"{label or sector}: {pair} = {_fmt(value)}{u} is {where} the plausible range "
            f"{_expected(lo, hi, unit)} (×{_fmt(factor)} beyond); driven by fuel/technology "
-           f"{drivers} {unit}; top sources {', '.join(source_ids[:3]) or '-'}"
+           f"{drivers}; top sources {', '.join(source_ids[:3]) or '-'}"
            f"{_reported_note(activity, list(source_ids), [*num, den])}; check the factor rows "
            f"(a g↔kg unit slip is ×1000). Basis: {basis}")
     return Finding(check=check, severity=severity, sector=sector, pair=pair, value=float(value),

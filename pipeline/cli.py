@@ -34,6 +34,15 @@ def _parser() -> argparse.ArgumentParser:
     bp.add_argument("--period", metavar="START:END", help="write only these UTC days, e.g. "
                     "2024-01-15:2024-01-21 (default: the whole year)")
     bp.add_argument("-v", "--verbose", action="store_true", help="show Prefect's logs")
+    rp = sub.add_parser("report", help="write the QA report of a build (HTML + PNG)")
+    rp.add_argument("build", type=Path, help="a build directory, e.g. out/latest")
+    rp.add_argument("--out", type=Path, help="report directory (default: BUILD/report)")
+    rp.add_argument("--boundaries", type=Path, help="district GeoPackage (default: the build's)")
+    cp = sub.add_parser("compare", help="compare two builds: totals, difference maps, top cells")
+    cp.add_argument("build_a", type=Path)
+    cp.add_argument("build_b", type=Path)
+    cp.add_argument("--out", type=Path, required=True, help="directory for the comparison")
+    cp.add_argument("--boundaries", type=Path, help="district GeoPackage (default: A's)")
     return p
 
 
@@ -56,9 +65,16 @@ def _print_summary(summary: dict) -> None:
     else:
         print("  balance: read = gridded + outside + rejected and gridded = written, to 1e-9 "
               "relative: OK")
+    warnings = [f for f in summary.get("findings", []) if f.severity == "warning"]
+    if warnings:
+        print(f"  checks:  {len(warnings)} same-source warnings (checks.csv), e.g.:")
+        for f in warnings[:3]:
+            print(f"           - {f.message[:160]}")
     if summary["fallback"]:
         print(f"  notice:  {len(summary['fallback'])} area sources had an all-zero proxy and were "
               "spread by area (notices.csv)")
+    if summary.get("report"):
+        print(f"  report:  {summary['report']}")
     steps = ", ".join(f"{k} {v:.1f} s" for k, v in summary["timings"].items())
     print(f"\n  time:    {summary['seconds']:.1f} s ({steps})")
 
@@ -93,6 +109,26 @@ def main(argv: list[str] | None = None) -> int:
             return 1
         _print_summary(summary)
         print(f"  wall:    {time.perf_counter() - started:.1f} s including Prefect start-up")
+        return 0
+    for path in [getattr(args, n) for n in ("build", "build_a", "build_b") if hasattr(args, n)]:
+        if not (path / "manifest.json").exists():
+            print(f"tongyuan: error: {path} is not a Tongyuan build directory (no manifest.json)",
+                  file=sys.stderr)
+            return 2
+    try:
+        if args.command == "report":
+            from pipeline.report import write_report
+
+            out = write_report(args.build, args.out, boundaries=args.boundaries)
+            print(f"report: {out}")
+        elif args.command == "compare":
+            from pipeline.compare import compare_builds
+
+            out = compare_builds(args.build_a, args.build_b, args.out, boundaries=args.boundaries)
+            print(f"comparison: {out}")
+    except TongyuanError as exc:
+        print(f"tongyuan: error: {exc}", file=sys.stderr)
+        return 1
     return 0
 
 

@@ -40,6 +40,8 @@ class TablesConfig(_Frozen):
     emission_factors: Path
     control_efficiencies: Path
     temporal_profiles: Path
+    #: same-source consistency checks (pipeline/checks.py); optional
+    checks: Path | None = None
 
 
 class InputConfig(_Frozen):
@@ -92,7 +94,8 @@ class BuildConfig(_Frozen):
         return value
 
     def table_paths(self) -> dict[str, Path]:
-        return {k: getattr(self.tables, k) for k in TablesConfig.model_fields}
+        return {k: getattr(self.tables, k) for k in TablesConfig.model_fields
+                if getattr(self.tables, k) is not None}
 
 
 def _resolve(doc: dict[str, Any], base: Path) -> dict[str, Any]:

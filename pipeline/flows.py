@@ -13,10 +13,18 @@ from prefect.artifacts import create_markdown_artifact
 from prefect.cache_policies import NO_CACHE
 
 from pipeline import build as b
+from pipeline.checks import findings_frame, raise_on_errors
 from pipeline.config import BuildConfig, load_config
 from pipeline.cube import hourly_cube
 from pipeline.ledger import FLOAT32_RTOL, RTOL, check_balance
-from pipeline.publish import build_lock, discard, publish, staging_dir, write_manifest
+from pipeline.publish import (
+    add_to_manifest,
+    build_lock,
+    discard,
+    publish,
+    staging_dir,
+    write_manifest,
+)
 from pipeline.writers.netcdf_cf import static_coords
 
 T = {"cache_policy": NO_CACHE, "persist_result": False}
@@ -40,6 +48,11 @@ def read_inputs_task(cfg: BuildConfig, tables: b.Tables):
 @task(**T)
 def emissions_task(activity, tables: b.Tables):
     return b.compute_all_emissions(activity, tables)
+
+
+@task(**T)
+def checks_task(emissions, activity, tables: b.Tables, cfg: BuildConfig):
+    return b.check_emissions(emissions, activity, tables, cfg)
 
 
 @task(**T)
@@ -72,6 +85,20 @@ def write_days_task(cube, days, ctx: b.WriteContext, cell_area, label: str):
     return b.write_days(cube, days, ctx, cell_area)
 
 
+@task(**T)
+def report_task(build_dir: Path) -> str | None:
+    """The QA report; a failure here is reported, not fatal: the inventory itself is checked."""
+    from pipeline import report
+
+    try:
+        report.write_report(build_dir)
+    except Exception as exc:  # noqa: BLE001 - report bugs must not block a checked inventory
+        print(f"WARNING: the build report could not be written: {exc!r}")
+        return None
+    add_to_manifest(build_dir, "report")
+    return report.summary_markdown(build_dir)
+
+
 @flow(name="build-inventory", log_prints=True)
 def build_inventory(config_path: str, out_dir: str | None = None, year: int | None = None,
                     period: tuple[str, str] | None = None) -> dict[str, Any]:
@@ -90,6 +117,8 @@ def build_inventory(config_path: str, out_dir: str | None = None, year: int | No
     clock.lap("read")
     emissions = emissions_task(activity, tables)
     rejected_kg = rejected_task(rejected, tables)
+    findings = checks_task(emissions, activity, tables, cfg)
+    raise_on_errors(findings)  # configured as errors: fail fast, before anything is written
     clock.lap("emissions")
     alloc = allocate_task(activity, tables)
     clock.lap("allocate")
@@ -125,19 +154,24 @@ def build_inventory(config_path: str, out_dir: str | None = None, year: int | No
             emissions.table.to_csv(staging / "emissions_by_source.csv", float_format="%.9g")
             b.write_details(staging, activity, alloc, rejected, metas)
             b.write_annual(staging, annual, factors, ctx.static, ctx.attrs)
+            findings_frame(findings).to_csv(staging / "checks.csv", index=False)
             write_manifest(staging, {"build_id": build_id, "config_hash": cfg_hash,
                                      "config": str(cfg.config_path), "year": cfg.year,
                                      "boundaries": str(cfg.boundaries) if cfg.boundaries
                                      else None, "period": cfg.output.period,
                                      "inputs": {m["name"]: m["sha256"] for m in metas}})
+            markdown = report_task(staging)
             final = publish(out, staging, build_id)
         except BaseException:
             discard(staging)
             raise
     clock.lap("publish")
     totals = ledger.totals()
-    create_markdown_artifact(key="build-summary", markdown=b.summary_markdown(build_id, totals),
+    create_markdown_artifact(key="build-summary",
+                             markdown=markdown or b.summary_markdown(build_id, totals),
                              description=f"Tongyuan build {build_id}")
     return {"build_id": build_id, "build_dir": str(final), "latest": str(out / "latest"),
             "files": len(per_day), "totals": totals, "fallback": list(alloc.fallback),
+            "findings": findings,
+            "report": str(final / "report" / "index.html") if markdown else None,
             "timings": dict(clock.steps), "seconds": clock.total, "period": cfg.output.period}

@@ -56,6 +56,19 @@ def write_manifest(build_dir: Path, extra: dict[str, Any]) -> Path:
     return path
 
 
+def add_to_manifest(build_dir: Path, subdir: str) -> None:
+    """Add the files under ``build_dir/subdir`` (e.g. the report) to an existing manifest."""
+    path = build_dir / "manifest.json"
+    manifest = json.loads(path.read_text(encoding="utf-8"))
+    for p in sorted((build_dir / subdir).rglob("*")):
+        if p.is_file():
+            manifest["files"][str(p.relative_to(build_dir))] = {"sha256": sha256_file(p),
+                                                                 "bytes": p.stat().st_size}
+    tmp = build_dir / ".manifest.json.tmp"
+    tmp.write_text(json.dumps(manifest, indent=1, sort_keys=True), encoding="utf-8")
+    os.replace(tmp, path)
+
+
 def publish(out: Path, staging: Path, build_id: str) -> Path:
     """Rename the staging directory and switch ``latest`` to it atomically."""
     final = out / build_id

@@ -11,7 +11,6 @@ the hours of the output year carry exactly the annual total.
 
 from __future__ import annotations
 
-import datetime as dt
 from pathlib import Path
 
 import chinese_calendar

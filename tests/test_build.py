@@ -47,7 +47,12 @@ def test_manifest_checksums(built):
     root, _ = built
     latest = root / "out" / "latest"
     manifest = json.loads((latest / "manifest.json").read_text())
-    assert len(manifest["files"]) == 366 + 6
+    hourly = [f for f in manifest["files"] if f.startswith("hourly/")]
+    assert len(hourly) == 366
+    top = {f for f in manifest["files"] if "/" not in f}
+    assert top == {"annual.nc", "checks.csv", "emissions_by_source.csv", "inputs.csv",
+                   "ledger.csv", "notices.csv", "sources.csv"}
+    assert "report/index.html" in manifest["files"]
     entry = manifest["files"]["hourly/20240212.nc"]
     assert entry["sha256"] == sha256_file(latest / "hourly" / "20240212.nc")
 
@@ -155,6 +160,17 @@ def test_cli_build_and_bad_arguments(tmp_path, capsys):
     assert main(["build", "--config", str(cfg), "--out", str(tmp_path / "o")]) == 0
     out = capsys.readouterr().out
     assert "published" in out and "CO2" in out and "balance" in out
+    latest = tmp_path / "o" / "latest"
+    assert (latest / "report" / "index.html").exists()  # written by every build
+    manifest = json.loads((latest / "manifest.json").read_text())
+    assert "report/index.html" in manifest["files"]
+    assert main(["report", str(latest), "--out", str(tmp_path / "rep")]) == 0
+    assert (tmp_path / "rep" / "index.html").exists()
+    assert main(["compare", str(latest), str(latest), "--out", str(tmp_path / "cmp")]) == 0
+    assert (tmp_path / "cmp" / "differences.csv").exists()
+    capsys.readouterr()
+    assert main(["report", str(tmp_path)]) == 2
+    assert "not a Tongyuan build directory" in capsys.readouterr().err
     assert main(["build", "--config", str(tmp_path / "nope.yaml")]) == 2
     assert "config file" in capsys.readouterr().err
     with pytest.raises(SystemExit) as exc:
@@ -230,3 +246,29 @@ def test_float32_output(tmp_path):
         assert nc["CO2"].dtype == np.float32
         kg = (nc["CO2"][:].astype(np.float64) * nc["cell_area"][:] * 3600).sum()
     assert kg == pytest.approx(summary["totals"].loc["CO2", "written_kg"], rel=1e-6)
+
+
+def test_checks_configured_as_errors_stop_the_build(tmp_path):
+    """A same-source check configured as an error fails the build before anything is written;
+    as a warning it is recorded in checks.csv of the published build."""
+    from pipeline.checks import ChecksFailedError
+    from pipeline.flows import build_inventory
+
+    cfg = write_world(tmp_path)
+    # fixture power: NOx/CO2 = 5 kg/t / 2000 kg/t = 2.5 g/kg; a range that excludes it
+    checks = tmp_path / "config" / "checks.yaml"
+    checks.write_text("version: 1\nratio_severity: error\nsectors:\n  power:\n    ratios:\n"
+                      "      NOx/CO2: {range: [0.01, 1.0], unit: g/kg, basis: test}\n")
+    cfg.write_text(cfg.read_text().replace("temporal_profiles: temporal_profiles.csv",
+                                           "temporal_profiles: temporal_profiles.csv\n"
+                                           "  checks: checks.yaml"))
+    out = tmp_path / "out"
+    with pytest.raises(ChecksFailedError, match=r"power NOx/CO2"):
+        build_inventory(str(cfg), out_dir=str(out), period=("2024-01-01", "2024-01-01"))
+    assert not (out / "latest").exists()
+    checks.write_text(checks.read_text().replace("ratio_severity: error",
+                                                 "ratio_severity: warning"))
+    summary = build_inventory(str(cfg), out_dir=str(out), period=("2024-01-01", "2024-01-01"))
+    found = pd.read_csv(Path(summary["build_dir"]) / "checks.csv")
+    assert (found["severity"] == "warning").any()
+    assert found["message"].str.contains("2.5").any()
