@@ -86,17 +86,17 @@ def write_days_task(cube, days, ctx: b.WriteContext, cell_area, label: str):
 
 
 @task(**T)
-def report_task(build_dir: Path) -> str | None:
+def report_task(build_dir: Path) -> bool:
     """The QA report; a failure here is reported, not fatal: the inventory itself is checked."""
-    from pipeline import report
+    from pipeline.report import write_report
 
     try:
-        report.write_report(build_dir)
+        write_report(build_dir)
     except Exception as exc:  # noqa: BLE001 - report bugs must not block a checked inventory
         print(f"WARNING: the build report could not be written: {exc!r}")
-        return None
+        return False
     add_to_manifest(build_dir, "report")
-    return report.summary_markdown(build_dir)
+    return True
 
 
 @flow(name="build-inventory", log_prints=True)
@@ -160,18 +160,22 @@ def build_inventory(config_path: str, out_dir: str | None = None, year: int | No
                                      "boundaries": str(cfg.boundaries) if cfg.boundaries
                                      else None, "period": cfg.output.period,
                                      "inputs": {m["name"]: m["sha256"] for m in metas}})
-            markdown = report_task(staging)
+            reported = report_task(staging)
             final = publish(out, staging, build_id)
         except BaseException:
             discard(staging)
             raise
     clock.lap("publish")
     totals = ledger.totals()
-    create_markdown_artifact(key="build-summary",
-                             markdown=markdown or b.summary_markdown(build_id, totals),
+    if reported:
+        from pipeline.report import summary_markdown
+        markdown = summary_markdown(final)
+    else:
+        markdown = b.summary_markdown(build_id, totals)
+    create_markdown_artifact(key="build-summary", markdown=markdown,
                              description=f"Tongyuan build {build_id}")
     return {"build_id": build_id, "build_dir": str(final), "latest": str(out / "latest"),
             "files": len(per_day), "totals": totals, "fallback": list(alloc.fallback),
             "findings": findings,
-            "report": str(final / "report" / "index.html") if markdown else None,
+            "report": str(final / "report" / "index.html") if reported else None,
             "timings": dict(clock.steps), "seconds": clock.total, "period": cfg.output.period}

@@ -272,3 +272,16 @@ def test_checks_configured_as_errors_stop_the_build(tmp_path):
     found = pd.read_csv(Path(summary["build_dir"]) / "checks.csv")
     assert (found["severity"] == "warning").any()
     assert found["message"].str.contains("2.5").any()
+
+
+def test_build_attaches_report_summary_as_prefect_artifact(built):
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterKey
+
+    _, summary = built
+    with get_client(sync_client=True) as client:
+        arts = client.read_artifacts(
+            artifact_filter=ArtifactFilter(key=ArtifactFilterKey(any_=["build-summary"])))
+    texts = [a.data for a in arts if summary["build_id"] in str(a.data)]
+    assert texts, [a.description for a in arts]
+    assert "| CO2 | 3,806 | 3,455 | 351.0 | 0 |" in texts[0]
