@@ -21,11 +21,11 @@ from typing import Any, Literal
 
 import numpy as np
 import pandas as pd
-import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from sources.errors import ConfigError, TongyuanError
 from sources.factors import KEY, NO_CONTROL, FactorLibrary
+from sources.tables import read_yaml
 
 Severity = Literal["warning", "error"]
 
@@ -199,14 +199,7 @@ def load_checks(path: str | Path) -> ChecksConfig:
         naming the file and the dotted key of every invalid entry.
     """
     path = Path(path)
-    try:
-        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except OSError as exc:
-        raise ConfigError(f"{path}: cannot read checks file ({exc.strerror})") from exc
-    except yaml.YAMLError as exc:
-        raise ConfigError(f"{path}: not valid YAML ({exc})") from exc
-    if not isinstance(raw, dict):
-        raise ConfigError(f"{path}: expected a mapping at the top level")
+    raw = read_yaml(path, "checks file")
     try:
         return ChecksConfig.model_validate({**raw, "path": str(path)})
     except ValidationError as exc:
@@ -458,6 +451,18 @@ def _city_finding(cfg: ChecksConfig, frame: pd.DataFrame) -> Finding | None:
 # --------------------------------------------------------------------------- public API
 
 
+def _ratio_specs(frame: pd.DataFrame, checks_cfg: ChecksConfig, emissions_table: pd.DataFrame):
+    """Yield (sector, its sources, pair, range, numerator species, denominator) per ratio check,
+    after checking the species exist."""
+    for sector, sc in checks_cfg.sectors.items():
+        sub = frame[(frame["sector"] == sector).to_numpy()]
+        for pair, rr in sc.ratios.items():
+            num, den = parse_pair(pair)
+            _check_species(checks_cfg, f"sectors.{sector}.ratios.{pair}", [*num, den],
+                           emissions_table.columns)
+            yield sector, sub, pair, rr, num, den
+
+
 def run_checks(emissions_table: pd.DataFrame, activity: pd.DataFrame, library: FactorLibrary,
                checks_cfg: ChecksConfig, *, city_total: bool = True) -> list[Finding]:
     """Run every configured check on one build's emissions.
@@ -488,29 +493,24 @@ def run_checks(emissions_table: pd.DataFrame, activity: pd.DataFrame, library: F
     """
     frame = _join(emissions_table, activity)
     findings: list[Finding] = []
-    for sector, sc in checks_cfg.sectors.items():
-        sub = frame[(frame["sector"] == sector).to_numpy()]
-        for pair, rr in sc.ratios.items():
-            num, den = parse_pair(pair)
-            _check_species(checks_cfg, f"sectors.{sector}.ratios.{pair}", [*num, den],
-                           emissions_table.columns)
-            if sub.empty:
+    for sector, sub, pair, rr, num, den in _ratio_specs(frame, checks_cfg, emissions_table):
+        if sub.empty:
+            continue
+        args = (num, den, rr.range[0], rr.range[1], rr.unit,
+                rr.severity or checks_cfg.ratio_severity, checks_cfg.escalate_beyond,
+                rr.basis, library, activity)
+        f, named = _range_finding("ratio", sector, pair, sub, *args)
+        if f is not None:
+            findings.append(f)
+        if not checks_cfg.key_level:
+            continue
+        for key, ksub in sub.groupby(KEY, sort=True):
+            if key in named:  # already the driver of the sector finding
                 continue
-            args = (num, den, rr.range[0], rr.range[1], rr.unit,
-                    rr.severity or checks_cfg.ratio_severity, checks_cfg.escalate_beyond,
-                    rr.basis, library, activity)
-            f, named = _range_finding("ratio", sector, pair, sub, *args)
-            if f is not None:
-                findings.append(f)
-            if not checks_cfg.key_level:
-                continue
-            for key, ksub in sub.groupby(KEY, sort=True):
-                if key in named:  # already the driver of the sector finding
-                    continue
-                kf, _ = _range_finding("ratio_key", sector, pair, ksub, *args,
-                                       label=f"{key[0]}/{key[1]}/{key[2]}")
-                if kf is not None:
-                    findings.append(kf)
+            kf, _ = _range_finding("ratio_key", sector, pair, ksub, *args,
+                                   label=f"{key[0]}/{key[1]}/{key[2]}")
+            if kf is not None:
+                findings.append(kf)
     for name, rule in checks_cfg.subset_rules.items():
         _check_species(checks_cfg, f"subset_rules.{name}", [*rule.part, rule.whole],
                        emissions_table.columns)
@@ -544,18 +544,13 @@ def sector_ratios(emissions_table: pd.DataFrame, activity: pd.DataFrame,
     """
     frame = _join(emissions_table, activity)
     rows: list[dict[str, Any]] = []
-    for sector, sc in checks_cfg.sectors.items():
-        sub = frame[(frame["sector"] == sector).to_numpy()]
-        for pair, rr in sc.ratios.items():
-            num, den = parse_pair(pair)
-            _check_species(checks_cfg, f"sectors.{sector}.ratios.{pair}", [*num, den],
-                           emissions_table.columns)
-            v = _ratio(float(sub[list(num)].to_numpy().sum()), float(sub[den].sum()),
-                       UNIT_SCALE[rr.unit])
-            rows.append({"sector": sector, "pair": pair,
-                         "value": np.nan if v is None else v, "unit": rr.unit,
-                         "min": rr.range[0], "max": rr.range[1],
-                         "inside": pd.NA if v is None else _inside(v, *rr.range)})
+    for sector, sub, pair, rr, num, den in _ratio_specs(frame, checks_cfg, emissions_table):
+        v = _ratio(float(sub[list(num)].to_numpy().sum()), float(sub[den].sum()),
+                   UNIT_SCALE[rr.unit])
+        rows.append({"sector": sector, "pair": pair,
+                     "value": np.nan if v is None else v, "unit": rr.unit,
+                     "min": rr.range[0], "max": rr.range[1],
+                     "inside": pd.NA if v is None else _inside(v, *rr.range)})
     return pd.DataFrame(rows, columns=["sector", "pair", "value", "unit", "min", "max", "inside"])
 
 

@@ -12,10 +12,10 @@ import os
 from pathlib import Path
 from typing import Any, Literal
 
-import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from sources.errors import ConfigError
+from sources.tables import read_yaml
 
 
 class _Frozen(BaseModel):
@@ -124,14 +124,7 @@ def load_config(path: str | Path, overrides: dict[str, Any] | None = None) -> Bu
     reading, as the CLI does for ``--year`` and ``--out``.
     """
     path = Path(path)
-    try:
-        doc = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except OSError as exc:
-        raise ConfigError(f"{path}: cannot read config ({exc.strerror})") from exc
-    except yaml.YAMLError as exc:
-        raise ConfigError(f"{path}: not valid YAML ({exc})") from exc
-    if not isinstance(doc, dict):
-        raise ConfigError(f"{path}: expected a mapping at the top level")
+    doc = read_yaml(path, "config")
     doc = _resolve(doc, path.parent)
     for key, value in (overrides or {}).items():
         if value is None:

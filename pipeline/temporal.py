@@ -19,7 +19,7 @@ import pandas as pd
 import xarray as xr
 
 from sources.errors import ConfigError
-from sources.factors import read_table
+from sources.tables import read_table
 
 LENGTHS = {"month": 12, "weekday": 7, "hour": 24}
 FIRST_INDEX = {"month": 1, "weekday": 1, "hour": 0}

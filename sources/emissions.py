@@ -1,8 +1,9 @@
 """The same-source step: one activity record × the factor library → every species.
 
 ``E[source, species] = A × EF × U × Π_d (1 − η_d)`` where ``U`` is the pint conversion of
-``activity_unit × factor_unit`` (× the fuel's NCV for per-energy factors) to kg. A
-``reported_<species>_kg`` value replaces the computed one for that source and species.
+``activity_unit × factor_unit`` (× the fuel's NCV for per-energy factors) to kg. PM10 is
+size-resolved: its fine part (PM2.5) takes the PM2.5 removal and its coarse part the PM10 removal.
+A ``reported_<species>_kg`` value replaces the computed one for that source and species.
 """
 
 from __future__ import annotations
@@ -44,6 +45,27 @@ def _conversion(activity_unit: str, factor_unit: str, ncv: float | None, ncv_uni
                     + (f" × NCV {ncv} {ncv_unit}" if ncv is not None else ""),
                     expected="a factor per activity unit (e.g. kg/t for t) or per energy "
                     "(g/GJ) with a calorific value for the fuel in fuels.csv")
+
+
+def _size_resolved_pm10(values: np.ndarray, long: pd.DataFrame, cells: tuple, act: pd.DataFrame,
+                        remaining: dict[str, dict[str, float]], sp_index: dict[str, int]) -> None:
+    """Controlled PM10 = fine part + coarse part, each with its own removal (in place).
+
+    Devices remove fine particles less well than coarse ones, so applying each species' own
+    efficiency to the *total* PM10 and PM2.5 can leave more PM2.5 than PM10. As size-resolved
+    abatement models do (GAINS), the PM10 efficiency of the control table is applied to the
+    coarse fraction only: ``PM10_c = PM2.5·(1 − η_2.5) + (PM10 − PM2.5)·(1 − η_10)``, which keeps
+    PM2.5 ≤ PM10 whenever the uncontrolled factors do.
+    """
+    unc = np.zeros_like(values)
+    np.add.at(unc, cells, (long["activity"] * long["value_num"] * long["kg_per_unit"]).to_numpy())
+    i10, i25 = sp_index["PM10"], sp_index["PM2_5"]
+    rem10 = np.array([remaining[c]["PM10"] for c in act["control"]])
+    rem25 = np.array([remaining[c]["PM2_5"] for c in act["control"]])
+    coarse = np.clip(unc[:, i10] - unc[:, i25], 0.0, None)
+    has_both = (unc[:, i10] > 0) & (unc[:, i25] > 0)
+    values[has_both, i10] = (unc[has_both, i25] * rem25[has_both]
+                             + coarse[has_both] * rem10[has_both])
 
 
 def compute_emissions(activity: pd.DataFrame, library: FactorLibrary,
@@ -90,8 +112,10 @@ def compute_emissions(activity: pd.DataFrame, library: FactorLibrary,
 
     sp_index = {s: i for i, s in enumerate(species)}
     values = np.zeros((len(act), len(species)))
-    np.add.at(values, (long["_pos"].to_numpy(), long["species"].map(sp_index).to_numpy()),
-              long["kg"].to_numpy())
+    cells = (long["_pos"].to_numpy(), long["species"].map(sp_index).to_numpy())
+    np.add.at(values, cells, long["kg"].to_numpy())
+    if {"PM10", "PM2_5"} <= set(species):
+        _size_resolved_pm10(values, long, cells, act, remaining, sp_index)
     long["reported"] = False
     for col in [c for c in activity.columns if c.startswith("reported_") and c.endswith("_kg")]:
         sp = col[len("reported_"):-len("_kg")]

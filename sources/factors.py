@@ -15,32 +15,11 @@ import numpy as np
 import pandas as pd
 
 from sources.errors import ConfigError, InputError, UnitError, UnknownKeyError
+from sources.tables import read_table
 from sources.units import parse_unit
 
 KEY = ["sector", "fuel", "technology"]
 NO_CONTROL = "none"
-
-
-def read_table(path: str | Path, required: list[str], what: str) -> pd.DataFrame:
-    """Read a config CSV, check columns and that every row cites a reference."""
-    path = Path(path)
-    try:
-        df = pd.read_csv(path, dtype=str, keep_default_na=False, comment=None)
-    except (OSError, pd.errors.ParserError, UnicodeDecodeError) as exc:
-        raise ConfigError(f"{path}: cannot read {what} table ({exc})") from exc
-    df.columns = [c.strip() for c in df.columns]
-    for col in required:
-        if col not in df.columns:
-            raise ConfigError(f"{path}: {what} table has no column {col!r}; columns are "
-                              f"{list(df.columns)}, expected at least {required}")
-    for col in df.columns:
-        df[col] = df[col].str.strip()
-    if "reference" in required:
-        empty = np.flatnonzero(df["reference"].to_numpy() == "")
-        if empty.size:
-            raise ConfigError(f"{path}, row {empty[0] + 1}: empty 'reference'; every {what} row "
-                              "must cite its source")
-    return df
 
 
 def _numeric(df: pd.DataFrame, col: str, path: Path, lo: float, hi: float) -> np.ndarray:

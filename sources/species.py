@@ -9,9 +9,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import pandas as pd
-import yaml
 
 from sources.errors import ConfigError
+from sources.tables import read_yaml
 
 #: Primary species every same-source build computes, in output order (DESIGN.md conventions).
 PRIMARY = ("SO2", "NOx", "CO", "NMVOC", "NH3", "PM10", "PM2_5", "BC", "OC", "CO2", "CH4", "N2O")
@@ -70,11 +70,8 @@ class SpeciesRegistry:
 def load_species(path: str | Path) -> SpeciesRegistry:
     """Load ``species.yaml``; refuse unknown kinds, missing primary species and bad GWP sets."""
     path = Path(path)
-    try:
-        doc = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except (OSError, yaml.YAMLError) as exc:
-        raise ConfigError(f"{path}: cannot read species table ({exc})") from exc
-    if not isinstance(doc, dict) or not isinstance(doc.get("species"), dict):
+    doc = read_yaml(path, "species table")
+    if not isinstance(doc.get("species"), dict):
         raise ConfigError(f"{path}: expected a top-level 'species:' mapping")
     known = {f for f in Species.__dataclass_fields__}
     species: dict[str, Species] = {}

@@ -216,11 +216,15 @@ def test_pm25_above_pm10_after_control_names_the_source(tmp_path, checks):
         ("B1", "industry_combustion", "fuel_oil", "industrial_boiler", "wfgd+esp", 1000, "t"),
         ("B2", "industry_combustion", "fuel_oil", "industrial_boiler", "none", 1000, "t"),
     ])
+    # Computed PM10 is size-resolved (sources/emissions.py), so factors alone keep PM2.5 <= PM10;
+    # a measured PM2.5 total that exceeds the computed PM10 must still be flagged.
+    activity["reported_PM2_5_kg"] = [12.0, np.nan]
+    pm10_b1 = 870 * 0.5 * 0.02 + (1120 - 870) * 0.5 * 0.01  # fine + coarse after wfgd+esp
     findings = run_checks(_emissions(activity, lib), activity, lib, checks, city_total=False)
     [f] = [f for f in findings if f.check == "pm25_le_pm10_source"]
     assert f.source_ids == ("B1",) and f.sector == "industry_combustion"
-    assert f.value == pytest.approx(0.87 * 0.5 * 0.02 / (1.12 * 0.5 * 0.01))
-    assert f.severity == "warning"  # shipped default for the per-source rule
+    assert f.value == pytest.approx(12.0 / pm10_b1)
+    assert f.severity == "error"  # shipped default for the per-source rule
     ef = str(tmp_path / "ef.csv")
     assert f"{ef} row 1: industry_combustion,fuel_oil,industrial_boiler,PM10 1.12 kg/t" in \
         f.factor_rows

@@ -31,7 +31,7 @@ def test_same_source_values_by_hand(emissions):
     assert t.loc["P1", "CO2"] == pytest.approx(2_000_000, rel=1e-15)
     assert t.loc["P1", "SO2"] == pytest.approx(1000, rel=1e-12)
     assert t.loc["P1", "NOx"] == pytest.approx(5000, rel=1e-15)
-    assert t.loc["P1", "PM10"] == pytest.approx(20, rel=1e-12)
+    assert t.loc["P1", "PM10"] == pytest.approx(30, rel=1e-12)  # size-resolved, see below
     assert t.loc["P1", "PM2_5"] == pytest.approx(20, rel=1e-12)
     # per-energy factor × NCV: 1 kg/TJ × 1000 t × 20 GJ/t = 20 kg
     assert t.loc["P1", "CH4"] == pytest.approx(20, rel=1e-12)
@@ -68,3 +68,15 @@ def test_unit_without_mass_is_refused(world, tables):
     activity.loc[activity.source_id == "L1", "activity_unit"] = "t"
     with pytest.raises(UnitError, match=r"lines.csv row 1 \(L1\).*t × g/km"):
         compute_emissions(activity, tables.library, tables.registry)
+
+
+def test_pm10_is_size_resolved_so_pm25_never_exceeds_pm10(emissions):
+    """P1: uncontrolled PM10 2 kg/t, PM2.5 1 kg/t; esp removes 98 % of PM2.5 and 99 % of the
+    coarse part: PM10 = 1000·1·0.02 + 1000·(2 − 1)·0.01 = 30 kg (not 2000·0.01 = 20 kg < PM2.5)."""
+    _, result = emissions
+    t = result.table
+    assert t.loc["P1", "PM2_5"] == pytest.approx(20, rel=1e-12)
+    assert t.loc["P1", "PM10"] == pytest.approx(30, rel=1e-12)
+    assert (t["PM2_5"] <= t["PM10"] * (1 + 1e-12)).all()
+    # uncontrolled sources are unchanged: P2 500 t × 2 kg/t
+    assert t.loc["P2", "PM10"] == pytest.approx(1000, rel=1e-12)
