@@ -12,15 +12,12 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 import numpy as np
+import pandas as pd
 import scipy.sparse as sp
 import shapely
 
 from grids.grid import Grid
 from sources.errors import CRSMismatchError, GeometryError
-
-#: relative tolerance when a line lies exactly on a cell edge and is counted by both cells
-_EDGE_RTOL = 1e-12
-
 
 @dataclass(frozen=True)
 class Allocation:
@@ -60,13 +57,15 @@ def _check_crs(gdf, grid: Grid) -> None:
 def _unique_geometries(geoms: np.ndarray, extra: np.ndarray | None = None
                        ) -> tuple[np.ndarray, np.ndarray]:
     """Indices of unique geometries (by WKB, and ``extra`` key) and the inverse map."""
-    wkb = shapely.to_wkb(geoms, hex=False)
-    keys = wkb if extra is None else np.array([w + b"|" + str(e).encode()
-                                                for w, e in zip(wkb, extra, strict=True)],
-                                               dtype=object)
-    _, first, inverse = np.unique(keys.astype(bytes) if keys.dtype == object else keys,
-                                  return_index=True, return_inverse=True)
-    return first, inverse.ravel()
+    keys = pd.Series(shapely.to_wkb(geoms, hex=False), dtype=object)
+    if extra is not None:
+        keys = pd.Series([w + b"|" + str(e).encode() for w, e in zip(keys, extra, strict=True)],
+                         dtype=object)
+    inverse, uniques = pd.factorize(keys)
+    first = np.full(len(uniques), -1, dtype=np.int64)
+    order = np.arange(len(inverse))[::-1]  # last assignment wins: first occurrence
+    first[inverse[order]] = order
+    return first, inverse.astype(np.int64)
 
 
 def _expand(rows: np.ndarray, cols: np.ndarray, vals: np.ndarray, n_unique: int,
@@ -99,8 +98,8 @@ def allocate_lines(gdf, grid: Grid) -> Allocation:
     """Lines by exact length fraction per cell.
 
     The fraction of line *j* in cell *c* is ``length(line ∩ cell) / length(line)``. A piece lying
-    exactly on the edge between two cells would be counted by both closed boxes; such columns are
-    rescaled so that their sum equals ``length(line ∩ domain) / length(line)``.
+    exactly on the edge between two cells belongs to both closed boxes and is split half and half
+    (on the domain's own edge, half is outside).
     """
     _check_crs(gdf, grid)
     geoms = gdf.geometry.to_numpy()
@@ -112,20 +111,17 @@ def allocate_lines(gdf, grid: Grid) -> Allocation:
         raise GeometryError(None, "line of zero length", source_id=str(gdf["source_id"].iloc[j]))
     cells, tree = _cell_tree(grid)
     src, cell = tree.query(ug, predicate="intersects")
-    pieces = shapely.length(shapely.intersection(ug[src], cells[cell]))
-    keep = pieces > 0
-    src, cell, pieces = src[keep], cell[keep], pieces[keep]
-    frac = pieces / total[src]
-    # edge case: pieces on shared cell edges are counted twice; rescale to the in-domain length
-    sums = np.bincount(src, weights=frac, minlength=ug.size)
-    inside = shapely.length(shapely.intersection(ug, grid.domain)) / total
-    over = sums > inside * (1 + _EDGE_RTOL)
-    if over.any():
-        scale = np.ones(ug.size)
-        scale[over] = inside[over] / sums[over]
-        frac = frac * scale[src]
+    pieces = shapely.intersection(ug[src], cells[cell])
+    # a piece lying on the edge shared by two cells belongs to both closed boxes: count half
+    on_edge = shapely.length(shapely.intersection(pieces, shapely.boundary(cells[cell])))
+    length = shapely.length(pieces) - 0.5 * on_edge
+    keep = length > 0
+    src, cell, length = src[keep], cell[keep], length[keep]
+    frac = length / total[src]
     matrix = _expand(cell, src, frac, ug.size, inverse, grid.size)
-    outside = shapely.length(shapely.difference(ug, grid.domain)) / total
+    boundary = shapely.boundary(grid.domain)
+    outside = (shapely.length(shapely.difference(ug, grid.domain))
+               + 0.5 * shapely.length(shapely.intersection(ug, boundary))) / total
     return Allocation(matrix=matrix, source_ids=gdf["source_id"].to_numpy(),
                       outside_fraction=outside[inverse])
 
@@ -153,6 +149,16 @@ def allocate_areas(gdf, grid: Grid, proxies: dict) -> Allocation:
         idx = np.flatnonzero(un == name)
         polys = ug[idx]
         proxy = proxies[name]
+        # the proxy must cover each polygon: weights are unknown where it does not, and that part
+        # would silently take the covered part's share (possibly pushing outside mass inside)
+        uncovered = shapely.area(shapely.difference(polys, proxy.extent(grid.crs)))
+        bad = uncovered > 1e-9 * shapely.area(polys)
+        if bad.any():
+            j = int(first[idx[np.flatnonzero(bad)[0]]])
+            raise GeometryError(proxy.path, f"proxy raster {name!r} does not cover the polygon "
+                                f"of an area source ({uncovered[bad][0] / 1e6:.3f} km² outside "
+                                "the raster)", source_id=str(gdf["source_id"].iloc[j]),
+                                expected="a proxy raster covering every polygon that uses it")
         pix_geoms, pix_values, pix_areas = proxy.pixels(grid.crs)
         ptree = shapely.STRtree(pix_geoms)
         p_i, k_i = ptree.query(polys, predicate="intersects")

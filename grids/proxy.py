@@ -50,6 +50,20 @@ class Proxy:
                              value=float(values[r, c]), expected="values >= 0")
         return values, transform, crs
 
+    def extent(self, target_crs: pyproj.CRS) -> shapely.Geometry:
+        """The raster's footprint in ``target_crs`` (densified edges)."""
+        _, transform, crs = self.read()
+        with rasterio.open(self.path) as src:
+            width, height = src.width, src.height
+        x0, y0 = transform * (0, 0)
+        x1, y1 = transform * (width, height)
+        box = shapely.box(min(x0, x1), min(y0, y1), max(x0, x1), max(y0, y1))
+        if crs.equals(target_crs):
+            return box
+        tr = pyproj.Transformer.from_crs(crs, target_crs, always_xy=True)
+        box = shapely.segmentize(box, min(abs(transform.a), abs(transform.e)))
+        return shapely.transform(box, lambda xy: np.column_stack(tr.transform(xy[:, 0], xy[:, 1])))
+
     def pixels(self, target_crs: pyproj.CRS) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Polygons (in ``target_crs``), values and areas of the positive pixels."""
         key = target_crs.to_wkt()

@@ -34,7 +34,7 @@ from pipeline.writers import netcdf_cf
 from sources.emissions import EmissionsResult, compute_emissions
 from sources.errors import ConfigError, MassBalanceError
 from sources.factors import FactorLibrary, load_factor_library
-from sources.readers import combine_activity, read_sources
+from sources.readers import combine_activity, file_sha256, read_sources
 from sources.species import SpeciesRegistry, load_species
 
 
@@ -92,6 +92,10 @@ def read_inputs(cfg: BuildConfig, tables: Tables
         meta["name"] = spec.name
         parts.append(table)
         metas.append(meta)
+    for name, proxy in tables.proxies.items():  # proxies shape the gridding: record them too
+        metas.append({"path": proxy.path, "format": "geotiff", "kind": "proxy",
+                      "sha256": file_sha256(proxy.path) if Path(proxy.path).exists() else None,
+                      "source_crs": None, "rows": None, "layer": None, "name": f"proxy_{name}"})
     activity = combine_activity(parts)
     enabled = activity["sector"].isin(cfg.sectors) if cfg.sectors is not None else \
         pd.Series(True, index=activity.index)

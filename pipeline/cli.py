@@ -119,7 +119,15 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "report":
             from pipeline.report import write_report
 
-            out = write_report(args.build, args.out, boundaries=args.boundaries)
+            if args.out is None:  # inside a published build: under its lock, manifest updated
+                from pipeline.publish import add_to_manifest, build_lock
+
+                build = args.build.resolve()
+                with build_lock(build.parent):
+                    out = write_report(build, None, boundaries=args.boundaries)
+                    add_to_manifest(build, "report")
+            else:
+                out = write_report(args.build, args.out, boundaries=args.boundaries)
             print(f"report: {out}")
         elif args.command == "compare":
             from pipeline.compare import compare_builds

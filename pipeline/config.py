@@ -9,6 +9,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import zoneinfo
 from pathlib import Path
 from typing import Any, Literal
 
@@ -59,6 +60,15 @@ class InputConfig(_Frozen):
 class TemporalConfig(_Frozen):
     timezone: str = "Asia/Shanghai"
     holidays: bool = True
+
+    @field_validator("timezone")
+    @classmethod
+    def _known_zone(cls, value: str) -> str:
+        try:
+            zoneinfo.ZoneInfo(value)
+        except (zoneinfo.ZoneInfoNotFoundError, ValueError) as exc:
+            raise ValueError(f"unknown time zone {value!r}; e.g. 'Asia/Shanghai'") from exc
+        return value
 
 
 class OutputConfig(_Frozen):
@@ -164,4 +174,7 @@ def config_hash(cfg: BuildConfig) -> str:
     h = hashlib.sha256(json.dumps(rel(doc), sort_keys=True).encode())
     for _name, p in sorted(cfg.table_paths().items()):
         h.update(p.read_bytes())
+    for _name, p in sorted(cfg.proxies.items()):  # proxies shape the gridding
+        if p.exists():
+            h.update(p.read_bytes())
     return h.hexdigest()

@@ -23,6 +23,7 @@ from pipeline.publish import (
     discard,
     publish,
     staging_dir,
+    sweep_stale,
     write_manifest,
 )
 from pipeline.writers.netcdf_cf import static_coords
@@ -112,24 +113,25 @@ def build_inventory(config_path: str, out_dir: str | None = None, year: int | No
     clock = b.Stopwatch()
     cfg = load_config_task(config_path, {"year": year, "output.dir": out_dir,
                                          "output.period": list(period) if period else None})
-    tables = load_tables_task(cfg)
-    activity, metas, rejected = read_inputs_task(cfg, tables)
-    clock.lap("read")
-    emissions = emissions_task(activity, tables)
-    rejected_kg = rejected_task(rejected, tables)
-    findings = checks_task(emissions, activity, tables, cfg)
-    raise_on_errors(findings)  # configured as errors: fail fast, before anything is written
-    clock.lap("emissions")
-    alloc = allocate_task(activity, tables)
-    clock.lap("allocate")
-    annual = annual_task(alloc, emissions, activity, tables)
-    factors = factors_task(cfg, tables)
-    ledger = ledger_task(emissions, activity, alloc, annual, rejected_kg)
-    check_balance(ledger, written=False)
-    clock.lap("grid+time")
-
     out = Path(cfg.output.dir)
-    with build_lock(out):
+    with build_lock(out):  # taken first: a second build is told at once, not after reading
+        sweep_stale(out)
+        tables = load_tables_task(cfg)
+        activity, metas, rejected = read_inputs_task(cfg, tables)
+        clock.lap("read")
+        emissions = emissions_task(activity, tables)
+        rejected_kg = rejected_task(rejected, tables)
+        findings = checks_task(emissions, activity, tables, cfg)
+        raise_on_errors(findings)  # configured as errors: fail fast, before anything is written
+        clock.lap("emissions")
+        alloc = allocate_task(activity, tables)
+        clock.lap("allocate")
+        annual = annual_task(alloc, emissions, activity, tables)
+        factors = factors_task(cfg, tables)
+        ledger = ledger_task(emissions, activity, alloc, annual, rejected_kg)
+        check_balance(ledger, written=False)
+        clock.lap("grid+time")
+
         build_id, cfg_hash = b.start_build(cfg)
         staging = staging_dir(out, build_id)
         try:
@@ -161,7 +163,8 @@ def build_inventory(config_path: str, out_dir: str | None = None, year: int | No
                                      else None, "period": cfg.output.period,
                                      "inputs": {m["name"]: m["sha256"] for m in metas}})
             reported = report_task(staging)
-            final = publish(out, staging, build_id)
+            final = publish(out, staging, build_id,
+                            pointer="latest" if cfg.output.period is None else "latest-period")
         except BaseException:
             discard(staging)
             raise
@@ -174,7 +177,8 @@ def build_inventory(config_path: str, out_dir: str | None = None, year: int | No
         markdown = b.summary_markdown(build_id, totals)
     create_markdown_artifact(key="build-summary", markdown=markdown,
                              description=f"Tongyuan build {build_id}")
-    return {"build_id": build_id, "build_dir": str(final), "latest": str(out / "latest"),
+    pointer = "latest" if cfg.output.period is None else "latest-period"
+    return {"build_id": build_id, "build_dir": str(final), "latest": str(out / pointer),
             "files": len(per_day), "totals": totals, "fallback": list(alloc.fallback),
             "findings": findings,
             "report": str(final / "report" / "index.html") if reported else None,

@@ -26,9 +26,9 @@ def code_version() -> str:
 
 
 def new_build_id(cfg_hash: str, now: dt.datetime | None = None) -> str:
-    """``YYYYMMDDTHHMMSSZ-<config hash 8>``: sortable, unique per second and config."""
+    """``YYYYMMDDTHHMMSSmmmZ-<config hash 8>``: sortable, unique per millisecond and config."""
     now = now or dt.datetime.now(dt.timezone.utc)
-    return f"{now:%Y%m%dT%H%M%SZ}-{cfg_hash[:8]}"
+    return f"{now:%Y%m%dT%H%M%S}{now.microsecond // 1000:03d}Z-{cfg_hash[:8]}"
 
 
 def sha256_file(path: str | Path) -> str:

@@ -38,6 +38,18 @@ def build_lock(out: Path) -> Iterator[None]:
         fh.close()
 
 
+def sweep_stale(out: Path) -> list[Path]:
+    """Remove what killed builds left behind (``.staging-*``, ``.latest-*``); call under the lock."""
+    removed = []
+    for path in sorted(out.glob(".staging-*")) + sorted(out.glob(".latest*-*")):
+        if path.is_symlink() or path.is_file():
+            path.unlink()
+        else:
+            shutil.rmtree(path, ignore_errors=True)
+        removed.append(path)
+    return removed
+
+
 def staging_dir(out: Path, build_id: str) -> Path:
     path = out / f".staging-{build_id}"
     path.mkdir(parents=True, exist_ok=False)
@@ -69,15 +81,22 @@ def add_to_manifest(build_dir: Path, subdir: str) -> None:
     os.replace(tmp, path)
 
 
-def publish(out: Path, staging: Path, build_id: str) -> Path:
-    """Rename the staging directory and switch ``latest`` to it atomically."""
+def publish(out: Path, staging: Path, build_id: str, pointer: str = "latest") -> Path:
+    """Rename the staging directory and switch ``pointer`` (``latest``) to it atomically.
+
+    Full-year builds move ``latest``; period (episode) builds move ``latest-period`` so that
+    readers of ``latest`` always get a whole year.
+    """
     final = out / build_id
+    if final.exists():
+        raise BuildLockedError(f"{final} already exists; build ids are unique per second and "
+                               "config, so another build just published the same id")
     os.replace(staging, final)
-    tmp_link = out / f".latest-{build_id}"
+    tmp_link = out / f".{pointer}-{build_id}"
     if tmp_link.is_symlink():
         tmp_link.unlink()
     os.symlink(build_id, tmp_link)
-    os.replace(tmp_link, out / "latest")
+    os.replace(tmp_link, out / pointer)
     return final
 
 

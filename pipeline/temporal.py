@@ -90,8 +90,13 @@ def day_types(dates: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         try:
             on_holiday, name = chinese_calendar.get_holiday_detail(d)
         except NotImplementedError as exc:
-            raise ConfigError(f"the chinesecalendar package has no holiday data for {d} ({exc}); "
-                              "upgrade it, or set temporal.holidays: false") from exc
+            if (d.month, d.day) == (1, 1) and d == dates[-1]:
+                # the last UTC hours of a year fall on local 1 January of the next one, whose
+                # calendar may not be published yet: New Year's Day is always a statutory holiday
+                on_holiday, name = True, "New Year's Day"
+            else:
+                raise ConfigError(f"the chinesecalendar package has no holiday data for {d} "
+                                  f"({exc}); upgrade it, or set temporal.holidays: false") from exc
         holiday[i] = bool(on_holiday and name is not None)
         makeup[i] = bool((not on_holiday) and name is not None)
     return holiday, makeup

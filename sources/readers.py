@@ -16,6 +16,7 @@ from typing import Any
 import geopandas as gpd
 import numpy as np
 import pandas as pd
+import pyarrow
 import pyogrio
 import pyproj
 import shapely
@@ -47,16 +48,24 @@ def _read_raw(path: Path, fmt: str, layer: str | None, x_column: str, y_column: 
     if fmt == "csv":
         try:
             df = pd.read_csv(path, dtype=str, keep_default_na=False, na_values=[""])
-        except (pd.errors.ParserError, UnicodeDecodeError) as exc:
-            raise InputError(path, f"cannot parse CSV ({exc})") from exc
+        except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as exc:
+            raise InputError(path, f"cannot parse CSV ({exc})",
+                             expected="a UTF-8 CSV with a header row") from exc
         return df, None
     if fmt == "parquet":
         try:
-            return gpd.read_parquet(path), "from-file"
-        except ValueError:  # plain Parquet without GeoParquet metadata
-            return pd.read_parquet(path), None
+            try:
+                return gpd.read_parquet(path), "from-file"
+            except ValueError:  # plain Parquet without GeoParquet metadata
+                return pd.read_parquet(path), None
+        except (OSError, pyarrow.ArrowException) as exc:
+            raise InputError(path, f"cannot read Parquet ({exc})",
+                             expected="a (Geo)Parquet file") from exc
     try:
         df = pyogrio.read_dataframe(path, layer=layer)
+    except pyogrio.errors.DataSourceError as exc:
+        raise InputError(path, f"cannot open ({exc})", expected="a readable GeoPackage or "
+                         "Shapefile (with its .shx/.dbf/.prj beside the .shp)") from exc
     except pyogrio.errors.DataLayerError as exc:
         raise InputError(path, f"cannot read layer ({exc})", column=None, value=layer,
                          expected=f"one of the layers {[n for n, _ in pyogrio.list_layers(path)]}"
@@ -137,6 +146,11 @@ def read_sources(
                          expected=f"one of {sorted(FORMATS)}")
     raw, file_crs_flag = _read_raw(path, fmt, layer, x_column, y_column, wkt_column, crs)
     if columns:
+        clash = sorted(set(columns.values()) & (set(raw.columns) - set(columns)))
+        if clash:
+            raise InputError(path, "the column mapping would create duplicate columns",
+                             column=clash[0], value=dict(columns),
+                             expected=f"map to names not already in the file ({clash})")
         raw = raw.rename(columns=dict(columns))
     raw = raw.reset_index(drop=True)
     raw["input_row"] = np.arange(1, len(raw) + 1)
@@ -146,7 +160,14 @@ def read_sources(
     else:
         geometry = _geometry_from_columns(raw, path, kind, x_column, y_column, wkt_column)
         gdf = gpd.GeoDataFrame(raw, geometry=geometry)
-    if file_crs is not None and crs is not None and pyproj.CRS.from_user_input(crs) != file_crs:
+    if crs is not None:
+        try:
+            crs = pyproj.CRS.from_user_input(crs)
+        except pyproj.exceptions.CRSError as exc:
+            raise CRSMissingError(path, f"the config's CRS cannot be understood ({exc})",
+                                  column="crs", value=str(crs),
+                                  expected="e.g. EPSG:4326 or EPSG:32651") from exc
+    if file_crs is not None and crs is not None and crs != file_crs:
         raise CRSMissingError(path, "the file's CRS differs from the CRS given in the config",
                               value=str(crs), expected=f"the file's own CRS {file_crs.to_string()} "
                               "or no 'crs' entry")
@@ -173,6 +194,7 @@ def read_sources(
         validate.check_keys(gdf, keys, devices or set(), str(path), proxies)
 
     gdf = gdf.to_crs(target_crs)
+    validate.check_projected(gdf, str(path))
     gdf["kind"] = kind
     gdf["input_file"] = str(path)
     meta = {"path": str(path), "format": fmt, "kind": kind, "sha256": file_sha256(path),

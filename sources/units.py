@@ -6,6 +6,7 @@ hand-written factors.
 
 from __future__ import annotations
 
+import re
 from functools import lru_cache
 
 import pint
@@ -18,9 +19,24 @@ ureg.define("head = [head]")
 Q_ = ureg.Quantity
 
 
+#: unit names pint reads differently from what inventory staff mean
+AMBIGUOUS = {
+    "ton": "pint's 'ton' is the US short ton (907 kg): write 't' for tonnes",
+    "tons": "pint's 'tons' are US short tons (907 kg): write 't' for tonnes",
+    "kt": "pint's 'kt' is a knot: write 'kilotonne' (or 'Gg') for thousand tonnes",
+    "Nm": "'Nm' reads as newton-metre: write 'm**3' for normal cubic metres",
+    "Nm3": "write 'm**3' for normal cubic metres",
+}
+
+
 @lru_cache(maxsize=1024)
 def parse_unit(text: str) -> pint.Unit:
-    """Parse a unit string; raise :class:`UnitError` (without location) if pint cannot."""
+    """Parse a unit string; raise :class:`UnitError` (without location) if pint cannot, or if it
+    uses a name pint reads differently from inventory practice (``ton``, ``kt``, ``Nm3``)."""
+    for token in re.findall(r"[A-Za-z_]+[0-9]?", str(text)):
+        if token in AMBIGUOUS:
+            raise UnitError(None, f"ambiguous unit {text!r}: {AMBIGUOUS[token]}", value=text,
+                            expected="t, kg, g, m**3, km, GJ, TJ, head")
     try:
         return ureg.Unit(str(text).strip())
     except (pint.errors.UndefinedUnitError, pint.errors.DefinitionSyntaxError, ValueError,

@@ -146,6 +146,17 @@ def check_geometry(df: pd.DataFrame, kind: str, path: str) -> None:
                             column="geometry", value=geom[i].wkt[:120],
                             source_id=df["source_id"].iloc[i],
                             expected="a valid geometry (fix it in GIS, e.g. with make_valid)")
+    if kind == "line":
+        # overlapping parts (a MultiLineString drawn twice, a line retracing itself) would be
+        # dissolved by the geometry engine and their mass lost: refuse them
+        dissolved = shapely.length(shapely.union(geom, geom))
+        overlap = dissolved < shapely.length(geom) * (1 - 1e-9)
+        if overlap.any():
+            i = int(np.flatnonzero(overlap)[0])
+            raise GeometryError(path, "line overlaps itself (parts drawn more than once)",
+                                row=int(df["input_row"].iloc[i]), column="geometry",
+                                value=geom[i].wkt[:120], source_id=df["source_id"].iloc[i],
+                                expected="each stretch of road or lane once per source")
     if kind in ("line", "area"):
         size = shapely.length(geom) if kind == "line" else shapely.area(geom)
         zero = size <= 0
@@ -156,6 +167,17 @@ def check_geometry(df: pd.DataFrame, kind: str, path: str) -> None:
                                 value=geom[i].wkt[:120], source_id=df["source_id"].iloc[i],
                                 expected="a line of positive length" if kind == "line"
                                 else "a polygon of positive area")
+
+
+def check_projected(df: pd.DataFrame, path: str) -> None:
+    """After reprojection every coordinate must be finite (swapped lon/lat give inf)."""
+    bad = ~np.isfinite(shapely.bounds(df.geometry.to_numpy())).all(axis=1)
+    if bad.any():
+        i = int(np.flatnonzero(bad)[0])
+        raise GeometryError(path, "coordinates cannot be projected to the grid CRS (swapped "
+                            "lon/lat, or the wrong CRS?)", row=int(df["input_row"].iloc[i]),
+                            column="geometry", source_id=df["source_id"].iloc[i],
+                            expected="coordinates valid in the input's CRS")
 
 
 def check_keys(df: pd.DataFrame, keys: pd.DataFrame, devices: set[str], path: str,

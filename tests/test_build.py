@@ -164,6 +164,10 @@ def test_cli_build_and_bad_arguments(tmp_path, capsys):
     assert (latest / "report" / "index.html").exists()  # written by every build
     manifest = json.loads((latest / "manifest.json").read_text())
     assert "report/index.html" in manifest["files"]
+    assert main(["report", str(latest)]) == 0  # rewritten in place: manifest still valid
+    manifest = json.loads((latest / "manifest.json").read_text())
+    assert manifest["files"]["report/index.html"]["sha256"] == sha256_file(
+        latest / "report" / "index.html")
     assert main(["report", str(latest), "--out", str(tmp_path / "rep")]) == 0
     assert (tmp_path / "rep" / "index.html").exists()
     assert main(["compare", str(latest), str(latest), "--out", str(tmp_path / "cmp")]) == 0
@@ -211,12 +215,15 @@ def test_period_build_writes_only_those_days(tmp_path):
     cfg = write_world(tmp_path)
     summary = build_inventory(str(cfg), out_dir=str(tmp_path / "out"),
                               period=("2024-02-10", "2024-02-12"))
-    hourly = sorted((tmp_path / "out" / "latest" / "hourly").glob("*.nc"))
+    build = Path(summary["build_dir"])
+    hourly = sorted((build / "hourly").glob("*.nc"))
     assert [p.name for p in hourly] == ["20240210.nc", "20240211.nc", "20240212.nc"]
+    # an episode never replaces the full-year 'latest'
+    assert not (tmp_path / "out" / "latest").exists()
+    assert (tmp_path / "out" / "latest-period").resolve() == build.resolve()
     t = summary["totals"]
     # power is flat: 72 of 8784 hours
-    ledger = pd.read_csv(tmp_path / "out" / "latest" / "ledger.csv").set_index(
-        ["sector", "species"])
+    ledger = pd.read_csv(build / "ledger.csv").set_index(["sector", "species"])
     row = ledger.loc[("power", "CO2")]
     assert row.written_kg == pytest.approx(row.gridded_kg * 72 / 8784, rel=1e-12)
     ds = xr.open_mfdataset(hourly, combine="by_coords", data_vars="minimal", coords="minimal",

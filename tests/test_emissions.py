@@ -80,3 +80,12 @@ def test_pm10_is_size_resolved_so_pm25_never_exceeds_pm10(emissions):
     assert (t["PM2_5"] <= t["PM10"] * (1 + 1e-12)).all()
     # uncontrolled sources are unchanged: P2 500 t × 2 kg/t
     assert t.loc["P2", "PM10"] == pytest.approx(1000, rel=1e-12)
+
+
+@pytest.mark.parametrize("unit, hint", [("tons", "short tons"), ("kt", "knot"),
+                                        ("g/Nm**3", "newton-metre"), ("ton/yr", "short ton")])
+def test_ambiguous_units_are_refused(unit, hint):
+    from sources.units import parse_unit
+
+    with pytest.raises(UnitError, match=hint):
+        parse_unit(unit)

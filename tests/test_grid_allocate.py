@@ -1,5 +1,6 @@
 import numpy as np
 import pyproj
+import shapely
 import pytest
 
 from grids.allocate import allocate
@@ -108,3 +109,53 @@ def test_zero_proxy_falls_back_to_area_and_is_reported(alloc):
 def test_columns_sum_with_outside_to_one(alloc):
     _, a = alloc
     np.testing.assert_allclose(a.inside_fraction + a.outside_fraction, 1.0, atol=1e-12)
+
+
+def _lines(grid, wkts):
+    import geopandas as gpd
+
+    return gpd.GeoDataFrame({"source_id": [f"X{i}" for i in range(len(wkts))], "kind": "line"},
+                            geometry=shapely.from_wkt(wkts), crs=grid.crs)
+
+
+def fixture_grid():
+    return Grid.from_config({"crs": "EPSG:32651", "x0": 300000, "y0": 3400000, "dx": 1000,
+                             "dy": 1000, "nx": 4, "ny": 3})
+
+
+def test_line_partly_on_an_edge_splits_only_that_part():
+    """1000 m inside cell (0,0), then 500 m on the edge x = 301 000 between cells (0,0), (0,1)."""
+    from grids.allocate import allocate_lines
+
+    g = fixture_grid()
+    a = allocate_lines(_lines(g, ["LINESTRING (300000 3400500, 301000 3400500, 301000 3401000)"]),
+                       g)
+    col = a.matrix[:, 0].toarray().ravel()
+    assert col[0] == pytest.approx(1250 / 1500, abs=1e-12)
+    assert col[1] == pytest.approx(250 / 1500, abs=1e-12)
+    assert a.outside_fraction[0] == pytest.approx(0, abs=1e-12)
+
+
+def test_line_on_the_domain_edge_is_half_outside():
+    from grids.allocate import allocate_lines
+
+    g = fixture_grid()
+    a = allocate_lines(_lines(g, ["LINESTRING (300200 3400000, 300800 3400000)"]), g)
+    assert a.matrix[:, 0].sum() == pytest.approx(0.5, abs=1e-12)
+    assert a.outside_fraction[0] == pytest.approx(0.5, abs=1e-12)
+
+
+def test_polygon_beyond_its_proxy_raster_is_refused(world, tables):
+    """A polygon reaching beyond the raster would hand the uncovered part's share to the covered
+    part (possibly pushing outside-domain mass inside): refused, naming the source."""
+    from sources.errors import GeometryError
+
+    data = world.parent.parent / "data"
+    (data / "areas.csv").write_text(
+        "source_id,sector,fuel,technology,activity,activity_unit,proxy,geometry\n"
+        'A9,residential,natural_gas,stove,1000,m**3,population,"POLYGON ((303000 3402000, '
+        '307000 3402000, 307000 3403000, 303000 3403000, 303000 3402000))"\n')
+    activity, _, _ = read_inputs(load_config(world), tables)
+    with pytest.raises(GeometryError, match=r"population.tif, source_id 'A9': proxy raster "
+                       r"'population' does not cover the polygon of an area source \(1.000 km²"):
+        allocate(activity, tables.grid, tables.proxies)

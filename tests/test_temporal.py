@@ -76,3 +76,9 @@ def test_sector_needs_existing_profiles(tmp_path, tables):
                  "power,flat,flat,nope,none,r\n")
     with pytest.raises(ConfigError, match=r"row 1, column 'hour_profile': no hour profile 'nope'"):
         load_sectors(s, tables.profiles)
+
+
+def test_year_whose_next_new_year_is_not_yet_in_the_calendar(tables):
+    """2026's last UTC hours are local 1 January 2027 (not in chinesecalendar 1.11)."""
+    f = temporal_factors(tables.sectors, tables.profiles, 2026)
+    np.testing.assert_allclose(f.sum("time"), 1.0, atol=1e-13)

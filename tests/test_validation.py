@@ -142,3 +142,28 @@ def test_unsupported_format(tmp_path, tables):
     p.write_text("")
     with pytest.raises(E.InputError, match=re.escape("x.xlsx: unsupported file format; got '.xlsx'")):
         read_sources(p, "point", target_crs=tables.grid.crs)
+
+
+def test_line_overlapping_itself_is_refused(world, tables):
+    geom = '"MULTILINESTRING ((300000 3400500, 302000 3400500), (300500 3400500, 301500 3400500))"'
+    with pytest.raises(E.GeometryError, match=r"lines.csv, row 1, source_id 'X', column "
+                       r"'geometry': line overlaps itself"):
+        build_with(world, tables, "lines.csv", LHEAD + f"X,road,gasoline,car,1,km,{geom}\n")
+
+
+def test_swapped_lon_lat_is_refused(world, tables):
+    cfg = world.read_text().replace('crs: "EPSG:32651", x_column: x, y_column: y',
+                                    'crs: "EPSG:4326", x_column: x, y_column: y')
+    world.write_text(cfg)
+    with pytest.raises(E.GeometryError, match=r"points.csv, row 1, source_id 'P9', column "
+                       r"'geometry': coordinates cannot be projected"):
+        build_with(world, tables, "points.csv", HEAD.replace(",x,y", ",x,y") +
+                   "P9,power,coal,boiler,none,10,t,31.2,121.5\n")
+
+
+def test_empty_csv_and_bad_crs(world, tables):
+    with pytest.raises(E.InputError, match=r"points.csv: cannot parse CSV"):
+        build_with(world, tables, "points.csv", "")
+    world.write_text(world.read_text().replace('crs: "EPSG:32651", x_column', 'crs: "EPSG:99", x_column'))
+    with pytest.raises(E.CRSMissingError, match=r"the config's CRS cannot be understood"):
+        build_with(world, tables, "points.csv", HEAD + OK)
