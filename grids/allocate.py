@@ -19,6 +19,7 @@ import shapely
 from grids.grid import Grid
 from sources.errors import CRSMismatchError, GeometryError
 
+
 @dataclass(frozen=True)
 class Allocation:
     """Allocation of one set of sources.

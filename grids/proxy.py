@@ -9,7 +9,6 @@ an error.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from functools import lru_cache
 from pathlib import Path
 
 import numpy as np
@@ -51,10 +50,13 @@ class Proxy:
         return values, transform, crs
 
     def extent(self, target_crs: pyproj.CRS) -> shapely.Geometry:
-        """The raster's footprint in ``target_crs`` (densified edges)."""
-        _, transform, crs = self.read()
+        """The raster's footprint in ``target_crs`` (edges densified when reprojected)."""
         with rasterio.open(self.path) as src:
-            width, height = src.width, src.height
+            transform, width, height = src.transform, src.width, src.height
+            crs = pyproj.CRS.from_wkt(src.crs.to_wkt()) if src.crs else None
+        if crs is None:
+            raise InputError(self.path, f"proxy raster {self.name!r} has no CRS", column="crs",
+                             expected="a GeoTIFF with a CRS")
         x0, y0 = transform * (0, 0)
         x1, y1 = transform * (width, height)
         box = shapely.box(min(x0, x1), min(y0, y1), max(x0, x1), max(y0, y1))
@@ -86,9 +88,3 @@ def _pixels(path: str, band: int, target_wkt: str, values: np.ndarray, transform
         tr = pyproj.Transformer.from_crs(crs, target, always_xy=True)
         boxes = shapely.transform(boxes, lambda xy: np.column_stack(tr.transform(xy[:, 0], xy[:, 1])))
     return boxes, values[rows, cols], shapely.area(boxes)
-
-
-@lru_cache(maxsize=16)
-def load_proxy(name: str, path: str) -> Proxy:
-    """A cached :class:`Proxy` (one read per process)."""
-    return Proxy(name=name, path=path)

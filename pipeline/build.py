@@ -139,7 +139,7 @@ def make_ledger(emissions: EmissionsResult, activity: gpd.GeoDataFrame, alloc: A
                 annual: xr.DataArray, rejected_kg: pd.DataFrame | None) -> Ledger:
     by_sector = annual.sum(dim=("y", "x")).to_pandas()
     return Ledger.from_build(emissions.table, activity["sector"].to_numpy(),
-                             alloc.inside_fraction, alloc.outside_fraction, by_sector, rejected_kg)
+                             alloc.outside_fraction, by_sector, rejected_kg)
 
 
 def rejected_mass(rejected: gpd.GeoDataFrame, tables: Tables) -> pd.DataFrame | None:

@@ -28,7 +28,7 @@ class Ledger:
     table: pd.DataFrame
 
     @classmethod
-    def from_build(cls, emissions: pd.DataFrame, sectors: np.ndarray, inside: np.ndarray,
+    def from_build(cls, emissions: pd.DataFrame, sectors: np.ndarray,
                    outside: np.ndarray, annual_by_sector: pd.DataFrame,
                    rejected: pd.DataFrame | None = None) -> Ledger:
         """Build the ledger before writing.
@@ -37,7 +37,7 @@ class Ledger:
         ----------
         emissions : kg/yr per source (rows) and species (columns)
         sectors : sector of each source
-        inside, outside : per-source fraction inside and outside the grid [1], measured apart
+        outside : per-source fraction beyond the grid [1], measured from the geometry
         annual_by_sector : kg/yr summed over the annual grid, index sector, columns species
         rejected : kg/yr of rejected sources per sector (index) and species (columns)
         """

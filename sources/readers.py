@@ -42,22 +42,21 @@ def file_sha256(path: str | Path) -> str:
     return h.hexdigest()
 
 
-def _read_raw(path: Path, fmt: str, layer: str | None, x_column: str, y_column: str,
-              wkt_column: str, crs: Any) -> tuple[pd.DataFrame, Any]:
-    """Read the file into a (Geo)DataFrame without touching its columns; return it and its CRS."""
+def _read_raw(path: Path, fmt: str, layer: str | None) -> pd.DataFrame:
+    """Read the file into a (Geo)DataFrame without touching its columns."""
     if fmt == "csv":
         try:
             df = pd.read_csv(path, dtype=str, keep_default_na=False, na_values=[""])
         except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as exc:
             raise InputError(path, f"cannot parse CSV ({exc})",
                              expected="a UTF-8 CSV with a header row") from exc
-        return df, None
+        return df
     if fmt == "parquet":
         try:
             try:
-                return gpd.read_parquet(path), "from-file"
+                return gpd.read_parquet(path)
             except ValueError:  # plain Parquet without GeoParquet metadata
-                return pd.read_parquet(path), None
+                return pd.read_parquet(path)
         except (OSError, pyarrow.ArrowException) as exc:
             raise InputError(path, f"cannot read Parquet ({exc})",
                              expected="a (Geo)Parquet file") from exc
@@ -70,7 +69,7 @@ def _read_raw(path: Path, fmt: str, layer: str | None, x_column: str, y_column: 
         raise InputError(path, f"cannot read layer ({exc})", column=None, value=layer,
                          expected=f"one of the layers {[n for n, _ in pyogrio.list_layers(path)]}"
                          ) from exc
-    return df, "from-file"
+    return df
 
 
 def _geometry_from_columns(df: pd.DataFrame, path: Path, kind: str, x_column: str,
@@ -144,7 +143,7 @@ def read_sources(
     if fmt is None:
         raise InputError(path, "unsupported file format", value=path.suffix,
                          expected=f"one of {sorted(FORMATS)}")
-    raw, file_crs_flag = _read_raw(path, fmt, layer, x_column, y_column, wkt_column, crs)
+    raw = _read_raw(path, fmt, layer)
     if columns:
         clash = sorted(set(columns.values()) & (set(raw.columns) - set(columns)))
         if clash:

@@ -1,7 +1,7 @@
 import numpy as np
 import pyproj
-import shapely
 import pytest
+import shapely
 
 from grids.allocate import allocate
 from grids.grid import Grid
