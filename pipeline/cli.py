@@ -1,6 +1,7 @@
 """``tongyuan`` command line: one config file plus overrides (as HERMES and SMOKE users work).
 
     tongyuan build --config config/shanghai.yaml [--out DIR] [--year 2024]
+    tongyuan scenario config/scenarios/plan-2030.yaml [--out DIR] [--period START:END]
 """
 
 from __future__ import annotations
@@ -34,6 +35,14 @@ def _parser() -> argparse.ArgumentParser:
     bp.add_argument("--period", metavar="START:END", help="write only these UTC days, e.g. "
                     "2024-01-15:2024-01-21 (default: the whole year)")
     bp.add_argument("-v", "--verbose", action="store_true", help="show Prefect's logs")
+    sp = sub.add_parser("scenario", help="build a policy scenario next to its base and assess "
+                        "the synergy of its measures (synergy.csv, difference maps)")
+    sp.add_argument("scenario", type=Path, help="scenario file, e.g. config/scenarios/plan-2030.yaml")
+    sp.add_argument("--out", type=Path, help="output directory (default: output.dir of the base "
+                    "configuration)")
+    sp.add_argument("--period", metavar="START:END", help="write only these UTC days of the "
+                    "scenario inventory (synergy and maps are annual either way)")
+    sp.add_argument("-v", "--verbose", action="store_true", help="show Prefect's logs")
     rp = sub.add_parser("report", help="write the QA report of a build (HTML + PNG)")
     rp.add_argument("build", type=Path, help="a build directory, e.g. out/latest")
     rp.add_argument("--out", type=Path, help="report directory (default: BUILD/report)")
@@ -79,6 +88,36 @@ def _print_summary(summary: dict) -> None:
     print(f"\n  time:    {summary['seconds']:.1f} s ({steps})")
 
 
+def _period(text: str | None) -> tuple[str, str] | None:
+    if not text:
+        return None
+    parts = text.split(":")
+    if len(parts) != 2:
+        raise ValueError(f"--period {text!r}: expected START:END, e.g. 2024-01-15:2024-01-21")
+    return (parts[0], parts[1])
+
+
+def _print_synergy(summary: dict) -> None:
+    syn = summary["synergy"]
+    print(f"\nScenario {summary['scenario']}: build {summary['build_id']} published")
+    print(f"  files:   {summary['build_dir']}/  (synergy.csv, difference.nc, hourly/ "
+          f"{summary['files']} days)")
+    print(f"  latest:  {summary['latest']} -> {summary['build_id']}")
+    print(f"  page:    {summary['synergy_page']}\n")
+    print(f"  {'measure':<22}{'basis':<13}{'ΔCO2 kt':>12}{'ΔCO2e kt':>12}{'ΔNOx t':>11}"
+          f"{'ΔSO2 t':>11}{'ΔPM2.5 t':>11}{'NOx t/kt':>10}")
+    for _, r in syn.iterrows():
+        ratio = r.get("NOx_t_per_kt_CO2")
+        print(f"  {str(r.measure)[:21]:<22}{r.basis:<13}{r.delta_CO2_t / 1e3:>12,.1f}"
+              f"{r.get('delta_CO2e_t', float('nan')) / 1e3:>12,.1f}"
+              f"{r.get('delta_NOx_t', float('nan')):>11,.1f}"
+              f"{r.get('delta_SO2_t', float('nan')):>11,.1f}"
+              f"{r.get('delta_PM2_5_t', float('nan')):>11,.1f}"
+              f"{'' if ratio != ratio else f'{ratio:.2f}':>10}")
+    print("  (scenario − base per year; sequential rows add up to 'combined'; 'interaction' = "
+          "combined − sum of the measures applied alone)")
+
+
 def main(argv: list[str] | None = None) -> int:
     started = time.perf_counter()
     args = _parser().parse_args(argv)
@@ -92,14 +131,11 @@ def main(argv: list[str] | None = None) -> int:
         from prefect.settings import PREFECT_FLOWS_HEARTBEAT_FREQUENCY, temporary_settings
 
         from pipeline.flows import build_inventory
-        period = None
-        if args.period:
-            parts = args.period.split(":")
-            if len(parts) != 2:
-                print(f"tongyuan: error: --period {args.period!r}: expected START:END, e.g. "
-                      "2024-01-15:2024-01-21", file=sys.stderr)
-                return 2
-            period = (parts[0], parts[1])
+        try:
+            period = _period(args.period)
+        except ValueError as exc:
+            print(f"tongyuan: error: {exc}", file=sys.stderr)
+            return 2
         try:
             with temporary_settings(updates={PREFECT_FLOWS_HEARTBEAT_FREQUENCY: None}):
                 summary = build_inventory(str(args.config), out_dir=str(args.out) if args.out
@@ -109,6 +145,29 @@ def main(argv: list[str] | None = None) -> int:
             return 1
         _print_summary(summary)
         print(f"  wall:    {time.perf_counter() - started:.1f} s including Prefect start-up")
+        return 0
+    if args.command == "scenario":
+        if not args.scenario.exists():
+            print(f"tongyuan: error: scenario file {args.scenario} not found", file=sys.stderr)
+            return 2
+        try:
+            period = _period(args.period)
+        except ValueError as exc:
+            print(f"tongyuan: error: {exc}", file=sys.stderr)
+            return 2
+        from prefect.settings import PREFECT_FLOWS_HEARTBEAT_FREQUENCY, temporary_settings
+
+        from pipeline.flows import scenario_inventory
+        try:
+            with temporary_settings(updates={PREFECT_FLOWS_HEARTBEAT_FREQUENCY: None}):
+                summary = scenario_inventory(str(args.scenario), out_dir=str(args.out)
+                                             if args.out else None, period=period)
+        except TongyuanError as exc:
+            print(f"tongyuan: error: {exc}", file=sys.stderr)
+            return 1
+        _print_synergy(summary)
+        print(f"\n  time:    {summary['seconds']:.1f} s; wall "
+              f"{time.perf_counter() - started:.1f} s including Prefect start-up")
         return 0
     for path in [getattr(args, n) for n in ("build", "build_a", "build_b") if hasattr(args, n)]:
         if not (path / "manifest.json").exists():

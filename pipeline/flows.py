@@ -5,6 +5,7 @@ the plain functions in :mod:`pipeline.build` and hold no science.
 from __future__ import annotations
 
 from collections import defaultdict
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -100,6 +101,62 @@ def report_task(build_dir: Path) -> bool:
     return True
 
 
+def _write_and_publish(cfg: BuildConfig, tables: b.Tables, out: Path, build_id: str,
+                       cfg_hash: str, metas, activity, rejected, emissions, alloc, annual,
+                       factors, ledger, findings, clock: b.Stopwatch, pointer: str,
+                       extra: Callable[[Path, dict[str, Any], dict[str, Any]], None] | None = None,
+                       manifest_extra: dict[str, Any] | None = None,
+                       pages: Callable[[Path], str] | None = None
+                       ) -> tuple[Path, dict[str, dict[str, float]], bool]:
+    """Write hourly files, ledger, details and report into staging, check, publish atomically.
+
+    Called inside a flow and under the output lock. ``extra(staging, static, attrs)`` writes
+    additional files (a scenario's synergy table) before the manifest is made; ``pages(staging)``
+    writes HTML pages that read the finished build (returns the sub-directory it wrote, which is
+    then added to the manifest).
+    """
+    staging = staging_dir(out, build_id)
+    try:
+        grid = tables.grid
+        ctx = b.WriteContext(hourly_dir=staging / "hourly", static=static_coords(grid),
+                             attrs=b.provenance_attrs(cfg, metas, build_id, cfg_hash, grid),
+                             year=cfg.year, dtype=cfg.output.dtype,
+                             complevel=cfg.output.complevel, shuffle=cfg.output.shuffle)
+        cube = hourly_cube(annual, factors, grid, tables.registry)
+        by_month = defaultdict(list)
+        for day in b.utc_days(cfg.year, cfg.output.period):
+            by_month[f"{day:%Y-%m}"].append(day)
+        per_day: dict[str, dict[str, float]] = {}
+        for label, days in by_month.items():
+            per_day.update(write_days_task(cube, days, ctx, grid.cell_area_m2, label)["written"])
+        clock.lap("write")
+        # float32 files carry the mass at float32 precision (~1e-7), float64 files to 1e-9
+        b.record_written(ledger, annual, factors, per_day,
+                         rtol=RTOL if cfg.output.dtype == "float64" else FLOAT32_RTOL)
+        check_balance(ledger, written=cfg.output.period is None)
+        ledger.to_csv(staging / "ledger.csv")
+        emissions.table.to_csv(staging / "emissions_by_source.csv", float_format="%.9g")
+        b.write_details(staging, activity, alloc, rejected, metas)
+        b.write_annual(staging, annual, factors, ctx.static, ctx.attrs)
+        findings_frame(findings).to_csv(staging / "checks.csv", index=False)
+        if extra is not None:
+            extra(staging, ctx.static, ctx.attrs)
+        write_manifest(staging, {"build_id": build_id, "config_hash": cfg_hash,
+                                 "config": str(cfg.config_path), "year": cfg.year,
+                                 "boundaries": str(cfg.boundaries) if cfg.boundaries
+                                 else None, "period": cfg.output.period,
+                                 "inputs": {m["name"]: m["sha256"] for m in metas},
+                                 **(manifest_extra or {})})
+        reported = report_task(staging)
+        if pages is not None:
+            add_to_manifest(staging, pages(staging))
+        final = publish(out, staging, build_id, pointer=pointer)
+    except BaseException:
+        discard(staging)
+        raise
+    return final, per_day, reported
+
+
 @flow(name="build-inventory", log_prints=True)
 def build_inventory(config_path: str, out_dir: str | None = None, year: int | None = None,
                     period: tuple[str, str] | None = None) -> dict[str, Any]:
@@ -133,41 +190,10 @@ def build_inventory(config_path: str, out_dir: str | None = None, year: int | No
         clock.lap("grid+time")
 
         build_id, cfg_hash = b.start_build(cfg)
-        staging = staging_dir(out, build_id)
-        try:
-            grid = tables.grid
-            ctx = b.WriteContext(hourly_dir=staging / "hourly", static=static_coords(grid),
-                                 attrs=b.provenance_attrs(cfg, metas, build_id, cfg_hash, grid),
-                                 year=cfg.year, dtype=cfg.output.dtype,
-                                 complevel=cfg.output.complevel, shuffle=cfg.output.shuffle)
-            cube = hourly_cube(annual, factors, grid, tables.registry)
-            by_month = defaultdict(list)
-            for day in b.utc_days(cfg.year, cfg.output.period):
-                by_month[f"{day:%Y-%m}"].append(day)
-            per_day: dict[str, dict[str, float]] = {}
-            for label, days in by_month.items():
-                per_day.update(write_days_task(cube, days, ctx, grid.cell_area_m2, label)["written"])
-            clock.lap("write")
-            # float32 files carry the mass at float32 precision (~1e-7), float64 files to 1e-9
-            b.record_written(ledger, annual, factors, per_day,
-                             rtol=RTOL if cfg.output.dtype == "float64" else FLOAT32_RTOL)
-            check_balance(ledger, written=cfg.output.period is None)
-            ledger.to_csv(staging / "ledger.csv")
-            emissions.table.to_csv(staging / "emissions_by_source.csv", float_format="%.9g")
-            b.write_details(staging, activity, alloc, rejected, metas)
-            b.write_annual(staging, annual, factors, ctx.static, ctx.attrs)
-            findings_frame(findings).to_csv(staging / "checks.csv", index=False)
-            write_manifest(staging, {"build_id": build_id, "config_hash": cfg_hash,
-                                     "config": str(cfg.config_path), "year": cfg.year,
-                                     "boundaries": str(cfg.boundaries) if cfg.boundaries
-                                     else None, "period": cfg.output.period,
-                                     "inputs": {m["name"]: m["sha256"] for m in metas}})
-            reported = report_task(staging)
-            final = publish(out, staging, build_id,
-                            pointer="latest" if cfg.output.period is None else "latest-period")
-        except BaseException:
-            discard(staging)
-            raise
+        pointer = "latest" if cfg.output.period is None else "latest-period"
+        final, per_day, reported = _write_and_publish(
+            cfg, tables, out, build_id, cfg_hash, metas, activity, rejected, emissions, alloc,
+            annual, factors, ledger, findings, clock, pointer)
     clock.lap("publish")
     totals = ledger.totals()
     if reported:
@@ -177,9 +203,96 @@ def build_inventory(config_path: str, out_dir: str | None = None, year: int | No
         markdown = b.summary_markdown(build_id, totals)
     create_markdown_artifact(key="build-summary", markdown=markdown,
                              description=f"Tongyuan build {build_id}")
-    pointer = "latest" if cfg.output.period is None else "latest-period"
     return {"build_id": build_id, "build_dir": str(final), "latest": str(out / pointer),
             "files": len(per_day), "totals": totals, "fallback": list(alloc.fallback),
             "findings": findings,
             "report": str(final / "report" / "index.html") if reported else None,
             "timings": dict(clock.steps), "seconds": clock.total, "period": cfg.output.period}
+
+
+@task(**T)
+def scenario_task(scenario, activity, alloc, tables: b.Tables, boundaries):
+    from pipeline.scenario import run_scenario
+
+    return run_scenario(scenario, activity, alloc, tables, boundaries)
+
+
+@flow(name="scenario-inventory", log_prints=True)
+def scenario_inventory(scenario_path: str, out_dir: str | None = None,
+                       period: tuple[str, str] | None = None) -> dict[str, Any]:
+    """Scenario inventory and synergy assessment, published beside the base builds.
+
+    Reads the base configuration the scenario names, applies its measures (in order and one by
+    one), grids the result with the base allocation (only new sources are allocated), writes the
+    scenario inventory like a build (hourly files, ledger, annual grid, report) plus
+    ``synergy.csv``, ``difference.nc``, ``activity_changes.csv`` and ``synergy/index.html``, and
+    moves ``latest-scenario-<name>`` to it.
+    """
+    import hashlib
+
+    from pipeline.scenario import check_base_year, write_scenario_files, write_synergy_page
+    from sources.scenario import load_scenario
+
+    clock = b.Stopwatch()
+    sc = load_scenario(scenario_path)
+    cfg = load_config_task(str(sc.base_config), {
+        "output.dir": out_dir, "output.period": list(period) if period else None})
+    check_base_year(sc, cfg.year)
+    out = Path(cfg.output.dir)
+    with build_lock(out):
+        sweep_stale(out)
+        tables = load_tables_task(cfg)
+        activity, metas, rejected = read_inputs_task(cfg, tables)
+        clock.lap("read")
+        base_alloc = allocate_task(activity, tables)
+        clock.lap("allocate")
+        run = scenario_task(sc, activity, base_alloc, tables, cfg.boundaries)
+        clock.lap("measures")
+        act = run.final
+        emissions, alloc = run.emissions, run.allocation
+        rejected_kg = rejected_task(rejected, tables)
+        findings = checks_task(emissions, act, tables, cfg)
+        raise_on_errors(findings)
+        annual = annual_task(alloc, emissions, act, tables)
+        factors = factors_task(cfg, tables)
+        ledger = ledger_task(emissions, act, alloc, annual, rejected_kg)
+        check_balance(ledger, written=False)
+        clock.lap("grid+time")
+
+        sc_bytes = Path(sc.path).read_bytes()
+        _, cfg_hash = b.start_build(cfg)
+        sc_hash = hashlib.sha256(cfg_hash.encode() + sc_bytes).hexdigest()
+        build_id = b.new_build_id(sc_hash)
+        metas = [*metas, {"path": str(sc.path), "format": "yaml", "kind": "scenario",
+                          "sha256": hashlib.sha256(sc_bytes).hexdigest(), "source_crs": None,
+                          "rows": len(sc.measures), "layer": None, "name": "scenario"}]
+        pointer = f"latest-scenario-{sc.name}" + ("" if cfg.output.period is None else "-period")
+        final, per_day, reported = _write_and_publish(
+            cfg, tables, out, build_id, sc_hash, metas, act, rejected, emissions, alloc, annual,
+            factors, ledger, findings, clock, pointer,
+            extra=lambda staging, static, attrs: write_scenario_files(run, staging, static,
+                                                                     attrs),
+            manifest_extra={"scenario": sc.name, "scenario_file": str(sc.path),
+                            "base_year": sc.base_year, "target_year": sc.target_year,
+                            "base_config_hash": cfg_hash},
+            pages=lambda staging: write_synergy_page(staging, cfg.boundaries).parent.name)
+    clock.lap("publish")
+    create_markdown_artifact(key="scenario-synergy", markdown=_synergy_markdown(run),
+                             description=f"Tongyuan scenario {sc.name} ({build_id})")
+    return {"build_id": build_id, "build_dir": str(final), "latest": str(out / pointer),
+            "files": len(per_day), "totals": ledger.totals(), "fallback": list(alloc.fallback),
+            "findings": findings, "synergy": run.synergy, "scenario": sc.name,
+            "report": str(final / "report" / "index.html") if reported else None,
+            "synergy_page": str(final / "synergy" / "index.html"),
+            "timings": dict(clock.steps), "seconds": clock.total, "period": cfg.output.period}
+
+
+def _synergy_markdown(run) -> str:
+    lines = [f"# Scenario `{run.scenario.name}`: {run.scenario.title}", "",
+             "| measure | basis | ΔCO2 kt | ΔNOx t | ΔSO2 t | ΔPM2.5 t |", "|---|---|---:|---:|---:|---:|"]
+    for _, r in run.synergy.iterrows():
+        lines.append(f"| {r.measure} | {r.basis} | {r.delta_CO2_t / 1e3:,.1f} | "
+                     f"{r.get('delta_NOx_t', float('nan')):,.1f} | "
+                     f"{r.get('delta_SO2_t', float('nan')):,.1f} | "
+                     f"{r.get('delta_PM2_5_t', float('nan')):,.1f} |")
+    return "\n".join(lines)

@@ -3,7 +3,8 @@
 ``E[source, species] = A × EF × U × Π_d (1 − η_d)`` where ``U`` is the pint conversion of
 ``activity_unit × factor_unit`` (× the fuel's NCV for per-energy factors) to kg. PM10 is
 size-resolved: its fine part (PM2.5) takes the PM2.5 removal and its coarse part the PM10 removal.
-A ``reported_<species>_kg`` value replaces the computed one for that source and species.
+A ``reported_<species>_kg`` value replaces the computed one for that source and species; an
+``ef_scale_<species>`` column (set by scenario measures) multiplies the result.
 """
 
 from __future__ import annotations
@@ -123,6 +124,10 @@ def compute_emissions(activity: pd.DataFrame, library: FactorLibrary,
         mask = np.isfinite(given)
         values[mask, sp_index[sp]] = given[mask]
         long.loc[long["species"].eq(sp) & long["_pos"].isin(np.flatnonzero(mask)), "reported"] = True
+    for col in [c for c in activity.columns if c.startswith("ef_scale_")]:
+        # scenario factor changes (a fuel standard): multiply the final emissions of a species
+        scale = activity[col].to_numpy(dtype=float)
+        values[:, sp_index[col[len("ef_scale_"):]]] *= np.where(np.isfinite(scale), scale, 1.0)
     table = pd.DataFrame(values, index=pd.Index(act["source_id"], name="source_id"),
                          columns=species)
     table = registry.add_co2e(table)

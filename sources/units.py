@@ -16,6 +16,11 @@ from sources.errors import UnitError
 ureg = pint.UnitRegistry()
 # Animal head count: livestock activity is an annual average population, factors are per head-year.
 ureg.define("head = [head]")
+# Standard coal equivalent (标准煤): 1 kgce = 29 307.6 kJ (GB/T 2589-2020, 综合能耗计算通则), used
+# for heat rates of power plants (供电煤耗, gce/kWh).
+ureg.define("tce = 29.3076 * GJ")
+ureg.define("kgce = 29.3076 * MJ")
+ureg.define("gce = 29.3076 * kJ")
 Q_ = ureg.Quantity
 
 

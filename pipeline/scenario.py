@@ -1,0 +1,330 @@
+"""Scenario inventories and the synergy assessment (协同增效评估), as plain functions.
+
+:func:`run_scenario` applies a scenario's measures (:mod:`sources.scenario`) to the base activity,
+computes emissions with the same factor library after every measure, grids them by *reusing the
+base allocation* (a derived source has its parent's column; only sources a measure creates are
+allocated anew) and returns:
+
+- the final activity (the scenario inventory, which the flow writes like any build);
+- per measure, the change it makes in sequence (these sum exactly to the combined change) and
+  alone (applied by itself to the base); the difference between the combined change and the sum
+  of single-measure changes is the *interaction* of overlapping measures;
+- gridded differences per measure and combined (kg/yr per cell and species).
+
+``synergy.csv`` has one row per measure and basis plus ``combined``, ``sum_of_alone`` and
+``interaction``: Δ of every species in t/yr (scenario − base: negative = avoided), the grid
+electricity changes in MWh, and the co-benefit ratios ``t pollutant avoided per kt CO2
+avoided`` (ΔP [t] / ΔCO2 [kt]; positive when both fall, negative for a trade-off, empty when
+CO2 does not change).
+"""
+
+from __future__ import annotations
+
+import html
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import geopandas as gpd
+import numpy as np
+import pandas as pd
+import scipy.sparse as sp
+import xarray as xr
+
+from grids.allocate import Allocation, allocate
+from pipeline.cube import annual_grid
+from sources.emissions import EmissionsResult, compute_emissions
+from sources.errors import ConfigError
+from sources.scenario import Applier, MeasureEffect, Scenario, prepare_base
+
+KG_PER_T = 1e3
+
+
+@dataclass
+class ScenarioRun:
+    """Everything a scenario produced in memory."""
+
+    scenario: Scenario
+    base: gpd.GeoDataFrame
+    final: gpd.GeoDataFrame
+    emissions: EmissionsResult  # of the final activity
+    allocation: Allocation  # of the final activity
+    base_grid: xr.DataArray  # (species, y, x) kg/yr, all sectors
+    difference: xr.DataArray  # (measure, species, y, x) kg/yr; 'combined' last
+    synergy: pd.DataFrame
+    changes: pd.DataFrame  # activity changes per measure and source
+
+
+def district_codes(activity: gpd.GeoDataFrame, boundaries: Path | None) -> np.ndarray | None:
+    """``district_code`` of each source's representative point ('' outside every district)."""
+    if boundaries is None or not Path(boundaries).exists():
+        return None
+    try:
+        districts = gpd.read_file(boundaries, layer="districts")
+    except Exception:  # noqa: BLE001 - a layer name is a convention, fall back to the first
+        districts = gpd.read_file(boundaries)
+    if "district_code" not in districts.columns:
+        return None
+    pts = gpd.GeoDataFrame(geometry=activity.geometry.representative_point(), crs=activity.crs)
+    joined = gpd.sjoin(pts, districts[["district_code", "geometry"]].to_crs(activity.crs),
+                       how="left", predicate="within")
+    joined = joined[~joined.index.duplicated(keep="first")]
+    return joined["district_code"].fillna("").astype(str).to_numpy()
+
+
+class _AllocationCache:
+    """The base allocation plus columns for sources that measures create (each allocated once)."""
+
+    def __init__(self, base: Allocation, grid: Any, proxies: dict) -> None:
+        self.base = base
+        self.grid = grid
+        self.proxies = proxies
+        self.extra: dict[str, tuple[sp.csr_matrix, float]] = {}
+        self.allocated_new = 0
+
+    def for_activity(self, act: gpd.GeoDataFrame) -> Allocation:
+        pos = act["parent_pos"].to_numpy()
+        new = act.loc[pos < 0]
+        todo = new.loc[~new["source_id"].isin(self.extra)]
+        if len(todo):
+            alloc = allocate(todo.drop(columns=["parent_pos", "origin"]), self.grid, self.proxies)
+            for j, sid in enumerate(todo["source_id"]):
+                self.extra[sid] = (alloc.matrix[:, j], float(alloc.outside_fraction[j]))
+            self.allocated_new += len(todo)
+        ext_ids = list(self.extra)
+        where = {sid: self.base.matrix.shape[1] + k for k, sid in enumerate(ext_ids)}
+        ext = sp.hstack([self.base.matrix, *[self.extra[s][0] for s in ext_ids]], format="csc")
+        ext_out = np.concatenate([self.base.outside_fraction,
+                                  [self.extra[s][1] for s in ext_ids]])
+        idx = pos.copy()
+        for j in np.flatnonzero(pos < 0):
+            idx[j] = where[act["source_id"].iloc[j]]
+        matrix, outside = ext[:, idx].tocsr(), ext_out[idx]
+        fallback = tuple(s for s in self.base.fallback if s in set(act["source_id"]))
+        return Allocation(matrix=matrix, source_ids=act["source_id"].to_numpy(),
+                          outside_fraction=outside, fallback=fallback)
+
+
+def _totals(em: EmissionsResult) -> pd.Series:
+    return em.table.sum()
+
+
+def _grid_total(alloc: Allocation, em: EmissionsResult, act: gpd.GeoDataFrame, grid: Any
+                ) -> np.ndarray:
+    """(species, y, x) kg/yr over all sectors."""
+    species = list(em.table.columns)
+    g = annual_grid(alloc.matrix, em.table, np.full(len(act), "all"), grid, species, ["all"])
+    return g.isel(sector=0).to_numpy()
+
+
+def run_scenario(scenario: Scenario, activity: gpd.GeoDataFrame, base_alloc: Allocation,
+                 tables: Any, boundaries: Path | None) -> ScenarioRun:
+    """Apply the measures in order and alone; emissions, grids and the synergy table."""
+    registry, library, grid = tables.registry, tables.library, tables.grid
+    base = prepare_base(activity)
+    applier = Applier(scenario=scenario, base=base, library=library, species=registry.emitted,
+                      districts=district_codes(base, boundaries))
+    cache = _AllocationCache(base_alloc, grid, tables.proxies)
+
+    def emissions(act: gpd.GeoDataFrame) -> EmissionsResult:
+        return compute_emissions(act, library, registry)
+
+    base_em = emissions(base)
+    base_tot = _totals(base_em)
+    base_grid = _grid_total(base_alloc, base_em, base, grid)
+    species = list(base_em.table.columns)
+
+    rows: list[dict[str, Any]] = []
+    diffs: list[np.ndarray] = []
+    changes: list[pd.DataFrame] = []
+    state, state_tot, state_grid = base, base_tot, base_grid
+    seq_effects: list[MeasureEffect] = []
+    for m in scenario.measures:
+        state, effect = applier.apply(state, m)
+        em = emissions(state)
+        alloc = cache.for_activity(state)
+        tot = _totals(em)
+        g = _grid_total(alloc, em, state, grid)
+        rows.append(_row(m, "sequential", tot - state_tot, effect))
+        diffs.append(g - state_grid)
+        changes.append(effect.changes)
+        seq_effects.append(effect)
+        state_tot, state_grid = tot, g
+        alone, a_effect = applier.apply(base, m)
+        rows.append(_row(m, "alone", _totals(emissions(alone)) - base_tot, a_effect))
+
+    final_em = emissions(state)
+    final_alloc = cache.for_activity(state)
+    combined = final_em.table.sum() - base_tot
+    rows.append(_summary_row("combined", combined, seq_effects))
+    alone_rows = [r for r in rows if r["basis"] == "alone"]
+    sum_alone = pd.Series({sp: sum(r[f"delta_{sp}_t"] for r in alone_rows) for sp in species})
+    rows.append(_summary_row("sum_of_alone", sum_alone * KG_PER_T, [], alone_rows))
+    inter = {sp: combined[sp] / KG_PER_T - sum_alone[sp] for sp in species}
+    rows.append(_summary_row("interaction", pd.Series(inter) * KG_PER_T, []))
+    synergy = _ratios(pd.DataFrame(rows), species, registry)
+
+    measure_ids = [m.id for m in scenario.measures] + ["combined"]
+    total_diff = state_grid - base_grid
+    stack = np.stack([*diffs, total_diff]) if diffs else total_diff[None]
+    difference = xr.DataArray(stack, dims=("measure", "species", "y", "x"),
+                              coords={"measure": measure_ids, "species": species, "y": grid.y,
+                                      "x": grid.x}, name="emission_difference")
+    base_da = xr.DataArray(base_grid, dims=("species", "y", "x"),
+                           coords={"species": species, "y": grid.y, "x": grid.x})
+    change_table = (pd.concat(changes, ignore_index=True) if changes
+                    else pd.DataFrame(columns=["source_id", "measure", "activity_before",
+                                               "activity_after", "activity_unit", "note"]))
+    return ScenarioRun(scenario=scenario, base=base, final=state, emissions=final_em,
+                       allocation=final_alloc, base_grid=base_da, difference=difference,
+                       synergy=synergy, changes=change_table)
+
+
+def _row(m: Any, basis: str, delta_kg: pd.Series, effect: MeasureEffect) -> dict[str, Any]:
+    row: dict[str, Any] = {"measure": m.id, "basis": basis, "type": m.type, "title": m.title,
+                           "clause": m.clause}
+    row.update({f"delta_{sp}_t": float(v) / KG_PER_T for sp, v in delta_kg.items()})
+    row.update({"grid_demand_mwh": effect.demand_mwh, "local_generation_mwh": effect.local_mwh,
+                "imported_mwh": effect.imported_mwh,
+                "added_generation_mwh": effect.added_generation_mwh})
+    return row
+
+
+def _summary_row(name: str, delta_kg: pd.Series, effects: list[MeasureEffect],
+                 rows: list[dict[str, Any]] | None = None) -> dict[str, Any]:
+    row: dict[str, Any] = {"measure": name, "basis": name, "type": "", "title": "", "clause": ""}
+    row.update({f"delta_{sp}_t": float(v) / KG_PER_T for sp, v in delta_kg.items()})
+    keys = ("grid_demand_mwh", "local_generation_mwh", "imported_mwh", "added_generation_mwh")
+    attrs = ("demand_mwh", "local_mwh", "imported_mwh", "added_generation_mwh")
+    for k, a in zip(keys, attrs, strict=True):
+        if rows is not None:
+            row[k] = sum(r[k] for r in rows)
+        elif effects:
+            row[k] = sum(getattr(e, a) for e in effects)
+        else:
+            row[k] = np.nan
+    return row
+
+
+def _ratios(df: pd.DataFrame, species: list[str], registry: Any) -> pd.DataFrame:
+    """Co-benefit ratios: t of each pollutant per kt CO2, both as changes (same sign = synergy)."""
+    kt_co2 = df["delta_CO2_t"] / 1e3
+    for sp in species:
+        if registry.species[sp].kind == "pollutant":
+            r = df[f"delta_{sp}_t"] / kt_co2.where(kt_co2 != 0)
+            df[f"{sp}_t_per_kt_CO2"] = r
+    return df
+
+
+# --------------------------------------------------------------------------------------------
+# files
+# --------------------------------------------------------------------------------------------
+
+def write_scenario_files(run: ScenarioRun, build_dir: Path, static: dict[str, Any],
+                         attrs: dict[str, Any]) -> None:
+    """``synergy.csv``, ``difference.nc``, ``activity_changes.csv`` and ``scenario.yaml``."""
+    run.synergy.to_csv(build_dir / "synergy.csv", index=False, float_format="%.9g")
+    run.changes.to_csv(build_dir / "activity_changes.csv", index=False, float_format="%.9g")
+    if run.scenario.path is not None:
+        (build_dir / "scenario.yaml").write_bytes(Path(run.scenario.path).read_bytes())
+    ds = xr.Dataset({
+        "emission_difference": run.difference.astype("float64"),
+        "base_emissions": run.base_grid.astype("float64")})
+    ds["emission_difference"].attrs = {
+        "long_name": "scenario minus base annual emissions per grid cell, per measure in the "
+                     "order applied ('combined' = all measures)",
+        "units": "kg year-1", "grid_mapping": "crs", "coordinates": "lat lon"}
+    ds["base_emissions"].attrs = {"long_name": "base inventory annual emissions per grid cell",
+                                  "units": "kg year-1", "grid_mapping": "crs",
+                                  "coordinates": "lat lon"}
+    for name in ("x", "y", "lon", "lat"):
+        dims, values, a = static[name]
+        ds = ds.assign_coords({name: (dims, values, a)})
+    dims, values, a = static["crs"]
+    ds["crs"] = xr.Variable(dims, values, a)
+    sc = run.scenario
+    ds.attrs = {"Conventions": "CF-1.8", **attrs, "tongyuan_scenario": sc.name,
+                "tongyuan_scenario_title": sc.title, "tongyuan_base_year": sc.base_year,
+                "tongyuan_target_year": sc.target_year, "references": sc.reference}
+    shape = run.difference.shape
+    enc = {"emission_difference": {"zlib": True, "complevel": 1,
+                                   "chunksizes": (1, 1, *shape[2:])},
+           "base_emissions": {"zlib": True, "complevel": 1, "chunksizes": (1, *shape[2:])}}
+    ds.to_netcdf(build_dir / "difference.nc", engine="netcdf4", encoding=enc)
+
+
+MAP_SPECIES = ("CO2", "CO2e", "NOx", "SO2", "PM2_5", "NMVOC")
+
+
+def write_synergy_page(build_dir: Path, boundaries: Path | None) -> Path:
+    """``synergy/index.html``: the synergy table and difference maps (combined and per measure)."""
+    from pipeline.compare import diff_map
+    from pipeline.report import (
+        boundary_lines_km,
+        fmt,
+        html_page,
+        label,
+        load_build,
+        read_districts,
+        save_png,
+        table,
+    )
+
+    data = load_build(build_dir)
+    out = build_dir / "synergy"
+    out.mkdir(exist_ok=True)
+    syn = pd.read_csv(build_dir / "synergy.csv")
+    outlines = boundary_lines_km(read_districts(boundaries), data.grid)
+    with xr.open_dataset(build_dir / "difference.nc") as ds:
+        diff = ds["emission_difference"].load()
+    species = [s for s in MAP_SPECIES if s in diff["species"].values]
+
+    def fig(measure: str, sp: str) -> str | None:
+        delta = diff.sel(measure=measure, species=sp).to_numpy() / KG_PER_T
+        if not np.any(delta != 0):
+            return None
+        title = f"Δ{label(sp)} — {measure}\nΣ {fmt(float(delta.sum()))} t/yr"
+        return save_png(diff_map(delta, data, outlines, title), out, f"diff_{measure}_{sp}.png")
+
+    combined = [f for f in (fig("combined", sp) for sp in species) if f]
+    per_measure = []
+    for m in [str(v) for v in diff["measure"].values if v != "combined"]:
+        figs = [f for f in (fig(m, sp) for sp in ("CO2", "NOx")) if f]
+        if figs:
+            per_measure.append(f"<h3>{html.escape(m)}</h3><div class='figs'>{''.join(figs)}</div>")
+    pollutants = [c[:-len("_t_per_kt_CO2")] for c in syn.columns if c.endswith("_t_per_kt_CO2")]
+    head = ["measure", "basis", "ΔCO2 kt", "ΔCO2e kt"] + [f"Δ{label(p)} t" for p in pollutants] \
+        + [f"{label(p)} t/kt CO2" for p in ("NOx", "SO2", "PM2_5") if p in pollutants]
+    rows = []
+    for _, r in syn.iterrows():
+        rows.append([r["measure"], r["basis"], fmt(r["delta_CO2_t"] / 1e3),
+                     fmt(r.get("delta_CO2e_t", np.nan) / 1e3)]
+                    + [fmt(r[f"delta_{p}_t"]) for p in pollutants]
+                    + ["" if pd.isna(r[f"{p}_t_per_kt_CO2"]) else f"{r[f'{p}_t_per_kt_CO2']:.3g}"
+                       for p in ("NOx", "SO2", "PM2_5") if p in pollutants])
+    sc_doc = (build_dir / "scenario.yaml").read_text(encoding="utf-8") \
+        if (build_dir / "scenario.yaml").exists() else ""
+    sections = [
+        ("table", "Synergy per measure",
+         "<p class='note'>Scenario − base, t/yr (negative = avoided). <b>sequential</b>: the "
+         "measure's change where it stands in the order of the scenario (these add up to "
+         "<b>combined</b>); <b>alone</b>: the measure applied by itself to the base; "
+         "<b>interaction</b> = combined − sum of alone. Co-benefit ratio: t pollutant per kt "
+         "CO2, both as changes (positive: both fall).</p><div class='scroll'>"
+         + table(head, rows, numeric=set(range(2, len(head))), table_id="synergy") + "</div>"),
+        ("maps", "Combined difference maps", "<div class='figs'>" + "".join(combined) + "</div>"),
+        ("measures", "Per measure (sequential): CO2 and NOx", "".join(per_measure)),
+        ("scenario", "Scenario file", f"<pre>{html.escape(sc_doc)}</pre>"),
+    ]
+    body = [f"<section id='{k}'><h2>{html.escape(t)}</h2>{c}</section>" for k, t, c in sections]
+    index = out / "index.html"
+    index.write_text(html_page(f"Tongyuan scenario {data.build_id}", [(k, t) for k, t, _ in
+                                                                       sections], body),
+                     encoding="utf-8")
+    return index
+
+
+def check_base_year(scenario: Scenario, year: int) -> None:
+    if scenario.base_year != year:
+        raise ConfigError(f"{scenario.path}: base_year {scenario.base_year} differs from the "
+                          f"year {year} of the base configuration {scenario.base_config}")
