@@ -432,7 +432,9 @@ class Applier:
         if local == 0:
             return
         where = f"{self.scenario.path}: grid_electricity"
-        mask = ge.supplied_by.mask(act, self._districts_of(act))
+        # sources this measure created (a new biomass plant) do not displace themselves
+        mask = ge.supplied_by.mask(act, self._districts_of(act)) & (
+            act["origin"].to_numpy() != m.id)
         if not mask.any():
             raise ScenarioError(f"{where}: supplied_by selects no source "
                                 f"({ge.supplied_by.describe()})")
