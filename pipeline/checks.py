@@ -504,8 +504,13 @@ def run_checks(emissions_table: pd.DataFrame, activity: pd.DataFrame, library: F
             findings.append(f)
         if not checks_cfg.key_level:
             continue
+        # a key whose denominator factor is zero by definition (biogenic CO2 of biomass, a
+        # battery-electric car) has no ratio to test; a unit slip never gives an exact zero
+        ef = library.factors
+        zero_den = set(map(tuple, ef.loc[(ef["species"] == den).to_numpy()
+                                         & (ef["value_num"] == 0).to_numpy(), KEY].to_numpy()))
         for key, ksub in sub.groupby(KEY, sort=True):
-            if key in named:  # already the driver of the sector finding
+            if key in named or key in zero_den:  # already the driver of the sector finding
                 continue
             kf, _ = _range_finding("ratio_key", sector, pair, ksub, *args,
                                    label=f"{key[0]}/{key[1]}/{key[2]}")

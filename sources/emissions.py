@@ -48,6 +48,16 @@ def _conversion(activity_unit: str, factor_unit: str, ncv: float | None, ncv_uni
                     "(g/GJ) with a calorific value for the fuel in fuels.csv")
 
 
+def _groups(df: pd.DataFrame, columns: list[str]) -> tuple[np.ndarray, np.ndarray]:
+    """Group number of each row by ``columns`` and the first row of each group (vectorised)."""
+    key = np.zeros(len(df), dtype=np.int64)
+    for col in columns:
+        codes, uniques = pd.factorize(df[col])
+        key = key * (len(uniques) + 1) + codes
+    _, first, inverse = np.unique(key, return_index=True, return_inverse=True)
+    return inverse.ravel(), first
+
+
 def _size_resolved_pm10(values: np.ndarray, long: pd.DataFrame, cells: tuple, act: pd.DataFrame,
                         remaining: dict[str, dict[str, float]], sp_index: dict[str, int]) -> None:
     """Controlled PM10 = fine part + coarse part, each with its own removal (in place).
@@ -61,8 +71,9 @@ def _size_resolved_pm10(values: np.ndarray, long: pd.DataFrame, cells: tuple, ac
     unc = np.zeros_like(values)
     np.add.at(unc, cells, (long["activity"] * long["value_num"] * long["kg_per_unit"]).to_numpy())
     i10, i25 = sp_index["PM10"], sp_index["PM2_5"]
-    rem10 = np.array([remaining[c]["PM10"] for c in act["control"]])
-    rem25 = np.array([remaining[c]["PM2_5"] for c in act["control"]])
+    codes, controls = pd.factorize(act["control"])
+    rem10 = np.array([remaining[c]["PM10"] for c in controls])[codes]
+    rem25 = np.array([remaining[c]["PM2_5"] for c in controls])[codes]
     coarse = np.clip(unc[:, i10] - unc[:, i25], 0.0, None)
     has_both = (unc[:, i10] > 0) & (unc[:, i25] > 0)
     values[has_both, i10] = (unc[has_both, i25] * rem25[has_both]
@@ -91,29 +102,36 @@ def compute_emissions(activity: pd.DataFrame, library: FactorLibrary,
     ef = library.factors[[*KEY, "species", "value_num", "unit", "reference"]]
     long = act.merge(ef, on=KEY, how="inner")
 
+    # per (activity unit, factor unit, fuel) and per (control, species) group, not per row:
+    # iterating strings row by row costs seconds on a city's half-million rows
     fuels = library.fuels.set_index("fuel")
-    conv = {}
-    for (au, fu, fuel), grp in long.groupby(["activity_unit", "unit", "fuel"], sort=False):
+    gid, first_rows = _groups(long, ["activity_unit", "unit", "fuel"])
+    conv_kg, conv_ncv = [], []
+    for i in first_rows:
+        au, fu, fuel = (long[c].iloc[int(i)] for c in ("activity_unit", "unit", "fuel"))
         ncv = float(fuels.loc[fuel, "ncv_value"]) if fuel in fuels.index else None
         ncv_unit = fuels.loc[fuel, "ncv_unit"] if fuel in fuels.index else None
-        first = grp.iloc[0]
+        first = long.iloc[int(i)]
         where = f"{first['input_file']} row {first['input_row']} ({first['source_id']})"
         try:
-            conv[(au, fu, fuel)] = _conversion(au, fu, ncv, ncv_unit, where)
+            kg, used = _conversion(au, fu, ncv, ncv_unit, where)
         except pint.errors.DimensionalityError as exc:  # pragma: no cover - _conversion checks
             raise UnitError(where, str(exc)) from exc
-    keys = list(zip(long["activity_unit"], long["unit"], long["fuel"], strict=True))
-    long["kg_per_unit"] = np.array([conv[k][0] for k in keys])
-    long["ncv_used"] = np.array([conv[k][1] for k in keys])
+        conv_kg.append(kg)
+        conv_ncv.append(used)
+    long["kg_per_unit"] = np.asarray(conv_kg)[gid]
+    long["ncv_used"] = np.asarray(conv_ncv, dtype=bool)[gid]
 
     remaining = {c: library.remaining_fraction(c, species) for c in act["control"].unique()}
-    long["remaining"] = np.array([remaining[c][s] for c, s in
-                                  zip(long["control"], long["species"], strict=True)])
+    cid, first_rows = _groups(long, ["control", "species"])
+    long["remaining"] = np.asarray([remaining[long["control"].iloc[int(i)]][
+        long["species"].iloc[int(i)]] for i in first_rows])[cid]
     long["kg"] = long["activity"] * long["value_num"] * long["kg_per_unit"] * long["remaining"]
 
     sp_index = {s: i for i, s in enumerate(species)}
     values = np.zeros((len(act), len(species)))
-    cells = (long["_pos"].to_numpy(), long["species"].map(sp_index).to_numpy())
+    sp_codes = pd.Categorical(long["species"], categories=species).codes
+    cells = (long["_pos"].to_numpy(), sp_codes.astype(np.int64))
     np.add.at(values, cells, long["kg"].to_numpy())
     if {"PM10", "PM2_5"} <= set(species):
         _size_resolved_pm10(values, long, cells, act, remaining, sp_index)
