@@ -16,6 +16,9 @@ from pathlib import Path
 def _prefect_environment(verbose: bool) -> None:
     """Offline-safe Prefect defaults (see shared/reference/STACK.md); the user's values win."""
     os.environ.setdefault("PREFECT_HOME", str(Path.home() / ".tongyuan" / "prefect"))
+    # Prefect creates only the last level of its home: on a fresh machine its database could not
+    # be opened and the temporary server timed out after two minutes
+    Path(os.environ["PREFECT_HOME"]).expanduser().mkdir(parents=True, exist_ok=True)
     os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
     os.environ.setdefault("DO_NOT_TRACK", "1")
     os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "120")

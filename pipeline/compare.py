@@ -110,8 +110,8 @@ def differences_table(ya: xr.DataArray, yb: xr.DataArray) -> pd.DataFrame:
     return df
 
 
-def diff_map(delta: np.ndarray, data: BuildData, outlines: list[np.ndarray], title: str
-             ) -> plt.Figure:
+def diff_map(delta: np.ndarray, data: BuildData, outlines: list[np.ndarray], title: str,
+             what: str = "B − A") -> plt.Figure:
     """Map of B − A per cell [t/yr], diverging colours centred at 0.
 
     A symmetric-log scale is used when the non-zero changes span more than two decades, else a
@@ -134,7 +134,7 @@ def diff_map(delta: np.ndarray, data: BuildData, outlines: list[np.ndarray], tit
     im = ax.imshow(shown, origin="lower", extent=extent, cmap="RdBu_r", norm=norm,
                    interpolation="nearest")
     cb = fig.colorbar(im, ax=ax, shrink=0.82, pad=0.04)
-    cb.set_label(f"B − A, t/yr per cell ({scale})", fontsize=8)
+    cb.set_label(f"{what}, t/yr per cell ({scale})", fontsize=8)
     cb.ax.tick_params(labelsize=7)
     map_axes(ax, grid, outlines)
     ax.set_title(title, fontsize=10)

@@ -284,7 +284,8 @@ def write_synergy_page(build_dir: Path, boundaries: Path | None) -> Path:
         if not np.any(delta != 0):
             return None
         title = f"Δ{label(sp)} — {measure}\nΣ {fmt(float(delta.sum()))} t/yr"
-        return save_png(diff_map(delta, data, outlines, title), out, f"diff_{measure}_{sp}.png")
+        return save_png(diff_map(delta, data, outlines, title, what="scenario − base"), out,
+                        f"diff_{measure}_{sp}.png")
 
     combined = [f for f in (fig("combined", sp) for sp in species) if f]
     per_measure = []
@@ -312,7 +313,10 @@ def write_synergy_page(build_dir: Path, boundaries: Path | None) -> Path:
          "<b>interaction</b> = combined − sum of alone. Co-benefit ratio: t pollutant per kt "
          "CO2, both as changes (positive: both fall).</p><div class='scroll'>"
          + table(head, rows, numeric=set(range(2, len(head))), table_id="synergy") + "</div>"),
-        ("maps", "Combined difference maps", "<div class='figs'>" + "".join(combined) + "</div>"),
+        ("maps", "Combined difference maps",
+         "<p class='note'>Gridded annual change, t/yr per cell. Σ on a map covers the grid only; "
+         "the table counts every source read, including the share of lines and ships beyond "
+         "the domain.</p><div class='figs'>" + "".join(combined) + "</div>"),
         ("measures", "Per measure (sequential): CO2 and NOx", "".join(per_measure)),
         ("scenario", "Scenario file", f"<pre>{html.escape(sc_doc)}</pre>"),
     ]

@@ -292,3 +292,14 @@ def test_build_attaches_report_summary_as_prefect_artifact(built):
     texts = [a.data for a in arts if summary["build_id"] in str(a.data)]
     assert texts, [a.description for a in arts]
     assert "| CO2 | 3,806 | 3,455 | 351.0 | 0 |" in texts[0]
+
+
+def test_cli_creates_the_prefect_home_on_a_fresh_machine(tmp_path, monkeypatch):
+    """Prefect makes only the last level of PREFECT_HOME; without its parent the temporary
+    server cannot open its database and times out after two minutes."""
+    from pipeline.cli import _prefect_environment
+
+    monkeypatch.delenv("PREFECT_HOME", raising=False)
+    monkeypatch.setenv("HOME", str(tmp_path))
+    _prefect_environment(False)
+    assert (tmp_path / ".tongyuan" / "prefect").is_dir()
