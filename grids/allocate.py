@@ -9,7 +9,13 @@ segment carrying several vehicle classes) are allocated once.
 
 from __future__ import annotations
 
+import hashlib
+import json
+import os
+import tempfile
+import zipfile
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -201,8 +207,88 @@ def allocate_areas(gdf, grid: Grid, proxies: dict) -> Allocation:
                       outside_fraction=outside[inverse], fallback=fallback)
 
 
-def allocate(gdf, grid: Grid, proxies: dict | None = None) -> Allocation:
-    """Allocate an activity table of mixed kinds; columns follow the table's row order."""
+#: bump when an allocation method changes its results: cached matrices of older versions are
+#: then ignored
+ALLOCATION_VERSION = "2"
+
+
+def _file_digest(path: str) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def allocation_key(gdf, kind: str, grid: Grid, proxies: dict | None) -> str:
+    """Content hash of what an allocation depends on: the geometries in order (and the proxy
+    name of each area source), the grid, the proxy rasters' bytes and the method version.
+
+    Activity, fuels, factors and ids do not enter: changing a source's attributes keeps the key.
+    """
+    h = hashlib.sha256()
+    h.update(f"tongyuan-allocation-{ALLOCATION_VERSION}|{kind}|".encode())
+    h.update(json.dumps(grid.describe(), sort_keys=True).encode())
+    h.update(grid.crs.to_wkt().encode())
+    wkb = shapely.to_wkb(gdf.geometry.to_numpy(), hex=False)
+    h.update(np.array([len(w) for w in wkb], dtype=np.int64).tobytes())
+    h.update(b"".join(wkb))
+    if kind == "area":
+        names = [str(n) for n in gdf["proxy"].to_numpy()]
+        h.update("\x1f".join(names).encode())
+        for name in sorted(set(names)):
+            proxy = (proxies or {}).get(name)
+            if proxy is not None and Path(proxy.path).exists():
+                h.update(f"{name}={_file_digest(proxy.path)}".encode())
+    return h.hexdigest()
+
+
+def _load_cached(path: Path, n: int, grid: Grid) -> tuple[sp.csr_matrix, np.ndarray,
+                                                          np.ndarray] | None:
+    try:
+        with np.load(path, allow_pickle=False) as z:
+            matrix = sp.csc_matrix((z["data"], z["indices"], z["indptr"]),
+                                   shape=tuple(z["shape"])).tocsr()
+            outside, fallback = z["outside"], z["fallback"]
+    except (OSError, KeyError, ValueError, zipfile.BadZipFile):
+        return None  # unreadable (a killed write): recompute
+    if matrix.shape != (grid.size, n) or outside.shape != (n,):
+        return None
+    return matrix, outside, fallback
+
+
+def _store(path: Path, alloc: Allocation) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    csc = alloc.matrix.tocsc()
+    pos = {s: i for i, s in enumerate(alloc.source_ids)}
+    fallback = np.array([pos[s] for s in alloc.fallback], dtype=np.int64)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-", suffix=".npz")
+    os.close(fd)
+    try:
+        np.savez(tmp, data=csc.data, indices=csc.indices, indptr=csc.indptr,
+                 shape=np.array(csc.shape), outside=alloc.outside_fraction, fallback=fallback)
+        os.replace(tmp, path)  # readers see a whole file or none
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+
+
+@dataclass
+class CacheStats:
+    """What :func:`allocate` did per source kind: ``hit`` or ``computed``."""
+
+    kinds: dict[str, str] = field(default_factory=dict)
+
+
+def allocate(gdf, grid: Grid, proxies: dict | None = None, cache_dir: str | Path | None = None,
+             stats: CacheStats | None = None) -> Allocation:
+    """Allocate an activity table of mixed kinds; columns follow the table's row order.
+
+    With ``cache_dir``, each source kind's matrix is stored under the content hash of its
+    geometries, the grid and the proxies (:func:`allocation_key`) and reused when they have not
+    changed, so a new activity value reuses every matrix and a moved road rebuilds only the
+    lines. ``stats`` records per kind whether the cache was hit.
+    """
     kinds = gdf["kind"].to_numpy()
     parts: list[tuple[np.ndarray, Allocation]] = []
     for kind, fn in (("point", allocate_points), ("line", allocate_lines), ("area", allocate_areas)):
@@ -210,7 +296,22 @@ def allocate(gdf, grid: Grid, proxies: dict | None = None) -> Allocation:
         if pos.size == 0:
             continue
         sub = gdf.iloc[pos]
-        alloc = fn(sub, grid, proxies or {}) if kind == "area" else fn(sub, grid)
+        ids = sub["source_id"].to_numpy()
+        cached = path = None
+        if cache_dir is not None:
+            _check_crs(sub, grid)
+            path = Path(cache_dir) / f"{kind}-{allocation_key(sub, kind, grid, proxies)}.npz"
+            cached = _load_cached(path, len(sub), grid) if path.exists() else None
+        if cached is not None:
+            matrix, outside, fb = cached
+            alloc = Allocation(matrix=matrix, source_ids=ids, outside_fraction=outside,
+                               fallback=tuple(str(ids[i]) for i in fb))
+        else:
+            alloc = fn(sub, grid, proxies or {}) if kind == "area" else fn(sub, grid)
+            if path is not None:
+                _store(path, alloc)
+        if stats is not None:
+            stats.kinds[kind] = "hit" if cached is not None else "computed"
         parts.append((pos, alloc))
     n = len(gdf)
     if not parts:

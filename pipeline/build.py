@@ -21,7 +21,7 @@ import numpy as np
 import pandas as pd
 import xarray as xr
 
-from grids.allocate import Allocation, allocate
+from grids.allocate import Allocation, CacheStats, allocate
 from grids.grid import Grid
 from grids.proxy import Proxy
 from pipeline import cube as cube_mod
@@ -119,8 +119,11 @@ def check_emissions(emissions: EmissionsResult, activity: gpd.GeoDataFrame, tabl
                       city_total=cfg.sectors is None)
 
 
-def allocate_sources(activity: gpd.GeoDataFrame, tables: Tables) -> Allocation:
-    return allocate(activity, tables.grid, tables.proxies)
+def allocate_sources(activity: gpd.GeoDataFrame, tables: Tables, cache_dir: Path | None = None,
+                     stats: CacheStats | None = None) -> Allocation:
+    """Allocation matrices, reused from ``cache_dir/allocation`` where geometries are unchanged."""
+    return allocate(activity, tables.grid, tables.proxies,
+                    cache_dir=Path(cache_dir) / "allocation" if cache_dir else None, stats=stats)
 
 
 def make_annual(alloc: Allocation, emissions: EmissionsResult, activity: gpd.GeoDataFrame,

@@ -87,6 +87,9 @@ def _print_summary(summary: dict) -> None:
               "spread by area (notices.csv)")
     if summary.get("report"):
         print(f"  report:  {summary['report']}")
+    if summary.get("allocation_cache"):
+        print("  cache:   allocation " + ", ".join(f"{k}s {v}" for k, v in
+                                                 summary["allocation_cache"].items()))
     steps = ", ".join(f"{k} {v:.1f} s" for k, v in summary["timings"].items())
     print(f"\n  time:    {summary['seconds']:.1f} s ({steps})")
 

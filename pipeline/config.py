@@ -80,6 +80,13 @@ class OutputConfig(_Frozen):
     period: tuple[str, str] | None = None
 
 
+class CacheConfig(_Frozen):
+    #: reuse allocation matrices whose geometries, grid and proxies did not change
+    enabled: bool = True
+    #: default: ``<output.dir>/.cache``
+    dir: Path | None = None
+
+
 class BuildConfig(_Frozen):
     name: str
     year: int = Field(2024, ge=2004, le=2100)
@@ -90,6 +97,7 @@ class BuildConfig(_Frozen):
     sectors: list[str] | None = None
     temporal: TemporalConfig = TemporalConfig()
     output: OutputConfig = OutputConfig()
+    cache: CacheConfig = CacheConfig()
     boundaries: Path | None = None
     config_path: Path | None = None
 
@@ -102,6 +110,13 @@ class BuildConfig(_Frozen):
         if not value:
             raise ValueError("at least one input is needed")
         return value
+
+    @property
+    def cache_dir(self) -> Path | None:
+        """Where allocation matrices are cached (None when caching is off)."""
+        if not self.cache.enabled:
+            return None
+        return self.cache.dir or Path(self.output.dir) / ".cache"
 
     def table_paths(self) -> dict[str, Path]:
         return {k: getattr(self.tables, k) for k in TablesConfig.model_fields
@@ -122,6 +137,8 @@ def _resolve(doc: dict[str, Any], base: Path) -> dict[str, Any]:
         out["proxies"] = {k: res(v) for k, v in out["proxies"].items()}
     if out.get("boundaries"):
         out["boundaries"] = res(out["boundaries"])
+    if isinstance(out.get("cache"), dict) and out["cache"].get("dir"):
+        out["cache"] = {**out["cache"], "dir": res(out["cache"]["dir"])}
     if isinstance(out.get("output"), dict) and out["output"].get("dir"):
         out["output"] = {**out["output"], "dir": res(out["output"]["dir"])}
     return out
@@ -160,7 +177,7 @@ def load_config(path: str | Path, overrides: dict[str, Any] | None = None) -> Bu
 def config_hash(cfg: BuildConfig) -> str:
     """sha256 over the canonical config (paths made relative to the config file) and the tables."""
     base = cfg.config_path.parent if cfg.config_path else Path.cwd()
-    doc = json.loads(cfg.model_dump_json(exclude={"config_path", "output"}))
+    doc = json.loads(cfg.model_dump_json(exclude={"config_path", "output", "cache"}))
 
     def rel(v: Any) -> Any:
         if isinstance(v, dict):

@@ -63,8 +63,13 @@ def rejected_task(rejected, tables: b.Tables):
 
 
 @task(**T)
-def allocate_task(activity, tables: b.Tables):
-    return b.allocate_sources(activity, tables)
+def allocate_task(activity, tables: b.Tables, cache_dir=None):
+    """Allocation and, per source kind, whether the cached matrix was reused."""
+    from grids.allocate import CacheStats
+
+    stats = CacheStats()
+    alloc = b.allocate_sources(activity, tables, cache_dir, stats)
+    return alloc, dict(stats.kinds)
 
 
 @task(**T)
@@ -181,7 +186,7 @@ def build_inventory(config_path: str, out_dir: str | None = None, year: int | No
         findings = checks_task(emissions, activity, tables, cfg)
         raise_on_errors(findings)  # configured as errors: fail fast, before anything is written
         clock.lap("emissions")
-        alloc = allocate_task(activity, tables)
+        alloc, cache = allocate_task(activity, tables, cfg.cache_dir)
         clock.lap("allocate")
         annual = annual_task(alloc, emissions, activity, tables)
         factors = factors_task(cfg, tables)
@@ -205,7 +210,7 @@ def build_inventory(config_path: str, out_dir: str | None = None, year: int | No
                              description=f"Tongyuan build {build_id}")
     return {"build_id": build_id, "build_dir": str(final), "latest": str(out / pointer),
             "files": len(per_day), "totals": totals, "fallback": list(alloc.fallback),
-            "findings": findings,
+            "findings": findings, "allocation_cache": cache,
             "report": str(final / "report" / "index.html") if reported else None,
             "timings": dict(clock.steps), "seconds": clock.total, "period": cfg.output.period}
 
@@ -244,7 +249,7 @@ def scenario_inventory(scenario_path: str, out_dir: str | None = None,
         tables = load_tables_task(cfg)
         activity, metas, rejected = read_inputs_task(cfg, tables)
         clock.lap("read")
-        base_alloc = allocate_task(activity, tables)
+        base_alloc, cache = allocate_task(activity, tables, cfg.cache_dir)
         clock.lap("allocate")
         run = scenario_task(sc, activity, base_alloc, tables, cfg.boundaries)
         clock.lap("measures")
@@ -282,6 +287,7 @@ def scenario_inventory(scenario_path: str, out_dir: str | None = None,
     return {"build_id": build_id, "build_dir": str(final), "latest": str(out / pointer),
             "files": len(per_day), "totals": ledger.totals(), "fallback": list(alloc.fallback),
             "findings": findings, "synergy": run.synergy, "scenario": sc.name,
+            "allocation_cache": cache,
             "report": str(final / "report" / "index.html") if reported else None,
             "synergy_page": str(final / "synergy" / "index.html"),
             "timings": dict(clock.steps), "seconds": clock.total, "period": cfg.output.period}

@@ -303,3 +303,22 @@ def test_cli_creates_the_prefect_home_on_a_fresh_machine(tmp_path, monkeypatch):
     monkeypatch.setenv("HOME", str(tmp_path))
     _prefect_environment(False)
     assert (tmp_path / ".tongyuan" / "prefect").is_dir()
+
+
+def test_second_build_reuses_cached_allocation_with_identical_output(world, prefect_harness,
+                                                                     tmp_path):
+    from pipeline.flows import build_inventory
+
+    out = tmp_path / "out"
+    day = ("2024-03-01", "2024-03-01")
+    s1 = build_inventory(str(world), out_dir=str(out), period=day)
+    assert set(s1["allocation_cache"].values()) == {"computed"}
+    assert (out / ".cache" / "allocation").is_dir()
+    s2 = build_inventory(str(world), out_dir=str(out), period=day)
+    assert s2["allocation_cache"] == {"point": "hit", "line": "hit", "area": "hit"}
+    a = xr.open_dataset(Path(s1["build_dir"]) / "annual.nc")
+    b = xr.open_dataset(Path(s2["build_dir"]) / "annual.nc")
+    with a, b:
+        np.testing.assert_array_equal(a["annual_emissions"].values, b["annual_emissions"].values)
+    m = json.loads((Path(s2["build_dir"]) / "manifest.json").read_text())
+    assert not any(".cache" in f for f in m["files"])

@@ -159,3 +159,62 @@ def test_polygon_beyond_its_proxy_raster_is_refused(world, tables):
     with pytest.raises(GeometryError, match=r"population.tif, source_id 'A9': proxy raster "
                        r"'population' does not cover the polygon of an area source \(1.000 km²"):
         allocate(activity, tables.grid, tables.proxies)
+
+
+def _same(a, b):
+    assert (a.matrix != b.matrix).nnz == 0  # bit-identical entries
+    np.testing.assert_array_equal(a.outside_fraction, b.outside_fraction)
+    assert a.fallback == b.fallback
+    assert list(a.source_ids) == list(b.source_ids)
+
+
+def test_allocation_cache_reuses_unchanged_geometries(world, tables, tmp_path):
+    from grids.allocate import CacheStats
+
+    activity, _, _ = read_inputs(load_config(world), tables)
+    cache = tmp_path / "cache"
+    fresh = allocate(activity, tables.grid, tables.proxies)
+    first, again = CacheStats(), CacheStats()
+    a1 = allocate(activity, tables.grid, tables.proxies, cache_dir=cache, stats=first)
+    assert first.kinds == {"point": "computed", "line": "computed", "area": "computed"}
+    assert len(list(cache.glob("*.npz"))) == 3
+    # new activity values and ids, same geometries: every matrix comes from the cache
+    changed = activity.copy()
+    changed["activity"] = changed["activity"] * 2
+    a2 = allocate(changed, tables.grid, tables.proxies, cache_dir=cache, stats=again)
+    assert again.kinds == {"point": "hit", "line": "hit", "area": "hit"}
+    _same(fresh, a1)
+    _same(fresh, a2)
+    assert "A3" in a2.fallback  # positions of fallback sources survive the round trip
+    # move one stack: only the points are recomputed, and into the new cell
+    moved = activity.copy()
+    j = int(np.flatnonzero(moved["source_id"].to_numpy() == "P2")[0])
+    moved.loc[j, "geometry"] = shapely.Point(300_500, 3_400_500)
+    st = CacheStats()
+    a3 = allocate(moved, tables.grid, tables.proxies, cache_dir=cache, stats=st)
+    assert st.kinds == {"point": "computed", "line": "hit", "area": "hit"}
+    assert a3.matrix[0, j] == 1.0
+
+
+def test_allocation_cache_survives_a_corrupt_file_and_sees_proxy_changes(world, tables,
+                                                                         tmp_path):
+    from grids.allocate import CacheStats
+
+    activity, _, _ = read_inputs(load_config(world), tables)
+    cache = tmp_path / "cache"
+    ref = allocate(activity, tables.grid, tables.proxies, cache_dir=cache)
+    for f in cache.glob("line-*.npz"):
+        f.write_bytes(b"killed mid-write")
+    st = CacheStats()
+    _same(ref, allocate(activity, tables.grid, tables.proxies, cache_dir=cache, stats=st))
+    assert st.kinds["line"] == "computed"
+    # a new proxy raster (same name, other values) must not reuse the area matrix
+    proxy_path = tables.proxies["population"].path
+    import rasterio
+    with rasterio.open(proxy_path) as src:
+        data, profile = src.read(1), src.profile
+    with rasterio.open(proxy_path, "w", **profile) as dst:
+        dst.write(data * 2 + (data == 0) * 0.5, 1)
+    st = CacheStats()
+    allocate(activity, tables.grid, tables.proxies, cache_dir=cache, stats=st)
+    assert st.kinds == {"point": "hit", "line": "hit", "area": "computed"}
