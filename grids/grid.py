@@ -7,8 +7,10 @@ NetCDF); the flat cell index is ``iy * nx + ix``. Cell ``(iy, ix)`` covers the h
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from functools import cached_property
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -17,6 +19,87 @@ import shapely
 from affine import Affine
 
 from sources.errors import ConfigError
+
+
+#: the sphere WRF and CMAQ (MCIP, I/O API) assume for their map projections [m]
+MODEL_EARTH_RADIUS_M = 6_370_000.0
+
+
+def griddesc_crs(gdtyp: int, p_alp: float, p_bet: float, p_gam: float, xcent: float,
+                 ycent: float, where: str = "GRIDDESC") -> pyproj.CRS:
+    """The CRS of an I/O API (CMAQ) horizontal coordinate system.
+
+    GDTYP 2 is Lambert conformal conic with true latitudes ``P_ALP``, ``P_BET``, central
+    meridian ``P_GAM`` and the Cartesian origin at (``XCENT``, ``YCENT``), on the 6 370 km
+    sphere of WRF/MCIP. Other types are refused with a clear message.
+    """
+    if int(gdtyp) != 2:
+        raise ConfigError(f"{where}: GDTYP {gdtyp} is not supported; Tongyuan reads Lambert "
+                          "conformal (GDTYP 2) grids; lat/lon (1), polar stereographic (6) and "
+                          "Mercator (7) grids are not supported in this release")
+    base = (f"+proj=lcc +lat_1={p_alp} +lat_2={p_bet} +lat_0={ycent} +lon_0={p_gam} "
+            f"+R={MODEL_EARTH_RADIUS_M:.0f} +units=m +no_defs")
+    crs = pyproj.CRS.from_proj4(base + " +x_0=0 +y_0=0")
+    if abs(float(xcent) - float(p_gam)) > 1e-9:  # origin off the central meridian
+        x, y = pyproj.Transformer.from_crs(crs.geodetic_crs, crs, always_xy=True).transform(
+            float(xcent), float(ycent))
+        crs = pyproj.CRS.from_proj4(base + f" +x_0={-x!r} +y_0={-y!r}")
+    return crs
+
+
+_TOKEN = re.compile(r"'([^']*)'|([^\s,']+)")
+
+
+def read_griddesc(path: str | Path, grid_name: str) -> dict[str, Any]:
+    """Grid ``grid_name`` of an I/O API GRIDDESC file as Grid arguments (crs, x0, ..., name).
+
+    The file has a header line, then two segments, each ended by a blank name ``' '``:
+    coordinate systems (a name line, then GDTYP P_ALP P_BET P_GAM XCENT YCENT) and grids (a name
+    line, then COORD-NAME XORIG YORIG XCELL YCELL NCOLS NROWS NTHIK).
+    """
+    path = Path(path)
+    try:
+        lines = [ln for ln in path.read_text(encoding="utf-8").splitlines() if ln.strip()]
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot read GRIDDESC ({exc.strerror})") from exc
+
+    def tokens(line: str) -> list[str]:
+        return [a if a != "" or b == "" else b for a, b in _TOKEN.findall(line)]
+
+    coords: dict[str, list[str]] = {}
+    grids: dict[str, list[str]] = {}
+    segment, i = coords, 1  # line 1 is the (ignored) header
+    while i < len(lines):
+        name = tokens(lines[i])
+        name = name[0].strip() if name else ""
+        if name == "":
+            if segment is grids:
+                break
+            segment, i = grids, i + 1
+            continue
+        if i + 1 >= len(lines):
+            raise ConfigError(f"{path}, line {i + 1}: {name!r} has no parameter line")
+        segment[name] = tokens(lines[i + 1])
+        i += 2
+    if grid_name not in grids:
+        raise ConfigError(f"{path}: no grid {grid_name!r}; grids in the file: {sorted(grids)}")
+    g = grids[grid_name]
+    try:
+        coord = g[0]
+        xorig, yorig, xcell, ycell = (float(v) for v in g[1:5])
+        ncols, nrows = int(float(g[5])), int(float(g[6]))
+        if coord not in coords:
+            raise ConfigError(f"{path}: grid {grid_name!r} uses coordinate system {coord!r}, "
+                              f"which the file does not define ({sorted(coords)})")
+        gdtyp, p_alp, p_bet, p_gam, xcent, ycent = (float(v) for v in coords[coord][:6])
+    except (ValueError, IndexError) as exc:
+        raise ConfigError(f"{path}: grid {grid_name!r}: cannot read its parameters ({exc}); "
+                          "expected 'COORD' XORIG YORIG XCELL YCELL NCOLS NROWS NTHIK and "
+                          "GDTYP P_ALP P_BET P_GAM XCENT YCENT") from exc
+    crs = griddesc_crs(int(gdtyp), p_alp, p_bet, p_gam, xcent, ycent,
+                       where=f"{path}: coordinate system {coord!r}")
+    return {"crs": crs, "x0": xorig, "y0": yorig, "dx": xcell, "dy": ycell, "nx": ncols,
+            "ny": nrows, "name": grid_name}
 
 
 @dataclass(frozen=True)
@@ -55,6 +138,8 @@ class Grid:
     def from_config(cls, cfg: Any) -> Grid:
         """Build from a mapping or object with crs, x0, y0, dx, dy, nx, ny (and name)."""
         get = cfg.get if isinstance(cfg, dict) else (lambda k, d=None: getattr(cfg, k, d))
+        if get("griddesc"):
+            return cls(**read_griddesc(get("griddesc"), str(get("name"))))
         try:
             crs = pyproj.CRS.from_user_input(get("crs"))
         except pyproj.exceptions.CRSError as exc:

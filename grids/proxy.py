@@ -49,6 +49,14 @@ class Proxy:
                              value=float(values[r, c]), expected="values >= 0")
         return values, transform, crs
 
+    def crs(self) -> pyproj.CRS:
+        """The raster's CRS (header only)."""
+        with rasterio.open(self.path) as src:
+            if src.crs is None:
+                raise InputError(self.path, f"proxy raster {self.name!r} has no CRS",
+                                 column="crs", expected="a GeoTIFF with a CRS")
+            return pyproj.CRS.from_wkt(src.crs.to_wkt())
+
     def extent(self, target_crs: pyproj.CRS) -> shapely.Geometry:
         """The raster's footprint in ``target_crs`` (edges densified when reprojected)."""
         with rasterio.open(self.path) as src:

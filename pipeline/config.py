@@ -13,7 +13,14 @@ import zoneinfo
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from sources.errors import ConfigError
 from sources.tables import read_yaml
@@ -32,6 +39,19 @@ class GridConfig(_Frozen):
     nx: int = Field(130, gt=0)
     ny: int = Field(138, gt=0)
     name: str = "SH1KM"
+    #: an I/O API GRIDDESC file: the grid ``name`` in it defines crs, origin, cells (CMAQ/WRF)
+    griddesc: Path | None = None
+
+    @model_validator(mode="after")
+    def _one_definition(self) -> GridConfig:
+        explicit = self.model_fields_set & {"crs", "x0", "y0", "dx", "dy", "nx", "ny"}
+        if self.griddesc is not None:
+            if explicit:
+                raise ValueError(f"give either griddesc (with name) or {sorted(explicit)}, "
+                                 "not both")
+            if "name" not in self.model_fields_set:
+                raise ValueError("griddesc needs the name of the grid in the file (name: ...)")
+        return self
 
 
 class TablesConfig(_Frozen):
@@ -137,6 +157,8 @@ def _resolve(doc: dict[str, Any], base: Path) -> dict[str, Any]:
         out["proxies"] = {k: res(v) for k, v in out["proxies"].items()}
     if out.get("boundaries"):
         out["boundaries"] = res(out["boundaries"])
+    if isinstance(out.get("grid"), dict) and out["grid"].get("griddesc"):
+        out["grid"] = {**out["grid"], "griddesc": res(out["grid"]["griddesc"])}
     if isinstance(out.get("cache"), dict) and out["cache"].get("dir"):
         out["cache"] = {**out["cache"], "dir": res(out["cache"]["dir"])}
     if isinstance(out.get("output"), dict) and out["output"].get("dir"):
@@ -191,6 +213,8 @@ def config_hash(cfg: BuildConfig) -> str:
     h = hashlib.sha256(json.dumps(rel(doc), sort_keys=True).encode())
     for _name, p in sorted(cfg.table_paths().items()):
         h.update(p.read_bytes())
+    if cfg.grid.griddesc is not None and cfg.grid.griddesc.exists():  # defines the grid
+        h.update(cfg.grid.griddesc.read_bytes())
     for _name, p in sorted(cfg.proxies.items()):  # proxies shape the gridding
         if p.exists():
             h.update(p.read_bytes())

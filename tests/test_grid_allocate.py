@@ -218,3 +218,72 @@ def test_allocation_cache_survives_a_corrupt_file_and_sees_proxy_changes(world, 
     st = CacheStats()
     allocate(activity, tables.grid, tables.proxies, cache_dir=cache, stats=st)
     assert st.kinds == {"point": "hit", "line": "hit", "area": "computed"}
+
+
+GRIDDESC = """' '
+'LAM_CN'
+  2  25.000  40.000  110.000  110.000  34.000
+' '
+'T3KM'
+'LAM_CN'  {x0}  {y0}  3000.000  3000.000  4  3  1
+' '
+"""
+
+
+def _lcc_world(world):
+    """The fixture world on a 3 km Lambert grid (CMAQ China projection, FACTS §4)."""
+    from grids.grid import griddesc_crs
+
+    crs = griddesc_crs(2, 25, 40, 110, 110, 34)
+    x, y = pyproj.Transformer.from_crs(32651, crs, always_xy=True).transform(300_000, 3_400_000)
+    x0, y0 = np.floor(x / 3000) * 3000 - 3000, np.floor(y / 3000) * 3000 - 3000
+    (world.parent / "GRIDDESC").write_text(GRIDDESC.format(x0=x0, y0=y0))
+    text = world.read_text()
+    start = text.index("grid:")
+    end = text.index("\n", start)
+    world.write_text(text[:start] + "grid: {griddesc: GRIDDESC, name: T3KM}" + text[end:])
+    return crs, x0, y0
+
+
+def test_lambert_grid_from_griddesc_allocates_and_conserves_mass(world):
+    from pipeline.build import load_tables
+
+    crs, x0, y0 = _lcc_world(world)
+    cfg = load_config(world)
+    tables = load_tables(cfg)
+    g = tables.grid
+    assert (g.nx, g.ny, g.dx, g.dy, g.x0, g.y0, g.name) == (4, 3, 3000, 3000, x0, y0, "T3KM")
+    cf = g.cf_grid_mapping()
+    assert cf["grid_mapping_name"] == "lambert_conformal_conic"
+    assert list(cf["standard_parallel"]) == [25.0, 40.0]
+    assert cf["longitude_of_central_meridian"] == 110.0
+    assert cf["latitude_of_projection_origin"] == 34.0
+    assert g.crs.ellipsoid.semi_major_metre == 6_370_000.0
+    activity, _, _ = read_inputs(cfg, tables)
+    assert activity.crs.equals(g.crs)  # inputs are reprojected on ingest
+    a = allocate(activity, g, tables.proxies)
+    inside = np.asarray(a.matrix.sum(axis=0)).ravel()
+    np.testing.assert_allclose(inside + a.outside_fraction, 1.0, rtol=0, atol=1e-9)
+    # P1 sits in the cell its Lambert coordinates say
+    x, y = pyproj.Transformer.from_crs(32651, crs, always_xy=True).transform(300_500, 3_400_500)
+    cell = int((y - y0) // 3000) * 4 + int((x - x0) // 3000)
+    j = int(np.flatnonzero(activity.source_id.to_numpy() == "P1")[0])
+    assert a.matrix[cell, j] == 1.0
+
+
+def test_griddesc_errors_name_the_file(world, tmp_path):
+    from grids.grid import read_griddesc
+
+    _lcc_world(world)
+    path = world.parent / "GRIDDESC"
+    with pytest.raises(ConfigError, match=r"no grid 'NOPE'; grids in the file: \['T3KM'\]"):
+        read_griddesc(path, "NOPE")
+    bad = tmp_path / "GRIDDESC"
+    bad.write_text(path.read_text().replace("  2  25.000", "  7  25.000"))
+    with pytest.raises(ConfigError, match="GDTYP 7 is not supported"):
+        read_griddesc(bad, "T3KM")
+    text = world.read_text().replace("{griddesc: GRIDDESC, name: T3KM}",
+                                     "{griddesc: GRIDDESC, name: T3KM, dx: 500}")
+    world.write_text(text)
+    with pytest.raises(ConfigError, match="give either griddesc"):
+        load_config(world)
