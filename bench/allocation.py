@@ -339,7 +339,71 @@ def worker_emiproc(work: Path, repeat: int) -> dict:
             "shapely": version("shapely"), "geopandas": version("geopandas")}
 
 
-WORKERS = {"tongyuan": worker_tongyuan, "shapely": worker_shapely, "emiproc": worker_emiproc}
+def worker_demo(work: Path, repeat: int) -> dict:
+    """Allocate the shipped demo (config/shanghai.yaml) on the grid in ``work/grid.json``.
+
+    The weight of every source is 1, so the field counts sources per cell (fractions summed).
+    """
+    sys.path.insert(0, str(REPO))
+    from grids.allocate import allocate
+    from grids.grid import Grid
+    from pipeline.build import load_tables, read_inputs
+    from pipeline.config import load_config
+
+    cfg = load_config(REPO / "config" / "shanghai.yaml")
+    tables = load_tables(cfg)
+    activity, _, _ = read_inputs(cfg, tables)
+    grid = Grid.from_config(json.loads((work / "grid.json").read_text()))
+    rss_inputs = peak_rss_mb()
+    times, alloc = timed(lambda: allocate(activity, grid, tables.proxies), repeat)
+    w = np.ones(len(activity))
+    field = (alloc.matrix @ w).reshape(grid.shape)
+    np.savez(work / "field.npz", field=field, outside=alloc.outside_fraction)
+    return {"s": statistics.median(times), "runs": times, "nnz": int(alloc.matrix.nnz),
+            "sources": len(activity), "cells": grid.size,
+            "matrix_mb": (alloc.matrix.data.nbytes + alloc.matrix.indices.nbytes
+                          + alloc.matrix.indptr.nbytes) / 2**20,
+            "balance": float(abs(field.sum() + alloc.outside_fraction.sum() - len(activity))
+                             / len(activity)),
+            "rss_inputs_mb": rss_inputs, "peak_rss_mb": peak_rss_mb()}
+
+
+def bench_fine(args) -> dict:
+    """The demo on the 1 km grid and on a 100 m grid over the same extent (1300 × 1380 cells):
+    time, peak RSS, matrix size; the 100 m field summed over 10 × 10 blocks must equal the 1 km
+    field (cell edges coincide, allocation is exact)."""
+    out = {}
+    fields = {}
+    for cell in (1000, 100):
+        k = 1000 // cell
+        g = dict(GRID, dx=float(cell), dy=float(cell), nx=GRID["nx"] * k, ny=GRID["ny"] * k,
+                 name=f"shanghai_{cell}m")
+        work = Path(tempfile.mkdtemp(prefix=f"tongyuan-fine-{cell}-"))
+        try:
+            (work / "grid.json").write_text(json.dumps(g))
+            r = run_worker(sys.executable, "demo", work, args.repeat)
+            fields[cell] = np.load(work / "field.npz")["field"]
+        finally:
+            shutil.rmtree(work, ignore_errors=True)
+        out[cell] = r
+        print(f"demo on {cell:>4} m ({g['nx']} × {g['ny']} = {r['cells']:,} cells): "
+              f"{r['s']:.2f} s (runs {', '.join(f'{t:.2f}' for t in r['runs'])}); "
+              f"{r['sources']:,} sources, nnz {r['nnz']:,}, matrix {r['matrix_mb']:.1f} MB; "
+              f"peak RSS {r['peak_rss_mb']:.0f} MB ({r['rss_inputs_mb']:.0f} MB after reading); "
+              f"balance {r['balance']:.1e}", flush=True)
+    coarse = fields[100].reshape(GRID["ny"], 10, GRID["nx"], 10).sum(axis=(1, 3))
+    cell_diff, tot_diff = compare(fields[1000], coarse)
+    ok = cell_diff <= CELL_TOL and tot_diff <= TOTAL_TOL and all(
+        r["balance"] <= TOTAL_TOL for r in out.values())
+    print(f"100 m summed to 1 km vs 1 km: max cell |diff| / max cell {cell_diff:.1e}, totals "
+          f"{tot_diff:.1e}  {'ok' if ok else 'FAIL'}")
+    return {"s_1km": out[1000]["s"], "s_100m": out[100]["s"],
+            "rss_100m_mb": out[100]["peak_rss_mb"], "rss_1km_mb": out[1000]["peak_rss_mb"],
+            "nnz_100m": out[100]["nnz"], "max_rel_diff": cell_diff, "ok": ok}
+
+
+WORKERS = {"tongyuan": worker_tongyuan, "shapely": worker_shapely, "emiproc": worker_emiproc,
+           "demo": worker_demo}
 
 
 # --------------------------------------------------------------------------- driver
@@ -465,6 +529,8 @@ def main() -> None:
                     help="create the emiproc venv if missing")
     ap.add_argument("--no-emiproc", action="store_true", help="skip emiproc")
     ap.add_argument("--keep", type=Path, help="keep inputs and fields here")
+    ap.add_argument("--fine", action="store_true", help="instead: allocate the shipped demo on "
+                    "the 1 km grid and on a 100 m grid (1300 × 1380 cells)")
     ap.add_argument("--worker", choices=sorted(WORKERS), help=argparse.SUPPRESS)
     ap.add_argument("--dir", type=Path, help=argparse.SUPPRESS)
     args = ap.parse_args()
@@ -473,6 +539,13 @@ def main() -> None:
         print(json.dumps(WORKERS[args.worker](args.dir, args.repeat)))
         return
 
+    if args.fine:
+        r = bench_fine(args)
+        print(f"\nRESULT grid=100m cells={GRID['nx'] * GRID['ny'] * 100} "
+              f"tongyuan_s={r['s_100m']:.2f} tongyuan_1km_s={r['s_1km']:.2f} "
+              f"ratio_100m_vs_1km={r['s_100m'] / r['s_1km']:.1f} nnz={r['nnz_100m']} "
+              f"max_rel_diff={r['max_rel_diff']:.1e} peak_rss_mb={r['rss_100m_mb']:.0f}")
+        sys.exit(0 if r["ok"] else 1)
     epy = emiproc_python(args)
     results = [bench_scale(s, args, epy) for s in args.scale]
     if len(results) > 1:

@@ -28,8 +28,17 @@ class Proxy:
     band: int = 1
     _cache: dict = field(default_factory=dict, compare=False, repr=False)
 
+    def __reduce__(self):  # pickled (to dask workers) without the cached arrays
+        return (Proxy, (self.name, self.path, self.band))
+
     def read(self) -> tuple[np.ndarray, object, pyproj.CRS]:
-        """(values, affine transform, CRS); nodata/NaN → 0; negative values rejected."""
+        """(values, affine transform, CRS); nodata/NaN → 0; negative values rejected. Read once
+        per object (chunks of one allocation share it)."""
+        if "read" not in self._cache:
+            self._cache["read"] = self._read()
+        return self._cache["read"]
+
+    def _read(self) -> tuple[np.ndarray, object, pyproj.CRS]:
         path = Path(self.path)
         if not path.exists():
             raise InputError(path, f"proxy raster {self.name!r} not found",

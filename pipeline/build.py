@@ -120,10 +120,12 @@ def check_emissions(emissions: EmissionsResult, activity: gpd.GeoDataFrame, tabl
 
 
 def allocate_sources(activity: gpd.GeoDataFrame, tables: Tables, cache_dir: Path | None = None,
-                     stats: CacheStats | None = None) -> Allocation:
-    """Allocation matrices, reused from ``cache_dir/allocation`` where geometries are unchanged."""
+                     stats: CacheStats | None = None, scheduler: str | None = None) -> Allocation:
+    """Allocation matrices, reused from ``cache_dir/allocation`` where geometries are unchanged,
+    computed in chunks on the dask ``scheduler`` where not."""
     return allocate(activity, tables.grid, tables.proxies,
-                    cache_dir=Path(cache_dir) / "allocation" if cache_dir else None, stats=stats)
+                    cache_dir=Path(cache_dir) / "allocation" if cache_dir else None, stats=stats,
+                    scheduler=scheduler)
 
 
 def make_annual(alloc: Allocation, emissions: EmissionsResult, activity: gpd.GeoDataFrame,

@@ -37,6 +37,10 @@ def _parser() -> argparse.ArgumentParser:
     bp.add_argument("--year", type=int, help="output year (default: year of the config)")
     bp.add_argument("--period", metavar="START:END", help="write only these UTC days, e.g. "
                     "2024-01-15:2024-01-21 (default: the whole year)")
+    bp.add_argument("--scheduler", metavar="S", help="where to compute allocation matrices: "
+                    "threads (default), processes, synchronous, or a dask.distributed scheduler "
+                    "address such as tcp://10.0.0.5:8786 (default: allocation.scheduler of the "
+                    "config)")
     bp.add_argument("-v", "--verbose", action="store_true", help="show Prefect's logs")
     sp = sub.add_parser("scenario", help="build a policy scenario next to its base and assess "
                         "the synergy of its measures (synergy.csv, difference maps)")
@@ -145,7 +149,8 @@ def main(argv: list[str] | None = None) -> int:
         try:
             with temporary_settings(updates={PREFECT_FLOWS_HEARTBEAT_FREQUENCY: None}):
                 summary = build_inventory(str(args.config), out_dir=str(args.out) if args.out
-                                          else None, year=args.year, period=period)
+                                          else None, year=args.year, period=period,
+                                          scheduler=args.scheduler)
         except TongyuanError as exc:
             print(f"tongyuan: error: {exc}", file=sys.stderr)
             return 1

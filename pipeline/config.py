@@ -107,6 +107,21 @@ class CacheConfig(_Frozen):
     dir: Path | None = None
 
 
+class AllocationConfig(_Frozen):
+    #: where allocation matrices are computed, in chunks of sources with dask: ``threads``
+    #: (default, every core of this machine), ``processes``, ``synchronous`` (one core), or the
+    #: address of a dask.distributed scheduler (``tcp://host:8786``). The result is identical.
+    scheduler: str = "threads"
+
+    @field_validator("scheduler")
+    @classmethod
+    def _known(cls, value: str) -> str:
+        if value not in ("threads", "processes", "synchronous") and "://" not in value:
+            raise ValueError(f"unknown scheduler {value!r}; use threads, processes, synchronous "
+                             "or a dask.distributed address such as tcp://127.0.0.1:8786")
+        return value
+
+
 class BuildConfig(_Frozen):
     name: str
     year: int = Field(2024, ge=2004, le=2100)
@@ -118,6 +133,7 @@ class BuildConfig(_Frozen):
     temporal: TemporalConfig = TemporalConfig()
     output: OutputConfig = OutputConfig()
     cache: CacheConfig = CacheConfig()
+    allocation: AllocationConfig = AllocationConfig()
     boundaries: Path | None = None
     config_path: Path | None = None
 
@@ -199,7 +215,8 @@ def load_config(path: str | Path, overrides: dict[str, Any] | None = None) -> Bu
 def config_hash(cfg: BuildConfig) -> str:
     """sha256 over the canonical config (paths made relative to the config file) and the tables."""
     base = cfg.config_path.parent if cfg.config_path else Path.cwd()
-    doc = json.loads(cfg.model_dump_json(exclude={"config_path", "output", "cache"}))
+    doc = json.loads(cfg.model_dump_json(exclude={"config_path", "output", "cache",
+                                                "allocation"}))
 
     def rel(v: Any) -> Any:
         if isinstance(v, dict):

@@ -63,12 +63,14 @@ def rejected_task(rejected, tables: b.Tables):
 
 
 @task(**T)
-def allocate_task(activity, tables: b.Tables, cache_dir=None):
-    """Allocation and, per source kind, whether the cached matrix was reused."""
+def allocate_task(activity, tables: b.Tables, cache_dir=None, scheduler: str | None = None):
+    """Allocation and, per source kind, whether the cached matrix was reused. The matrices are
+    computed in chunks of sources with dask on ``scheduler`` (threads, or a dask.distributed
+    cluster): one Prefect task, since the chunks are pure functions of their sources."""
     from grids.allocate import CacheStats
 
     stats = CacheStats()
-    alloc = b.allocate_sources(activity, tables, cache_dir, stats)
+    alloc = b.allocate_sources(activity, tables, cache_dir, stats, scheduler)
     return alloc, dict(stats.kinds)
 
 
@@ -164,17 +166,20 @@ def _write_and_publish(cfg: BuildConfig, tables: b.Tables, out: Path, build_id: 
 
 @flow(name="build-inventory", log_prints=True)
 def build_inventory(config_path: str, out_dir: str | None = None, year: int | None = None,
-                    period: tuple[str, str] | None = None) -> dict[str, Any]:
+                    period: tuple[str, str] | None = None,
+                    scheduler: str | None = None) -> dict[str, Any]:
     """Annual build: sources → same-source emissions → grid → hours → CF NetCDF → publish.
 
     ``period`` (two UTC dates, inclusive) writes only those days: an episode for a model run,
-    or a quick look. The ledger's ``written_kg`` is then the period's share.
+    or a quick look. The ledger's ``written_kg`` is then the period's share. ``scheduler``
+    overrides ``allocation.scheduler`` (e.g. a dask.distributed address).
 
     Returns a summary: build id and directory, ledger totals per species, timings.
     """
     clock = b.Stopwatch()
     cfg = load_config_task(config_path, {"year": year, "output.dir": out_dir,
-                                         "output.period": list(period) if period else None})
+                                         "output.period": list(period) if period else None,
+                                         "allocation.scheduler": scheduler})
     out = Path(cfg.output.dir)
     with build_lock(out):  # taken first: a second build is told at once, not after reading
         sweep_stale(out)
@@ -186,7 +191,7 @@ def build_inventory(config_path: str, out_dir: str | None = None, year: int | No
         findings = checks_task(emissions, activity, tables, cfg)
         raise_on_errors(findings)  # configured as errors: fail fast, before anything is written
         clock.lap("emissions")
-        alloc, cache = allocate_task(activity, tables, cfg.cache_dir)
+        alloc, cache = allocate_task(activity, tables, cfg.cache_dir, cfg.allocation.scheduler)
         clock.lap("allocate")
         annual = annual_task(alloc, emissions, activity, tables)
         factors = factors_task(cfg, tables)
@@ -249,7 +254,8 @@ def scenario_inventory(scenario_path: str, out_dir: str | None = None,
         tables = load_tables_task(cfg)
         activity, metas, rejected = read_inputs_task(cfg, tables)
         clock.lap("read")
-        base_alloc, cache = allocate_task(activity, tables, cfg.cache_dir)
+        base_alloc, cache = allocate_task(activity, tables, cfg.cache_dir,
+                                          cfg.allocation.scheduler)
         clock.lap("allocate")
         run = scenario_task(sc, activity, base_alloc, tables, cfg.boundaries)
         clock.lap("measures")

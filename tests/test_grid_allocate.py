@@ -1,3 +1,5 @@
+from pathlib import Path
+
 import numpy as np
 import pyproj
 import pytest
@@ -287,3 +289,130 @@ def test_griddesc_errors_name_the_file(world, tmp_path):
     world.write_text(text)
     with pytest.raises(ConfigError, match="give either griddesc"):
         load_config(world)
+
+
+# ----------------------------------------------------------------- regular-grid fast paths, dask
+
+def _reference_lines(geoms, grid):
+    """Line fractions by shapely overlay with every cell box (edge pieces half to each side)."""
+    cells = grid.cell_polygons()
+    ref = np.zeros((grid.size, len(geoms)))
+    for j, line in enumerate(geoms):
+        total = line.length
+        for c, box in enumerate(cells):
+            piece = shapely.intersection(line, box)
+            on_edge = shapely.intersection(piece, box.boundary).length
+            ref[c, j] = (piece.length - 0.5 * on_edge) / total
+    return ref
+
+
+def test_lines_cut_in_numpy_match_shapely_overlay():
+    """The numpy cutter against a brute-force shapely overlay: random lines, lines along inner
+    and outer cell edges, through cell corners, multi-part lines and lines leaving the grid."""
+    from grids.allocate import allocate_lines
+
+    g = Grid.from_config({"crs": "EPSG:32651", "x0": 300000, "y0": 3400000, "dx": 1000,
+                          "dy": 500, "nx": 5, "ny": 4})
+    rng = np.random.default_rng(7)
+    wkts = ["LINESTRING (301000 3400200, 301000 3401700)",            # on an inner x edge
+            "LINESTRING (300300 3401000, 302700 3401000)",            # on an inner y edge
+            "LINESTRING (300000 3400100, 300000 3400900)",            # on the west domain edge
+            "LINESTRING (300000 3400000, 303000 3401500)",            # through corners
+            "LINESTRING (299500 3400250, 305500 3400250)",            # leaves both sides
+            "LINESTRING (302500 3400100, 302500 3400100.5, 302600 3400900)",
+            "MULTILINESTRING ((300100 3400100, 301900 3401900), (303100 3400400, 304900 3400400))"]
+    for _ in range(25):
+        xy = np.column_stack([rng.uniform(299000, 306000, 4), rng.uniform(3399500, 3402500, 4)])
+        wkts.append(shapely.LineString(xy).wkt)
+    gdf = _lines(g, wkts)
+    a = allocate_lines(gdf, g)
+    ref = _reference_lines(gdf.geometry.to_numpy(), g)
+    np.testing.assert_allclose(a.matrix.toarray(), ref, rtol=0, atol=1e-12)
+    np.testing.assert_allclose(a.outside_fraction, 1 - ref.sum(axis=0), rtol=0, atol=1e-12)
+    # the line on x = 301 000 (1 500 m): half to each side, by row
+    col = a.matrix[:, 0].toarray().ravel()
+    assert col[[0, 1, 5, 6, 10, 11, 15, 16]] == pytest.approx(
+        [0.1, 0.1, 1 / 6, 1 / 6, 1 / 6, 1 / 6, 1 / 15, 1 / 15], abs=1e-15)
+    assert a.outside_fraction[2] == pytest.approx(0.5) and a.outside_fraction[4] == \
+        pytest.approx(1 / 6)
+
+
+def test_rectilinear_proxy_overlay_equals_pixel_polygons(tmp_path):
+    """North-up rasters in the grid's CRS are overlaid as rectangles in numpy; the result equals
+    the general pixel-polygon overlay (used for reprojected rasters) to rounding."""
+    import rasterio
+    from rasterio.transform import from_origin
+
+    from grids.allocate import _local_grid, _pixel_weights, _rectilinear_weights
+    from grids.proxy import Proxy
+
+    g = Grid.from_config({"crs": "EPSG:32651", "x0": 0, "y0": 0, "dx": 1000, "dy": 1000,
+                          "nx": 6, "ny": 5})
+    rng = np.random.default_rng(3)
+    values = rng.uniform(0, 10, (16, 20))
+    values[values < 2] = 0
+    path = tmp_path / "p.tif"
+    with rasterio.open(path, "w", driver="GTiff", width=20, height=16, count=1, dtype="float64",
+                       crs="EPSG:32651", transform=from_origin(-1130, 5370, 430, 430)) as dst:
+        dst.write(values, 1)
+    polys = np.array([shapely.Point(2400, 2100).buffer(1800, 7),
+                      shapely.box(500, 500, 5500, 1500),
+                      shapely.Polygon([(-800, -700), (6700, 300), (3000, 5100)]),
+                      shapely.box(1000, 1000, 2000, 2000),
+                      # a hole, a clockwise exterior, two parts
+                      shapely.Point(3000, 2500).buffer(2000).difference(
+                          shapely.Point(3100, 2400).buffer(700)),
+                      shapely.Polygon([(200, 200), (200, 4200), (1300, 4200), (1300, 200)]),
+                      shapely.MultiPolygon([shapely.box(4100, 300, 4900, 800),
+                                            shapely.box(5100, 3300, 6400, 4800)])])
+    proxy = Proxy("p", str(path))
+    vals, transform, _ = proxy.read()
+    fast = _rectilinear_weights(polys, vals, transform, _local_grid(g))
+    slow = _pixel_weights(polys, *proxy.pixels(g.crs), g)
+
+    def dense(t):
+        p, c, w = t
+        out = np.zeros((len(polys), g.size + 1))
+        np.add.at(out, (p, np.where(c < 0, g.size, c)), w)
+        return out
+
+    f, s = dense(fast), dense(slow)
+    assert f[:, -1].sum() > 0  # some weight lies beyond the grid
+    np.testing.assert_allclose(f, s, rtol=1e-12, atol=1e-9 * s.max())
+
+
+def test_chunked_allocation_is_bit_identical_on_every_scheduler(world, tables, monkeypatch):
+    """Chunks of sources computed by dask threads or processes give the same matrix, bit for
+    bit, as one chunk computed in this process."""
+    import grids.allocate as ga
+
+    activity, _, _ = read_inputs(load_config(world), tables)
+    one = allocate(activity, tables.grid, tables.proxies, scheduler="synchronous")
+    monkeypatch.setattr(ga, "MIN_CHUNK", {"point": 1, "line": 1, "area": 1})
+    monkeypatch.setattr(ga, "_scheduler_workers", lambda s: 3)  # 6 chunks per kind
+    for scheduler in ("threads", "processes", "synchronous"):
+        _same(one, allocate(activity, tables.grid, tables.proxies, scheduler=scheduler))
+
+
+def test_build_on_a_distributed_local_cluster_is_bit_identical(world, prefect_harness, tmp_path):
+    """A build whose allocation runs on a dask.distributed LocalCluster of 2 worker processes
+    writes the same files, bit for bit, as the default build."""
+    import xarray as xr
+    from distributed import LocalCluster
+
+    from pipeline.flows import build_inventory
+
+    day = ("2024-03-01", "2024-03-01")
+    local = build_inventory(str(world), out_dir=str(tmp_path / "a"), period=day)
+    with LocalCluster(n_workers=2, threads_per_worker=1, processes=True,
+                      dashboard_address=None) as cluster:
+        remote = build_inventory(str(world), out_dir=str(tmp_path / "b"), period=day,
+                                 scheduler=cluster.scheduler_address)
+    assert remote["allocation_cache"] == {"point": "computed", "line": "computed",
+                                          "area": "computed"}
+    for name in ("annual.nc", "hourly/20240301.nc"):
+        a = xr.open_dataset(Path(local["build_dir"]) / name)
+        b = xr.open_dataset(Path(remote["build_dir"]) / name)
+        with a, b:
+            for v in a.data_vars:
+                np.testing.assert_array_equal(a[v].values, b[v].values, err_msg=f"{name}: {v}")
