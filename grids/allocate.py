@@ -24,7 +24,7 @@ import scipy.sparse as sp
 import shapely
 from affine import Affine
 
-from grids.grid import Grid
+from grids.grid import Grid, ellipsoid_area_from_equator, metres_per_square_degree
 from sources.errors import CRSMismatchError, GeometryError
 
 
@@ -113,6 +113,41 @@ def _local_grid(grid: Grid) -> Grid:
     return dataclasses.replace(grid, x0=0.0, y0=0.0)
 
 
+class _Measure:
+    """Areas of corner-relative geometries in m²: planar on projected grids; on lon/lat grids
+    degree² × the ellipsoid's m² per degree² at the geometry's centroid latitude (relative error
+    ~(extent in radians)², 1e-8 for a 0.01° piece). Weights are normalised within each source,
+    so this never changes a source's total, only its split between cells. (The rectangle path
+    integrates the ellipsoid exactly instead, see :meth:`band`.)"""
+
+    def __init__(self, world_grid: Grid):
+        self.geo = world_grid.crs if world_grid.is_geographic else None
+        self.y0 = world_grid.y0
+
+    def scale(self, y_local: np.ndarray) -> np.ndarray | float:
+        if self.geo is None:
+            return 1.0
+        return metres_per_square_degree(self.geo, np.asarray(y_local) + self.y0)
+
+    def area(self, geoms: np.ndarray) -> np.ndarray:
+        a = shapely.area(geoms)
+        if self.geo is None:
+            return a
+        mid = np.nan_to_num(shapely.bounds(shapely.centroid(geoms))[..., 1])  # empty: NaN
+        return a * self.scale(mid)
+
+    def band(self, y_local: np.ndarray) -> np.ndarray:
+        """Ellipsoidal area between the equator and these latitudes per degree of longitude
+        [m²]: ``∮ (band(clamp(y)) − band(y0)) dx`` gives exact areas (lon/lat grids only)."""
+        return ellipsoid_area_from_equator(self.geo, np.asarray(y_local) + self.y0) \
+            * np.radians(1.0)
+
+    @property
+    def one_mm(self) -> float:
+        """A millimetre in grid units (about, on a lon/lat grid)."""
+        return 1e-3 if self.geo is None else 1e-3 / 111_000.0
+
+
 def _window_cells(grid: Grid, geoms: np.ndarray) -> tuple[np.ndarray, np.ndarray,
                                                            shapely.STRtree]:
     """Boxes (and flat indices, and an STRtree) of the cells under the geometries' bounding box
@@ -148,10 +183,11 @@ def split_segments(a: np.ndarray, b: np.ndarray, grid: Grid
     """Cut straight segments ``a → b`` at the grid's cell edges, exactly, in numpy.
 
     Coordinates are relative to the grid corner (cell edges at ``k·dx``, ``k·dy``). Returns, per
-    piece, the segment it comes from, its flat cell index (``-1`` beyond the grid) and its share
-    of the segment (a parameter difference, so a segment's shares sum to 1 to rounding). A piece
-    lying exactly on the edge between two cells belongs to both closed boxes and is split half
-    and half (on the domain's own edge, half is outside).
+    piece, the segment it comes from, its flat cell index (``-1`` beyond the grid), where it
+    starts and how much of the segment it spans (parameters ``t0`` and ``dt`` along ``a → b``;
+    a segment's ``dt`` sum to 1 to rounding) and the piece's multiplicity ``half``: a piece lying
+    exactly on the edge between two cells belongs to both closed boxes and is listed twice with
+    ``half = 0.5`` (on the domain's own edge, half is outside), every other piece once with 1.
     """
     n = len(a)
     d = b - a
@@ -188,14 +224,18 @@ def split_segments(a: np.ndarray, b: np.ndarray, grid: Grid
         other = ij[e].copy()
         other[edge[e, 0], 0] -= 1
         other[edge[e, 1], 1] -= 1
-        share = share.copy()
-        share[e] *= 0.5
+        half = np.ones(len(seg))
+        half[e] = 0.5
         seg = np.concatenate([seg, seg[e]])
+        t0 = np.concatenate([t0, t0[e]])
         share = np.concatenate([share, share[e]])
+        half = np.concatenate([half, half[e]])
         ij = np.concatenate([ij, other])
+    else:
+        half = np.ones(len(seg))
     inside = (ij[:, 0] >= 0) & (ij[:, 0] < grid.nx) & (ij[:, 1] >= 0) & (ij[:, 1] < grid.ny)
     cell = np.where(inside, ij[:, 1] * grid.nx + ij[:, 0], -1)
-    return seg, cell, share
+    return seg, cell, t0, share, half
 
 
 def allocate_lines(gdf, grid: Grid) -> Allocation:
@@ -212,17 +252,27 @@ def allocate_lines(gdf, grid: Grid) -> Allocation:
     geoms = gdf.geometry.to_numpy()
     first, inverse = _unique_geometries(geoms)
     ug = geoms[first]
-    total = shapely.length(ug)
+    a, b, owner = _segments(ug)
+    if grid.is_geographic:  # geodesic metres on the ellipsoid, per straight (lon/lat) segment
+        seg_len = grid.crs.get_geod().inv(a[:, 0], a[:, 1], b[:, 0], b[:, 1])[2]
+        total = np.bincount(owner, weights=seg_len, minlength=ug.size)
+    else:
+        seg_len = np.hypot(*(b - a).T)
+        total = shapely.length(ug)
     if (total <= 0).any():
         j = int(first[np.flatnonzero(total <= 0)[0]])
         raise GeometryError(None, "line of zero length", source_id=str(gdf["source_id"].iloc[j]))
-    a, b, owner = _segments(ug)
     origin = np.array([grid.x0, grid.y0])  # cut relative to the grid corner
-    a, b, grid = a - origin, b - origin, _local_grid(grid)
-    seg_len = np.hypot(*(b - a).T)
-    seg, cell, share = split_segments(a, b, grid)
+    a, b, world, grid = a - origin, b - origin, grid, _local_grid(grid)
+    seg, cell, t0, dt, half = split_segments(a, b, grid)
     src = owner[seg]
-    length = share * seg_len[seg]
+    if world.is_geographic:  # each piece's own geodesic length (metres per degree vary)
+        p0 = a[seg] + t0[:, None] * (b - a)[seg] + origin
+        p1 = a[seg] + (t0 + dt)[:, None] * (b - a)[seg] + origin
+        length = half * world.crs.get_geod().inv(p0[:, 0], p0[:, 1], p1[:, 0], p1[:, 1])[2]
+        total = np.bincount(src, weights=length, minlength=ug.size)
+    else:
+        length = half * dt * seg_len[seg]
     inside = cell >= 0
     frac = length[inside] / total[src[inside]]
     matrix = _expand(cell[inside], src[inside], frac, ug.size, inverse, grid.size)
@@ -268,7 +318,7 @@ def _column_edges(edges: np.ndarray, e_poly: np.ndarray, xe: np.ndarray
 
 def _box_overlap_areas(edges: np.ndarray, sign: np.ndarray, members: np.ndarray,
                        first: np.ndarray, count: np.ndarray, x0: np.ndarray, y0: np.ndarray,
-                       x1: np.ndarray, y1: np.ndarray) -> np.ndarray:
+                       x1: np.ndarray, y1: np.ndarray, band=None) -> np.ndarray:
     """Exact area of polygon ∩ box for each box q, by Green's theorem, in numpy.
 
     With ``G(y) = clamp(y, y0, y1) − y0``, the area of P ∩ box is ``−∮ G dx`` along P's
@@ -277,6 +327,11 @@ def _box_overlap_areas(edges: np.ndarray, sign: np.ndarray, members: np.ndarray,
     crosses y0 and y1, and G is linear on each piece. Box q sums over the edges
     ``members[first[q] : first[q] + count[q]]`` (those of its polygon reaching its column);
     same answer as a GEOS overlay, without building geometries.
+
+    With ``band`` (a lon/lat grid: area from the equator per degree of longitude), ``G(y) =
+    band(clamp(y, y0, y1)) − band(y0)`` and the result is the area on the ellipsoid [m²]; G is
+    then smooth but not linear on a piece, and Simpson's rule integrates it (error ~(Δφ)⁴,
+    1e-16 of a 0.01° piece).
     """
     q = np.repeat(np.arange(len(x0)), count)
     e = members[np.repeat(first - np.cumsum(count) + count, count) + np.arange(count.sum())]
@@ -290,12 +345,21 @@ def _box_overlap_areas(edges: np.ndarray, sign: np.ndarray, members: np.ndarray,
     u0 = np.clip(np.nan_to_num(u0, nan=0.0, posinf=0.0, neginf=0.0), t_lo, t_hi)
     u1 = np.clip(np.nan_to_num(u1, nan=0.0, posinf=0.0, neginf=0.0), t_lo, t_hi)
     ts = np.sort(np.column_stack([t_lo, u0, u1, t_hi]), axis=1)
-    g = np.clip(ay[:, None] + ts * dy[:, None], y0[q][:, None], y1[q][:, None]) - y0[q][:, None]
-    integral = (np.diff(ts, axis=1) * 0.5 * (g[:, 1:] + g[:, :-1])).sum(axis=1) * dx
+    lo, hi = y0[q][:, None], y1[q][:, None]
+    if band is None:
+        g = np.clip(ay[:, None] + ts * dy[:, None], lo, hi) - lo
+        integral = (np.diff(ts, axis=1) * 0.5 * (g[:, 1:] + g[:, :-1])).sum(axis=1) * dx
+    else:
+        tm = 0.5 * (ts[:, 1:] + ts[:, :-1])
+        base = band(lo)
+        g = band(np.clip(ay[:, None] + ts * dy[:, None], lo, hi)) - base
+        gm = band(np.clip(ay[:, None] + tm * dy[:, None], lo, hi)) - base
+        integral = (np.diff(ts, axis=1) * (g[:, 1:] + 4 * gm + g[:, :-1]) / 6).sum(axis=1) * dx
     return -np.bincount(q, weights=integral * sign[e], minlength=len(x0))
 
 
-def _rectilinear_weights(polys: np.ndarray, values: np.ndarray, transform, grid: Grid
+def _rectilinear_weights(polys: np.ndarray, values: np.ndarray, transform, grid: Grid,
+                         measure: _Measure | None = None
                          ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Proxy weights of polygons on a raster whose pixels are axis-aligned boxes in the grid CRS.
 
@@ -322,7 +386,18 @@ def _rectilinear_weights(polys: np.ndarray, values: np.ndarray, transform, grid:
     prow = np.floor((ym - transform.f) / transform.e).astype(np.int64)
     ccol = np.floor(xm / grid.dx).astype(np.int64)
     crow = np.floor(ym / grid.dy).astype(np.int64)
-    pix_area = abs(transform.a * transform.e)
+    if measure is not None and measure.geo is not None:  # lon/lat: areas on the ellipsoid
+        band = measure.band
+        pix_area = abs(transform.a) * np.abs(np.diff(band(rows_y)))  # per pixel row [m²]
+
+        def box_area(i, j):
+            return (xe[i + 1] - xe[i]) * (band(ye[j + 1]) - band(ye[j]))
+    else:
+        band = None
+        pix_area = np.full(h, abs(transform.a * transform.e))
+
+        def box_area(i, j):
+            return (xe[i + 1] - xe[i]) * (ye[j + 1] - ye[j])
     b = shapely.bounds(polys)
     i0 = np.clip(np.searchsorted(xe, b[:, 0], side="right") - 1, 0, len(xm))
     i1 = np.clip(np.searchsorted(xe, b[:, 2], side="left"), 0, len(xm))
@@ -353,33 +428,34 @@ def _rectilinear_weights(polys: np.ndarray, values: np.ndarray, transform, grid:
         found = gkeys[g] == key if len(gkeys) else np.zeros(len(key), dtype=bool)
         area = _box_overlap_areas(edges, sign, members, np.where(found, gfirst[g], 0),
                                   np.where(found, gcount[g], 0), xe[i], ye[j], xe[i + 1],
-                                  ye[j + 1])
+                                  ye[j + 1], band)
         # rectangles beyond the polygon (in its column) get 0 to rounding, ~1e-16 of the box
-        good = area > 1e-12 * (xe[i + 1] - xe[i]) * (ye[j + 1] - ye[j])
+        good = area > 1e-12 * box_area(i, j)
         p, i, j = p[good], i[good], j[good]
         inside = (ccol[i] >= 0) & (ccol[i] < grid.nx) & (crow[j] >= 0) & (crow[j] < grid.ny)
         out_p.append(p)
         out_c.append(np.where(inside, crow[j] * grid.nx + ccol[i], -1))
-        out_w.append(v[good] / pix_area * area[good])
+        out_w.append(v[good] / pix_area[prow[j]] * area[good])
         start = stop
     return np.concatenate(out_p), np.concatenate(out_c), np.concatenate(out_w)
 
 
 def _pixel_weights(polys: np.ndarray, pix_geoms: np.ndarray, pix_values: np.ndarray,
-                   pix_areas: np.ndarray, grid: Grid) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+                   grid: Grid, measure: _Measure) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Proxy weights of polygons on arbitrary pixel polygons (a raster reprojected to the grid):
     polygon ∩ pixel, then ∩ cell with an STRtree. Same triples as :func:`_rectilinear_weights`."""
+    pix_areas = measure.area(pix_geoms)
     ptree = shapely.STRtree(pix_geoms)
     p_i, k_i = ptree.query(polys, predicate="intersects")
     parts = shapely.intersection(polys[p_i], pix_geoms[k_i])
     density = pix_values[k_i] / pix_areas[k_i]
-    w_parts = density * shapely.area(parts)
+    w_parts = density * measure.area(parts)
     good = w_parts > 0
     parts, p_i, density, w_parts = parts[good], p_i[good], density[good], w_parts[good]
-    w_out = density * shapely.area(shapely.difference(parts, grid.domain))
+    w_out = density * measure.area(shapely.difference(parts, grid.domain))
     cells, cell_idx, tree = _window_cells(grid, parts)
     c_j, c_i = tree.query(parts, predicate="intersects")
-    w = density[c_j] * shapely.area(shapely.intersection(parts[c_j], cells[c_i]))
+    w = density[c_j] * measure.area(shapely.intersection(parts[c_j], cells[c_i]))
     ok = w > 0
     return (np.concatenate([p_i[c_j[ok]], p_i]), np.concatenate([cell_idx[c_i[ok]],
                                                                   np.full(p_i.size, -1)]),
@@ -405,6 +481,7 @@ def allocate_areas(gdf, grid: Grid, proxies: dict) -> Allocation:
     ug, un = _to_local(geoms[first], grid), names[first]
     world_grid, grid = grid, _local_grid(grid)  # overlays relative to the corner
     origin = np.array([world_grid.x0, world_grid.y0])
+    measure = _Measure(world_grid)
     rows_all, cols_all, vals_all = [], [], []
     fallback_unique: list[int] = []
     outside = np.zeros(ug.size)
@@ -417,26 +494,29 @@ def allocate_areas(gdf, grid: Grid, proxies: dict) -> Allocation:
         extent = _to_local(np.array([proxy.extent(grid.crs)]), world_grid)[0]
         uncovered = shapely.area(shapely.difference(polys, extent))
         # a raster reprojected to the grid has curved (densified) edges while a polygon's
-        # reprojected edges stay straight: a polygon sharing the raster's edge leaves a sliver
-        # of well under a millimetre's width, which is not a coverage gap
+        # reprojected edges stay straight chords: a polygon sharing the raster's edge leaves a
+        # sliver (≤ 1 mm wide onto Lambert, ~1 cm for 4 km edges onto lon/lat), not a coverage
+        # gap; gaps of real rasters are pixels wide. Slivers under 10 cm are accepted.
         same_crs = proxy.crs().equals(grid.crs)
-        tol = 1e-9 * shapely.area(polys) if same_crs else 1e-3 * shapely.length(polys)
+        tol = (1e-9 * shapely.area(polys) if same_crs
+               else 100 * measure.one_mm * shapely.length(polys))
         bad = uncovered > tol
         if bad.any():
             j = int(first[idx[np.flatnonzero(bad)[0]]])
+            km2 = measure.area(shapely.difference(polys[bad][:1], extent))[0] / 1e6
             raise GeometryError(proxy.path, f"proxy raster {name!r} does not cover the polygon "
-                                f"of an area source ({uncovered[bad][0] / 1e6:.3f} km² outside "
+                                f"of an area source ({km2:.3f} km² outside "
                                 "the raster)", source_id=str(gdf["source_id"].iloc[j]),
                                 expected="a proxy raster covering every polygon that uses it")
         values, transform, _ = proxy.read()
         if same_crs and transform.b == 0 and transform.d == 0:
             local = Affine(transform.a, 0.0, transform.c - origin[0], 0.0, transform.e,
                            transform.f - origin[1])
-            p_i, cell, w = _rectilinear_weights(polys, values, local, grid)
+            p_i, cell, w = _rectilinear_weights(polys, values, local, grid, measure)
         else:
-            pix_geoms, pix_values, pix_areas = proxy.pixels(world_grid.crs)
+            pix_geoms, pix_values, _ = proxy.pixels(world_grid.crs)
             p_i, cell, w = _pixel_weights(polys, _to_local(pix_geoms, world_grid), pix_values,
-                                          pix_areas, grid)
+                                          grid, measure)
         w_total = np.bincount(p_i, weights=w, minlength=idx.size)
         beyond = cell < 0
         w_out = np.bincount(p_i[beyond], weights=w[beyond], minlength=idx.size)
@@ -450,13 +530,13 @@ def allocate_areas(gdf, grid: Grid, proxies: dict) -> Allocation:
             fp = polys[empty]
             cells, cell_idx, tree = _window_cells(grid, fp)
             a_j, a_i = tree.query(fp, predicate="intersects")
-            a = shapely.area(shapely.intersection(fp[a_j], cells[a_i]))
+            a = measure.area(shapely.intersection(fp[a_j], cells[a_i]))
             ok = a > 0
+            whole = measure.area(fp)
             rows_all.append(cell_idx[a_i[ok]])
             cols_all.append(idx[empty[a_j[ok]]])
-            vals_all.append(a[ok] / shapely.area(fp)[a_j[ok]])
-            outside[idx[empty]] = (shapely.area(shapely.difference(fp, grid.domain))
-                                   / shapely.area(fp))
+            vals_all.append(a[ok] / whole[a_j[ok]])
+            outside[idx[empty]] = measure.area(shapely.difference(fp, grid.domain)) / whole
     rows = np.concatenate(rows_all) if rows_all else np.array([], dtype=np.int64)
     cols = np.concatenate(cols_all) if cols_all else np.array([], dtype=np.int64)
     vals = np.concatenate(vals_all) if vals_all else np.array([], dtype=float)

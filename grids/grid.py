@@ -29,14 +29,17 @@ def griddesc_crs(gdtyp: int, p_alp: float, p_bet: float, p_gam: float, xcent: fl
                  ycent: float, where: str = "GRIDDESC") -> pyproj.CRS:
     """The CRS of an I/O API (CMAQ) horizontal coordinate system.
 
-    GDTYP 2 is Lambert conformal conic with true latitudes ``P_ALP``, ``P_BET``, central
-    meridian ``P_GAM`` and the Cartesian origin at (``XCENT``, ``YCENT``), on the 6 370 km
-    sphere of WRF/MCIP. Other types are refused with a clear message.
+    GDTYP 1 is longitude/latitude in degrees; GDTYP 2 is Lambert conformal conic with true
+    latitudes ``P_ALP``, ``P_BET``, central meridian ``P_GAM`` and the Cartesian origin at
+    (``XCENT``, ``YCENT``); both on the 6 370 km sphere of WRF/MCIP. Other types are refused
+    with a clear message.
     """
+    if int(gdtyp) == 1:
+        return pyproj.CRS.from_proj4(f"+proj=longlat +R={MODEL_EARTH_RADIUS_M:.0f} +no_defs")
     if int(gdtyp) != 2:
-        raise ConfigError(f"{where}: GDTYP {gdtyp} is not supported; Tongyuan reads Lambert "
-                          "conformal (GDTYP 2) grids; lat/lon (1), polar stereographic (6) and "
-                          "Mercator (7) grids are not supported in this release")
+        raise ConfigError(f"{where}: GDTYP {gdtyp} is not supported; Tongyuan reads lat/lon "
+                          "(GDTYP 1) and Lambert conformal (GDTYP 2) grids; polar stereographic "
+                          "(6) and Mercator (7) grids are not supported in this release")
     base = (f"+proj=lcc +lat_1={p_alp} +lat_2={p_bet} +lat_0={ycent} +lon_0={p_gam} "
             f"+R={MODEL_EARTH_RADIUS_M:.0f} +units=m +no_defs")
     crs = pyproj.CRS.from_proj4(base + " +x_0=0 +y_0=0")
@@ -102,15 +105,40 @@ def read_griddesc(path: str | Path, grid_name: str) -> dict[str, Any]:
             "ny": nrows, "name": grid_name}
 
 
+def ellipsoid_area_from_equator(crs: pyproj.CRS, lat_deg: np.ndarray) -> np.ndarray:
+    """Area between the equator and latitude φ per radian of longitude [m²], on ``crs``'s
+    ellipsoid: ``a²(1−e²)/2 · [sin φ/(1−e² sin² φ) + artanh(e sin φ)/e]`` (the authalic
+    integral; a² sin φ on a sphere)."""
+    ell = crs.ellipsoid
+    a = ell.semi_major_metre
+    e2 = 1.0 - (ell.semi_minor_metre / a) ** 2
+    s = np.sin(np.radians(np.asarray(lat_deg, dtype=float)))
+    if e2 < 1e-15:
+        return a * a * s
+    e = np.sqrt(e2)
+    return 0.5 * a * a * (1 - e2) * (s / (1 - e2 * s * s) + np.arctanh(e * s) / e)
+
+
+def metres_per_square_degree(crs: pyproj.CRS, lat_deg: np.ndarray) -> np.ndarray:
+    """m² per degree² of longitude × latitude at latitude φ on ``crs``'s ellipsoid:
+    (π/180)² · M(φ) N(φ) cos φ = (π/180)² · a²(1−e²) cos φ / (1−e² sin² φ)²."""
+    ell = crs.ellipsoid
+    a = ell.semi_major_metre
+    e2 = 1.0 - (ell.semi_minor_metre / a) ** 2
+    phi = np.radians(np.asarray(lat_deg, dtype=float))
+    s = np.sin(phi)
+    return np.radians(1.0) ** 2 * a * a * (1 - e2) * np.cos(phi) / (1 - e2 * s * s) ** 2
+
+
 @dataclass(frozen=True)
 class Grid:
-    """A regular grid in a projected CRS.
+    """A regular grid in a projected CRS, or in longitude/latitude (EPSG:4326).
 
     Parameters
     ----------
     crs : grid CRS
-    x0, y0 : lower-left corner [m]
-    dx, dy : cell size [m]
+    x0, y0 : lower-left corner [m, or degrees on a lon/lat grid]
+    dx, dy : cell size [m, or degrees]
     nx, ny : number of columns and rows
     name : short name written to files
     """
@@ -130,9 +158,28 @@ class Grid:
         if self.dx <= 0 or self.dy <= 0 or self.nx <= 0 or self.ny <= 0:
             raise ConfigError(f"grid {self.name!r}: dx, dy, nx, ny must be positive; got "
                               f"dx={self.dx}, dy={self.dy}, nx={self.nx}, ny={self.ny}")
-        if not self.crs.is_projected:
-            raise ConfigError(f"grid {self.name!r}: CRS {self.crs.to_string()} is not projected; "
-                              "this release supports projected grids (UTM, Lambert, ...)")
+        if not (self.crs.is_projected or self.is_geographic):
+            raise ConfigError(f"grid {self.name!r}: CRS {self.crs.to_string()} is neither "
+                              "projected (UTM, Lambert, ...) nor a 2-D geographic CRS in "
+                              "degrees (EPSG:4326)")
+        if self.is_geographic and not (-180 <= self.x0 and self.x0 + self.nx * self.dx <= 360
+                                       and -90 <= self.y0 and self.y0 + self.ny * self.dy <= 90):
+            raise ConfigError(f"grid {self.name!r}: a lon/lat grid must lie within longitudes "
+                              f"-180..360 and latitudes -90..90 degrees; got x0={self.x0}, "
+                              f"y0={self.y0}, dx={self.dx}, dy={self.dy}, nx={self.nx}, "
+                              f"ny={self.ny}")
+
+    @property
+    def is_geographic(self) -> bool:
+        """A lon/lat grid (x = longitude, y = latitude, in degrees)."""
+        crs = self.crs
+        return (crs.is_geographic and len(crs.axis_info) == 2
+                and crs.axis_info[0].unit_name == "degree")
+
+    @property
+    def units(self) -> str:
+        """Unit of x0, y0, dx, dy: ``m`` or ``degree``."""
+        return "degree" if self.is_geographic else "m"
 
     @classmethod
     def from_config(cls, cfg: Any) -> Grid:
@@ -179,12 +226,17 @@ class Grid:
 
     @property
     def cell_area_m2(self) -> np.ndarray:
-        """Area of each cell in the grid's projected plane [m²], shape (ny, nx).
+        """Area of each cell [m²], shape (ny, nx): in the projected plane for projected grids, on
+        the CRS's ellipsoid for lon/lat grids (exact: the band between two parallels).
 
         Fluxes are mass / this area, so ``flux × cell_area`` returns the mass exactly; the file
         carries it as the ``cell_area`` variable.
         """
-        return np.full(self.shape, self.dx * self.dy)
+        if not self.is_geographic:
+            return np.full(self.shape, self.dx * self.dy)
+        edges = self.y0 + np.arange(self.ny + 1) * self.dy
+        band = np.diff(ellipsoid_area_from_equator(self.crs, edges))
+        return np.repeat((np.radians(self.dx) * band)[:, None], self.nx, axis=1)
 
     @cached_property
     def domain(self) -> shapely.Polygon:
@@ -207,6 +259,8 @@ class Grid:
     def lonlat(self) -> tuple[np.ndarray, np.ndarray]:
         """2-D longitude and latitude of cell centres [degrees], each (ny, nx)."""
         xx, yy = np.meshgrid(self.x, self.y)
+        if self.is_geographic:
+            return xx, yy
         tr = pyproj.Transformer.from_crs(self.crs, self.crs.geodetic_crs, always_xy=True)
         lon, lat = tr.transform(xx, yy)
         return np.asarray(lon), np.asarray(lat)
@@ -222,4 +276,5 @@ class Grid:
     def describe(self) -> dict[str, Any]:
         """Plain description for hashing and file attributes."""
         return {"crs": self.crs.to_string(), "x0": self.x0, "y0": self.y0, "dx": self.dx,
-                "dy": self.dy, "nx": self.nx, "ny": self.ny, "name": self.name}
+                "dy": self.dy, "nx": self.nx, "ny": self.ny, "name": self.name,
+                "units": self.units}

@@ -57,10 +57,11 @@ def grid_differences(a: BuildData, b: BuildData) -> list[str]:
         out.append(f"CRS {ga.crs.to_string()} vs {gb.crs.to_string()}")
     if (ga.nx, ga.ny) != (gb.nx, gb.ny):
         out.append(f"{ga.nx} × {ga.ny} vs {gb.nx} × {gb.ny} cells")
-    if not np.allclose([ga.x0, ga.y0], [gb.x0, gb.y0], rtol=0, atol=1e-3):
-        out.append(f"lower-left ({ga.x0:g}, {ga.y0:g}) vs ({gb.x0:g}, {gb.y0:g}) m")
-    if not np.allclose([ga.dx, ga.dy], [gb.dx, gb.dy], rtol=0, atol=1e-3):
-        out.append(f"cell size {ga.dx:g} × {ga.dy:g} vs {gb.dx:g} × {gb.dy:g} m")
+    tol = 1e-8 if ga.is_geographic else 1e-3  # degrees or metres
+    if not np.allclose([ga.x0, ga.y0], [gb.x0, gb.y0], rtol=0, atol=tol):
+        out.append(f"lower-left ({ga.x0:g}, {ga.y0:g}) vs ({gb.x0:g}, {gb.y0:g}) {ga.units}")
+    if not np.allclose([ga.dx, ga.dy], [gb.dx, gb.dy], rtol=0, atol=tol):
+        out.append(f"cell size {ga.dx:g} × {ga.dy:g} vs {gb.dx:g} × {gb.dy:g} {ga.units}")
     return out
 
 

@@ -638,8 +638,9 @@ def _header(data: BuildData, inputs: pd.DataFrame | None, boundaries: Any) -> st
         ("config hash", str(a.get("tongyuan_config_hash") or m.get("config_hash"))),
         ("code version", str(a.get("tongyuan_code_version", "?"))),
         ("config", str(m.get("config", "?"))),
-        ("grid", f"{g.name}: {g.nx} × {g.ny} cells of {g.dx:g} × {g.dy:g} m, {g.crs.name} "
-                 f"({g.crs.to_string()}), lower-left ({g.x0:g}, {g.y0:g}) m"),
+        ("grid", f"{g.name}: {g.nx} × {g.ny} cells of {g.dx:g} × {g.dy:g} {g.units}, "
+                 f"{g.crs.name} ({g.crs.to_string()}), lower-left ({g.x0:g}, {g.y0:g}) "
+                 f"{g.units}"),
         ("district boundaries", str(boundaries) if boundaries else "none configured"),
         ("history", str(a.get("history", ""))),
         ("build directory", str(data.path)),
@@ -720,11 +721,11 @@ def _district_section(data: BuildData, districts: gpd.GeoDataFrame | None,
                      str(r.get("name_en") or ""), *[fmt(by_d[i, k]) for i in range(len(species))]])
     rows.append(["", "", OUTSIDE, *[fmt(v) for v in outside]])
     rows.append(["", "", "total", *[fmt(v) for v in t.sum(axis=1)]])
-    cell_km2 = data.grid.dx * data.grid.dy / 1e6
-    covered = float(weights.sum()) * cell_km2
+    cell_km2 = data.grid.cell_area_m2.ravel() / 1e6
+    covered = float(np.asarray(weights.sum(axis=1)).ravel() @ cell_km2)
     note = (f"<p class='note'>Each cell is shared among districts by exact area: weight = "
             f"area(cell ∩ district) / cell area. Gridded emissions only (t/yr). District "
-            f"polygons cover {covered:,.0f} km² of the {data.grid.size * cell_km2:,.0f} km² "
+            f"polygons cover {covered:,.0f} km² of the {cell_km2.sum():,.0f} km² "
             "grid.</p>")
     t_html = table(["code", "name (zh)", "name (en)", *[label(s) for s in species]], rows,
                    numeric=set(range(3, 3 + len(species))), table_id="districts", bold_last=True)
@@ -899,7 +900,9 @@ def write_report(build_dir: str | Path, out_dir: str | Path | None = None, *,
 
     # maps
     tot = data.totals_t()
-    cell_km2 = data.grid.dx * data.grid.dy / 1e6
+    areas_km2 = data.grid.cell_area_m2 / 1e6
+    cell_km2 = (f"{areas_km2.min():.3g}–{areas_km2.max():.3g} km²"
+                if np.ptp(areas_km2) > 1e-9 * areas_km2.max() else f"{areas_km2.flat[0]:g} km²")
     maps = []
     for i, sp in enumerate(data.species):
         total = float(tot[i].sum())
@@ -907,7 +910,7 @@ def write_report(build_dir: str | Path, out_dir: str | Path | None = None, *,
             continue
         fig = map_figure(tot[i], data.grid, outlines,
                          f"{label(sp)}: annual emissions {data.year}\ncity total {fmt(total)} t/yr",
-                         f"t/yr per cell ({cell_km2:g} km²)")
+                         f"t/yr per cell ({cell_km2})")
         maps.append(save_png(fig, out, f"map_{sp}.png"))
     zero = [label(sp) for i, sp in enumerate(data.species) if float(tot[i].sum()) <= 0]
 

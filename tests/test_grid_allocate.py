@@ -41,8 +41,11 @@ def test_cell_index_half_open():
 
 
 def test_bad_grid_is_refused():
-    with pytest.raises(ConfigError, match="not projected"):
-        Grid.from_config({"crs": "EPSG:4326", "x0": 0, "y0": 0, "dx": 1, "dy": 1, "nx": 1, "ny": 1})
+    with pytest.raises(ConfigError, match="neither projected"):
+        Grid.from_config({"crs": "EPSG:4978", "x0": 0, "y0": 0, "dx": 1, "dy": 1, "nx": 1, "ny": 1})
+    with pytest.raises(ConfigError, match="latitudes -90..90"):
+        Grid.from_config({"crs": "EPSG:4326", "x0": 120, "y0": 80, "dx": 1, "dy": 1, "nx": 2,
+                          "ny": 20})
     with pytest.raises(ConfigError, match="must be positive"):
         Grid.from_config({"crs": "EPSG:32651", "x0": 0, "y0": 0, "dx": 0, "dy": 1, "nx": 1, "ny": 1})
 
@@ -343,7 +346,7 @@ def test_rectilinear_proxy_overlay_equals_pixel_polygons(tmp_path):
     import rasterio
     from rasterio.transform import from_origin
 
-    from grids.allocate import _local_grid, _pixel_weights, _rectilinear_weights
+    from grids.allocate import _local_grid, _Measure, _pixel_weights, _rectilinear_weights
     from grids.proxy import Proxy
 
     g = Grid.from_config({"crs": "EPSG:32651", "x0": 0, "y0": 0, "dx": 1000, "dy": 1000,
@@ -368,7 +371,7 @@ def test_rectilinear_proxy_overlay_equals_pixel_polygons(tmp_path):
     proxy = Proxy("p", str(path))
     vals, transform, _ = proxy.read()
     fast = _rectilinear_weights(polys, vals, transform, _local_grid(g))
-    slow = _pixel_weights(polys, *proxy.pixels(g.crs), g)
+    slow = _pixel_weights(polys, proxy.pixels(g.crs)[0], proxy.pixels(g.crs)[1], g, _Measure(g))
 
     def dense(t):
         p, c, w = t
@@ -416,3 +419,141 @@ def test_build_on_a_distributed_local_cluster_is_bit_identical(world, prefect_ha
         with a, b:
             for v in a.data_vars:
                 np.testing.assert_array_equal(a[v].values, b[v].values, err_msg=f"{name}: {v}")
+
+
+# ----------------------------------------------------------------- lon/lat grids
+
+def test_lonlat_cell_areas_are_on_the_ellipsoid():
+    """An octant bounded by the equator and two meridians has geodesic edges, so GeographicLib
+    (pyproj.Geod) gives its area exactly: one cell of 90° × 90° must match it; a 0.01° cell
+    over Shanghai matches a densified geodesic polygon; the globe sums to the WGS84 area."""
+    geod = pyproj.Geod(ellps="WGS84")
+    octant = Grid.from_config({"crs": "EPSG:4326", "x0": 0, "y0": 0, "dx": 90, "dy": 90,
+                               "nx": 1, "ny": 1})
+    a, _ = geod.polygon_area_perimeter([0, 90, 45], [0, 0, 90])
+    assert octant.cell_area_m2[0, 0] == pytest.approx(abs(a), rel=1e-12)
+    globe = Grid.from_config({"crs": "EPSG:4326", "x0": -180, "y0": -90, "dx": 1, "dy": 1,
+                              "nx": 360, "ny": 180})
+    assert globe.cell_area_m2.sum() == pytest.approx(8 * abs(a), rel=1e-12)
+    sh = Grid.from_config({"crs": "EPSG:4326", "x0": 121.4, "y0": 31.2, "dx": 0.01, "dy": 0.01,
+                           "nx": 2, "ny": 3})
+    lon = np.r_[np.linspace(121.41, 121.42, 2001), np.linspace(121.42, 121.41, 2001)]
+    lat = np.r_[np.full(2001, 31.22), np.full(2001, 31.23)]
+    ref, _ = geod.polygon_area_perimeter(lon, lat)
+    assert sh.cell_area_m2[2, 1] == pytest.approx(abs(ref), rel=1e-9)
+    assert sh.units == "degree" and sh.is_geographic
+    lon2, lat2 = sh.lonlat()
+    assert lon2[0, 0] == pytest.approx(121.405) and lat2[2, 0] == pytest.approx(31.225)
+
+
+def _lonlat_world(world, dx=0.01):
+    """The fixture world on a lon/lat grid of ``dx`` degrees covering it."""
+    tr = pyproj.Transformer.from_crs(32651, 4326, always_xy=True)
+    lon, lat = tr.transform([299_000, 305_000], [3_399_000, 3_404_000])
+    x0, y0 = (round(float(np.floor(v / dx) * dx), 6) for v in (lon[0], lat[0]))
+    nx, ny = int(np.ceil((lon[1] - x0) / dx)), int(np.ceil((lat[1] - y0) / dx))
+    text = world.read_text()
+    start = text.index("grid:")
+    end = text.index("\n", start)
+    world.write_text(text[:start] + f"grid: {{crs: 'EPSG:4326', x0: {x0!r}, y0: {y0!r}, dx: {dx}, "
+                     f"dy: {dx}, nx: {nx}, ny: {ny}, name: LL001}}" + text[end:])
+    return x0, y0, nx, ny
+
+
+def test_lonlat_grid_allocates_by_true_length_and_area(world):
+    """On a lon/lat grid: points by cell, lines by geodesic length, polygons by ellipsoidal area
+    (proxy raster in UTM, reprojected); every source's shares plus outside sum to 1."""
+    import geopandas as gpd
+
+    from grids.allocate import allocate_areas, allocate_lines
+    from grids.proxy import Proxy
+    from pipeline.build import load_tables
+
+    x0, y0, nx, ny = _lonlat_world(world)
+    cfg = load_config(world)
+    tables = load_tables(cfg)
+    g = tables.grid
+    assert g.is_geographic and (g.nx, g.ny) == (nx, ny)
+    activity, _, _ = read_inputs(cfg, tables)
+    assert activity.crs.equals(g.crs)
+    a = allocate(activity, g, tables.proxies)
+    inside = np.asarray(a.matrix.sum(axis=0)).ravel()
+    np.testing.assert_allclose(inside + a.outside_fraction, 1.0, rtol=0, atol=1e-12)
+    # a meridian segment: its shares are its geodesic lengths per cell
+    geod = g.crs.get_geod()
+    lon = x0 + 0.0123
+    line = gpd.GeoDataFrame({"source_id": ["L"], "kind": ["line"]}, crs=g.crs,
+                            geometry=[shapely.LineString([(lon, y0 + 0.005), (lon, y0 + 0.025)])])
+    col = allocate_lines(line, g).matrix[:, 0].toarray().ravel()
+    parts = [geod.inv(lon, y0 + a0, lon, y0 + a1)[2] for a0, a1 in
+             ((0.005, 0.01), (0.01, 0.02), (0.02, 0.025))]
+    ix = 1
+    assert col[[ix, nx + ix, 2 * nx + ix]] == pytest.approx(np.array(parts) / sum(parts),
+                                                             rel=1e-12)
+    # a polygon on a proxy of uniform density per m² (pixel value = its ellipsoidal area; a
+    # lon/lat pixel's value is spread over its m²): shares are ellipsoidal areas per cell
+    import rasterio
+    from rasterio.transform import from_origin
+
+    path = world.parent / "uniform_ll.tif"
+    pix = Grid.from_config({"crs": "EPSG:4326", "x0": x0, "y0": y0, "dx": 0.001, "dy": 0.001,
+                            "nx": 40, "ny": 40}).cell_area_m2[::-1]  # north-up rows
+    with rasterio.open(path, "w", driver="GTiff", width=40, height=40, count=1, dtype="float64",
+                       crs="EPSG:4326", transform=from_origin(x0, y0 + 0.04, 0.001, 0.001)) as d:
+        d.write(pix, 1)
+    box = shapely.box(x0 + 0.003, y0 + 0.004, x0 + 0.013, y0 + 0.027)
+    poly = gpd.GeoDataFrame({"source_id": ["A"], "kind": ["area"], "proxy": ["u"]}, crs=g.crs,
+                            geometry=[box])
+    col = allocate_areas(poly, g, {"u": Proxy("u", str(path))}).matrix[:, 0].toarray().ravel()
+
+    def geo_area(x_a, x_b, y_a, y_b):
+        return Grid.from_config({"crs": "EPSG:4326", "x0": x_a, "y0": y_a, "dx": x_b - x_a,
+                                 "dy": y_b - y_a, "nx": 1, "ny": 1}).cell_area_m2[0, 0]
+
+    rows = [(0.004, 0.01), (0.01, 0.02), (0.02, 0.027)]
+    want = np.array([[geo_area(x0 + xa, x0 + xb, y0 + ya, y0 + yb) for xa, xb in
+                      ((0.003, 0.01), (0.01, 0.013))] for ya, yb in rows])
+    got = np.array([[col[r * nx], col[r * nx + 1]] for r in range(3)])
+    np.testing.assert_allclose(got, want / want.sum(), rtol=1e-8)
+
+
+def test_lonlat_build_writes_cf_files_with_longitude_latitude(world, prefect_harness, tmp_path):
+    import subprocess
+    import sys
+
+    import xarray as xr
+
+    from pipeline.flows import build_inventory
+
+    _lonlat_world(world)
+    s = build_inventory(str(world), out_dir=str(tmp_path / "out"),
+                        period=("2024-03-01", "2024-03-01"))
+    path = Path(s["build_dir"]) / "hourly" / "20240301.nc"
+    with xr.open_dataset(path) as ds:
+        assert ds["x"].attrs["standard_name"] == "longitude"
+        assert ds["y"].attrs["units"] == "degrees_north"
+        assert ds["crs"].attrs["grid_mapping_name"] == "latitude_longitude"
+        co2 = float((ds["CO2"] * ds["cell_area"] * 3600).sum())
+    assert co2 == pytest.approx(s["totals"].loc["CO2", "written_kg"], rel=1e-12)
+    exe = Path(sys.executable).with_name("compliance-checker")
+    res = subprocess.run([str(exe), "--test", "cf:1.8", "--criteria", "strict", str(path)],
+                         capture_output=True, text=True, timeout=120)
+    assert res.returncode == 0, res.stdout[-3000:]
+
+
+def test_griddesc_lonlat_grid(world):
+    (world.parent / "GRIDDESC").write_text(
+        "' '\n'LATLON'\n  1  0.0  0.0  0.0  0.0  0.0\n' '\n'LL01'\n"
+        "'LATLON'  120.9  30.7  0.01  0.01  6  5  1\n' '\n")
+    text = world.read_text()
+    start = text.index("grid:")
+    world.write_text(text[:start] + "grid: {griddesc: GRIDDESC, name: LL01}"
+                     + text[text.index("\n", start):])
+    from pipeline.build import load_tables
+
+    g = load_tables(load_config(world)).grid
+    assert g.is_geographic and (g.x0, g.y0, g.dx, g.nx, g.ny) == (120.9, 30.7, 0.01, 6, 5)
+    assert g.crs.ellipsoid.semi_major_metre == 6_370_000.0
+    assert g.cell_area_m2[0, 0] == pytest.approx(
+        np.radians(0.01) * 6.37e6 ** 2 * (np.sin(np.radians(30.71)) - np.sin(np.radians(30.7))),
+        rel=1e-12)

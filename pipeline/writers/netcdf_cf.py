@@ -25,20 +25,32 @@ CONVENTIONS = "CF-1.8"
 def static_coords(grid: Grid) -> dict[str, Any]:
     """Coordinates and ancillary variables shared by every file of a build (computed once)."""
     lon, lat = grid.lonlat()
+    if grid.is_geographic:  # lon/lat grid: x and y are longitude and latitude
+        x = ("x", grid.x, {"standard_name": "longitude", "long_name": "longitude of cell centre",
+                           "units": "degrees_east", "axis": "X"})
+        y = ("y", grid.y, {"standard_name": "latitude", "long_name": "latitude of cell centre",
+                           "units": "degrees_north", "axis": "Y"})
+    else:
+        x = ("x", grid.x, {"standard_name": "projection_x_coordinate", "long_name": "x of cell "
+                           "centre", "units": "m", "axis": "X"})
+        y = ("y", grid.y, {"standard_name": "projection_y_coordinate", "long_name": "y of cell "
+                           "centre", "units": "m", "axis": "Y"})
     return {
-        "x": ("x", grid.x, {"standard_name": "projection_x_coordinate", "long_name": "x of cell "
-                            "centre", "units": "m", "axis": "X"}),
-        "y": ("y", grid.y, {"standard_name": "projection_y_coordinate", "long_name": "y of cell "
-                            "centre", "units": "m", "axis": "Y"}),
-        "lon": (("y", "x"), lon, {"standard_name": "longitude", "long_name": "longitude of cell "
-                                  "centre", "units": "degrees_east"}),
-        "lat": (("y", "x"), lat, {"standard_name": "latitude", "long_name": "latitude of cell "
-                                  "centre", "units": "degrees_north"}),
+        "x": x,
+        "y": y,
+        # 2-D copies for tools that expect them; on a lon/lat grid x and y carry the standard
+        # names (CF wants exactly one longitude and one latitude variable there)
+        "lon": (("y", "x"), lon, {**({} if grid.is_geographic else {"standard_name": "longitude"}),
+                                  "long_name": "longitude of cell centre",
+                                  "units": "degrees_east"}),
+        "lat": (("y", "x"), lat, {**({} if grid.is_geographic else {"standard_name": "latitude"}),
+                                  "long_name": "latitude of cell centre",
+                                  "units": "degrees_north"}),
         "crs": ((), np.int32(0), grid.cf_grid_mapping()),
-        "cell_area": (("y", "x"), grid.cell_area_m2, {"standard_name": "cell_area",
-                                                      "long_name": "area of grid cell in the "
-                                                      "grid's projected plane", "units": "m2",
-                                                      "grid_mapping": "crs"}),
+        "cell_area": (("y", "x"), grid.cell_area_m2, {
+            "standard_name": "cell_area", "units": "m2", "grid_mapping": "crs",
+            "long_name": "area of grid cell on the ellipsoid" if grid.is_geographic
+            else "area of grid cell in the grid's projected plane"}),
     }
 
 
