@@ -67,6 +67,10 @@ def load_tables(cfg: BuildConfig) -> Tables:
         if unknown:
             raise ConfigError(f"{cfg.config_path}: 'sectors' lists unknown sectors {unknown}; "
                               f"known: {sorted(sectors['sector'])}")
+    unknown = sorted(set(cfg.sector_proxies) - set(sectors["sector"]))
+    if unknown:
+        raise ConfigError(f"{cfg.config_path}: 'sector_proxies' names unknown sectors {unknown}; "
+                          f"known: {sorted(sectors['sector'])}")
     grid = Grid.from_config(cfg.grid.model_dump())
     proxies = {name: Proxy(name=name, path=str(path)) for name, path in cfg.proxies.items()}
     checks = load_checks(cfg.tables.checks) if cfg.tables.checks else None
@@ -88,7 +92,7 @@ def read_inputs(cfg: BuildConfig, tables: Tables
             layer=spec.layer, x_column=spec.x_column, y_column=spec.y_column,
             wkt_column=spec.wkt_column, keys=tables.library.keys,
             devices=tables.library.devices, proxies=set(tables.proxies),
-            species=tables.registry.emitted)
+            species=tables.registry.emitted, sector_proxies=cfg.sector_proxies)
         meta["name"] = spec.name
         parts.append(table)
         metas.append(meta)

@@ -129,6 +129,8 @@ class BuildConfig(_Frozen):
     tables: TablesConfig
     inputs: list[InputConfig]
     proxies: dict[str, Path] = Field(default_factory=dict)
+    #: proxy per sector for area sources that name none (their ``proxy`` column empty or absent)
+    sector_proxies: dict[str, str] = Field(default_factory=dict)
     sectors: list[str] | None = None
     temporal: TemporalConfig = TemporalConfig()
     output: OutputConfig = OutputConfig()
@@ -146,6 +148,14 @@ class BuildConfig(_Frozen):
         if not value:
             raise ValueError("at least one input is needed")
         return value
+
+    @model_validator(mode="after")
+    def _sector_proxies_known(self) -> BuildConfig:
+        unknown = sorted(set(self.sector_proxies.values()) - set(self.proxies))
+        if unknown:
+            raise ValueError(f"sector_proxies names proxies {unknown} that 'proxies' does not "
+                             f"define ({sorted(self.proxies)})")
+        return self
 
     @property
     def cache_dir(self) -> Path | None:

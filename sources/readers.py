@@ -116,6 +116,7 @@ def read_sources(
     devices: set[str] | None = None,
     proxies: set[str] | None = None,
     species: list[str] | None = None,
+    sector_proxies: Mapping[str, str] | None = None,
 ) -> tuple[gpd.GeoDataFrame, dict[str, Any]]:
     """Read, rename, validate and reproject one activity file.
 
@@ -128,6 +129,7 @@ def read_sources(
         one and ``crs`` is given, they must agree
     columns : mapping {column in file: house column name}
     keys, devices, proxies, species : the configured vocabularies to check rows against
+    sector_proxies : proxy per sector for area sources whose ``proxy`` is empty or absent
 
     Returns
     -------
@@ -178,6 +180,8 @@ def read_sources(
                               "the input's config entry")
     gdf = gdf.set_crs(source_crs, allow_override=True)
 
+    if kind == "area" and sector_proxies and "proxy" not in gdf.columns:
+        gdf["proxy"] = ""  # every row takes its sector's proxy below
     validate.check_columns(gdf, kind, str(path))
     gdf = validate.check_text(gdf, str(path))
     validate.check_unique_ids(gdf, str(path))
@@ -188,6 +192,10 @@ def read_sources(
         gdf = validate.check_reported(gdf, species, str(path))
     if kind == "area":
         gdf["proxy"] = gdf["proxy"].fillna("").astype(str).str.strip()
+        if sector_proxies:
+            empty = gdf["proxy"] == ""
+            gdf.loc[empty, "proxy"] = gdf.loc[empty, "sector"].map(
+                dict(sector_proxies)).fillna("")
     validate.check_geometry(gdf, kind, str(path))
     if keys is not None:
         validate.check_keys(gdf, keys, devices or set(), str(path), proxies)

@@ -216,6 +216,13 @@ def check_keys(df: pd.DataFrame, keys: pd.DataFrame, devices: set[str], path: st
         bad = ~df["proxy"].isin(proxies).to_numpy()
         if bad.any():
             i = int(np.flatnonzero(bad)[0])
+            if df["proxy"].iloc[i] == "":
+                raise UnknownKeyError(path, "area source without a proxy",
+                                      row=int(df["input_row"].iloc[i]), column="proxy", value="",
+                                      source_id=df["source_id"].iloc[i],
+                                      expected=f"a proxy name in column 'proxy' ({sorted(proxies)})"
+                                      f", or 'sector_proxies: {{{df['sector'].iloc[i]}: NAME}}' "
+                                      "in the config")
             raise UnknownKeyError(path, "unknown proxy", row=int(df["input_row"].iloc[i]),
                                   column="proxy", value=df["proxy"].iloc[i],
                                   source_id=df["source_id"].iloc[i],

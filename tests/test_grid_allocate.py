@@ -557,3 +557,38 @@ def test_griddesc_lonlat_grid(world):
     assert g.cell_area_m2[0, 0] == pytest.approx(
         np.radians(0.01) * 6.37e6 ** 2 * (np.sin(np.radians(30.71)) - np.sin(np.radians(30.7))),
         rel=1e-12)
+
+
+# ----------------------------------------------------------------- proxies chosen per sector
+
+def test_proxy_per_sector_from_config(world):
+    """Area sources without a proxy name take their sector's from ``sector_proxies``; a name in
+    the file wins; none at all is an error naming file, row and source."""
+    from pipeline.build import load_tables
+    from sources.errors import UnknownKeyError
+    from tests.world import AREAS_CSV
+
+    data = world.parent.parent / "data"
+    rows = AREAS_CSV.replace(",population,", ",,", 1)  # A1 names no proxy
+    (data / "areas.csv").write_text(rows)
+    cfg = load_config(world)
+    with pytest.raises(UnknownKeyError, match=r"areas.csv, row 1, source_id 'A1', column 'proxy':"
+                       r" area source without a proxy.*sector_proxies: \{residential: NAME\}"):
+        read_inputs(cfg, load_tables(cfg))
+    world.write_text(world.read_text() + "sector_proxies: {residential: population}\n")
+    cfg = load_config(world)
+    tables = load_tables(cfg)
+    activity, _, _ = read_inputs(cfg, tables)
+    assert activity.set_index("source_id").loc["A1", "proxy"] == "population"
+    a = allocate(activity, tables.grid, tables.proxies)
+    j = int(np.flatnonzero(activity.source_id.to_numpy() == "A1")[0])
+    col = a.matrix[:, j].toarray().ravel()
+    assert col[0] == pytest.approx(0.75, abs=1e-12) and col[1] == pytest.approx(0.25, abs=1e-12)
+    world.write_text(world.read_text().replace("{residential: population}",
+                                               "{residential: builtup}"))
+    with pytest.raises(ConfigError, match=r"sector_proxies names proxies \['builtup'\]"):
+        load_config(world)
+    world.write_text(world.read_text().replace("{residential: builtup}",
+                                               "{housing: population}"))
+    with pytest.raises(ConfigError, match=r"'sector_proxies' names unknown sectors \['housing'\]"):
+        load_tables(load_config(world))
