@@ -96,6 +96,11 @@ def read_inputs(cfg: BuildConfig, tables: Tables
         meta["name"] = spec.name
         parts.append(table)
         metas.append(meta)
+    for path in cfg.cems:  # measured stack hours shape the time series: record them too
+        metas.append({"path": str(path), "format": Path(path).suffix.lstrip("."), "kind": "cems",
+                      "sha256": file_sha256(path) if Path(path).exists() else None,
+                      "source_crs": None, "rows": None, "layer": None,
+                      "name": f"cems_{Path(path).stem}"})
     for name, proxy in tables.proxies.items():  # proxies shape the gridding: record them too
         metas.append({"path": proxy.path, "format": "geotiff", "kind": "proxy",
                       "sha256": file_sha256(proxy.path) if Path(proxy.path).exists() else None,
@@ -197,7 +202,8 @@ def write_days(cube: xr.Dataset, days: list[pd.Timestamp], ctx: WriteContext,
 
 
 def record_written(ledger: Ledger, annual: xr.DataArray, factors: xr.DataArray,
-                   per_day: dict[str, dict[str, float]], rtol: float = RTOL) -> None:
+                   per_day: dict[str, dict[str, float]], rtol: float = RTOL,
+                   cems=None) -> None:
     """Fill ``written_kg`` and check it against the mass measured in the written arrays.
 
     Per sector × species, written = gridded × Σ factors over the written hours (the whole year,
@@ -210,6 +216,13 @@ def record_written(ledger: Ledger, annual: xr.DataArray, factors: xr.DataArray,
     fsum = factors.sel(sector=annual["sector"]).isel(time=written_hours).sum("time")
     written = (annual.sum(dim=("y", "x")) * fsum).to_pandas().stack().rename("written_kg")
     written.index.names = ["sector", "species"]
+    if cems is not None:  # measured stacks: their series instead of the profile
+        from pipeline.cems import written_adjustment
+
+        adj = written_adjustment(cems, written_hours)
+        written = written.add(adj["correction_kg"], fill_value=0.0).rename("written_kg")
+        ledger.table["cems_measured_kg"] = adj["cems_measured_kg"].reindex(
+            ledger.table.index).fillna(0.0)
     ledger.record_written(written.to_frame())
     measured = pd.DataFrame(per_day).T.sum()
     expected = ledger.totals()["written_kg"]

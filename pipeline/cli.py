@@ -41,6 +41,11 @@ def _parser() -> argparse.ArgumentParser:
                     "threads (default), processes, synchronous, or a dask.distributed scheduler "
                     "address such as tcp://10.0.0.5:8786 (default: allocation.scheduler of the "
                     "config)")
+    bp.add_argument("--format", metavar="F[,F]", help="file formats, comma-separated: cf "
+                    "(hourly/, always written), cmaq (cmaq/, I/O API), wrfchem (wrfchem/, "
+                    "wrfchemi); default: output.formats of the config")
+    bp.add_argument("--mechanism", help="chemical mechanism of the cmaq/wrfchem files, a "
+                    "mechanism of the speciation table (default: output.mechanism, cb6r3_ae6)")
     bp.add_argument("-v", "--verbose", action="store_true", help="show Prefect's logs")
     sp = sub.add_parser("scenario", help="build a policy scenario next to its base and assess "
                         "the synergy of its measures (synergy.csv, difference maps)")
@@ -67,6 +72,12 @@ def _print_summary(summary: dict) -> None:
     print(f"\nBuild {summary['build_id']} published")
     print(f"  files:   {summary['build_dir']}/hourly/  ({summary['files']} daily NetCDF files)")
     print(f"  latest:  {summary['latest']} -> {summary['build_id']}")
+    folders = {"cmaq": "cmaq/ (I/O API, moles/s and g/s per cell)",
+               "wrfchem": "wrfchem/ (wrfchemi_d01_*, mol km-2 hr-1 and ug m-2 s-1)"}
+    for f in summary.get("formats", []):
+        if f in folders:
+            print(f"  {f + ':':<9}{summary['build_dir']}/{folders[f]}, mechanism "
+                  f"{summary['mechanism']}; mass checked against the ledger")
     print(f"  ledger:  {summary['build_dir']}/ledger.csv\n")
     print(f"  {'species':<8}{'read t/yr':>16}{'gridded':>16}{'outside':>12}{'rejected':>12}"
           f"{'written':>16}")
@@ -107,6 +118,20 @@ def _period(text: str | None) -> tuple[str, str] | None:
     return (parts[0], parts[1])
 
 
+FORMATS = ("cf", "cmaq", "wrfchem")
+
+
+def _formats(text: str | None) -> list[str] | None:
+    if not text:
+        return None
+    out = [f.strip().lower() for f in text.split(",") if f.strip()]
+    bad = [f for f in out if f not in FORMATS]
+    if bad or not out:
+        raise ValueError(f"--format {text!r}: unknown format {bad[0] if bad else ''!r}; use a "
+                         f"comma-separated list of {', '.join(FORMATS)}")
+    return out
+
+
 def _print_synergy(summary: dict) -> None:
     syn = summary["synergy"]
     print(f"\nScenario {summary['scenario']}: build {summary['build_id']} published")
@@ -143,6 +168,7 @@ def main(argv: list[str] | None = None) -> int:
         from pipeline.flows import build_inventory
         try:
             period = _period(args.period)
+            formats = _formats(args.format)
         except ValueError as exc:
             print(f"tongyuan: error: {exc}", file=sys.stderr)
             return 2
@@ -150,7 +176,8 @@ def main(argv: list[str] | None = None) -> int:
             with temporary_settings(updates={PREFECT_FLOWS_HEARTBEAT_FREQUENCY: None}):
                 summary = build_inventory(str(args.config), out_dir=str(args.out) if args.out
                                           else None, year=args.year, period=period,
-                                          scheduler=args.scheduler)
+                                          scheduler=args.scheduler, formats=formats,
+                                          mechanism=args.mechanism)
         except TongyuanError as exc:
             print(f"tongyuan: error: {exc}", file=sys.stderr)
             return 1

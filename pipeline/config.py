@@ -63,6 +63,8 @@ class TablesConfig(_Frozen):
     temporal_profiles: Path
     #: same-source consistency checks (pipeline/checks.py); optional
     checks: Path | None = None
+    #: inventory species → model (mechanism) species per sector; needed by cmaq/wrfchem formats
+    speciation: Path | None = None
 
 
 class InputConfig(_Frozen):
@@ -98,6 +100,48 @@ class OutputConfig(_Frozen):
     shuffle: bool = False
     #: write only these UTC days (inclusive), e.g. ["2024-01-15", "2024-01-21"]; default: the year
     period: tuple[str, str] | None = None
+    #: file formats, each in its own folder of the build: cf (hourly/, always), cmaq (cmaq/),
+    #: wrfchem (wrfchem/)
+    formats: list[Literal["cf", "cmaq", "wrfchem"]] = Field(default_factory=lambda: ["cf"])
+    #: chemical mechanism of the model formats (a ``mechanism`` of the speciation table)
+    mechanism: str = "cb6r3_ae6"
+
+    @field_validator("formats")
+    @classmethod
+    def _cf_first(cls, value: list[str]) -> list[str]:
+        return ["cf"] + [f for f in dict.fromkeys(value) if f != "cf"]
+
+
+class VerticalConfig(_Frozen):
+    """Model layers and how sources are lifted into them (used by the cmaq/wrfchem formats)."""
+
+    #: layer interfaces in metres above ground, from 0 (e.g. [0, 20, 50, 100, 200, 400, 800])
+    layers_m: list[float] | None = None
+    #: or sigma/eta interfaces from 1 (surface) down, with the model-top pressure
+    sigma: list[float] | None = None
+    ptop_pa: float = Field(5000.0, gt=0)
+    #: Briggs plume rise for stacks with height, diameter, exit velocity and temperature
+    plume_rise: Literal["briggs", "none"] = "briggs"
+    #: Pasquill class for plume rise (A–F), and per sector where it differs
+    stability: str = "D"
+    stability_by_sector: dict[str, str] = Field(default_factory=dict)
+    wind_speed_10m: float = Field(3.0, gt=0)
+    ambient_temperature_k: float = Field(288.15, gt=150, lt=350)
+    #: fixed layer fractions per sector for sources without plume rise (default: all in layer 1)
+    sector_profiles: dict[str, list[float]] = Field(default_factory=dict)
+
+    @model_validator(mode="after")
+    def _one_definition(self) -> VerticalConfig:
+        if self.layers_m is not None and self.sigma is not None:
+            raise ValueError("give either layers_m or sigma, not both")
+        for cls_ in [self.stability, *self.stability_by_sector.values()]:
+            if cls_.upper() not in ("A", "B", "C", "D", "E", "F"):
+                raise ValueError(f"unknown Pasquill stability class {cls_!r}; use A–F")
+        for sector, prof in self.sector_profiles.items():
+            if any(v < 0 for v in prof) or abs(sum(prof) - 1.0) > 1e-9:
+                raise ValueError(f"sector_profiles.{sector}: fractions must be >= 0 and sum to "
+                                 f"1 (got {prof}, sum {sum(prof)})")
+        return self
 
 
 class CacheConfig(_Frozen):
@@ -136,6 +180,9 @@ class BuildConfig(_Frozen):
     output: OutputConfig = OutputConfig()
     cache: CacheConfig = CacheConfig()
     allocation: AllocationConfig = AllocationConfig()
+    vertical: VerticalConfig = VerticalConfig()
+    #: hourly measured stack emissions (CSV/Parquet: source_id, time_utc, species, value, unit)
+    cems: list[Path] = Field(default_factory=list)
     boundaries: Path | None = None
     config_path: Path | None = None
 
@@ -183,6 +230,8 @@ def _resolve(doc: dict[str, Any], base: Path) -> dict[str, Any]:
         out["proxies"] = {k: res(v) for k, v in out["proxies"].items()}
     if out.get("boundaries"):
         out["boundaries"] = res(out["boundaries"])
+    if isinstance(out.get("cems"), list):
+        out["cems"] = [res(c) for c in out["cems"]]
     if isinstance(out.get("grid"), dict) and out["grid"].get("griddesc"):
         out["grid"] = {**out["grid"], "griddesc": res(out["grid"]["griddesc"])}
     if isinstance(out.get("cache"), dict) and out["cache"].get("dir"):

@@ -40,8 +40,12 @@ def annual_grid(matrix: sp.csr_matrix, emissions: pd.DataFrame, sectors: np.ndar
 
 
 def hourly_cube(annual: xr.DataArray, factors: xr.DataArray, grid: Grid,
-                registry: SpeciesRegistry) -> xr.Dataset:
-    """Lazy (dask) hourly fluxes for the whole output year, chunked by UTC day."""
+                registry: SpeciesRegistry, cems=None) -> xr.Dataset:
+    """Lazy (dask) hourly fluxes for the whole output year, chunked by UTC day.
+
+    ``cems`` (:class:`pipeline.cems.Cems`) adds, in each measured stack's cell, the difference
+    between its measured/gap-filled series and its profiled one (zero over the year).
+    """
     sectors = list(annual["sector"].values)
     f = factors.sel(sector=sectors).transpose("sector", "time")
     f_dask = da.from_array(f.to_numpy(), chunks=(len(sectors), 24))
@@ -51,7 +55,16 @@ def hourly_cube(annual: xr.DataArray, factors: xr.DataArray, grid: Grid,
     for k, s in enumerate(annual["species"].values):
         a_s = da.from_array(a[:, k].reshape(len(sectors), -1) / (area.ravel() * SECONDS_PER_HOUR),
                             chunks=-1)
-        flux = da.tensordot(f_dask, a_s, axes=([0], [0])).reshape(f.sizes["time"], grid.ny, grid.nx)
+        flux = da.tensordot(f_dask, a_s, axes=([0], [0]))
+        if cems is not None:
+            k = [i for i, sp in enumerate(cems.species) if sp == str(s) and cems.cells[i] >= 0]
+            if k:
+                onehot = np.zeros((len(k), grid.size))
+                onehot[np.arange(len(k)), cems.cells[k]] = 1.0
+                onehot /= area.ravel() * SECONDS_PER_HOUR
+                corr = da.from_array(cems.correction[k].T, chunks=(24, -1))
+                flux = flux + corr @ da.from_array(onehot, chunks=-1)
+        flux = flux.reshape(f.sizes["time"], grid.ny, grid.nx)
         flux = flux.rechunk((24, grid.ny, grid.nx))
         meta = registry.species[str(s)]
         attrs = {"long_name": f"emission flux of {meta.long_name}", "units": "kg m-2 s-1",

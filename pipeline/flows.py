@@ -95,6 +95,30 @@ def write_days_task(cube, days, ctx: b.WriteContext, cell_area, label: str):
 
 
 @task(**T)
+def model_outputs_task(cfg: BuildConfig, tables: b.Tables, activity, emissions, alloc,
+                       cems=None):
+    """Speciation, layers (plume rise) and the model-species annual grid, or None (CF only)."""
+    from pipeline import models
+
+    return models.prepare(cfg, tables, activity, emissions, alloc.matrix, cems)
+
+
+@task(**T)
+def cems_task(cfg: BuildConfig, activity, emissions, factors, alloc):
+    """Measured stack hours (CEMS) with their gaps filled, or None."""
+    from pipeline.cems import read_cems
+
+    return read_cems(cfg.cems, activity, emissions.table, factors, alloc.matrix, cfg.year)
+
+
+@task(**T, task_run_name="write-models-{label}")
+def write_model_days_task(mo, days, factors, build_dir: Path, meta, label: str):
+    from pipeline import models
+
+    return models.write_days(mo, days, factors, build_dir, meta)
+
+
+@task(**T)
 def report_task(build_dir: Path) -> bool:
     """The QA report; a failure here is reported, not fatal: the inventory itself is checked."""
     from pipeline.report import write_report
@@ -113,7 +137,7 @@ def _write_and_publish(cfg: BuildConfig, tables: b.Tables, out: Path, build_id: 
                        factors, ledger, findings, clock: b.Stopwatch, pointer: str,
                        extra: Callable[[Path, dict[str, Any], dict[str, Any]], None] | None = None,
                        manifest_extra: dict[str, Any] | None = None,
-                       pages: Callable[[Path], str] | None = None
+                       pages: Callable[[Path], str] | None = None, cems=None
                        ) -> tuple[Path, dict[str, dict[str, float]], bool]:
     """Write hourly files, ledger, details and report into staging, check, publish atomically.
 
@@ -129,7 +153,7 @@ def _write_and_publish(cfg: BuildConfig, tables: b.Tables, out: Path, build_id: 
                              attrs=b.provenance_attrs(cfg, metas, build_id, cfg_hash, grid),
                              year=cfg.year, dtype=cfg.output.dtype,
                              complevel=cfg.output.complevel, shuffle=cfg.output.shuffle)
-        cube = hourly_cube(annual, factors, grid, tables.registry)
+        cube = hourly_cube(annual, factors, grid, tables.registry, cems=cems)
         by_month = defaultdict(list)
         for day in b.utc_days(cfg.year, cfg.output.period):
             by_month[f"{day:%Y-%m}"].append(day)
@@ -139,8 +163,22 @@ def _write_and_publish(cfg: BuildConfig, tables: b.Tables, out: Path, build_id: 
         clock.lap("write")
         # float32 files carry the mass at float32 precision (~1e-7), float64 files to 1e-9
         b.record_written(ledger, annual, factors, per_day,
-                         rtol=RTOL if cfg.output.dtype == "float64" else FLOAT32_RTOL)
+                         rtol=RTOL if cfg.output.dtype == "float64" else FLOAT32_RTOL,
+                         cems=cems)
         check_balance(ledger, written=cfg.output.period is None)
+        if cems is not None:
+            cems.table.to_csv(staging / "cems.csv", index=False, float_format="%.9g")
+        mo = model_outputs_task(cfg, tables, activity, emissions, alloc, cems)
+        if mo is not None:  # CMAQ / WRF-Chem: float32 files, checked per day and species
+            from pipeline import models
+
+            measured: dict[str, dict[str, dict[str, float]]] = {f: {} for f in mo.formats}
+            for label, days in by_month.items():
+                got = write_model_days_task(mo, days, factors, staging, ctx.attrs, label)
+                for f in mo.formats:
+                    measured[f].update(got[f])
+            models.check_days(mo, annual, factors, measured, rtol=FLOAT32_RTOL)
+            clock.lap("models")
         ledger.to_csv(staging / "ledger.csv")
         emissions.table.to_csv(staging / "emissions_by_source.csv", float_format="%.9g")
         b.write_details(staging, activity, alloc, rejected, metas)
@@ -167,23 +205,30 @@ def _write_and_publish(cfg: BuildConfig, tables: b.Tables, out: Path, build_id: 
 @flow(name="build-inventory", log_prints=True)
 def build_inventory(config_path: str, out_dir: str | None = None, year: int | None = None,
                     period: tuple[str, str] | None = None,
-                    scheduler: str | None = None) -> dict[str, Any]:
+                    scheduler: str | None = None, formats: list[str] | None = None,
+                    mechanism: str | None = None) -> dict[str, Any]:
     """Annual build: sources → same-source emissions → grid → hours → CF NetCDF → publish.
 
     ``period`` (two UTC dates, inclusive) writes only those days: an episode for a model run,
     or a quick look. The ledger's ``written_kg`` is then the period's share. ``scheduler``
-    overrides ``allocation.scheduler`` (e.g. a dask.distributed address).
+    overrides ``allocation.scheduler`` (e.g. a dask.distributed address); ``formats`` (``cf``,
+    ``cmaq``, ``wrfchem``) and ``mechanism`` override ``output.formats`` and
+    ``output.mechanism``: each model format is written into its own folder beside ``hourly/``.
 
     Returns a summary: build id and directory, ledger totals per species, timings.
     """
     clock = b.Stopwatch()
     cfg = load_config_task(config_path, {"year": year, "output.dir": out_dir,
                                          "output.period": list(period) if period else None,
-                                         "allocation.scheduler": scheduler})
+                                         "allocation.scheduler": scheduler,
+                                         "output.formats": formats,
+                                         "output.mechanism": mechanism})
     out = Path(cfg.output.dir)
     with build_lock(out):  # taken first: a second build is told at once, not after reading
         sweep_stale(out)
         tables = load_tables_task(cfg)
+        from pipeline.models import check_formats
+        check_formats(cfg, tables)  # a grid a model format cannot take fails before any work
         activity, metas, rejected = read_inputs_task(cfg, tables)
         clock.lap("read")
         emissions = emissions_task(activity, tables)
@@ -197,13 +242,14 @@ def build_inventory(config_path: str, out_dir: str | None = None, year: int | No
         factors = factors_task(cfg, tables)
         ledger = ledger_task(emissions, activity, alloc, annual, rejected_kg)
         check_balance(ledger, written=False)
+        cems = cems_task(cfg, activity, emissions, factors, alloc)
         clock.lap("grid+time")
 
         build_id, cfg_hash = b.start_build(cfg)
         pointer = "latest" if cfg.output.period is None else "latest-period"
         final, per_day, reported = _write_and_publish(
             cfg, tables, out, build_id, cfg_hash, metas, activity, rejected, emissions, alloc,
-            annual, factors, ledger, findings, clock, pointer)
+            annual, factors, ledger, findings, clock, pointer, cems=cems)
     clock.lap("publish")
     totals = ledger.totals()
     if reported:
@@ -217,7 +263,8 @@ def build_inventory(config_path: str, out_dir: str | None = None, year: int | No
             "files": len(per_day), "totals": totals, "fallback": list(alloc.fallback),
             "findings": findings, "allocation_cache": cache,
             "report": str(final / "report" / "index.html") if reported else None,
-            "timings": dict(clock.steps), "seconds": clock.total, "period": cfg.output.period}
+            "timings": dict(clock.steps), "seconds": clock.total, "period": cfg.output.period,
+            "formats": list(cfg.output.formats), "mechanism": cfg.output.mechanism}
 
 
 @task(**T)

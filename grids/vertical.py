@@ -1,0 +1,148 @@
+"""Vertical allocation: model layers, Briggs plume rise for stacks, layer fractions per source.
+
+Layers are given by their interfaces in metres above ground (``[0, z1, …, ztop]``), or by sigma
+(eta) levels converted to heights with the ICAO/US standard atmosphere (troposphere,
+``T0 = 288.15 K``, lapse 6.5 K/km, then isothermal above 11 km).
+
+Plume rise follows the Briggs final-rise formulas as the EPA ISC3 model states them (EPA 1995,
+*User's Guide for the Industrial Source Complex (ISC3) Dispersion Models*, Vol. II,
+EPA-454/B-95-003b, §1.1.4): buoyancy flux ``Fb = g·vs·ds²·(Ts−Ta)/(4·Ts)`` [m⁴ s⁻³], momentum
+flux ``Fm = vs²·ds²·Ta/(4·Ts)`` [m⁴ s⁻²]; neutral/unstable classes A–D: buoyant rise
+``21.425·Fb^¾/us`` (Fb < 55) or ``38.71·Fb^⅗/us`` (Fb ≥ 55), momentum rise ``3·ds·vs/us``;
+stable classes E–F with ``s = g·(dθ/dz)/Ta`` (dθ/dz 0.020 K/m for E, 0.035 K/m for F): buoyant
+rise ``2.6·(Fb/(us·s))^⅓``, momentum rise ``min(1.5·(Fm/(us·√s))^⅓, 3·ds·vs/us)``. ISC3 picks the
+buoyant or the momentum formula by comparing Ts − Ta with a crossover temperature difference
+derived by equating the two; that is the same as taking the larger of the two rises, which is
+what is done here. The stack-top wind is the 10 m wind raised by the rural power law of ISC3
+(exponents 0.07, 0.07, 0.10, 0.15, 0.35, 0.55 for A–F), at least 1 m/s. Stack-tip downwash and
+the distance dependence of rise are not modelled (final rise only).
+
+The plume spans ``[hs + 0.5·Δh, hs + 1.5·Δh]`` (the "Turner" plume depth = rise, SMOKE
+``laypoint`` and CMAQ in-line ``PT3D_DEFN`` default) and is spread uniformly in height over the
+layers it overlaps (CMAQ in-line); a plume reaching above the model top puts that part in the top
+layer. Fractions of every source sum to 1 exactly, by construction.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from sources.errors import ConfigError
+
+G = 9.80665  # m s-2, standard gravity
+#: rural wind-profile exponents of ISC3 per Pasquill class
+RURAL_EXPONENT = {"A": 0.07, "B": 0.07, "C": 0.10, "D": 0.15, "E": 0.35, "F": 0.55}
+#: potential-temperature gradient for stable classes [K/m] (ISC3 defaults)
+DTHETA_DZ = {"E": 0.020, "F": 0.035}
+
+# ICAO standard atmosphere (troposphere)
+_T0, _P0, _LAPSE, _R_AIR = 288.15, 101_325.0, 0.0065, 287.05287
+
+
+def sigma_to_heights(sigma: list[float], ptop_pa: float) -> np.ndarray:
+    """Heights [m] of sigma/eta interfaces ``p = ptop + σ·(p0 − ptop)`` in the standard
+    atmosphere (surface pressure 101 325 Pa)."""
+    s = np.asarray(sigma, dtype=float)
+    p = ptop_pa + s * (_P0 - ptop_pa)
+    z = _T0 / _LAPSE * (1.0 - (p / _P0) ** (_R_AIR * _LAPSE / G))
+    p11 = _P0 * (1 - _LAPSE * 11_000 / _T0) ** (G / (_R_AIR * _LAPSE))
+    t11 = _T0 - _LAPSE * 11_000
+    above = p < p11
+    z[above] = 11_000 + _R_AIR * t11 / G * np.log(p11 / p[above])
+    return z
+
+
+@dataclass(frozen=True)
+class Layers:
+    """Model layer interfaces in metres above ground, ascending from 0."""
+
+    interfaces: np.ndarray
+
+    def __post_init__(self) -> None:
+        z = np.asarray(self.interfaces, dtype=float)
+        if z.ndim != 1 or z.size < 2 or z[0] != 0 or np.any(np.diff(z) <= 0):
+            raise ConfigError("vertical layers: interfaces must start at 0 m and increase "
+                              f"strictly (got {list(np.round(z, 3))})")
+        object.__setattr__(self, "interfaces", z)
+
+    @property
+    def n(self) -> int:
+        return self.interfaces.size - 1
+
+    @property
+    def centres(self) -> np.ndarray:
+        return 0.5 * (self.interfaces[1:] + self.interfaces[:-1])
+
+    def fractions(self, bottom: np.ndarray, top: np.ndarray) -> np.ndarray:
+        """(n_sources, n_layers) shares of plumes spread uniformly over ``[bottom, top]`` m;
+        a plume of zero depth goes to the layer containing it; anything above the model top
+        goes to the top layer. Rows sum to 1."""
+        z = self.interfaces
+        bottom = np.clip(np.asarray(bottom, dtype=float), 0.0, None)
+        top = np.maximum(np.asarray(top, dtype=float), bottom)
+        lo = np.minimum(bottom[:, None], z[-1])
+        overlap = np.clip(np.minimum(top[:, None], z[None, 1:]) - np.maximum(bottom[:, None],
+                                                                              z[None, :-1]),
+                          0.0, None)
+        depth = top - bottom
+        frac = np.zeros((bottom.size, self.n))
+        thick = depth > 0
+        frac[thick] = overlap[thick] / depth[thick, None]
+        # beyond the model top: the top layer
+        frac[thick, -1] += np.clip(top[thick] - np.maximum(bottom[thick], z[-1]), 0, None) \
+            / depth[thick]
+        thin = ~thick
+        if thin.any():
+            k = np.clip(np.searchsorted(z, lo[thin, 0], side="right") - 1, 0, self.n - 1)
+            frac[np.flatnonzero(thin), k] = 1.0
+        return frac
+
+
+def stack_top_wind(u10: float, height: np.ndarray, stability: np.ndarray) -> np.ndarray:
+    """Wind at stack top [m/s] by the ISC3 rural power law from 10 m, at least 1 m/s."""
+    p = np.array([RURAL_EXPONENT[s] for s in stability])
+    return np.maximum(u10 * (np.maximum(height, 10.0) / 10.0) ** p, 1.0)
+
+
+def briggs_rise(height: np.ndarray, diameter: np.ndarray, velocity: np.ndarray,
+                exit_temp: np.ndarray, ambient_temp: float | np.ndarray, u10: float,
+                stability: np.ndarray) -> dict[str, np.ndarray]:
+    """Final plume rise [m] per stack (ISC3 Briggs, see the module docstring).
+
+    Returns ``rise``, ``fb`` (buoyancy flux), ``fm`` (momentum flux), ``us`` (stack-top wind)
+    and ``buoyant`` (True where the buoyant formula gave the larger rise).
+    """
+    hs, ds, vs, ts = (np.asarray(a, dtype=float) for a in (height, diameter, velocity,
+                                                           exit_temp))
+    stability = np.asarray([str(s).upper() for s in np.atleast_1d(stability)])
+    if stability.size == 1 and hs.size > 1:
+        stability = np.repeat(stability, hs.size)
+    bad = sorted(str(s) for s in set(stability) - set(RURAL_EXPONENT))
+    if bad:
+        raise ConfigError(f"unknown Pasquill stability class {bad[0]!r}; use A, B, C, D, E or F")
+    ta = np.broadcast_to(np.asarray(ambient_temp, dtype=float), hs.shape)
+    us = stack_top_wind(u10, hs, stability)
+    dt = np.maximum(ts - ta, 0.0)
+    fb = G * vs * ds ** 2 * dt / (4.0 * ts)
+    fm = vs ** 2 * ds ** 2 * ta / (4.0 * ts)
+    momentum_neutral = 3.0 * ds * vs / us
+    buoy = np.where(fb < 55.0, 21.425 * fb ** 0.75, 38.71 * fb ** 0.6) / us
+    mom = momentum_neutral
+    stable = np.isin(stability, ["E", "F"])
+    if stable.any():
+        dtdz = np.array([DTHETA_DZ.get(s, 0.0) for s in stability])
+        s = G * dtdz / ta
+        with np.errstate(divide="ignore", invalid="ignore"):
+            buoy_st = 2.6 * (fb / (us * s)) ** (1 / 3)
+            mom_st = np.minimum(1.5 * (fm / (us * np.sqrt(s))) ** (1 / 3), momentum_neutral)
+        buoy = np.where(stable, buoy_st, buoy)
+        mom = np.where(stable, mom_st, mom)
+    rise = np.maximum(buoy, mom)
+    return {"rise": rise, "fb": fb, "fm": fm, "us": us, "buoyant": buoy >= mom}
+
+
+def plume_bounds(height: np.ndarray, rise: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Plume bottom and top [m]: ``hs + 0.5·Δh`` and ``hs + 1.5·Δh`` (Turner depth = rise)."""
+    return height + 0.5 * rise, height + 1.5 * rise

@@ -1,0 +1,182 @@
+"""Hourly measured emissions of stacks (CEMS) replacing the profiled hours.
+
+A CEMS file (CSV or Parquet, listed under ``cems:`` in the config) has one row per stack, species
+and UTC hour::
+
+    source_id,time_utc,species,value,unit
+    P0001,2024-07-01T05:00,SO2,12.5,kg
+
+``time_utc`` is the start of the hour. For each (stack, species) with measurements the rule is:
+
+* the stack's **annual total stays the inventory's** (activity × emission factor, the same source
+  as every other species), so the ledger's balance is untouched;
+* measured hours carry their measured mass;
+* the gap hours share the **remaining** annual total (annual − measured) in proportion to the
+  sector's profile over those hours (uniformly if the profile is zero on all of them);
+* if the measured hours alone exceed the annual total, they are scaled down to it and the gaps
+  get nothing; the scale factor is reported (``cems.csv``, and as a warning).
+
+In the hourly files this is a correction added to the profiled field in the stack's cell:
+``(series[h] − factor[sector, h] · annual)``, which sums to zero over the year. ``cems.csv`` of
+the build lists per stack and species the annual, measured and gap-filled mass, hours and scale;
+the ledger gains ``cems_measured_kg`` (measured mass in the written hours) per sector × species.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from sources.errors import InputError
+from sources.units import ureg
+
+COLUMNS = ["source_id", "time_utc", "species", "value", "unit"]
+
+
+@dataclass
+class Cems:
+    """The measured pairs of a build."""
+
+    table: pd.DataFrame         # per (source_id, species): sector, annual, measured, filled ...
+    src: np.ndarray             # activity row of each pair
+    species: list[str]          # inventory species of each pair
+    sectors: list[str]
+    cells: np.ndarray           # flat cell of each pair's stack (-1: beyond the grid)
+    series: np.ndarray          # (pairs, hours of the year) kg, measured or gap-filled
+    measured: np.ndarray        # (pairs, hours) bool
+    correction: np.ndarray      # (pairs, hours) kg: series − profiled, for gridded pairs
+
+
+def _read(path: Path) -> pd.DataFrame:
+    if not path.exists():
+        raise InputError(path, "CEMS file not found", expected="an existing CSV or Parquet file")
+    try:
+        df = pd.read_parquet(path) if path.suffix.lower() == ".parquet" else pd.read_csv(
+            path, dtype={"source_id": str, "species": str, "unit": str})
+    except Exception as exc:  # noqa: BLE001 - any reader failure is a bad input file
+        raise InputError(path, f"cannot read CEMS file ({exc})") from exc
+    for c in COLUMNS:
+        if c not in df.columns:
+            raise InputError(path, f"required column {c!r} is missing", column=c,
+                             expected=f"columns {COLUMNS}")
+    df = df[COLUMNS].copy()
+    df["input_row"] = np.arange(len(df)) + 1
+    df["input_file"] = str(path)
+    return df
+
+
+def read_cems(paths: list[Path], activity: pd.DataFrame, emissions: pd.DataFrame,
+              factors, matrix, year: int) -> Cems | None:
+    """Read, check and gap-fill the CEMS series (see the module docstring)."""
+    if not paths:
+        return None
+    frames = [_read(Path(p)) for p in paths]
+    df = pd.concat(frames, ignore_index=True)
+    ids = activity["source_id"].astype(str).to_numpy()
+    pos = {s: i for i, s in enumerate(ids)}
+    kinds = activity["kind"].to_numpy()
+    times = factors["time"].values.astype("datetime64[h]")
+    hour_of = {t: i for i, t in enumerate(times)}
+
+    def bad(r, column, message, value=None, expected=None):
+        raise InputError(r.input_file, message, row=int(r.input_row), column=column,
+                         value=value, source_id=str(r.source_id), expected=expected)
+
+    rows = []
+    for r in df.itertuples():
+        j = pos.get(str(r.source_id))
+        if j is None:
+            bad(r, "source_id", "unknown stack", r.source_id, "a source_id of a point source")
+        if kinds[j] != "point":
+            bad(r, "source_id", f"CEMS data for a {kinds[j]} source", r.source_id,
+                "a point source (stack)")
+        if r.species not in emissions.columns:
+            bad(r, "species", "unknown species", r.species, f"one of {list(emissions.columns)}")
+        try:
+            t = pd.Timestamp(r.time_utc)
+        except (ValueError, TypeError):
+            bad(r, "time_utc", "not a time", r.time_utc, "ISO 8601, e.g. 2024-07-01T05:00")
+        if t.tzinfo is not None:
+            t = t.tz_convert("UTC").tz_localize(None)
+        if t != t.floor("h"):
+            bad(r, "time_utc", "not the start of an hour", r.time_utc, "HH:00")
+        h = hour_of.get(np.datetime64(t, "h"))
+        if h is None:
+            bad(r, "time_utc", f"outside the build year {year} (UTC)", r.time_utc)
+        try:
+            kg = float((float(r.value) * ureg(str(r.unit))).to("kg").magnitude)
+        except Exception:  # noqa: BLE001 - pint raises several kinds
+            bad(r, "unit", "not a mass unit", r.unit, "kg, t, g, ...")
+        if not np.isfinite(kg) or kg < 0:
+            bad(r, "value", "negative or missing measurement", r.value, ">= 0")
+        rows.append((j, r.species, h, kg, r))
+    m = pd.DataFrame([(j, s, h, kg) for j, s, h, kg, _ in rows],
+                     columns=["src", "species", "hour", "kg"])
+    dup = m.duplicated(["src", "species", "hour"])
+    if dup.any():
+        r = rows[int(np.flatnonzero(dup.to_numpy())[0])][4]
+        bad(r, "time_utc", "hour measured twice for this stack and species", r.time_utc)
+
+    fac = factors.to_numpy()
+    sector_index = {str(s): i for i, s in enumerate(factors["sector"].values)}
+    inside = np.asarray(matrix.sum(axis=0)).ravel()
+    csc = matrix.tocsc()
+    n_h = times.size
+    pairs = list(m.groupby(["src", "species"], sort=True))
+    series = np.zeros((len(pairs), n_h))
+    measured = np.zeros((len(pairs), n_h), dtype=bool)
+    correction = np.zeros((len(pairs), n_h))
+    cells = np.full(len(pairs), -1)
+    table, src, species, sectors = [], [], [], []
+    for k, ((j, sp), g) in enumerate(pairs):
+        sector = str(activity["sector"].iloc[j])
+        profile = fac[sector_index[sector]]
+        annual = float(emissions[sp].iloc[j])
+        hours = g["hour"].to_numpy()
+        meas = g["kg"].to_numpy()
+        total_m = float(meas.sum())
+        scale = 1.0
+        if total_m > annual:
+            scale = annual / total_m if total_m > 0 else 1.0
+        measured[k, hours] = True
+        series[k, hours] = meas * scale
+        gaps = ~measured[k]
+        remaining = annual - float(series[k].sum())
+        if gaps.any() and scale == 1.0 and remaining > 0:
+            w = profile[gaps]
+            w = w / w.sum() if w.sum() > 0 else np.full(gaps.sum(), 1.0 / gaps.sum())
+            series[k, gaps] = remaining * w
+        col = csc[:, j]
+        if inside[j] > 0 and col.nnz:
+            cells[k] = int(col.indices[np.argmax(col.data)])
+            correction[k] = (series[k] - profile * annual) * inside[j]
+        table.append({"source_id": ids[j], "species": sp, "sector": sector,
+                      "annual_kg": annual, "measured_kg": float(series[k, hours].sum()),
+                      "gap_filled_kg": float(series[k, gaps].sum()),
+                      "measured_hours": int(hours.size), "gap_hours": int(gaps.sum()),
+                      "measured_scale": scale, "gridded": bool(cells[k] >= 0)})
+        src.append(j)
+        species.append(sp)
+        sectors.append(sector)
+    return Cems(pd.DataFrame(table), np.array(src), species, sectors, cells, series, measured,
+                correction)
+
+
+def written_adjustment(cems: Cems, written_hours: np.ndarray) -> pd.DataFrame:
+    """Per (sector, species): the correction summed over the written hours [kg] and the measured
+    mass in them (``cems_measured_kg``)."""
+    rows = []
+    for k in range(len(cems.species)):
+        if cems.cells[k] < 0:
+            continue
+        rows.append({"sector": cems.sectors[k], "species": cems.species[k],
+                     "correction_kg": float(cems.correction[k, written_hours].sum()),
+                     "cems_measured_kg": float(
+                         cems.series[k, written_hours & cems.measured[k]].sum())})
+    if not rows:
+        return pd.DataFrame(columns=["correction_kg", "cems_measured_kg"],
+                            index=pd.MultiIndex.from_tuples([], names=["sector", "species"]))
+    return pd.DataFrame(rows).groupby(["sector", "species"]).sum()

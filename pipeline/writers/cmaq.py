@@ -1,0 +1,141 @@
+"""CMAQ emission files: Models-3 I/O API conventions, one file per UTC day with 25 hourly steps.
+
+Dimensions ``TSTEP`` (unlimited), ``DATE-TIME`` (2), ``LAY``, ``VAR``, ``ROW``, ``COL``; ``TFLAG``
+(int32, TSTEP × VAR × DATE-TIME: YYYYDDD, HHMMSS); every species a float32 (REAL) variable
+``(TSTEP, LAY, ROW, COL)`` per grid cell — gases in moles/s, aerosols in g/s — with ``long_name``
+and ``units`` padded to 16 characters and ``var_desc`` to 80; global attributes FTYPE = 1
+(GRDDED3), SDATE/STIME, TSTEP = 10000, the horizontal grid (GDTYP, P_ALP, P_BET, P_GAM, XCENT,
+YCENT, XORIG, YORIG, XCELL, YCELL, NCOLS, NROWS, NTHIK), the vertical grid (VGTYP, VGTOP,
+VGLVLS), GDNAM, UPNAM, ``VAR-LIST`` and FILEDESC (cjcoats.github.io/ioapi/DATATYPES.html,
+VBLE.html; CMAQ User's Guide, emission units). Written as netCDF 64-bit offset, the classic
+format the I/O API reads, to a temporary name and renamed.
+
+Horizontal types: UTM (GDTYP 5, P_ALP = zone), Lambert conformal (2), lat/lon (1). The 25th step
+is 00 UTC of the next day (from the next day's profile where the year has it; on the year's last
+day the day's own 00 UTC hour is repeated).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import pyproj
+
+from grids.grid import Grid
+from pipeline.writers.classic import classic_file
+from sources.errors import ConfigError
+
+IMISS3 = -9999
+VGZVAL3 = 5  # I/O API: heights above ground [m]
+
+
+def _pad(text: str, n: int) -> str:
+    return f"{text:<{n}.{n}}"
+
+
+def ioapi_horizontal(grid: Grid) -> dict[str, Any]:
+    """GDTYP and projection parameters of ``grid`` (UTM, Lambert conformal or lat/lon)."""
+    crs = grid.crs
+    common = {"XORIG": float(grid.x0), "YORIG": float(grid.y0), "XCELL": float(grid.dx),
+              "YCELL": float(grid.dy), "NCOLS": int(grid.nx), "NROWS": int(grid.ny),
+              "NTHIK": 1}
+    if grid.is_geographic:
+        return {"GDTYP": 1, "P_ALP": 0.0, "P_BET": 0.0, "P_GAM": 0.0, "XCENT": 0.0,
+                "YCENT": 0.0, **common}
+    zone = crs.utm_zone
+    if zone:
+        if zone.endswith("S"):
+            raise ConfigError(f"grid {grid.name!r}: southern-hemisphere UTM is not written to "
+                              "I/O API files")
+        return {"GDTYP": 5, "P_ALP": float(zone[:-1]), "P_BET": 0.0, "P_GAM": 0.0,
+                "XCENT": 0.0, "YCENT": 0.0, **common}
+    cf = crs.to_cf()
+    if cf.get("grid_mapping_name") == "lambert_conformal_conic":
+        sp = np.atleast_1d(cf["standard_parallel"]).astype(float)
+        lat1, lat2 = float(sp[0]), float(sp[-1])
+        lon0 = float(cf["longitude_of_central_meridian"])
+        lat0 = float(cf["latitude_of_projection_origin"])
+        if cf.get("false_easting") or cf.get("false_northing"):
+            # XCENT/YCENT: the lon/lat of the Cartesian origin (x = y = 0)
+            lon0c, lat0c = pyproj.Transformer.from_crs(crs, crs.geodetic_crs, always_xy=True
+                                                       ).transform(0.0, 0.0)
+        else:
+            lon0c, lat0c = lon0, lat0
+        return {"GDTYP": 2, "P_ALP": lat1, "P_BET": lat2, "P_GAM": lon0,
+                "XCENT": float(lon0c), "YCENT": float(lat0c), **common}
+    raise ConfigError(f"grid {grid.name!r}: CRS {crs.to_string()} has no I/O API grid type "
+                      "here; CMAQ files need a UTM, Lambert conformal or lat/lon grid")
+
+
+def _yyyyddd(ts: pd.Timestamp) -> int:
+    return ts.year * 1000 + ts.dayofyear
+
+
+def write(path: str | Path, day: pd.Timestamp, names: list[str],
+          field: Callable[[str], np.ndarray], units: dict[str, str],
+          descriptions: dict[str, str], grid: Grid, interfaces_m: np.ndarray,
+          meta: dict[str, Any], *, gdnam: str | None = None) -> None:
+    """Write one day; ``field(name)`` gives (25, LAY, ROW, COL) float32 per cell [moles/s or
+    g/s], asked for one species at a time after the header is defined."""
+    path = Path(path)
+    n_t, n_lay, n_row, n_col = 25, len(interfaces_m) - 1, grid.ny, grid.nx
+    for n in names:
+        if len(n) > 16:
+            raise ConfigError(f"model species name {n!r} is longer than 16 characters")
+    now = time.gmtime()
+    steps = [day + pd.Timedelta(hours=h) for h in range(25)]
+    horiz = ioapi_horizontal(grid)
+    with classic_file(path, {"TSTEP": None, "DATE-TIME": 2, "LAY": n_lay, "VAR": len(names),
+                             "ROW": n_row, "COL": n_col}) as nc:
+        tflag = nc.createVariable("TFLAG", "i4", ("TSTEP", "VAR", "DATE-TIME"))
+        tflag.setncattr("units", _pad("<YYYYDDD,HHMMSS>", 16))
+        tflag.setncattr("long_name", _pad("TFLAG", 16))
+        tflag.setncattr("var_desc", _pad("Timestep-valid flags:  (1) YYYYDDD or (2) HHMMSS", 80))
+        variables = {}
+        for n in names:
+            v = nc.createVariable(n, "f4", ("TSTEP", "LAY", "ROW", "COL"))
+            v.setncattr("long_name", _pad(n, 16))
+            v.setncattr("units", _pad(units[n], 16))
+            v.setncattr("var_desc", _pad(descriptions.get(n, n), 80))
+            variables[n] = v
+        attrs: dict[str, Any] = {
+            "IOAPI_VERSION": _pad("ioapi-3.2 (written by Tongyuan)", 80),
+            "EXEC_ID": _pad(str(meta.get("tongyuan_build_id", "tongyuan")), 80),
+            "FTYPE": np.int32(1),
+            "CDATE": np.int32(now.tm_year * 1000 + now.tm_yday),
+            "CTIME": np.int32(now.tm_hour * 10000 + now.tm_min * 100 + now.tm_sec),
+            "WDATE": np.int32(now.tm_year * 1000 + now.tm_yday),
+            "WTIME": np.int32(now.tm_hour * 10000 + now.tm_min * 100 + now.tm_sec),
+            "SDATE": np.int32(_yyyyddd(day)), "STIME": np.int32(0), "TSTEP": np.int32(10000),
+            "NTHIK": np.int32(horiz["NTHIK"]), "NCOLS": np.int32(n_col),
+            "NROWS": np.int32(n_row), "NLAYS": np.int32(n_lay), "NVARS": np.int32(len(names)),
+            "GDTYP": np.int32(horiz["GDTYP"]),
+            **{k: np.float64(horiz[k]) for k in ("P_ALP", "P_BET", "P_GAM", "XCENT", "YCENT",
+                                                 "XORIG", "YORIG", "XCELL", "YCELL")},
+            "VGTYP": np.int32(VGZVAL3), "VGTOP": np.float32(interfaces_m[-1]),
+            "VGLVLS": np.asarray(interfaces_m, dtype=np.float32),
+            "GDNAM": _pad(gdnam or grid.name, 16),
+            "UPNAM": _pad("TONGYUAN", 16),
+            "VAR-LIST": "".join(_pad(n, 16) for n in names),
+            "FILEDESC": _pad(f"Tongyuan model-ready emissions, {meta.get('mechanism', '')}, "
+                             f"{day:%Y-%m-%d} UTC, gases moles/s and aerosols g/s per cell; "
+                             f"build {meta.get('tongyuan_build_id', '')}", 80 * 60),
+            "HISTORY": _pad(str(meta.get("history", "")), 80),
+        }
+        for k, v in attrs.items():
+            nc.setncattr(k, v)
+        # header complete (define everything before any data: a classic file whose header
+        # grows after data are written is rewritten); variables are then filled one at a time
+        flags = np.array([[_yyyyddd(t), t.hour * 10000] for t in steps], dtype=np.int32)
+        tflag[:] = np.repeat(flags[:, None, :], len(names), axis=1)
+        for n in names:
+            values = field(n)
+            if values.shape != (n_t, n_lay, n_row, n_col):
+                raise ValueError(f"{n}: expected {(n_t, n_lay, n_row, n_col)}, got "
+                                 f"{values.shape}")
+            variables[n][:] = values

@@ -1,0 +1,417 @@
+"""Model-ready outputs: layers and Briggs plume rise, speciation, CMAQ and WRF-Chem files."""
+
+from pathlib import Path
+
+import netCDF4
+import numpy as np
+import pandas as pd
+import pytest
+import xarray as xr
+
+from grids.vertical import Layers, briggs_rise, plume_bounds, sigma_to_heights
+from sources.errors import ConfigError, InputError
+
+G = 9.80665
+
+
+# ----------------------------------------------------------------- layers and plume rise
+
+def test_layer_fractions_are_exact_and_conserve_mass():
+    lay = Layers(np.array([0.0, 50, 150, 1000]))
+    f = lay.fractions(np.array([100.0, 0, 40, 900, 2000, 75]),
+                      np.array([300.0, 20, 40, 1400, 2500, 75]))
+    # 100–300 m: 50 m in layer 2 (50–150), 150 m in layer 3
+    np.testing.assert_allclose(f[0], [0, 0.25, 0.75], rtol=0, atol=1e-15)
+    np.testing.assert_allclose(f[1], [1, 0, 0])
+    np.testing.assert_allclose(f[2], [1, 0, 0])           # zero depth at 40 m: layer 1
+    np.testing.assert_allclose(f[3], [0, 0, 1])           # beyond the top: top layer
+    np.testing.assert_allclose(f[4], [0, 0, 1])
+    np.testing.assert_allclose(f[5], [0, 1, 0])
+    np.testing.assert_allclose(f.sum(axis=1), 1.0, rtol=0, atol=1e-15)
+    with pytest.raises(ConfigError, match="start at 0 m and increase"):
+        Layers(np.array([0.0, 50, 50]))
+
+
+def test_sigma_levels_in_the_standard_atmosphere():
+    # ICAO: 50 000 Pa at 5 574 m, 22 632 Pa at 11 000 m, 10 000 Pa at 16 180 m
+    z = sigma_to_heights([1.0, (50_000 - 5000) / (101_325 - 5000), 0.0], 5000.0)
+    assert z[0] == pytest.approx(0.0, abs=1e-9)
+    assert z[1] == pytest.approx(5574, abs=1.0)
+    assert z[2] == pytest.approx(20_576, abs=3.0)  # 5 000 Pa
+    assert sigma_to_heights([(22_632.06 - 5000) / (101_325 - 5000)], 5000.0)[0] == \
+        pytest.approx(11_000, abs=1.0)
+
+
+def _hand_rise(hs, ds, vs, ts, ta, u10, cls):
+    """The ISC3 formulas written out independently, one stack at a time."""
+    p = {"A": .07, "B": .07, "C": .10, "D": .15, "E": .35, "F": .55}[cls]
+    us = max(u10 * (hs / 10) ** p, 1.0)
+    fb = G * vs * ds ** 2 * (ts - ta) / (4 * ts)
+    fm = vs ** 2 * ds ** 2 * ta / (4 * ts)
+    if cls in "EF":
+        s = G * {"E": 0.020, "F": 0.035}[cls] / ta
+        buoy = 2.6 * (fb / (us * s)) ** (1 / 3)
+        mom = min(1.5 * (fm / (us * s ** 0.5)) ** (1 / 3), 3 * ds * vs / us)
+    else:
+        buoy = (21.425 * fb ** 0.75 if fb < 55 else 38.71 * fb ** 0.6) / us
+        mom = 3 * ds * vs / us
+    return max(buoy, mom), fb
+
+
+@pytest.mark.parametrize("stack, cls, rise, fb", [
+    # (hs, ds, vs, Ts, Ta, u10): rises worked out by hand from ISC3 Vol. II §1.1.4 (g = 9.80616
+    # there; the answers move by < 1e-4 with 9.80665), see grids/vertical.py
+    ((100, 5, 20, 400, 290, 5), "D", 180.09, 337.09),   # buoyant, Fb >= 55
+    ((30, 1, 10, 450, 283, 2), "E", 42.83, 9.098),      # stable, buoyant
+    ((50, 2, 15, 300, 295, 4), "D", 17.67, 2.4515),     # momentum dominated
+    ((50, 1.5, 12, 420, 290, 3), "C", 58.55, 20.488),   # buoyant, Fb < 55
+])
+def test_briggs_rise_matches_worked_examples(stack, cls, rise, fb):
+    hs, ds, vs, ts, ta, u10 = stack
+    r = briggs_rise(np.array([hs]), np.array([ds]), np.array([vs]), np.array([ts]), ta, u10,
+                    np.array([cls]))
+    assert r["rise"][0] == pytest.approx(rise, rel=5e-4)  # the examples give 4 digits
+    assert r["fb"][0] == pytest.approx(fb, rel=2e-4)
+    want, _ = _hand_rise(hs, ds, vs, ts, ta, u10, cls)
+    assert r["rise"][0] == pytest.approx(want, rel=1e-12)
+    bottom, top = plume_bounds(np.array([hs]), r["rise"])
+    assert (bottom[0], top[0]) == pytest.approx((hs + 0.5 * want, hs + 1.5 * want))
+
+
+def test_briggs_rejects_unknown_stability():
+    with pytest.raises(ConfigError, match="stability class 'G'"):
+        briggs_rise(np.array([50.0]), np.array([1.0]), np.array([10.0]), np.array([400.0]),
+                    290.0, 3.0, np.array(["G"]))
+
+
+# ----------------------------------------------------------------- speciation table
+
+SPECIATION = """mechanism,sector,pollutant,model_species,mass_fraction,molar_mass_g_mol,reference
+t1,*,NOx,NO,0.9,46.0055,test
+t1,*,NOx,NO2,0.1,46.0055,test
+t1,road,NOx,NO,0.5,46.0055,test
+t1,road,NOx,NO2,0.5,46.0055,test
+t1,*,SO2,SO2,1,64.066,test
+t1,*,CO,CO,1,28.0101,test
+t1,*,PM2_5_other,PSO4,0.25,,test
+t1,*,PM2_5_other,PMOTHR,0.75,,test
+t1,*,BC,PEC,1,,test
+t1,*,OC,POC,1,,test
+t1,*,PMC,PMC,1,,test
+"""
+
+SPECIES = ["SO2", "NOx", "CO", "NMVOC", "NH3", "PM10", "PM2_5", "BC", "OC", "CO2"]
+
+
+def test_speciation_factors_and_errors(tmp_path):
+    from pipeline.models import load_speciation
+
+    path = tmp_path / "spec.csv"
+    path.write_text(SPECIATION)
+    sp = load_speciation(path, "t1", SPECIES, ["power", "road", "residential"])
+    names = [m.name for m in sp.species]
+    nox = sp.pollutants.index("NOx")
+    # 1 kg NOx (as NO2) → 0.9 kg / 46.0055 g/mol of NO
+    assert sp.for_sector("power")[nox, names.index("NO")] == pytest.approx(900 / 46.0055)
+    assert sp.for_sector("road")[nox, names.index("NO")] == pytest.approx(500 / 46.0055)
+    # road takes the default for the pollutants it has no rows for
+    so2 = sp.pollutants.index("SO2")
+    assert sp.for_sector("road")[so2, names.index("SO2")] == pytest.approx(1000 / 64.066)
+    kg = pd.DataFrame({"PM2_5": [10.0], "BC": [2.0], "OC": [3.0], "PM10": [12.0]},
+                      index=["power"])
+    want = sp.expected(kg)
+    assert want["PEC"] == pytest.approx(2000) and want["POC"] == pytest.approx(3000)
+    assert want["PSO4"] == pytest.approx(1250) and want["PMOTHR"] == pytest.approx(3750)
+    assert want["PMC"] == pytest.approx(2000)
+    # errors name file, row and column
+    path.write_text(SPECIATION.replace("t1,*,NOx,NO2,0.1,", "t1,*,NOx,NO2,0.2,"))
+    with pytest.raises(InputError, match=r"spec.csv, row 1, column 'mass_fraction': mass "
+                       r"fractions of NOx for sector '\*' sum to 1.100000"):
+        load_speciation(path, "t1", SPECIES, ["power", "road"])
+    path.write_text(SPECIATION + "t1,*,SO2,PSO4,0,96.06,test\n")
+    with pytest.raises(InputError, match=r"row 12, column 'model_species': model species 'PSO4' "
+                       r"is given two ways \(PM2_5_other, aerosol vs SO2, gas\)"):
+        load_speciation(path, "t1", SPECIES, ["power", "road"])
+    path.write_text(SPECIATION + "t1,*,VOC,PAR,1,14,test\n")
+    with pytest.raises(InputError, match=r"row 12, column 'pollutant': unknown pollutant"):
+        load_speciation(path, "t1", SPECIES, ["power", "road"])
+    path.write_text(SPECIATION)
+    with pytest.raises(ConfigError, match=r"no rows for mechanism 'cb05'; the table has \['t1'\]"):
+        load_speciation(path, "cb05", SPECIES, ["power", "road"])
+
+
+def test_shipped_speciation_table_closes_mass():
+    """Every shipped profile sums to 1 per sector and pollutant, and cites its source."""
+    from pipeline.config import load_config
+    from pipeline.models import load_speciation
+
+    repo = Path(__file__).resolve().parent.parent
+    cfg = load_config(repo / "config" / "shanghai.yaml")
+    sectors = list(pd.read_csv(cfg.tables.sectors)["sector"])
+    sp = load_speciation(cfg.tables.speciation, "cb6r3_ae6",
+                         ["SO2", "NOx", "CO", "NMVOC", "NH3", "PM10", "PM2_5", "BC", "OC"],
+                         sectors)
+    aerosol = np.array([not m.gas for m in sp.species])
+    for sector in sectors:
+        s = sp.for_sector(sector)
+        for p in ("PM2_5_other", "BC", "OC", "PMC"):
+            # 1 kg of the pollutant is 1000 g of aerosol species
+            assert s[sp.pollutants.index(p), aerosol].sum() == pytest.approx(1000, rel=1e-12)
+        assert s[sp.pollutants.index("NMVOC"), ~aerosol].sum() > 0
+
+
+# ----------------------------------------------------------------- model files from a build
+
+def _model_world(world, lambert: bool = True):
+    """The fixture world (on the Lambert grid) with layers, a speciation table, BC and OC."""
+    from tests.test_grid_allocate import _lcc_world
+
+    if lambert:
+        _lcc_world(world)
+    (world.parent / "speciation.csv").write_text(SPECIATION)
+    f = world.parent / "emission_factors.csv"
+    f.write_text(f.read_text() + "power,coal,boiler,BC,0.1,kg/t,test\n"
+                 "power,coal,boiler,OC,0.2,kg/t,test\n")
+    c = world.parent / "control_efficiencies.csv"
+    c.write_text(c.read_text() + "esp,BC,0.98,test\nesp,OC,0.98,test\n")
+    text = world.read_text().replace("  temporal_profiles: temporal_profiles.csv\n",
+                                     "  temporal_profiles: temporal_profiles.csv\n"
+                                     "  speciation: speciation.csv\n")
+    world.write_text(text + "vertical: {layers_m: [0, 50, 150, 1000]}\n")
+
+
+@pytest.fixture(scope="module")
+def model_build(tmp_path_factory, prefect_harness):
+    from pipeline.flows import build_inventory
+    from tests.world import write_world
+
+    root = tmp_path_factory.mktemp("models")
+    cfg = write_world(root)
+    _model_world(cfg)
+    s = build_inventory(str(cfg), out_dir=str(root / "out"), period=("2024-03-01", "2024-03-01"),
+                        formats=["cf", "cmaq", "wrfchem"], mechanism="t1")
+    return Path(s["build_dir"]), s
+
+
+def test_build_writes_each_format_in_its_folder(model_build):
+    build, s = model_build
+    assert [p.name for p in (build / "hourly").glob("*.nc")] == ["20240301.nc"]
+    assert [p.name for p in (build / "cmaq").glob("*.nc")] == ["emis_t1_T3KM_20240301.nc"]
+    assert [p.name for p in (build / "wrfchem").iterdir()] == ["wrfchemi_d01_2024-03-01_00:00:00"]
+    import json
+    files = json.loads((build / "manifest.json").read_text())["files"]
+    assert "cmaq/emis_t1_T3KM_20240301.nc" in files
+    assert "wrfchem/wrfchemi_d01_2024-03-01_00:00:00" in files
+
+
+# PseudoNetCDF's reader object raises in its finaliser at garbage collection (its own bug)
+@pytest.mark.filterwarnings("ignore::pytest.PytestUnraisableExceptionWarning")
+def test_cmaq_file_reads_with_pseudonetcdf_and_carries_the_mass(model_build):
+    import PseudoNetCDF as pnc
+
+    build, _ = model_build
+    path = build / "cmaq" / "emis_t1_T3KM_20240301.nc"
+    f = pnc.pncopen(str(path), format="ioapi")
+    tflag = np.asarray(f.variables["TFLAG"][:])
+    assert tflag.shape[0] == 25 and tflag.shape[2] == 2
+    assert tflag[0, 0].tolist() == [2024061, 0] and tflag[23, 0].tolist() == [2024061, 230000]
+    assert tflag[24, 0].tolist() == [2024062, 0]
+    assert f.SDATE == 2024061 and f.STIME == 0 and f.TSTEP == 10000 and f.GDTYP == 2
+    # layers up to the highest holding emissions: 1000 m is empty, so not written
+    assert f.NLAYS == 2 and list(np.round(f.VGLVLS, 3)) == [0, 50, 150]
+    assert getattr(f, "VAR-LIST").split() == [n.strip() for n in f.variables
+                                              if n != "TFLAG"]
+    assert f.variables["NO"].units.strip() == "moles/s"
+    assert f.variables["PSO4"].units.strip() == "g/s"
+    with xr.open_dataset(build / "hourly" / "20240301.nc") as cf:
+        def cf_kg(sp):
+            return float((cf[sp] * cf["cell_area"]).sum() * 3600)
+
+        def day(name):  # the day's 24 hours, per cell and layer, back to amounts
+            return float(np.asarray(f.variables[name][:24], dtype=np.float64).sum() * 3600)
+
+        pm = sum(day(n) for n in ("PSO4", "PMOTHR", "PEC", "POC")) / 1000
+        assert pm == pytest.approx(cf_kg("PM2_5"), rel=1e-6)
+        assert day("PMC") / 1000 == pytest.approx(cf_kg("PM10") - cf_kg("PM2_5"), rel=1e-6)
+        assert (day("NO") + day("NO2")) * 46.0055 / 1000 == pytest.approx(cf_kg("NOx"),
+                                                                          rel=1e-6)
+        assert day("SO2") * 64.066 / 1000 == pytest.approx(cf_kg("SO2"), rel=1e-6)
+    # stacks are lifted: P1 (100 m) and P2 (60 m) emit SO2 in layer 2 (50–150 m) only
+    so2 = np.asarray(f.variables["SO2"][:24])
+    assert so2[:, 1].sum() > 0 and so2[:, 0].sum() == 0
+
+
+def test_wrfchem_file_units_times_and_mass(model_build):
+    build, _ = model_build
+    path = build / "wrfchem" / "wrfchemi_d01_2024-03-01_00:00:00"
+    with netCDF4.Dataset(path) as nc, xr.open_dataset(build / "hourly" / "20240301.nc") as cf:
+        times = netCDF4.chartostring(nc["Times"][:])
+        assert times[0] == "2024-03-01_00:00:00" and times[-1] == "2024-03-01_23:00:00"
+        assert nc.dimensions["emissions_zdim"].size == 2
+        assert "V4." in nc.TITLE and nc.MAP_PROJ == 1
+        assert nc.getncattr("WEST-EAST_GRID_DIMENSION") == cf.sizes["x"] + 1
+        assert nc["E_NO"].units == "mol km^-2 hr^-1" and nc["E_PSO4"].units == "ug m^-2 s^-1"
+        area = cf["cell_area"].values
+        nox_mol = sum((nc[v][:].astype(np.float64) * area / 1e6).sum() for v in ("E_NO",
+                                                                                   "E_NO2"))
+        pm_g = sum((nc[v][:].astype(np.float64) * area).sum() * 3600 / 1e6
+                   for v in ("E_PSO4", "E_PMOTHR", "E_PEC", "E_POC"))
+        nox_kg = float((cf["NOx"] * cf["cell_area"]).sum() * 3600)
+        pm_kg = float((cf["PM2_5"] * cf["cell_area"]).sum() * 3600)
+    assert nox_mol * 46.0055 / 1000 == pytest.approx(nox_kg, rel=1e-6)
+    assert pm_g / 1000 == pytest.approx(pm_kg, rel=1e-6)
+
+
+def test_wrfchem_refuses_a_utm_grid(world, prefect_harness, tmp_path):
+    from pipeline.flows import build_inventory
+
+    (world.parent / "speciation.csv").write_text(SPECIATION)
+    world.write_text(world.read_text().replace(
+        "  temporal_profiles: temporal_profiles.csv\n",
+        "  temporal_profiles: temporal_profiles.csv\n  speciation: speciation.csv\n"))
+    with pytest.raises(ConfigError, match="WRF-Chem files need a Lambert conformal or lat/lon"):
+        build_inventory(str(world), out_dir=str(tmp_path / "o"), period=("2024-03-01",
+                                                                          "2024-03-01"),
+                        formats=["wrfchem"], mechanism="t1")
+    assert not (tmp_path / "o" / "latest-period").exists()
+
+
+def test_cli_formats(world, prefect_harness, tmp_path, capsys):
+    from pipeline.cli import main
+
+    _model_world(world)
+    assert main(["build", "--config", str(world), "--out", str(tmp_path / "o"), "--format",
+                 "cf,grib"]) == 2
+    assert "--format 'cf,grib': unknown format 'grib'; use a comma-separated list of cf, cmaq, " \
+        "wrfchem" in capsys.readouterr().err
+    assert main(["build", "--config", str(world), "--out", str(tmp_path / "o"), "--period",
+                 "2024-03-01:2024-03-01", "--format", "cmaq", "--mechanism", "t1"]) == 0
+    out = capsys.readouterr().out
+    assert "cmaq:" in out and "mechanism t1" in out and "wrfchem" not in out
+    latest = tmp_path / "o" / "latest-period"
+    assert (latest / "hourly" / "20240301.nc").exists()  # CF is always written
+    assert len(list((latest / "cmaq").glob("*.nc"))) == 1 and not (latest / "wrfchem").exists()
+    assert main(["build", "--config", str(world), "--out", str(tmp_path / "o"), "--period",
+                 "2024-03-01:2024-03-01", "--format", "cmaq", "--mechanism", "cb05"]) == 1
+    assert "no rows for mechanism 'cb05'" in capsys.readouterr().err
+
+
+# ----------------------------------------------------------------- CEMS hourly data
+
+def _cems_csv(path, rows):
+    path.write_text("source_id,time_utc,species,value,unit\n"
+                    + "".join(f"{r}\n" for r in rows))
+
+
+def test_cems_hours_replace_the_profile_and_gaps_share_the_rest(world, prefect_harness,
+                                                                  tmp_path):
+    """P1 (SO2 1000 kg/yr, flat profile) measured 5 kg in each of 2024-03-01 00–11 UTC: those
+    hours carry 5 kg, every other hour of the year (940 − … ) / 8772 kg; the CF file, the
+    ledger, cems.csv and the CMAQ file agree."""
+    from pipeline.flows import build_inventory
+
+    _model_world(world, lambert=False)  # the 1 km UTM grid: P1 alone in cell 0
+    _cems_csv(world.parent.parent / "data" / "cems_p1.csv",
+              [f"P1,2024-03-01T{h:02d}:00,SO2,5,kg" for h in range(12)]
+              + ["P1,2024-03-01T00:00:00+08:00,NOx,0.002,t"])  # = 2024-02-29 16 UTC
+    world.write_text(world.read_text() + "cems: [../data/cems_p1.csv]\n")
+    s = build_inventory(str(world), out_dir=str(tmp_path / "o"),
+                        period=("2024-03-01", "2024-03-01"), formats=["cf", "cmaq"],
+                        mechanism="t1")
+    build = Path(s["build_dir"])
+    gap = 940.0 / 8772
+    with xr.open_dataset(build / "hourly" / "20240301.nc") as cf:
+        kg = (cf["SO2"] * cf["cell_area"] * 3600).values  # (24, y, x)
+        # cell 0 holds only P1's SO2
+        np.testing.assert_allclose(kg[:12, 0, 0], 5.0, rtol=1e-12)
+        np.testing.assert_allclose(kg[12:, 0, 0], gap, rtol=1e-12)
+    table = pd.read_csv(build / "cems.csv").set_index(["source_id", "species"])
+    row = table.loc[("P1", "SO2")]
+    assert (row.annual_kg, row.measured_kg, row.measured_hours, row.gap_hours) == \
+        pytest.approx((1000.0, 60.0, 12, 8772))
+    assert row.measured_scale == 1.0 and row.gap_filled_kg == pytest.approx(940.0)
+    assert table.loc[("P1", "NOx"), "measured_kg"] == pytest.approx(2.0)
+    ledger = pd.read_csv(build / "ledger.csv").set_index(["sector", "species"])
+    assert ledger.loc[("power", "SO2"), "cems_measured_kg"] == pytest.approx(60.0)
+    p2 = 5000.0 * 24 / 8784
+    assert ledger.loc[("power", "SO2"), "written_kg"] == pytest.approx(60 + 12 * gap + p2,
+                                                                         rel=1e-12)
+    import PseudoNetCDF as pnc
+    f = pnc.pncopen(str(next((build / "cmaq").glob("*.nc"))), format="ioapi")
+    so2 = np.asarray(f.variables["SO2"][:24], dtype=np.float64)   # moles/s
+    p1_cell = so2[:, :, :, :].sum(axis=1)
+    assert so2.sum() * 3600 * 64.066 / 1000 == pytest.approx(
+        ledger.loc[("power", "SO2"), "written_kg"], rel=1e-6)
+    assert p1_cell.max() * 3600 * 64.066 / 1000 == pytest.approx(5.0, rel=1e-6)
+
+
+def test_cems_measurements_above_the_annual_total_are_scaled(world, prefect_harness, tmp_path):
+    from pipeline.flows import build_inventory
+
+    _cems_csv(world.parent.parent / "data" / "c.csv",
+              [f"P1,2024-03-01T{h:02d}:00,SO2,100,kg" for h in range(20)])  # 2000 > 1000 kg
+    world.write_text(world.read_text() + "cems: [../data/c.csv]\n")
+    s = build_inventory(str(world), out_dir=str(tmp_path / "o"),
+                        period=("2024-03-01", "2024-03-01"))
+    build = Path(s["build_dir"])
+    row = pd.read_csv(build / "cems.csv").iloc[0]
+    assert row.measured_scale == pytest.approx(0.5) and row.gap_filled_kg == 0
+    with xr.open_dataset(build / "hourly" / "20240301.nc") as cf:
+        kg = (cf["SO2"] * cf["cell_area"] * 3600).values[:, 0, 0]
+    np.testing.assert_allclose(kg[:20], 50.0, rtol=1e-12)
+    np.testing.assert_allclose(kg[20:], 0.0, atol=1e-12)
+
+
+@pytest.mark.parametrize("row, message", [
+    ("P9,2024-03-01T00:00,SO2,1,kg", r"column 'source_id': unknown stack"),
+    ("L1,2024-03-01T00:00,SO2,1,kg", r"column 'source_id': CEMS data for a line source"),
+    ("P1,2025-03-01T00:00,SO2,1,kg", r"column 'time_utc': outside the build year 2024"),
+    ("P1,2024-03-01T00:30,SO2,1,kg", r"column 'time_utc': not the start of an hour"),
+    ("P1,2024-03-01T00:00,SO3,1,kg", r"column 'species': unknown species"),
+    ("P1,2024-03-01T00:00,SO2,1,m", r"column 'unit': not a mass unit"),
+    ("P1,2024-03-01T00:00,SO2,-1,kg", r"column 'value': negative or missing measurement"),
+])
+def test_cems_errors_name_file_row_and_column(world, tables, row, message):
+    from pipeline.build import allocate_sources, compute_all_emissions, make_factors, read_inputs
+    from pipeline.cems import read_cems
+    from pipeline.config import load_config
+
+    path = world.parent.parent / "data" / "bad.csv"
+    _cems_csv(path, [row])
+    cfg = load_config(world)
+    activity, _, _ = read_inputs(cfg, tables)
+    em = compute_all_emissions(activity, tables)
+    with pytest.raises(InputError, match=r"bad.csv, row 1, source_id '\w+', " + message):
+        read_cems([path], activity, em.table, make_factors(cfg, tables),
+                  allocate_sources(activity, tables).matrix, 2024)
+
+
+def test_demo_on_its_cmaq_domain_writes_all_three_formats(prefect_harness, tmp_path):
+    """The shipped demo on the shipped 3 km Lambert domain (config/GRIDDESC, SH3KM): one day in
+    CF, CMAQ and WRF-Chem, every model file checked against the ledger by the build itself."""
+    import json
+
+    import PseudoNetCDF as pnc
+    import yaml
+
+    from pipeline.config import _resolve
+    from pipeline.flows import build_inventory
+
+    repo = Path(__file__).resolve().parent.parent
+    config = repo / "config" / "shanghai.yaml"
+    doc = _resolve(yaml.safe_load(config.read_text()), config.parent)
+    doc["grid"] = {"griddesc": str(repo / "config" / "GRIDDESC"), "name": "SH3KM"}
+    path = tmp_path / "sh3km.yaml"
+    path.write_text(yaml.safe_dump(doc, allow_unicode=True))
+    s = build_inventory(str(path), out_dir=str(tmp_path / "out"),
+                        period=("2024-07-10", "2024-07-10"), formats=["cf", "cmaq", "wrfchem"])
+    build = Path(s["build_dir"])
+    files = json.loads((build / "manifest.json").read_text())["files"]
+    assert {"hourly/20240710.nc", "cmaq/emis_cb6r3_ae6_SH3KM_20240710.nc",
+            "wrfchem/wrfchemi_d01_2024-07-10_00:00:00", "cems.csv"} <= set(files)
+    f = pnc.pncopen(str(build / "cmaq" / "emis_cb6r3_ae6_SH3KM_20240710.nc"), format="ioapi")
+    assert (f.GDTYP, f.NCOLS, f.NROWS, f.P_ALP, f.P_GAM) == (2, 54, 57, 25.0, 110.0)
+    assert f.NLAYS > 1  # stacks lifted above layer 1
+    with netCDF4.Dataset(build / "wrfchem" / "wrfchemi_d01_2024-07-10_00:00:00") as nc:
+        assert (nc.MAP_PROJ, nc.TRUELAT1, nc.TRUELAT2, nc.STAND_LON) == (1, 25.0, 40.0, 110.0)
+        assert nc.getncattr("WEST-EAST_GRID_DIMENSION") == 55
