@@ -415,3 +415,32 @@ def test_demo_on_its_cmaq_domain_writes_all_three_formats(prefect_harness, tmp_p
     with netCDF4.Dataset(build / "wrfchem" / "wrfchemi_d01_2024-07-10_00:00:00") as nc:
         assert (nc.MAP_PROJ, nc.TRUELAT1, nc.TRUELAT2, nc.STAND_LON) == (1, 25.0, 40.0, 110.0)
         assert nc.getncattr("WEST-EAST_GRID_DIMENSION") == 55
+
+
+def test_briggs_against_published_examples():
+    """Published numbers (cited second-hand, see each):
+
+    * De Visscher, *Air Dispersion Modeling – Foundations and Applications* (Wiley 2014), p. 31,
+      as asserted in tcarion/GaussianDispersion test/concentration.jl ("Plume rise"): stack gas
+      flow 20 m³/s through a stack of radius 1 m, densities 0.935 (gas) and 1.17 (air) kg/m³,
+      wind 3 m/s, final (neutral) rise: F = 12.539 m⁴/s³, Δh = 47.589 m. Densities give
+      (Ts − Ta)/Ts = 1 − ρs/ρa; here Ta = 290 K and Ts = 290·1.17/0.935 K.
+    * A. E. Farrell, "Air Dispersion Example – Stack Emissions" (2020-12-05, ISC3 equations of
+      EPA-454/B-95-003b, g = 9.80616): d = 2 m, 46.6439 m³/s, Ts = 450 K, Ta = 298.15 K,
+      u = 1.5 m/s, class F: Fb = 49.1299376 m⁴/s³, s = 0.00115115 s⁻²; stable rise
+      2.6·(Fb/(u·s))^⅓ (not printed there).
+    Both stacks are 10 m high, so the 10 m wind is the stack-top wind.
+    """
+    vs = 20.0 / np.pi
+    r = briggs_rise(np.array([10.0]), np.array([2.0]), np.array([vs]),
+                    np.array([290 * 1.17 / 0.935]), 290.0, 3.0, np.array(["D"]))
+    assert r["fb"][0] == pytest.approx(12.539, abs=1e-3)
+    assert r["rise"][0] == pytest.approx(47.589, abs=1e-3)
+    assert r["buoyant"][0]
+    vs = 46.6438970432218 / np.pi
+    r = briggs_rise(np.array([10.0]), np.array([2.0]), np.array([vs]), np.array([450.0]),
+                    298.15, 1.5, np.array(["F"]))
+    assert r["fb"][0] == pytest.approx(49.1299376393856, rel=1e-4)  # g 9.80665 vs 9.80616
+    s = G * 0.035 / 298.15
+    assert s == pytest.approx(0.0011511507630387393, rel=1e-4)
+    assert r["rise"][0] == pytest.approx(2.6 * (r["fb"][0] / (1.5 * s)) ** (1 / 3), rel=1e-12)
