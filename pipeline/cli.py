@@ -64,6 +64,12 @@ def _parser() -> argparse.ArgumentParser:
     cp.add_argument("build_b", type=Path)
     cp.add_argument("--out", type=Path, required=True, help="directory for the comparison")
     cp.add_argument("--boundaries", type=Path, help="district GeoPackage (default: A's)")
+    fp = sub.add_parser("serve-files", help="serve the published builds of an output directory "
+                        "over HTTP: catalogue, JSON API, downloads with Range, NetCDF subsets")
+    fp.add_argument("--out", type=Path, required=True, help="output directory of the builds")
+    fp.add_argument("--host", default="127.0.0.1", help="address to listen on (default "
+                    "127.0.0.1; 0.0.0.0 for every interface)")
+    fp.add_argument("--port", type=int, default=8000, help="port (default 8000)")
     return p
 
 
@@ -231,6 +237,18 @@ def main(argv: list[str] | None = None) -> int:
 
             out = compare_builds(args.build_a, args.build_b, args.out, boundaries=args.boundaries)
             print(f"comparison: {out}")
+        elif args.command == "serve-files":
+            if not args.out.is_dir():
+                print(f"tongyuan: error: output directory {args.out} not found", file=sys.stderr)
+                return 2
+            if not 0 < args.port < 65536:
+                print(f"tongyuan: error: --port {args.port} is not a port number",
+                      file=sys.stderr)
+                return 2
+            from pipeline.files_service import serve
+
+            print(f"serving the published builds of {args.out} on http://{args.host}:{args.port}/")
+            serve(args.out, args.host, args.port)
     except TongyuanError as exc:
         print(f"tongyuan: error: {exc}", file=sys.stderr)
         return 1
