@@ -11,6 +11,8 @@ without Prefect::
 
 from __future__ import annotations
 
+import json
+
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -242,6 +244,31 @@ def provenance_attrs(cfg: BuildConfig, metas: list[dict[str, Any]], build_id: st
     return global_attributes(build_id=build_id, cfg_hash=cfg_hash, inputs=inputs,
                              version=code_version(), name=cfg.name, year=cfg.year,
                              grid_name=grid.name)
+
+
+def input_fingerprint(cfg: BuildConfig) -> str:
+    """sha256 over everything a build's files depend on: the configuration and tables (the
+    config hash), the bytes of every input, proxy, CEMS, boundary and GRIDDESC file, the output
+    settings and the code version. Equal fingerprints mean the same inventory."""
+    import hashlib
+
+    from pipeline.provenance import code_version
+
+    h = hashlib.sha256(config_hash(cfg).encode())
+    files = ([("input", i.name, i.path) for i in cfg.inputs]
+             + [("proxy", n, p) for n, p in sorted(cfg.proxies.items())]
+             + [("cems", str(p), p) for p in cfg.cems]
+             + ([("boundaries", "", cfg.boundaries)] if cfg.boundaries else [])
+             + ([("griddesc", "", cfg.grid.griddesc)] if getattr(cfg.grid, "griddesc", None)
+                else []))
+    for kind, name, path in files:
+        digest = file_sha256(path) if Path(path).exists() else "missing"
+        h.update(f"|{kind}:{name}:{digest}".encode())
+    o = cfg.output
+    h.update(json.dumps({"period": o.period, "formats": o.formats, "mechanism": o.mechanism,
+                         "dtype": o.dtype, "complevel": o.complevel, "shuffle": o.shuffle,
+                         "code": code_version()}, sort_keys=True, default=str).encode())
+    return h.hexdigest()
 
 
 def start_build(cfg: BuildConfig) -> tuple[str, str]:

@@ -64,6 +64,14 @@ def _parser() -> argparse.ArgumentParser:
     cp.add_argument("build_b", type=Path)
     cp.add_argument("--out", type=Path, required=True, help="directory for the comparison")
     cp.add_argument("--boundaries", type=Path, help="district GeoPackage (default: A's)")
+    np_ = sub.add_parser("serve", help="serve the nightly regeneration on its cron schedule "
+                         "through Prefect (needs a Prefect server, see README)")
+    np_.add_argument("--config", required=True, type=Path, help="build configuration (YAML)")
+    np_.add_argument("--out", type=Path, help="output directory (default: output.dir of config)")
+    np_.add_argument("--cron", help="cron schedule (default: schedule.cron of the config, "
+                     "0 2 * * *)")
+    np_.add_argument("--timezone", help="time zone of the cron (default: schedule.timezone, "
+                     "Asia/Shanghai)")
     fp = sub.add_parser("serve-files", help="serve the published builds of an output directory "
                         "over HTTP: catalogue, JSON API, downloads with Range, NetCDF subsets")
     fp.add_argument("--out", type=Path, required=True, help="output directory of the builds")
@@ -237,6 +245,22 @@ def main(argv: list[str] | None = None) -> int:
 
             out = compare_builds(args.build_a, args.build_b, args.out, boundaries=args.boundaries)
             print(f"comparison: {out}")
+        elif args.command == "serve":
+            if not args.config.exists():
+                print(f"tongyuan: error: config file {args.config} not found", file=sys.stderr)
+                return 2
+            from prefect import serve
+
+            from pipeline.config import load_config
+            from pipeline.flows import nightly_deployment
+
+            cfg = load_config(args.config)
+            cron = args.cron or cfg.schedule.cron
+            zone = args.timezone or cfg.schedule.timezone
+            deployment = nightly_deployment(str(args.config), str(args.out) if args.out else
+                                            None, cron, zone)
+            print(f"serving {deployment.name}: {cron} ({zone}); Ctrl-C stops")
+            serve(deployment)
         elif args.command == "serve-files":
             if not args.out.is_dir():
                 print(f"tongyuan: error: output directory {args.out} not found", file=sys.stderr)

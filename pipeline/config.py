@@ -105,6 +105,17 @@ class OutputConfig(_Frozen):
     formats: list[Literal["cf", "cmaq", "wrfchem"]] = Field(default_factory=lambda: ["cf"])
     #: chemical mechanism of the model formats (a ``mechanism`` of the speciation table)
     mechanism: str = "cb6r3_ae6"
+    #: published builds kept in the output directory (older ones are pruned after each
+    #: publish; builds a ``latest*`` pointer refers to are always kept); null keeps all
+    keep_builds: int | None = Field(10, ge=1)
+
+    @field_validator("period", mode="before")
+    @classmethod
+    def _dates_as_text(cls, value: Any) -> Any:
+        # YAML reads an unquoted 2024-03-01 as a date
+        if isinstance(value, (list, tuple)):
+            return [v.isoformat() if hasattr(v, "isoformat") else v for v in value]
+        return value
 
     @field_validator("formats")
     @classmethod
@@ -166,6 +177,30 @@ class AllocationConfig(_Frozen):
         return value
 
 
+class ScheduleConfig(_Frozen):
+    """When ``tongyuan serve`` regenerates the inventory (a cron without a time zone would be
+    UTC in Prefect; 02:00 Asia/Shanghai is 18:00 UTC)."""
+
+    cron: str = "0 2 * * *"
+    timezone: str = "Asia/Shanghai"
+
+    @field_validator("timezone")
+    @classmethod
+    def _zone(cls, value: str) -> str:
+        try:
+            zoneinfo.ZoneInfo(value)
+        except (zoneinfo.ZoneInfoNotFoundError, ValueError) as exc:
+            raise ValueError(f"unknown time zone {value!r}") from exc
+        return value
+
+    @field_validator("cron")
+    @classmethod
+    def _cron(cls, value: str) -> str:
+        if len(value.split()) != 5:
+            raise ValueError(f"cron {value!r} needs five fields: minute hour day month weekday")
+        return value
+
+
 class BuildConfig(_Frozen):
     name: str
     year: int = Field(2024, ge=2004, le=2100)
@@ -181,6 +216,7 @@ class BuildConfig(_Frozen):
     cache: CacheConfig = CacheConfig()
     allocation: AllocationConfig = AllocationConfig()
     vertical: VerticalConfig = VerticalConfig()
+    schedule: ScheduleConfig = ScheduleConfig()
     #: hourly measured stack emissions (CSV/Parquet: source_id, time_utc, species, value, unit)
     cems: list[Path] = Field(default_factory=list)
     boundaries: Path | None = None
@@ -275,7 +311,7 @@ def config_hash(cfg: BuildConfig) -> str:
     """sha256 over the canonical config (paths made relative to the config file) and the tables."""
     base = cfg.config_path.parent if cfg.config_path else Path.cwd()
     doc = json.loads(cfg.model_dump_json(exclude={"config_path", "output", "cache",
-                                                "allocation"}))
+                                                "allocation", "schedule"}))
 
     def rel(v: Any) -> Any:
         if isinstance(v, dict):

@@ -4,6 +4,8 @@ the plain functions in :mod:`pipeline.build` and hold no science.
 
 from __future__ import annotations
 
+import json
+
 from collections import defaultdict
 from collections.abc import Callable
 from pathlib import Path
@@ -22,7 +24,9 @@ from pipeline.publish import (
     add_to_manifest,
     build_lock,
     discard,
+    prune,
     publish,
+    record_changes,
     staging_dir,
     sweep_stale,
     write_manifest,
@@ -195,10 +199,13 @@ def _write_and_publish(cfg: BuildConfig, tables: b.Tables, out: Path, build_id: 
         reported = report_task(staging)
         if pages is not None:
             add_to_manifest(staging, pages(staging))
+        previous = (out / pointer).resolve() if (out / pointer).is_symlink() else None
         final = publish(out, staging, build_id, pointer=pointer)
     except BaseException:
         discard(staging)
         raise
+    record_changes(out, previous, final, pointer)
+    prune(out, cfg.output.keep_builds)
     return final, per_day, reported
 
 
@@ -249,7 +256,8 @@ def build_inventory(config_path: str, out_dir: str | None = None, year: int | No
         pointer = "latest" if cfg.output.period is None else "latest-period"
         final, per_day, reported = _write_and_publish(
             cfg, tables, out, build_id, cfg_hash, metas, activity, rejected, emissions, alloc,
-            annual, factors, ledger, findings, clock, pointer, cems=cems)
+            annual, factors, ledger, findings, clock, pointer, cems=cems,
+            manifest_extra={"fingerprint": b.input_fingerprint(cfg)})
     clock.lap("publish")
     totals = ledger.totals()
     if reported:
@@ -355,3 +363,34 @@ def _synergy_markdown(run) -> str:
                      f"{r.get('delta_SO2_t', float('nan')):,.1f} | "
                      f"{r.get('delta_PM2_5_t', float('nan')):,.1f} |")
     return "\n".join(lines)
+
+
+@flow(name="nightly-inventory", log_prints=True)
+def nightly_inventory(config_path: str, out_dir: str | None = None) -> dict[str, Any]:
+    """The scheduled regeneration: rebuild and publish only when something the inventory
+    depends on changed (:func:`pipeline.build.input_fingerprint` against the fingerprint in the
+    manifest of the build ``latest`` points to); otherwise finish at once, publishing nothing."""
+    cfg = load_config_task(config_path, {"output.dir": out_dir})
+    fingerprint = b.input_fingerprint(cfg)
+    pointer = Path(cfg.output.dir) / ("latest" if cfg.output.period is None else "latest-period")
+    if pointer.is_symlink() and (pointer / "manifest.json").is_file():
+        manifest = json.loads((pointer / "manifest.json").read_text(encoding="utf-8"))
+        if manifest.get("fingerprint") == fingerprint:
+            print(f"nothing changed since build {manifest.get('build_id')}: nothing published")
+            return {"published": False, "build_id": manifest.get("build_id"),
+                    "fingerprint": fingerprint}
+    summary = build_inventory(config_path, out_dir=out_dir)
+    return {**summary, "published": True, "fingerprint": fingerprint}
+
+
+def nightly_deployment(config_path: str, out_dir: str | None, cron: str, timezone: str):
+    """The nightly deployment: :func:`nightly_inventory` on a cron schedule in ``timezone``
+    (a cron without one is UTC in Prefect), for ``flow.serve``-style serving."""
+    from prefect.schedules import Cron
+
+    cfg = load_config(config_path)
+    return nightly_inventory.to_deployment(
+        name=f"nightly-{cfg.name}", schedules=[Cron(cron, timezone=timezone)],
+        parameters={"config_path": str(Path(config_path).resolve()),
+                    "out_dir": str(Path(out_dir).resolve()) if out_dir else None},
+        description=f"Regenerate {cfg.name} when its inputs change ({cron}, {timezone})")

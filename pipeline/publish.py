@@ -41,7 +41,8 @@ def build_lock(out: Path) -> Iterator[None]:
 def sweep_stale(out: Path) -> list[Path]:
     """Remove what killed builds left behind (``.staging-*``, ``.latest-*``); call under the lock."""
     removed = []
-    for path in sorted(out.glob(".staging-*")) + sorted(out.glob(".latest*-*")):
+    for path in (sorted(out.glob(".staging-*")) + sorted(out.glob(".latest*-*"))
+                 + sorted(out.glob(".pruned-*"))):
         if path.is_symlink() or path.is_file():
             path.unlink()
         else:
@@ -103,3 +104,88 @@ def publish(out: Path, staging: Path, build_id: str, pointer: str = "latest") ->
 def discard(staging: Path) -> None:
     """Remove a failed build's staging directory."""
     shutil.rmtree(staging, ignore_errors=True)
+
+
+def _build_ids(out: Path) -> list[str]:
+    return sorted(p.name for p in out.iterdir() if p.is_dir() and not p.is_symlink()
+                  and not p.name.startswith(".") and (p / "manifest.json").is_file())
+
+
+def pointed(out: Path) -> set[str]:
+    """Build ids some ``latest*`` pointer refers to."""
+    return {Path(os.readlink(p)).name for p in out.glob("latest*") if p.is_symlink()}
+
+
+def prune(out: Path, keep: int | None) -> list[str]:
+    """Remove all but the newest ``keep`` published builds (call under the lock, after
+    publishing). A build a ``latest*`` pointer refers to is never removed. Returns the ids
+    removed."""
+    if keep is None:
+        return []
+    ids = _build_ids(out)
+    protected = pointed(out)
+    removed = []
+    for build in ids[:max(len(ids) - keep, 0)]:
+        if build in protected:
+            continue
+        # rename first: a reader sees the whole build or none of it
+        trash = out / f".pruned-{build}"
+        os.replace(out / build, trash)
+        shutil.rmtree(trash, ignore_errors=True)
+        removed.append(build)
+    return removed
+
+
+def _totals(build: Path) -> dict[str, float]:
+    import pandas as pd
+
+    path = build / "ledger.csv"
+    if not path.is_file():
+        return {}
+    t = pd.read_csv(path).groupby("species", sort=False)["written_kg"].sum()
+    return {str(k): float(v) for k, v in t.items()}
+
+
+def changes_entry(previous: Path | None, build: Path, pointer: str) -> str:
+    """A ``CHANGES.md`` entry: which inputs and tables changed since the build ``pointer``
+    referred to before, and written totals per species before and after."""
+    new = json.loads((build / "manifest.json").read_text(encoding="utf-8"))
+    lines = [f"## {build.name} → {pointer}", ""]
+    if previous is None or not (previous / "manifest.json").is_file():
+        lines += ["First build published under this pointer.", ""]
+        old: dict[str, Any] = {}
+    else:
+        old = json.loads((previous / "manifest.json").read_text(encoding="utf-8"))
+        lines += [f"Previous: {previous.name}.", ""]
+        a, b = old.get("inputs", {}), new.get("inputs", {})
+        changed = sorted(k for k in set(a) | set(b) if a.get(k) != b.get(k))
+        what = ", ".join(f"{k} ({'new' if k not in a else 'removed' if k not in b else 'changed'})"
+                         for k in changed) or "none"
+        lines.append(f"- inputs changed: {what}")
+        same = old.get("config_hash") == new.get("config_hash")
+        lines.append(f"- configuration and tables: {'unchanged' if same else 'changed'} "
+                     f"(config hash {str(new.get('config_hash'))[:12]})")
+        if old.get("period") != new.get("period"):
+            lines.append(f"- period: {old.get('period')} → {new.get('period')}")
+        lines.append("")
+    before = _totals(previous) if old else {}
+    after = _totals(build)
+    lines += ["| species | before t | after t | change |", "|---|---:|---:|---:|"]
+    for sp, v in after.items():
+        b = before.get(sp)
+        change = "" if b in (None, 0) else f"{(v - b) / b * 100:+.3f} %"
+        lines.append(f"| {sp} | {'' if b is None else f'{b / 1e3:,.3f}'} | {v / 1e3:,.3f} | "
+                     f"{change} |")
+    return "\n".join(lines) + "\n\n"
+
+
+def record_changes(out: Path, previous: Path | None, build: Path, pointer: str) -> Path:
+    """Prepend the entry for ``build`` to ``OUT/CHANGES.md`` (newest first), atomically."""
+    path = out / "CHANGES.md"
+    head = "# Published builds (newest first)\n\n"
+    old = path.read_text(encoding="utf-8") if path.exists() else head
+    body = old[len(head):] if old.startswith(head) else old
+    tmp = out / ".CHANGES.md.tmp"
+    tmp.write_text(head + changes_entry(previous, build, pointer) + body, encoding="utf-8")
+    os.replace(tmp, path)
+    return path

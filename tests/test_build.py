@@ -322,3 +322,61 @@ def test_second_build_reuses_cached_allocation_with_identical_output(world, pref
         np.testing.assert_array_equal(a["annual_emissions"].values, b["annual_emissions"].values)
     m = json.loads((Path(s2["build_dir"]) / "manifest.json").read_text())
     assert not any(".cache" in f for f in m["files"])
+
+
+def test_changes_entry_and_retention(world, prefect_harness, tmp_path):
+    """Every publish prepends a CHANGES.md entry (inputs changed, totals before/after); only
+    the newest keep_builds builds stay, never one a pointer refers to."""
+    from pipeline.flows import build_inventory
+
+    out = tmp_path / "out"
+    world.write_text(world.read_text().replace("output: {dir: ../out}",
+                                               "output: {dir: ../out, keep_builds: 2}"))
+    day = ("2024-03-01", "2024-03-01")
+    s1 = build_inventory(str(world), out_dir=str(out), period=day)
+    changes = (out / "CHANGES.md").read_text()
+    assert f"## {Path(s1['build_dir']).name} → latest-period" in changes
+    assert "First build published under this pointer." in changes
+    lines = world.parent.parent / "data" / "lines.csv"
+    lines.write_text(lines.read_text().replace(",1000000,km,", ",2000000,km,"))  # road ×2
+    s2 = build_inventory(str(world), out_dir=str(out), period=day)
+    entry = (out / "CHANGES.md").read_text().split("## ")[1]
+    assert entry.startswith(f"{Path(s2['build_dir']).name} → latest-period")
+    assert f"Previous: {Path(s1['build_dir']).name}." in entry
+    assert "- inputs changed: lines (changed)" in entry
+    assert "- configuration and tables: unchanged" in entry
+    before = s1["totals"].loc["NOx", "written_kg"]
+    after = s2["totals"].loc["NOx", "written_kg"]
+    assert f"| NOx | {before / 1e3:,.3f} | {after / 1e3:,.3f} | " \
+           f"{(after - before) / before * 100:+.3f} % |" in entry
+    s3 = build_inventory(str(world), out_dir=str(out), period=day)
+    kept = sorted(p.name for p in out.iterdir() if p.is_dir() and not p.is_symlink()
+                  and not p.name.startswith("."))
+    assert kept == sorted([Path(s2["build_dir"]).name, Path(s3["build_dir"]).name])
+    assert (out / "latest-period").resolve() == Path(s3["build_dir"]).resolve()
+    assert (out / "CHANGES.md").read_text().count("\n## ") == 3
+
+
+def test_nightly_publishes_only_when_inputs_change(world, prefect_harness, tmp_path):
+    from pipeline.flows import nightly_deployment, nightly_inventory
+
+    out = tmp_path / "out"
+    world.write_text(world.read_text().replace(
+        "output: {dir: ../out}", "output: {dir: ../out, period: [2024-03-01, 2024-03-01]}"))
+    first = nightly_inventory(str(world), out_dir=str(out))
+    assert first["published"]
+    import time as _time
+    t0 = _time.perf_counter()
+    again = nightly_inventory(str(world), out_dir=str(out))
+    assert not again["published"] and again["build_id"] == first["build_id"]
+    assert _time.perf_counter() - t0 < 30
+    assert len([p for p in out.iterdir() if p.name.startswith("2")]) == 1
+    lines = world.parent.parent / "data" / "lines.csv"
+    lines.write_text(lines.read_text().replace(",1000000,km,", ",1500000,km,"))
+    changed = nightly_inventory(str(world), out_dir=str(out))
+    assert changed["published"] and changed["build_id"] != first["build_id"]
+    assert "lines (changed)" in (out / "CHANGES.md").read_text()
+    d = nightly_deployment(str(world), str(out), "0 2 * * *", "Asia/Shanghai")
+    (sched,) = d.schedules
+    assert (sched.schedule.cron, sched.schedule.timezone) == ("0 2 * * *", "Asia/Shanghai")
+    assert d.parameters["out_dir"] == str(out.resolve()) and d.name == "nightly-fixture"
