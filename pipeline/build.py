@@ -12,6 +12,8 @@ without Prefect::
 from __future__ import annotations
 
 import json
+import os
+import shutil
 
 import time
 from dataclasses import dataclass, field
@@ -177,13 +179,38 @@ class WriteContext:
     dtype: str
     complevel: int
     shuffle: bool
+    #: day (YYYYMMDD) → (content hash, file, build that wrote it) of the build the pointer
+    #: refers to: a day whose content is unchanged is hard-linked from there, not rewritten
+    previous: dict[str, tuple[str, str, str]] = field(default_factory=dict)
+
+
+def day_content_hash(day_ds: xr.Dataset, ctx: WriteContext) -> str:
+    """sha256 of what a day file carries apart from the build's global attributes: every array
+    (bytes, dtype, shape, attributes), the time axis, the static coordinates and the encoding."""
+    import hashlib
+
+    h = hashlib.sha256(json.dumps({"dtype": ctx.dtype, "complevel": ctx.complevel,
+                                   "shuffle": ctx.shuffle, "year": ctx.year},
+                                  sort_keys=True).encode())
+    for name, (dims, values, attrs) in sorted(ctx.static.items()):
+        h.update(f"{name}{dims}{json.dumps(attrs, sort_keys=True, default=str)}".encode())
+        h.update(np.ascontiguousarray(values).tobytes())
+    h.update(np.ascontiguousarray(day_ds["time"].values).tobytes())
+    for v in sorted(day_ds.data_vars):
+        a = np.ascontiguousarray(day_ds[v].values)
+        h.update(f"{v}{a.dtype}{a.shape}{json.dumps(day_ds[v].attrs, sort_keys=True)}".encode())
+        h.update(a.tobytes())
+    return h.hexdigest()
 
 
 def write_days(cube: xr.Dataset, days: list[pd.Timestamp], ctx: WriteContext,
                cell_area: np.ndarray) -> dict[str, Any]:
-    """Compute and write the given UTC days; return per-day written kg per species and files."""
+    """Compute and write the given UTC days; return per-day written kg per species, files,
+    each day's content hash and the days reused from the previous build (hard links)."""
     written = {}
     files = []
+    content: dict[str, str] = {}
+    reused: dict[str, str] = {}
     seconds = cube_mod.SECONDS_PER_HOUR
     for day in days:
         start = np.datetime64(day.to_datetime64(), "h")
@@ -195,12 +222,35 @@ def write_days(cube: xr.Dataset, days: list[pd.Timestamp], ctx: WriteContext,
             day_ds = day_ds.astype(ctx.dtype)
         mass = {v: float((day_ds[v].to_numpy().astype(np.float64) * cell_area).sum() * seconds)
                 for v in day_ds.data_vars}
-        path = ctx.hourly_dir / f"{day:%Y%m%d}.nc"
-        netcdf_cf.write(day_ds, path, ctx.attrs, static=ctx.static, year=ctx.year, dtype=ctx.dtype,
-                        complevel=ctx.complevel, shuffle=ctx.shuffle)
-        written[f"{day:%Y%m%d}"] = mass
+        key = f"{day:%Y%m%d}"
+        path = ctx.hourly_dir / f"{key}.nc"
+        h = day_content_hash(day_ds, ctx)
+        content[key] = h
+        prev = ctx.previous.get(key)
+        if prev is not None and prev[0] == h and Path(prev[1]).is_file():
+            try:  # same content: the same file, not a new one (same bytes, same checksum)
+                os.link(prev[1], path)
+            except OSError:
+                shutil.copy2(prev[1], path)
+            reused[key] = prev[2]  # the build that wrote the file
+        else:
+            netcdf_cf.write(day_ds, path, ctx.attrs, static=ctx.static, year=ctx.year,
+                            dtype=ctx.dtype, complevel=ctx.complevel, shuffle=ctx.shuffle)
+        written[key] = mass
         files.append(str(path))
-    return {"written": written, "files": files}
+    return {"written": written, "files": files, "content": content, "reused": reused}
+
+
+def previous_days(pointer: Path) -> dict[str, tuple[str, str, str]]:
+    """Content hash, file and writing build of each day of the build ``pointer`` refers to."""
+    manifest = pointer / "manifest.json"
+    if not (pointer.is_symlink() and manifest.is_file()):
+        return {}
+    build = pointer.resolve()
+    m = json.loads(manifest.read_text(encoding="utf-8"))
+    origin = m.get("reused_days", {})
+    return {day: (h, str(build / "hourly" / f"{day}.nc"), origin.get(day, build.name))
+            for day, h in m.get("day_content", {}).items()}
 
 
 def record_written(ledger: Ledger, annual: xr.DataArray, factors: xr.DataArray,

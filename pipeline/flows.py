@@ -156,14 +156,20 @@ def _write_and_publish(cfg: BuildConfig, tables: b.Tables, out: Path, build_id: 
         ctx = b.WriteContext(hourly_dir=staging / "hourly", static=static_coords(grid),
                              attrs=b.provenance_attrs(cfg, metas, build_id, cfg_hash, grid),
                              year=cfg.year, dtype=cfg.output.dtype,
-                             complevel=cfg.output.complevel, shuffle=cfg.output.shuffle)
+                             complevel=cfg.output.complevel, shuffle=cfg.output.shuffle,
+                             previous=b.previous_days(out / pointer))
         cube = hourly_cube(annual, factors, grid, tables.registry, cems=cems)
         by_month = defaultdict(list)
         for day in b.utc_days(cfg.year, cfg.output.period):
             by_month[f"{day:%Y-%m}"].append(day)
         per_day: dict[str, dict[str, float]] = {}
+        day_content: dict[str, str] = {}
+        reused: dict[str, str] = {}
         for label, days in by_month.items():
-            per_day.update(write_days_task(cube, days, ctx, grid.cell_area_m2, label)["written"])
+            res = write_days_task(cube, days, ctx, grid.cell_area_m2, label)
+            per_day.update(res["written"])
+            day_content.update(res["content"])
+            reused.update(res["reused"])
         clock.lap("write")
         # float32 files carry the mass at float32 precision (~1e-7), float64 files to 1e-9
         b.record_written(ledger, annual, factors, per_day,
@@ -195,6 +201,7 @@ def _write_and_publish(cfg: BuildConfig, tables: b.Tables, out: Path, build_id: 
                                  "boundaries": str(cfg.boundaries) if cfg.boundaries
                                  else None, "period": cfg.output.period,
                                  "inputs": {m["name"]: m["sha256"] for m in metas},
+                                 "day_content": day_content, "reused_days": reused,
                                  **(manifest_extra or {})})
         reported = report_task(staging)
         if pages is not None:

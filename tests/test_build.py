@@ -380,3 +380,39 @@ def test_nightly_publishes_only_when_inputs_change(world, prefect_harness, tmp_p
     (sched,) = d.schedules
     assert (sched.schedule.cron, sched.schedule.timezone) == ("0 2 * * *", "Asia/Shanghai")
     assert d.parameters["out_dir"] == str(out.resolve()) and d.name == "nightly-fixture"
+
+
+def test_unchanged_days_are_the_same_files(world, prefect_harness, tmp_path):
+    """A rebuild whose content for a day did not change hard-links that day's file from the
+    previous build (same bytes, same checksum, no new file); a changed day is written anew."""
+    import os
+
+    from pipeline.flows import build_inventory
+
+    data = world.parent.parent / "data"
+    (data / "cems.csv").write_text("source_id,time_utc,species,value,unit\n"
+                                   "P1,2024-03-01T00:00,SO2,4,kg\nP1,2024-03-01T01:00,SO2,6,kg\n")
+    world.write_text(world.read_text() + "cems: [../data/cems.csv]\n")
+    out = tmp_path / "out"
+    days = ("2024-03-01", "2024-03-02")
+    s1 = build_inventory(str(world), out_dir=str(out), period=days)
+    s2 = build_inventory(str(world), out_dir=str(out), period=days)   # nothing changed
+    b1, b2 = Path(s1["build_dir"]), Path(s2["build_dir"])
+    for day in ("20240301", "20240302"):
+        assert os.path.samefile(b1 / "hourly" / f"{day}.nc", b2 / "hourly" / f"{day}.nc")
+    m2 = json.loads((b2 / "manifest.json").read_text())
+    assert m2["reused_days"] == {"20240301": b1.name, "20240302": b1.name}
+    # swap the two measured hours: same total, so only 1 March changes
+    (data / "cems.csv").write_text("source_id,time_utc,species,value,unit\n"
+                                   "P1,2024-03-01T00:00,SO2,6,kg\nP1,2024-03-01T01:00,SO2,4,kg\n")
+    s3 = build_inventory(str(world), out_dir=str(out), period=days)
+    b3 = Path(s3["build_dir"])
+    assert not os.path.samefile(b2 / "hourly" / "20240301.nc", b3 / "hourly" / "20240301.nc")
+    assert os.path.samefile(b1 / "hourly" / "20240302.nc", b3 / "hourly" / "20240302.nc")
+    m3 = json.loads((b3 / "manifest.json").read_text())
+    assert m3["reused_days"] == {"20240302": b1.name}
+    assert m3["files"]["hourly/20240302.nc"]["sha256"] == m2["files"]["hourly/20240302.nc"][
+        "sha256"]
+    with xr.open_dataset(b3 / "hourly" / "20240301.nc") as ds:
+        kg = (ds["SO2"] * ds["cell_area"] * 3600).values[:2, 0, 0]
+    np.testing.assert_allclose(kg, [6.0, 4.0], rtol=1e-12)
