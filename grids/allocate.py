@@ -532,11 +532,14 @@ def allocate_areas(gdf, grid: Grid, proxies: dict) -> Allocation:
             a_j, a_i = tree.query(fp, predicate="intersects")
             a = measure.area(shapely.intersection(fp[a_j], cells[a_i]))
             ok = a > 0
-            whole = measure.area(fp)
+            beyond_area = measure.area(shapely.difference(fp, grid.domain))
+            # normalise by the measured pieces themselves, so that shares plus outside are 1 to
+            # rounding even where each piece is measured on the ellipsoid separately
+            whole = np.bincount(a_j[ok], weights=a[ok], minlength=fp.size) + beyond_area
             rows_all.append(cell_idx[a_i[ok]])
             cols_all.append(idx[empty[a_j[ok]]])
             vals_all.append(a[ok] / whole[a_j[ok]])
-            outside[idx[empty]] = measure.area(shapely.difference(fp, grid.domain)) / whole
+            outside[idx[empty]] = beyond_area / whole
     rows = np.concatenate(rows_all) if rows_all else np.array([], dtype=np.int64)
     cols = np.concatenate(cols_all) if cols_all else np.array([], dtype=np.int64)
     vals = np.concatenate(vals_all) if vals_all else np.array([], dtype=float)
@@ -549,7 +552,7 @@ def allocate_areas(gdf, grid: Grid, proxies: dict) -> Allocation:
 
 #: bump when an allocation method changes its results: cached matrices of older versions are
 #: then ignored
-ALLOCATION_VERSION = "4"
+ALLOCATION_VERSION = "5"
 
 
 def _file_digest(path: str) -> str:

@@ -190,7 +190,8 @@ def day_content_hash(day_ds: xr.Dataset, ctx: WriteContext) -> str:
     import hashlib
 
     h = hashlib.sha256(json.dumps({"dtype": ctx.dtype, "complevel": ctx.complevel,
-                                   "shuffle": ctx.shuffle, "year": ctx.year},
+                                   "shuffle": ctx.shuffle, "year": ctx.year,
+                                   "code": ctx.attrs.get("tongyuan_code_version")},
                                   sort_keys=True).encode())
     for name, (dims, values, attrs) in sorted(ctx.static.items()):
         h.update(f"{name}{dims}{json.dumps(attrs, sort_keys=True, default=str)}".encode())

@@ -14,7 +14,8 @@ and UTC hour::
 * the gap hours share the **remaining** annual total (annual − measured) in proportion to the
   sector's profile over those hours (uniformly if the profile is zero on all of them);
 * if the measured hours alone exceed the annual total, they are scaled down to it and the gaps
-  get nothing; the scale factor is reported (``cems.csv``, and as a warning).
+  get nothing; if every hour of the year is measured, the measurements are scaled to the
+  annual total either way; the scale factor is reported in ``cems.csv``.
 
 In the hourly files this is a correction added to the profiled field in the stack's cell:
 ``(series[h] − factor[sector, h] · annual)``, which sums to zero over the year. ``cems.csv`` of
@@ -139,7 +140,10 @@ def read_cems(paths: list[Path], activity: pd.DataFrame, emissions: pd.DataFrame
         meas = g["kg"].to_numpy()
         total_m = float(meas.sum())
         scale = 1.0
-        if total_m > annual:
+        covers_year = hours.size == n_h
+        if total_m > annual or (covers_year and total_m > 0):
+            # above the annual total, or every hour measured: the measurements carry exactly
+            # the annual total (there are no gaps to take a remainder)
             scale = annual / total_m if total_m > 0 else 1.0
         measured[k, hours] = True
         series[k, hours] = meas * scale
@@ -161,8 +165,8 @@ def read_cems(paths: list[Path], activity: pd.DataFrame, emissions: pd.DataFrame
         src.append(j)
         species.append(sp)
         sectors.append(sector)
-    return Cems(pd.DataFrame(table), np.array(src), species, sectors, cells, series, measured,
-                correction)
+    return Cems(pd.DataFrame(table), np.array(src, dtype=np.int64), species, sectors, cells,
+                series, measured, correction)
 
 
 def written_adjustment(cems: Cems, written_hours: np.ndarray) -> pd.DataFrame:

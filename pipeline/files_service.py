@@ -22,7 +22,6 @@ from __future__ import annotations
 import html
 import json
 import os
-import re
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -36,8 +35,12 @@ from starlette.requests import Request
 from starlette.responses import FileResponse, HTMLResponse, JSONResponse
 from starlette.routing import Route
 
-BUILD_ID = re.compile(r"^[0-9]{8}T[0-9]{9}Z-[0-9a-f]{8}$")
+from pipeline.publish import BUILD_ID, published_builds
+from pipeline.publish import pointers as build_pointers
+
 FOLDER_FORMAT = {"hourly": "cf", "cmaq": "cmaq", "wrfchem": "wrfchem"}
+#: most values (hours × cells × species) one subset request may carry (400 MB of float64)
+MAX_SUBSET_VALUES = 50_000_000
 #: longest time window of one subset request, in hours
 MAX_SUBSET_HOURS = 31 * 24
 
@@ -50,25 +53,16 @@ class Catalogue:
         self._manifests: dict[str, tuple[float, dict[str, Any]]] = {}
 
     def builds(self) -> list[str]:
-        if not self.out.is_dir():
-            return []
-        return sorted((p.name for p in self.out.iterdir()
-                       if BUILD_ID.match(p.name) and p.is_dir() and not p.is_symlink()
-                       and (p / "manifest.json").is_file()), reverse=True)
+        return published_builds(self.out)[::-1]  # newest first
 
     def pointers(self) -> dict[str, str]:
-        out = {}
-        for p in self.out.iterdir() if self.out.is_dir() else []:
-            if p.is_symlink() and p.name.startswith("latest"):
-                target = Path(os.readlink(p)).name
-                if BUILD_ID.match(target):
-                    out[p.name] = target
-        return out
+        return build_pointers(self.out)
 
     def manifest(self, build: str) -> dict[str, Any]:
-        if not BUILD_ID.match(build) or build not in self.builds():
-            raise HTTPException(404, f"unknown build {build!r}")
         path = self.out / build / "manifest.json"
+        if not (BUILD_ID.match(build) and not (self.out / build).is_symlink()
+                and path.is_file()):
+            raise HTTPException(404, f"unknown build {build!r}")
         mtime = path.stat().st_mtime
         cached = self._manifests.get(build)
         if cached is None or cached[0] != mtime:
@@ -183,16 +177,18 @@ def create_app(out: str | Path) -> Starlette:
         path = cat.file(request.path_params["build"], request.path_params["path"])
         return FileResponse(path, filename=path.name)
 
-    async def subset(request: Request) -> FileResponse:
+    def subset(request: Request) -> FileResponse:  # sync: Starlette runs it in a thread
         q = request.query_params
         b = q.get("build") or cat.pointers().get("latest", "")
         m = cat.manifest(b)
         try:
             start = pd.Timestamp(q["start"]).floor("h")
             end = pd.Timestamp(q["end"]).floor("h")
-        except (KeyError, ValueError) as exc:
-            raise HTTPException(400, "start and end are needed, e.g. start=2024-07-01T00&"
-                                "end=2024-07-01T23 (UTC)") from exc
+            if pd.isna(start) or pd.isna(end) or start.tzinfo or end.tzinfo:
+                raise ValueError("empty or with a time zone")
+        except (KeyError, ValueError, TypeError) as exc:
+            raise HTTPException(400, "start and end are needed as UTC hours without a time "
+                                "zone, e.g. start=2024-07-01T00&end=2024-07-01T23") from exc
         if end < start or (end - start) / pd.Timedelta(hours=1) + 1 > MAX_SUBSET_HOURS:
             raise HTTPException(400, f"the time window must run forward and span at most "
                                 f"{MAX_SUBSET_HOURS} hours")
@@ -223,11 +219,20 @@ def create_app(out: str | Path) -> Starlette:
                     raise HTTPException(400, "bbox holds no cell centre of the grid")
                 rows, cols = np.flatnonzero(inside.any(axis=1)), np.flatnonzero(inside.any(axis=0))
                 sub = sub.isel(y=slice(rows[0], rows[-1] + 1), x=slice(cols[0], cols[-1] + 1))
+            size = sub.sizes["time"] * sub.sizes["y"] * sub.sizes["x"] * len(species)
+            if size > MAX_SUBSET_VALUES:
+                raise HTTPException(413, f"the subset would hold {size:,} values (at most "
+                                    f"{MAX_SUBSET_VALUES:,}): ask for fewer species, hours or a "
+                                    "smaller bbox, or download the daily files")
             sub.attrs = {**ds.attrs, "tongyuan_subset": f"build {b}; species {species}; "
                          f"{start:%Y-%m-%dT%H}..{end:%Y-%m-%dT%H} UTC; bbox {q.get('bbox')}"}
             fd, tmp = tempfile.mkstemp(suffix=".nc", prefix="tongyuan-subset-")
             os.close(fd)
-            sub.load().to_netcdf(tmp, engine="netcdf4")
+            try:
+                sub.load().to_netcdf(tmp, engine="netcdf4")
+            except BaseException:
+                os.unlink(tmp)
+                raise
         name = f"tongyuan_{b}_{start:%Y%m%d%H}-{end:%Y%m%d%H}.nc"
         return FileResponse(tmp, filename=name, media_type="application/x-netcdf",
                             background=BackgroundTask(os.unlink, tmp))

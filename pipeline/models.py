@@ -154,6 +154,12 @@ def load_speciation(path: str | Path, mechanism: str, emitted: list[str],
         if uncovered:
             raise InputError(path, f"sectors {uncovered} have no speciation and there is no "
                              "default row", column="sector", expected="rows with sector '*'")
+        for s, mat in factors.items():
+            missing = [p for i, p in enumerate(pollutants) if not mat[i].any()]
+            if missing:
+                raise InputError(path, f"sector {s!r} has no rows for {missing} and there is "
+                                 "no default row", column="sector",
+                                 expected="rows for every pollutant, or rows with sector '*'")
     return Speciation(mechanism, [species[n] for n in names], pollutants, factors, str(path))
 
 
@@ -194,6 +200,8 @@ def source_layer_fractions(activity: pd.DataFrame, layers: Layers, vcfg) -> np.n
             full &= np.isfinite(pd.to_numeric(activity[c], errors="coerce").to_numpy(float))
         else:
             full[:] = False
+    if full.any():  # a stack exit temperature of 0 K is "not given", not a buoyancy flux
+        full &= pd.to_numeric(activity["exit_temp_k"], errors="coerce").to_numpy(float) > 0
     rise = np.zeros(n)
     if vcfg.plume_rise == "briggs" and full.any():
         idx = np.flatnonzero(full)
@@ -446,7 +454,7 @@ def check_days(mo: ModelOutputs, annual, factors, measured: dict, rtol: float = 
             for name, value in got.items():
                 w = float(want[name])
                 scale = max(abs(w), abs(value))
-                if scale > 0 and abs(value - w) / scale > rtol:
+                if not np.isfinite(value) or (scale > 0 and abs(value - w) / scale > rtol):
                     problems.append(f"{fmt} {key} {name}: file {value:.9g} vs inventory {w:.9g}")
     if problems:
         raise MassBalanceError("model files do not carry the inventory's mass:\n  "

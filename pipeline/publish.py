@@ -11,6 +11,7 @@ from __future__ import annotations
 import fcntl
 import json
 import os
+import re
 import shutil
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -19,6 +20,9 @@ from typing import Any
 
 from pipeline.provenance import sha256_file
 from sources.errors import BuildLockedError
+
+#: the name of a published build directory: <UTC time to the ms>Z-<config hash prefix>
+BUILD_ID = re.compile(r"^[0-9]{8}T[0-9]{9}Z-[0-9a-f]{8}$")
 
 
 @contextmanager
@@ -106,14 +110,21 @@ def discard(staging: Path) -> None:
     shutil.rmtree(staging, ignore_errors=True)
 
 
-def _build_ids(out: Path) -> list[str]:
-    return sorted(p.name for p in out.iterdir() if p.is_dir() and not p.is_symlink()
-                  and not p.name.startswith(".") and (p / "manifest.json").is_file())
+def published_builds(out: Path) -> list[str]:
+    """Ids of the published builds in ``out``, oldest first: directories named like a build id
+    (never a staging directory or anything else) holding a manifest."""
+    if not out.is_dir():
+        return []
+    return sorted(p.name for p in out.iterdir() if BUILD_ID.match(p.name) and p.is_dir()
+                  and not p.is_symlink() and (p / "manifest.json").is_file())
 
 
-def pointed(out: Path) -> set[str]:
-    """Build ids some ``latest*`` pointer refers to."""
-    return {Path(os.readlink(p)).name for p in out.glob("latest*") if p.is_symlink()}
+def pointers(out: Path) -> dict[str, str]:
+    """``latest*`` pointer → the build id it refers to."""
+    if not out.is_dir():
+        return {}
+    found = {p.name: Path(os.readlink(p)).name for p in out.glob("latest*") if p.is_symlink()}
+    return {k: v for k, v in found.items() if BUILD_ID.match(v)}
 
 
 def prune(out: Path, keep: int | None) -> list[str]:
@@ -122,8 +133,8 @@ def prune(out: Path, keep: int | None) -> list[str]:
     removed."""
     if keep is None:
         return []
-    ids = _build_ids(out)
-    protected = pointed(out)
+    ids = published_builds(out)
+    protected = set(pointers(out).values())
     removed = []
     for build in ids[:max(len(ids) - keep, 0)]:
         if build in protected:

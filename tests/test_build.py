@@ -349,9 +349,12 @@ def test_changes_entry_and_retention(world, prefect_harness, tmp_path):
     after = s2["totals"].loc["NOx", "written_kg"]
     assert f"| NOx | {before / 1e3:,.3f} | {after / 1e3:,.3f} | " \
            f"{(after - before) / before * 100:+.3f} % |" in entry
+    (out / "notes").mkdir()  # not a build, though it holds a manifest: never pruned
+    (out / "notes" / "manifest.json").write_text("{}")
     s3 = build_inventory(str(world), out_dir=str(out), period=day)
     kept = sorted(p.name for p in out.iterdir() if p.is_dir() and not p.is_symlink()
-                  and not p.name.startswith("."))
+                  and not p.name.startswith(".") and p.name != "notes")
+    assert (out / "notes" / "manifest.json").exists()
     assert kept == sorted([Path(s2["build_dir"]).name, Path(s3["build_dir"]).name])
     assert (out / "latest-period").resolve() == Path(s3["build_dir"]).resolve()
     assert (out / "CHANGES.md").read_text().count("\n## ") == 3

@@ -137,6 +137,9 @@ def test_subset_is_a_netcdf_with_the_same_values(served, live):
     ("/api/subset?build={build}&species=CO2&start=2024-03-01T05&end=2024-03-01T01", 400),
     ("/api/subset?build={build}&species=CO2&start=2024-03-01T00&end=2024-03-01T01&bbox=1,2",
      400),
+    ("/api/subset?build={build}&species=CO2&start=&end=2024-03-01T01", 400),
+    ("/api/subset?build={build}&species=CO2&start=2024-03-01T00%2B08:00&end=2024-03-01T01",
+     400),
 ])
 def test_refusals(served, live, url, status):
     out, build = served

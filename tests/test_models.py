@@ -219,6 +219,7 @@ def test_cmaq_file_reads_with_pseudonetcdf_and_carries_the_mass(model_build):
     assert f.SDATE == 2024061 and f.STIME == 0 and f.TSTEP == 10000 and f.GDTYP == 2
     # layers up to the highest holding emissions: 1000 m is empty, so not written
     assert f.NLAYS == 2 and list(np.round(f.VGLVLS, 3)) == [0, 50, 150]
+    assert f.VGTYP == 6  # VGHVAL3: heights above ground (5 would be above sea level)
     assert getattr(f, "VAR-LIST").split() == [n.strip() for n in f.variables
                                               if n != "TFLAG"]
     assert f.variables["NO"].units.strip() == "moles/s"
@@ -444,3 +445,34 @@ def test_briggs_against_published_examples():
     s = G * 0.035 / 298.15
     assert s == pytest.approx(0.0011511507630387393, rel=1e-4)
     assert r["rise"][0] == pytest.approx(2.6 * (r["fb"][0] / (1.5 * s)) ** (1 / 3), rel=1e-12)
+
+
+def test_speciation_without_default_needs_every_pollutant(tmp_path):
+    from pipeline.models import load_speciation
+
+    path = tmp_path / "spec.csv"
+    rows = [r for r in SPECIATION.splitlines() if ",*," not in r]
+    path.write_text("\n".join(rows + ["t1,power,NOx,NO,1,46.0055,test",
+                                        "t1,power,SO2,SO2,1,64.066,test"]) + "\n")
+    with pytest.raises(InputError, match=r"sector 'road' has no rows for \['SO2'\] and there "
+                       r"is no default row"):
+        load_speciation(path, "t1", SPECIES, ["power", "road"])
+
+
+def test_cems_covering_every_hour_carries_the_annual_total(world, prefect_harness, tmp_path):
+    """Measured in every hour of the year: no gaps to take the remainder, so the measured
+    series is scaled to the annual total (reported), and the ledger still balances."""
+    from pipeline.flows import build_inventory
+
+    hours = pd.date_range("2024-01-01", "2024-12-31 23:00", freq="h")
+    _cems_csv(world.parent.parent / "data" / "full.csv",
+              [f"P1,{t:%Y-%m-%dT%H:%M},SO2,0.1,kg" for t in hours])   # 878.4 kg < 1000 kg
+    world.write_text(world.read_text() + "cems: [../data/full.csv]\n")
+    s = build_inventory(str(world), out_dir=str(tmp_path / "o"),
+                        period=("2024-03-01", "2024-03-01"))
+    build = Path(s["build_dir"])
+    row = pd.read_csv(build / "cems.csv").iloc[0]
+    assert row.measured_scale == pytest.approx(1000 / 878.4) and row.gap_hours == 0
+    with xr.open_dataset(build / "hourly" / "20240301.nc") as cf:
+        kg = (cf["SO2"] * cf["cell_area"] * 3600).values[:, 0, 0]
+    np.testing.assert_allclose(kg, 0.1 * 1000 / 878.4, rtol=1e-12)

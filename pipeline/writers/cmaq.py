@@ -31,7 +31,7 @@ from pipeline.writers.classic import classic_file
 from sources.errors import ConfigError
 
 IMISS3 = -9999
-VGZVAL3 = 5  # I/O API: heights above ground [m]
+VGHVAL3 = 6  # I/O API: H (m) above ground (VGZVAL3 = 5 is above sea level)
 
 
 def _pad(text: str, n: int) -> str:
@@ -117,7 +117,7 @@ def write(path: str | Path, day: pd.Timestamp, names: list[str],
             "GDTYP": np.int32(horiz["GDTYP"]),
             **{k: np.float64(horiz[k]) for k in ("P_ALP", "P_BET", "P_GAM", "XCENT", "YCENT",
                                                  "XORIG", "YORIG", "XCELL", "YCELL")},
-            "VGTYP": np.int32(VGZVAL3), "VGTOP": np.float32(interfaces_m[-1]),
+            "VGTYP": np.int32(VGHVAL3), "VGTOP": np.float32(interfaces_m[-1]),
             "VGLVLS": np.asarray(interfaces_m, dtype=np.float32),
             "GDNAM": _pad(gdnam or grid.name, 16),
             "UPNAM": _pad("TONGYUAN", 16),
