@@ -20,7 +20,6 @@ from affine import Affine
 
 from sources.errors import ConfigError
 
-
 #: the sphere WRF and CMAQ (MCIP, I/O API) assume for their map projections [m]
 MODEL_EARTH_RADIUS_M = 6_370_000.0
 

@@ -102,8 +102,9 @@ def _page(title: str, body: str) -> str:
 <html lang="en"><head><meta charset="utf-8"><title>{html.escape(title)}</title>
 <style>
 body {{ font-family: system-ui, sans-serif; margin: 2rem; color: #222; }}
-table {{ border-collapse: collapse; }} td, th {{ padding: .25rem .6rem; border-bottom: 1px solid #ddd;
-text-align: left; }} th {{ background: #f4f4f4; }} .num {{ text-align: right; }}
+table {{ border-collapse: collapse; }}
+td, th {{ padding: .25rem .6rem; border-bottom: 1px solid #ddd; text-align: left; }}
+th {{ background: #f4f4f4; }} .num {{ text-align: right; }}
 code {{ background: #f4f4f4; padding: 0 .2rem; }}
 </style></head><body>{body}</body></html>"""
 

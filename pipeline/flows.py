@@ -5,7 +5,6 @@ the plain functions in :mod:`pipeline.build` and hold no science.
 from __future__ import annotations
 
 import json
-
 from collections import defaultdict
 from collections.abc import Callable
 from pathlib import Path

@@ -7,10 +7,10 @@ import threading
 import time
 from pathlib import Path
 
+import httpx
 import numpy as np
 import pytest
 import xarray as xr
-import httpx
 
 from pipeline.files_service import create_app
 from pipeline.provenance import sha256_file
