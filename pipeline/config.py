@@ -11,9 +11,10 @@ import json
 import os
 import zoneinfo
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import (
+    AfterValidator,
     BaseModel,
     ConfigDict,
     Field,
@@ -79,18 +80,21 @@ class InputConfig(_Frozen):
     wkt_column: str = "geometry"
 
 
-class TemporalConfig(_Frozen):
-    timezone: str = "Asia/Shanghai"
-    holidays: bool = True
+def _known_zone(value: str) -> str:
+    try:
+        zoneinfo.ZoneInfo(value)
+    except (zoneinfo.ZoneInfoNotFoundError, ValueError) as exc:
+        raise ValueError(f"unknown time zone {value!r}; e.g. 'Asia/Shanghai'") from exc
+    return value
 
-    @field_validator("timezone")
-    @classmethod
-    def _known_zone(cls, value: str) -> str:
-        try:
-            zoneinfo.ZoneInfo(value)
-        except (zoneinfo.ZoneInfoNotFoundError, ValueError) as exc:
-            raise ValueError(f"unknown time zone {value!r}; e.g. 'Asia/Shanghai'") from exc
-        return value
+
+#: an IANA time zone name
+TimeZone = Annotated[str, AfterValidator(_known_zone)]
+
+
+class TemporalConfig(_Frozen):
+    timezone: TimeZone = "Asia/Shanghai"
+    holidays: bool = True
 
 
 class OutputConfig(_Frozen):
@@ -182,16 +186,7 @@ class ScheduleConfig(_Frozen):
     UTC in Prefect; 02:00 Asia/Shanghai is 18:00 UTC)."""
 
     cron: str = "0 2 * * *"
-    timezone: str = "Asia/Shanghai"
-
-    @field_validator("timezone")
-    @classmethod
-    def _zone(cls, value: str) -> str:
-        try:
-            zoneinfo.ZoneInfo(value)
-        except (zoneinfo.ZoneInfoNotFoundError, ValueError) as exc:
-            raise ValueError(f"unknown time zone {value!r}") from exc
-        return value
+    timezone: TimeZone = "Asia/Shanghai"
 
     @field_validator("cron")
     @classmethod
