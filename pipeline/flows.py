@@ -35,6 +35,19 @@ from pipeline.writers.netcdf_cf import static_coords
 T = {"cache_policy": NO_CACHE, "persist_result": False}
 
 
+def _transient(task, task_run, state) -> bool:
+    """Retry I/O trouble that may pass (a busy or full disk, a network file system hiccup, a
+    dropped connection), never bad input, a missing file or a failed check."""
+    exc = state.result(raise_on_failure=False)
+    permanent = (FileNotFoundError, PermissionError, IsADirectoryError, NotADirectoryError)
+    return isinstance(exc, (OSError, TimeoutError)) and not isinstance(exc, permanent)
+
+
+#: tasks that read or write files: retried twice on transient I/O errors (their writes are
+#: atomic, so a retry starts clean)
+T_IO = {**T, "retries": 2, "retry_delay_seconds": 2, "retry_condition_fn": _transient}
+
+
 @task(**T)
 def load_config_task(path: str, overrides: dict[str, Any]) -> BuildConfig:
     return load_config(path, overrides)
@@ -45,7 +58,7 @@ def load_tables_task(cfg: BuildConfig) -> b.Tables:
     return b.load_tables(cfg)
 
 
-@task(**T)
+@task(**T_IO)
 def read_inputs_task(cfg: BuildConfig, tables: b.Tables):
     return b.read_inputs(cfg, tables)
 
@@ -92,7 +105,7 @@ def ledger_task(emissions, activity, alloc, annual, rejected_kg):
     return b.make_ledger(emissions, activity, alloc, annual, rejected_kg)
 
 
-@task(**T, task_run_name="write-{label}")
+@task(**T_IO, task_run_name="write-{label}")
 def write_days_task(cube, days, ctx: b.WriteContext, cell_area, label: str):
     return b.write_days(cube, days, ctx, cell_area)
 
@@ -106,7 +119,7 @@ def model_outputs_task(cfg: BuildConfig, tables: b.Tables, activity, emissions, 
     return models.prepare(cfg, tables, activity, emissions, alloc.matrix, cems)
 
 
-@task(**T)
+@task(**T_IO)
 def cems_task(cfg: BuildConfig, activity, emissions, factors, alloc):
     """Measured stack hours (CEMS) with their gaps filled, or None."""
     from pipeline.cems import read_cems
@@ -114,7 +127,7 @@ def cems_task(cfg: BuildConfig, activity, emissions, factors, alloc):
     return read_cems(cfg.cems, activity, emissions.table, factors, alloc.matrix, cfg.year)
 
 
-@task(**T, task_run_name="write-models-{label}")
+@task(**T_IO, task_run_name="write-models-{label}")
 def write_model_days_task(mo, days, factors, build_dir: Path, meta, label: str):
     from pipeline import models
 

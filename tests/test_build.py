@@ -419,3 +419,35 @@ def test_unchanged_days_are_the_same_files(world, prefect_harness, tmp_path):
     with xr.open_dataset(b3 / "hourly" / "20240301.nc") as ds:
         kg = (ds["SO2"] * ds["cell_area"] * 3600).values[:2, 0, 0]
     np.testing.assert_allclose(kg, [6.0, 4.0], rtol=1e-12)
+
+
+def test_transient_write_errors_are_retried_and_others_are_not(world, prefect_harness, tmp_path,
+                                                               monkeypatch):
+    from pipeline.flows import build_inventory
+    from pipeline.writers import netcdf_cf
+
+    real = netcdf_cf.write
+    calls = {"n": 0}
+
+    def flaky(*args, **kwargs):
+        calls["n"] += 1
+        if calls["n"] == 1:
+            raise OSError(5, "Input/output error (disk busy)")
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(netcdf_cf, "write", flaky)
+    day = ("2024-03-01", "2024-03-01")
+    s = build_inventory(str(world), out_dir=str(tmp_path / "out"), period=day)
+    assert calls["n"] == 2 and (Path(s["build_dir"]) / "hourly" / "20240301.nc").exists()
+
+    def broken(*args, **kwargs):
+        calls["n"] += 1
+        raise ValueError("not transient")
+
+    monkeypatch.setattr(netcdf_cf, "write", broken)
+    calls["n"] = 0
+    with pytest.raises(ValueError, match="not transient"):  # another day: nothing to reuse
+        build_inventory(str(world), out_dir=str(tmp_path / "out"),
+                        period=("2024-03-02", "2024-03-02"))
+    assert calls["n"] == 1  # no retry
+    assert (tmp_path / "out" / "latest-period").resolve() == Path(s["build_dir"]).resolve()
