@@ -514,7 +514,7 @@ def allocate_areas(gdf, grid: Grid, proxies: dict) -> Allocation:
                            transform.f - origin[1])
             p_i, cell, w = _rectilinear_weights(polys, values, local, grid, measure)
         else:
-            pix_geoms, pix_values, _ = proxy.pixels(world_grid.crs)
+            pix_geoms, pix_values = proxy.pixels(world_grid.crs)
             p_i, cell, w = _pixel_weights(polys, _to_local(pix_geoms, world_grid), pix_values,
                                           grid, measure)
         w_total = np.bincount(p_i, weights=w, minlength=idx.size)

@@ -83,8 +83,9 @@ class Proxy:
         box = shapely.segmentize(box, min(abs(transform.a), abs(transform.e)))
         return shapely.transform(box, lambda xy: np.column_stack(tr.transform(xy[:, 0], xy[:, 1])))
 
-    def pixels(self, target_crs: pyproj.CRS) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """Polygons (in ``target_crs``), values and areas of the positive pixels."""
+    def pixels(self, target_crs: pyproj.CRS) -> tuple[np.ndarray, np.ndarray]:
+        """Polygons (in ``target_crs``) and values of the positive pixels (their areas are
+        measured by the allocation, on the ellipsoid for lon/lat grids)."""
         key = target_crs.to_wkt()
         if key not in self._cache:
             self._cache[key] = _pixels(self.path, self.band, key, *self.read())
@@ -92,7 +93,7 @@ class Proxy:
 
 
 def _pixels(path: str, band: int, target_wkt: str, values: np.ndarray, transform,
-            crs: pyproj.CRS) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+            crs: pyproj.CRS) -> tuple[np.ndarray, np.ndarray]:
     rows, cols = np.nonzero(values > 0)
     x0, y0 = transform * (cols, rows)
     x1, y1 = transform * (cols + 1, rows + 1)
@@ -104,4 +105,4 @@ def _pixels(path: str, band: int, target_wkt: str, values: np.ndarray, transform
         boxes = shapely.segmentize(boxes, step)
         tr = pyproj.Transformer.from_crs(crs, target, always_xy=True)
         boxes = shapely.transform(boxes, lambda xy: np.column_stack(tr.transform(xy[:, 0], xy[:, 1])))
-    return boxes, values[rows, cols], shapely.area(boxes)
+    return boxes, values[rows, cols]

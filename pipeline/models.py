@@ -326,26 +326,34 @@ class ModelOutputs:
     mechanism: str
     speciation: Speciation
     annual: ModelAnnual
-    layer_fractions: np.ndarray
     cems: CemsModel | None = None
     cems_pairs: object = None  # pipeline.cems.Cems, for the per-day check
 
 
+def _model_formats(cfg) -> list[str]:
+    return [f for f in cfg.output.formats if f != "cf"]
+
+
+def _speciation_for(cfg, tables) -> Speciation:
+    """The speciation table of the config's mechanism; an error when model formats lack one."""
+    if cfg.tables.speciation is None:
+        raise ConfigError(f"{cfg.config_path}: formats {_model_formats(cfg)} need a speciation "
+                          "table (tables.speciation, e.g. config/speciation.csv)")
+    return load_speciation(cfg.tables.speciation, cfg.output.mechanism, tables.registry.emitted,
+                           list(tables.sectors["sector"]))
+
+
 def prepare(cfg, tables, activity, emissions, matrix, cems=None) -> ModelOutputs | None:
     """Speciation, layers and the model-species annual grid for the configured formats."""
-    formats = [f for f in cfg.output.formats if f != "cf"]
+    formats = _model_formats(cfg)
     if not formats:
         return None
-    if cfg.tables.speciation is None:
-        raise ConfigError(f"{cfg.config_path}: formats {formats} need a speciation table "
-                          "(tables.speciation, e.g. config/speciation.csv)")
-    spec = load_speciation(cfg.tables.speciation, cfg.output.mechanism, tables.registry.emitted,
-                           list(tables.sectors["sector"]))
+    spec = _speciation_for(cfg, tables)
     layers = layers_from_config(cfg.vertical)
     frac = source_layer_fractions(activity, layers, cfg.vertical)
     ma = model_annual(matrix, emissions.table, activity, frac, spec, layers, tables.grid)
-    return ModelOutputs(formats, cfg.output.mechanism, spec, ma, frac,
-                        _cems_model(cems, spec, frac), cems)
+    return ModelOutputs(formats, cfg.output.mechanism, spec, ma, _cems_model(cems, spec, frac),
+                        cems)
 
 
 def check_formats(cfg, tables) -> None:
@@ -353,14 +361,10 @@ def check_formats(cfg, tables) -> None:
     I/O API cannot describe, a missing speciation table or mechanism."""
     from pipeline.writers import cmaq, wrfchem
 
-    formats = [f for f in cfg.output.formats if f != "cf"]
+    formats = _model_formats(cfg)
     if not formats:
         return
-    if cfg.tables.speciation is None:
-        raise ConfigError(f"{cfg.config_path}: formats {formats} need a speciation table "
-                          "(tables.speciation, e.g. config/speciation.csv)")
-    load_speciation(cfg.tables.speciation, cfg.output.mechanism, tables.registry.emitted,
-                    list(tables.sectors["sector"]))
+    _speciation_for(cfg, tables)
     layers_from_config(cfg.vertical)
     if "cmaq" in formats:
         cmaq.ioapi_horizontal(tables.grid)

@@ -371,7 +371,7 @@ def test_rectilinear_proxy_overlay_equals_pixel_polygons(tmp_path):
     proxy = Proxy("p", str(path))
     vals, transform, _ = proxy.read()
     fast = _rectilinear_weights(polys, vals, transform, _local_grid(g))
-    slow = _pixel_weights(polys, proxy.pixels(g.crs)[0], proxy.pixels(g.crs)[1], g, _Measure(g))
+    slow = _pixel_weights(polys, *proxy.pixels(g.crs), g, _Measure(g))
 
     def dense(t):
         p, c, w = t
