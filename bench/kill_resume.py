@@ -31,7 +31,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from pipeline.provenance import sha256_file  # noqa: E402
+from pipeline.publish import verify_build  # noqa: E402
 from tests.world import write_world  # noqa: E402
 
 
@@ -40,15 +40,8 @@ def check_pointer(out: Path, pointer: str = "latest-period") -> tuple[bool, str]
     if not link.is_symlink():
         return True, "no pointer yet"
     build = link.resolve()
-    manifest = build / "manifest.json"
-    if not manifest.is_file():
-        return False, f"{build.name}: no manifest"
-    files = json.loads(manifest.read_text())["files"]
-    for rel, meta in files.items():
-        p = build / rel
-        if not p.is_file() or sha256_file(p) != meta["sha256"]:
-            return False, f"{build.name}: {rel} missing or changed"
-    return True, f"{build.name}: {len(files)} files verified"
+    problems = verify_build(build)
+    return not problems, problems[0] if problems else f"{build.name}: every file verified"
 
 
 def run_build(cfg: Path, out: Path, env: dict) -> subprocess.Popen:
@@ -100,8 +93,10 @@ def main() -> None:
         final_ok = p.wait(timeout=600) == 0 and check_pointer(out)[0]
         leftovers = [n for n in os.listdir(out) if n.startswith(".staging-")]
         final_ok = final_ok and not leftovers
+        manifest = json.loads(((out / "latest-period") / "manifest.json").read_text())
         print(f"final build: {'published' if final_ok else 'FAILED'}; staging left: "
-              f"{len(leftovers)}")
+              f"{len(leftovers)}; days taken from earlier builds or the day store: "
+              f"{len(manifest.get('reused_days', {}))} of {len(manifest['day_content'])}")
         print(f"RESULT kills={killed} runs={k} valid={valid} published_while_killing={published} "
               f"final_ok={int(final_ok)}")
         if valid != k or killed < args.kills or not final_ok:

@@ -692,22 +692,31 @@ def _compute_chunks(jobs: list[tuple[str, object]], grid: Grid, proxies: dict | 
 
 
 def allocate(gdf, grid: Grid, proxies: dict | None = None, cache_dir: str | Path | None = None,
-             stats: CacheStats | None = None, scheduler: str | None = None) -> Allocation:
+             stats: CacheStats | None = None, scheduler: str | None = None,
+             groups: np.ndarray | None = None) -> Allocation:
     """Allocate an activity table of mixed kinds; columns follow the table's row order.
 
-    With ``cache_dir``, each source kind's matrix is stored under the content hash of its
-    geometries, the grid and the proxies (:func:`allocation_key`) and reused when they have not
-    changed, so a new activity value reuses every matrix and a moved road rebuilds only the
-    lines. ``stats`` records per kind whether the cache was hit. Matrices that must be computed
-    are computed in chunks of sources on ``scheduler`` (see :func:`_compute_chunks`).
+    With ``cache_dir``, the matrix of each source kind (of each group and kind, with ``groups``:
+    one label per row, e.g. the input each source came from) is stored under the content hash
+    of its geometries, the grid and the proxies (:func:`allocation_key`) and reused when they
+    have not changed, so a new activity value reuses every matrix and a moved road rebuilds only
+    the roads. ``stats`` records per kind (per group) whether the cache was hit. Matrices that
+    must be computed are computed together in chunks of sources on ``scheduler`` (see
+    :func:`_compute_chunks`).
     """
     kinds = gdf["kind"].to_numpy()
-    parts: dict[str, tuple[np.ndarray, Allocation]] = {}
-    todo: list[tuple[str, np.ndarray, object, Path | None]] = []
-    for kind in ("point", "line", "area"):
-        pos = np.flatnonzero(kinds == kind)
+    labels = np.asarray(groups, dtype=object) if groups is not None else None
+    parts: dict[tuple[str, str], tuple[np.ndarray, Allocation]] = {}
+    todo: list[tuple[tuple[str, str], np.ndarray, object, Path | None]] = []
+    order_of_groups = list(dict.fromkeys(labels)) if labels is not None else [None]
+    keys: list[tuple[str, str]] = []  # the parts in a fixed order, whatever came from the cache
+    for group, kind in [(g, k) for g in order_of_groups for k in ("point", "line", "area")]:
+        member = kinds == kind if group is None else (kinds == kind) & (labels == group)
+        pos = np.flatnonzero(member)
         if pos.size == 0:
             continue
+        name = kind if group is None else str(group)
+        keys.append((name, kind))
         sub = gdf.iloc[pos]
         _check_crs(sub, grid)
         ids = sub["source_id"].to_numpy()
@@ -717,20 +726,20 @@ def allocate(gdf, grid: Grid, proxies: dict | None = None, cache_dir: str | Path
             cached = _load_cached(path, len(sub), grid) if path.exists() else None
         if cached is not None:
             matrix, outside, fb = cached
-            parts[kind] = (pos, Allocation(matrix=matrix, source_ids=ids,
-                                           outside_fraction=outside,
-                                           fallback=tuple(str(ids[i]) for i in fb)))
+            parts[(name, kind)] = (pos, Allocation(matrix=matrix, source_ids=ids,
+                                                   outside_fraction=outside,
+                                                   fallback=tuple(str(ids[i]) for i in fb)))
         else:
-            todo.append((kind, pos, sub, path))
+            todo.append(((name, kind), pos, sub, path))
         if stats is not None:
-            stats.kinds[kind] = "hit" if cached is not None else "computed"
-    computed = _compute_chunks([(kind, sub) for kind, _, sub, _ in todo], grid, proxies,
+            stats.kinds[name] = "hit" if cached is not None else "computed"
+    computed = _compute_chunks([(key[1], sub) for key, _, sub, _ in todo], grid, proxies,
                                scheduler)
-    for (kind, pos, _, path), alloc in zip(todo, computed, strict=True):
+    for (key, pos, _, path), alloc in zip(todo, computed, strict=True):
         if path is not None:
             _store(path, alloc)
-        parts[kind] = (pos, alloc)
-    parts = [parts[k] for k in ("point", "line", "area") if k in parts]
+        parts[key] = (pos, alloc)
+    parts = [parts[k] for k in keys]
     n = len(gdf)
     if not parts:
         return Allocation(matrix=sp.csr_matrix((grid.size, n)), source_ids=np.array([], dtype=object),

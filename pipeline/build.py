@@ -29,7 +29,7 @@ from grids.grid import Grid
 from grids.proxy import Proxy
 from pipeline import cube as cube_mod
 from pipeline.checks import ChecksConfig, Finding, load_checks, run_checks
-from pipeline.config import BuildConfig, config_hash
+from pipeline.config import BuildConfig, InputConfig, config_hash
 from pipeline.ledger import RTOL, Ledger
 from pipeline.provenance import code_version, global_attributes, new_build_id
 from pipeline.temporal import load_profiles, load_sectors, temporal_factors
@@ -81,24 +81,29 @@ def load_tables(cfg: BuildConfig) -> Tables:
                   grid=grid, proxies=proxies, checks=checks)
 
 
-def read_inputs(cfg: BuildConfig, tables: Tables
-                ) -> tuple[gpd.GeoDataFrame, list[dict[str, Any]], gpd.GeoDataFrame]:
-    """Read and validate every input; returns (activity, metadata, rejected activity).
+def read_input(cfg: BuildConfig, tables: Tables, spec: InputConfig
+               ) -> tuple[gpd.GeoDataFrame, dict[str, Any]]:
+    """Read and validate one input of the config (every row, whatever its sector)."""
+    table, meta = read_sources(
+        spec.path, spec.kind, target_crs=tables.grid.crs, crs=spec.crs, columns=spec.columns,
+        layer=spec.layer, x_column=spec.x_column, y_column=spec.y_column,
+        wkt_column=spec.wkt_column, keys=tables.library.keys,
+        devices=tables.library.devices, proxies=set(tables.proxies),
+        species=tables.registry.emitted, sector_proxies=cfg.sector_proxies)
+    meta["name"] = spec.name
+    return table, meta
+
+
+def combine_inputs(cfg: BuildConfig, tables: Tables,
+                   parts: list[tuple[gpd.GeoDataFrame, dict[str, Any]]]
+                   ) -> tuple[gpd.GeoDataFrame, list[dict[str, Any]], gpd.GeoDataFrame]:
+    """One activity table from the inputs read by :func:`read_input`, in config order; returns
+    (activity, metadata, rejected activity).
 
     Sources of sectors not enabled in the config's ``sectors`` list are *rejected* (their mass
     goes to the ledger's ``rejected_kg`` with that reason), not silently dropped.
     """
-    parts, metas = [], []
-    for spec in cfg.inputs:
-        table, meta = read_sources(
-            spec.path, spec.kind, target_crs=tables.grid.crs, crs=spec.crs, columns=spec.columns,
-            layer=spec.layer, x_column=spec.x_column, y_column=spec.y_column,
-            wkt_column=spec.wkt_column, keys=tables.library.keys,
-            devices=tables.library.devices, proxies=set(tables.proxies),
-            species=tables.registry.emitted, sector_proxies=cfg.sector_proxies)
-        meta["name"] = spec.name
-        parts.append(table)
-        metas.append(meta)
+    metas = [meta for _, meta in parts]
     for path in cfg.cems:  # measured stack hours shape the time series: record them too
         metas.append({"path": str(path), "format": Path(path).suffix.lstrip("."), "kind": "cems",
                       "sha256": file_sha256(path) if Path(path).exists() else None,
@@ -108,11 +113,71 @@ def read_inputs(cfg: BuildConfig, tables: Tables
         metas.append({"path": proxy.path, "format": "geotiff", "kind": "proxy",
                       "sha256": file_sha256(proxy.path) if Path(proxy.path).exists() else None,
                       "source_crs": None, "rows": None, "layer": None, "name": f"proxy_{name}"})
-    activity = combine_activity(parts)
+    activity = combine_activity([table for table, _ in parts])
     enabled = activity["sector"].isin(cfg.sectors) if cfg.sectors is not None else \
         pd.Series(True, index=activity.index)
     rejected = activity.loc[~enabled.to_numpy()].assign(reject_reason="sector not enabled in config")
     return activity.loc[enabled.to_numpy()].reset_index(drop=True), metas, rejected
+
+
+def read_inputs(cfg: BuildConfig, tables: Tables
+                ) -> tuple[gpd.GeoDataFrame, list[dict[str, Any]], gpd.GeoDataFrame]:
+    """Read and validate every input; returns (activity, metadata, rejected activity)
+    (:func:`read_input` for each, then :func:`combine_inputs`)."""
+    return combine_inputs(cfg, tables, [read_input(cfg, tables, spec) for spec in cfg.inputs])
+
+
+def _digest(doc: Any) -> str:
+    import hashlib
+
+    return hashlib.sha256(json.dumps(doc, sort_keys=True, default=str).encode()).hexdigest()
+
+
+def _frame_digest(df: pd.DataFrame) -> str:
+    import hashlib
+
+    return hashlib.sha256(pd.util.hash_pandas_object(df, index=False).to_numpy().tobytes()
+                          ).hexdigest()
+
+
+def read_key(cfg: BuildConfig, tables: Tables, spec: InputConfig, code: str) -> str:
+    """Content key of :func:`read_input`: the file's bytes (every part of a Shapefile), its
+    config entry, what validation checks it against (factor keys, control devices, proxy
+    names, species, sector proxies), the grid's CRS and the code version. A change anywhere
+    else (another input, a factor value, a profile) leaves it unchanged."""
+    digest = file_sha256(spec.path) if Path(spec.path).exists() else "missing"
+    return "read-" + _digest({
+        "code": code, "input": spec.model_dump(mode="json"), "sha256": digest,
+        "crs": tables.grid.crs.to_wkt(), "keys": _frame_digest(tables.library.keys),
+        "devices": sorted(tables.library.devices), "proxies": sorted(tables.proxies),
+        "species": tables.registry.emitted, "sector_proxies": cfg.sector_proxies})
+
+
+def emissions_key(cfg: BuildConfig, source_key: str) -> str:
+    """Content key of one input's emissions: its read key and the bytes of the tables the
+    same-source step uses (species, factors, controls, fuels)."""
+    t = cfg.tables
+    return "emissions-" + _digest({
+        "read": source_key, **{name: file_sha256(path) for name, path in (
+            ("species", t.species), ("factors", t.emission_factors),
+            ("controls", t.control_efficiencies), ("fuels", t.fuels))}})
+
+
+def combine_emissions(parts: list[EmissionsResult], activity: gpd.GeoDataFrame,
+                      rejected: gpd.GeoDataFrame) -> tuple[EmissionsResult, pd.DataFrame | None]:
+    """Emissions of the kept sources (in ``activity``'s order) and kg/yr per sector × species of
+    the rejected ones, from the emissions of each input computed alone (every row of it: each
+    source's emissions depend on its own record only)."""
+    table = pd.concat([p.table for p in parts])
+    provenance = pd.concat([p.provenance for p in parts], ignore_index=True)
+    kept = EmissionsResult(
+        table=table.loc[activity["source_id"].to_numpy()],
+        provenance=provenance[provenance["source_id"].isin(activity["source_id"])
+                              ].reset_index(drop=True))
+    if len(rejected) == 0:
+        return kept, None
+    em = table.loc[rejected["source_id"].to_numpy()]
+    return kept, em.assign(sector=rejected["sector"].to_numpy()).groupby("sector").sum()
 
 
 def compute_all_emissions(activity: gpd.GeoDataFrame, tables: Tables) -> EmissionsResult:
@@ -132,12 +197,15 @@ def check_emissions(emissions: EmissionsResult, activity: gpd.GeoDataFrame, tabl
 
 
 def allocate_sources(activity: gpd.GeoDataFrame, tables: Tables, cache_dir: Path | None = None,
-                     stats: CacheStats | None = None, scheduler: str | None = None) -> Allocation:
+                     stats: CacheStats | None = None, scheduler: str | None = None,
+                     inputs: dict[str, str] | None = None) -> Allocation:
     """Allocation matrices, reused from ``cache_dir/allocation`` where geometries are unchanged,
-    computed in chunks on the dask ``scheduler`` where not."""
+    computed in chunks on the dask ``scheduler`` where not. With ``inputs`` (input file → input
+    name), each input's sources have their own matrix (and cache entry and ``stats`` line)."""
+    groups = activity["input_file"].map(inputs).to_numpy() if inputs else None
     return allocate(activity, tables.grid, tables.proxies,
                     cache_dir=Path(cache_dir) / "allocation" if cache_dir else None, stats=stats,
-                    scheduler=scheduler)
+                    scheduler=scheduler, groups=groups)
 
 
 def make_annual(alloc: Allocation, emissions: EmissionsResult, activity: gpd.GeoDataFrame,
@@ -159,14 +227,6 @@ def make_ledger(emissions: EmissionsResult, activity: gpd.GeoDataFrame, alloc: A
                              alloc.outside_fraction, by_sector, rejected_kg)
 
 
-def rejected_mass(rejected: gpd.GeoDataFrame, tables: Tables) -> pd.DataFrame | None:
-    """kg/yr per sector × species of rejected sources (computed with the same factors)."""
-    if len(rejected) == 0:
-        return None
-    em = compute_emissions(rejected, tables.library, tables.registry).table
-    return em.assign(sector=rejected["sector"].to_numpy()).groupby("sector").sum()
-
-
 @dataclass
 class WriteContext:
     """What every daily write needs besides the data."""
@@ -181,6 +241,31 @@ class WriteContext:
     #: day (YYYYMMDD) → (content hash, file, build that wrote it) of the build the pointer
     #: refers to: a day whose content is unchanged is hard-linked from there, not rewritten
     previous: dict[str, tuple[str, str, str]] = field(default_factory=dict)
+    #: content-addressed day files (``<content hash>.<build id>.nc``, hard links to the files
+    #: builds wrote): a build killed after some days resumes from them, and builds under other
+    #: pointers share their days. None: no cache.
+    store: Path | None = None
+
+
+def stored_day(store: Path | None, content: str) -> Path | None:
+    """The stored day file with this content hash, if any."""
+    if store is None or not store.is_dir():
+        return None
+    return next(iter(sorted(store.glob(f"{content}.*.nc"))), None)
+
+
+def store_day(store: Path | None, content: str, path: Path, build_id: str) -> None:
+    """Hard-link a written day file into the store (atomically; nothing on another file system:
+    a copy would double the disk it takes)."""
+    if store is None:
+        return
+    store.mkdir(parents=True, exist_ok=True)
+    tmp = store / f".{content}.{build_id}.{os.getpid()}.tmp"
+    try:
+        os.link(path, tmp)
+        os.replace(tmp, store / f"{content}.{build_id}.nc")
+    except OSError:
+        tmp.unlink(missing_ok=True)
 
 
 def day_content_hash(day_ds: xr.Dataset, ctx: WriteContext) -> str:
@@ -227,15 +312,21 @@ def write_days(cube: xr.Dataset, days: list[pd.Timestamp], ctx: WriteContext,
         h = day_content_hash(day_ds, ctx)
         content[key] = h
         prev = ctx.previous.get(key)
+        source = origin = None
         if prev is not None and prev[0] == h and Path(prev[1]).is_file():
+            source, origin = Path(prev[1]), prev[2]
+        elif (found := stored_day(ctx.store, h)) is not None:
+            source, origin = found, found.name.split(".")[1]
+        if source is not None:
             try:  # same content: the same file, not a new one (same bytes, same checksum)
-                os.link(prev[1], path)
+                os.link(source, path)
             except OSError:
-                shutil.copy2(prev[1], path)
-            reused[key] = prev[2]  # the build that wrote the file
+                shutil.copy2(source, path)
+            reused[key] = origin  # the build that wrote the file
         else:
             netcdf_cf.write(day_ds, path, ctx.attrs, static=ctx.static, year=ctx.year,
                             dtype=ctx.dtype, complevel=ctx.complevel, shuffle=ctx.shuffle)
+            store_day(ctx.store, h, path, ctx.attrs["tongyuan_build_id"])
         written[key] = mass
         files.append(str(path))
     return {"written": written, "files": files, "content": content, "reused": reused}

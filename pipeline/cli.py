@@ -116,9 +116,12 @@ def _print_summary(summary: dict) -> None:
               "spread by area (notices.csv)")
     if summary.get("report"):
         print(f"  report:  {summary['report']}")
-    if summary.get("allocation_cache"):
-        print("  cache:   allocation " + ", ".join(f"{k}s {v}" for k, v in
-                                                 summary["allocation_cache"].items()))
+    if summary.get("cache"):  # per input: read, emissions, allocation
+        steps = [(name, step, state) for name, done in summary["cache"].items()
+                 for step, state in done.items()]
+        redone = [f"{name} {step}" for name, step, state in steps if state != "hit"]
+        print(f"  cache:   {len(steps) - len(redone)} of {len(steps)} input steps reused"
+              + (f"; computed: {', '.join(redone)}" if redone else ""))
     steps = ", ".join(f"{k} {v:.1f} s" for k, v in summary["timings"].items())
     print(f"\n  time:    {summary['seconds']:.1f} s ({steps})")
 

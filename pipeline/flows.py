@@ -24,6 +24,7 @@ from pipeline.publish import (
     build_lock,
     discard,
     prune,
+    prune_day_store,
     publish,
     record_changes,
     staging_dir,
@@ -58,14 +59,60 @@ def load_tables_task(cfg: BuildConfig) -> b.Tables:
     return b.load_tables(cfg)
 
 
-@task(**T_IO)
-def read_inputs_task(cfg: BuildConfig, tables: b.Tables):
-    return b.read_inputs(cfg, tables)
+def _by_key(context, parameters) -> str:
+    return parameters["key"]
 
 
-@task(**T)
-def emissions_task(activity, tables: b.Tables):
-    return b.compute_all_emissions(activity, tables)
+#: tasks cached on disk by the content key passed as their ``key`` parameter
+#: (:func:`pipeline.build.read_key`): the record holds the result, so a later build, in another
+#: process, skips the work when nothing that work depends on changed. A record cut short by a
+#: killed build reads as a miss and is written again.
+T_CACHED = {"cache_key_fn": _by_key, "persist_result": True, "cache_expiration": None}
+
+
+@task(**T_CACHED, retries=2, retry_delay_seconds=2, retry_condition_fn=_transient,
+      task_run_name="read-{spec.name}")
+def read_input_task(cfg: BuildConfig, tables: b.Tables, spec, key: str):
+    return b.read_input(cfg, tables, spec)
+
+
+@task(**T_CACHED, task_run_name="emissions-{name}")
+def input_emissions_task(table, tables: b.Tables, name: str, key: str):
+    return b.compute_all_emissions(table, tables)
+
+
+def _state(state) -> str:
+    return "hit" if state.name == "Cached" else "computed"
+
+
+def read_and_compute(cfg: BuildConfig, tables: b.Tables):
+    """Every input read and its emissions computed, each input on its own, each step a task
+    cached under ``<cache dir>/tasks`` by the content key of what it depends on: a change to one
+    input's data re-reads and recomputes that input only.
+
+    Returns (activity, metadata, rejected activity, emissions of the kept sources, rejected
+    kg/yr per sector × species, per input and step ``"hit"`` or ``"computed"``).
+    """
+    from pipeline.provenance import code_version
+
+    if cfg.cache_dir is not None:
+        opts: dict[str, Any] = {"result_storage": Path(cfg.cache_dir) / "tasks"}
+    else:
+        opts = {"cache_policy": NO_CACHE, "persist_result": False}
+    read, emit = read_input_task.with_options(**opts), input_emissions_task.with_options(**opts)
+    code = code_version()
+    parts, results, cache = [], [], {}
+    for spec in cfg.inputs:
+        key = b.read_key(cfg, tables, spec, code)
+        got = read(cfg, tables, spec, key, return_state=True)
+        table, meta = got.result()
+        em = emit(table, tables, spec.name, b.emissions_key(cfg, key), return_state=True)
+        parts.append((table, meta))
+        results.append(em.result())
+        cache[spec.name] = {"read": _state(got), "emissions": _state(em)}
+    activity, metas, rejected = b.combine_inputs(cfg, tables, parts)
+    emissions, rejected_kg = b.combine_emissions(results, activity, rejected)
+    return activity, metas, rejected, emissions, rejected_kg, cache
 
 
 @task(**T)
@@ -73,20 +120,26 @@ def checks_task(emissions, activity, tables: b.Tables, cfg: BuildConfig):
     return b.check_emissions(emissions, activity, tables, cfg)
 
 
-@task(**T)
-def rejected_task(rejected, tables: b.Tables):
-    return b.rejected_mass(rejected, tables)
+def _input_names(metas: list[dict[str, Any]]) -> dict[str, str]:
+    return {m["path"]: m["name"] for m in metas if m["kind"] in ("point", "line", "area")}
+
+
+def _merge_cache(cache: dict[str, dict[str, str]], allocated: dict[str, str]) -> None:
+    for name, state in allocated.items():
+        cache.setdefault(name, {})["allocation"] = state
 
 
 @task(**T)
-def allocate_task(activity, tables: b.Tables, cache_dir=None, scheduler: str | None = None):
-    """Allocation and, per source kind, whether the cached matrix was reused. The matrices are
-    computed in chunks of sources with dask on ``scheduler`` (threads, or a dask.distributed
-    cluster): one Prefect task, since the chunks are pure functions of their sources."""
+def allocate_task(activity, tables: b.Tables, cache_dir=None, scheduler: str | None = None,
+                  inputs: dict[str, str] | None = None):
+    """Allocation and, per input (``inputs``: input file → name), whether its cached matrix was
+    reused. The matrices are computed in chunks of sources with dask on ``scheduler`` (threads,
+    or a dask.distributed cluster): one Prefect task, since the chunks are pure functions of
+    their sources."""
     from grids.allocate import CacheStats
 
     stats = CacheStats()
-    alloc = b.allocate_sources(activity, tables, cache_dir, stats, scheduler)
+    alloc = b.allocate_sources(activity, tables, cache_dir, stats, scheduler, inputs)
     return alloc, dict(stats.kinds)
 
 
@@ -169,7 +222,8 @@ def _write_and_publish(cfg: BuildConfig, tables: b.Tables, out: Path, build_id: 
                              attrs=b.provenance_attrs(cfg, metas, build_id, cfg_hash, grid),
                              year=cfg.year, dtype=cfg.output.dtype,
                              complevel=cfg.output.complevel, shuffle=cfg.output.shuffle,
-                             previous=b.previous_days(out / pointer))
+                             previous=b.previous_days(out / pointer),
+                             store=Path(cfg.cache_dir) / "days" if cfg.cache_dir else None)
         cube = hourly_cube(annual, factors, grid, tables.registry, cems=cems)
         by_month = defaultdict(list)
         for day in b.utc_days(cfg.year, cfg.output.period):
@@ -225,6 +279,7 @@ def _write_and_publish(cfg: BuildConfig, tables: b.Tables, out: Path, build_id: 
         raise
     record_changes(out, previous, final, pointer)
     prune(out, cfg.output.keep_builds)
+    prune_day_store(ctx.store)
     return final, per_day, reported
 
 
@@ -255,14 +310,13 @@ def build_inventory(config_path: str, out_dir: str | None = None, year: int | No
         tables = load_tables_task(cfg)
         from pipeline.models import check_formats
         check_formats(cfg, tables)  # a grid a model format cannot take fails before any work
-        activity, metas, rejected = read_inputs_task(cfg, tables)
-        clock.lap("read")
-        emissions = emissions_task(activity, tables)
-        rejected_kg = rejected_task(rejected, tables)
+        activity, metas, rejected, emissions, rejected_kg, cache = read_and_compute(cfg, tables)
         findings = checks_task(emissions, activity, tables, cfg)
         raise_on_errors(findings)  # configured as errors: fail fast, before anything is written
-        clock.lap("emissions")
-        alloc, cache = allocate_task(activity, tables, cfg.cache_dir, cfg.allocation.scheduler)
+        clock.lap("read+emissions")
+        alloc, allocated = allocate_task(activity, tables, cfg.cache_dir,
+                                         cfg.allocation.scheduler, _input_names(metas))
+        _merge_cache(cache, allocated)
         clock.lap("allocate")
         annual = annual_task(alloc, emissions, activity, tables)
         factors = factors_task(cfg, tables)
@@ -288,7 +342,7 @@ def build_inventory(config_path: str, out_dir: str | None = None, year: int | No
                              description=f"Tongyuan build {build_id}")
     return {"build_id": build_id, "build_dir": str(final), "latest": str(out / pointer),
             "files": len(per_day), "totals": totals, "fallback": list(alloc.fallback),
-            "findings": findings, "allocation_cache": cache,
+            "findings": findings, "cache": cache,
             "report": str(final / "report" / "index.html") if reported else None,
             "timings": dict(clock.steps), "seconds": clock.total, "period": cfg.output.period,
             "formats": list(cfg.output.formats), "mechanism": cfg.output.mechanism}
@@ -326,16 +380,16 @@ def scenario_inventory(scenario_path: str, out_dir: str | None = None,
     with build_lock(out):
         sweep_stale(out)
         tables = load_tables_task(cfg)
-        activity, metas, rejected = read_inputs_task(cfg, tables)
+        activity, metas, rejected, _, rejected_kg, cache = read_and_compute(cfg, tables)
         clock.lap("read")
-        base_alloc, cache = allocate_task(activity, tables, cfg.cache_dir,
-                                          cfg.allocation.scheduler)
+        base_alloc, allocated = allocate_task(activity, tables, cfg.cache_dir,
+                                              cfg.allocation.scheduler, _input_names(metas))
+        _merge_cache(cache, allocated)
         clock.lap("allocate")
         run = scenario_task(sc, activity, base_alloc, tables, cfg.boundaries)
         clock.lap("measures")
         act = run.final
         emissions, alloc = run.emissions, run.allocation
-        rejected_kg = rejected_task(rejected, tables)
         findings = checks_task(emissions, act, tables, cfg)
         raise_on_errors(findings)
         annual = annual_task(alloc, emissions, act, tables)
@@ -367,7 +421,7 @@ def scenario_inventory(scenario_path: str, out_dir: str | None = None,
     return {"build_id": build_id, "build_dir": str(final), "latest": str(out / pointer),
             "files": len(per_day), "totals": ledger.totals(), "fallback": list(alloc.fallback),
             "findings": findings, "synergy": run.synergy, "scenario": sc.name,
-            "allocation_cache": cache,
+            "cache": cache,
             "report": str(final / "report" / "index.html") if reported else None,
             "synergy_page": str(final / "synergy" / "index.html"),
             "timings": dict(clock.steps), "seconds": clock.total, "period": cfg.output.period}

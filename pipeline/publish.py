@@ -147,6 +147,36 @@ def prune(out: Path, keep: int | None) -> list[str]:
     return removed
 
 
+def prune_day_store(store: Path | None) -> int:
+    """Remove stored day files that no build holds any more (one link left: the store's own),
+    and temporary links a killed build left. Call under the lock, after publishing and pruning:
+    what a killed build wrote then has served its purpose. Returns the number removed."""
+    if store is None or not store.is_dir():
+        return 0
+    removed = 0
+    for path in store.iterdir():
+        if path.name.startswith(".") or (path.is_file() and path.stat().st_nlink == 1):
+            path.unlink(missing_ok=True)
+            removed += 1
+    return removed
+
+
+def verify_build(build: Path) -> list[str]:
+    """What is wrong with a published build: a missing manifest, or a file it lists that is
+    missing or whose sha256 differs. Empty when the build is complete."""
+    manifest = build / "manifest.json"
+    if not manifest.is_file():
+        return [f"{build.name}: no manifest.json"]
+    problems = []
+    for rel, meta in json.loads(manifest.read_text(encoding="utf-8"))["files"].items():
+        path = build / rel
+        if not path.is_file():
+            problems.append(f"{build.name}/{rel}: missing")
+        elif sha256_file(path) != meta["sha256"]:
+            problems.append(f"{build.name}/{rel}: sha256 differs from the manifest")
+    return problems
+
+
 def _totals(build: Path) -> dict[str, float]:
     import pandas as pd
 

@@ -312,16 +312,55 @@ def test_second_build_reuses_cached_allocation_with_identical_output(world, pref
     out = tmp_path / "out"
     day = ("2024-03-01", "2024-03-01")
     s1 = build_inventory(str(world), out_dir=str(out), period=day)
-    assert set(s1["allocation_cache"].values()) == {"computed"}
-    assert (out / ".cache" / "allocation").is_dir()
+    assert {state for c in s1["cache"].values() for state in c.values()} == {"computed"}
+    assert (out / ".cache" / "allocation").is_dir() and (out / ".cache" / "tasks").is_dir()
     s2 = build_inventory(str(world), out_dir=str(out), period=day)
-    assert s2["allocation_cache"] == {"point": "hit", "line": "hit", "area": "hit"}
+    assert s2["cache"] == {name: {"read": "hit", "emissions": "hit", "allocation": "hit"}
+                           for name in ("points", "lines", "areas")}
     a = xr.open_dataset(Path(s1["build_dir"]) / "annual.nc")
     b = xr.open_dataset(Path(s2["build_dir"]) / "annual.nc")
     with a, b:
         np.testing.assert_array_equal(a["annual_emissions"].values, b["annual_emissions"].values)
     m = json.loads((Path(s2["build_dir"]) / "manifest.json").read_text())
     assert not any(".cache" in f for f in m["files"])
+
+
+def test_one_input_changed_recomputes_only_what_depends_on_it(world, prefect_harness, tmp_path):
+    """A change to the road data re-reads the roads, recomputes their emissions and (the
+    geometry having moved) their allocation; the other inputs come from the cache, and the
+    result equals a build from scratch. A factor change recomputes every input's emissions
+    but re-reads nothing."""
+    from pipeline.flows import build_inventory
+
+    out = tmp_path / "out"
+    day = ("2024-03-01", "2024-03-01")
+    s1 = build_inventory(str(world), out_dir=str(out), period=day)
+    lines = world.parent.parent / "data" / "lines.csv"
+    lines.write_text(lines.read_text().replace("LINESTRING (303500 3401500, 305500 3401500)",
+                                               "LINESTRING (303500 3401500, 303900 3401500)"))
+    s2 = build_inventory(str(world), out_dir=str(out), period=day)
+    assert s2["cache"] == {
+        "points": {"read": "hit", "emissions": "hit", "allocation": "hit"},
+        "lines": {"read": "computed", "emissions": "computed", "allocation": "computed"},
+        "areas": {"read": "hit", "emissions": "hit", "allocation": "hit"}}
+    fresh = build_inventory(str(world), out_dir=str(tmp_path / "fresh"), period=day)
+    a = xr.open_dataset(Path(s2["build_dir"]) / "annual.nc")
+    b = xr.open_dataset(Path(fresh["build_dir"]) / "annual.nc")
+    with a, b:
+        np.testing.assert_array_equal(a["annual_emissions"].values, b["annual_emissions"].values)
+    pd.testing.assert_frame_equal(s2["totals"], fresh["totals"])
+    # L2 now lies inside the grid: the 75 % of its 500 kg NOx that lay beyond it is gridded
+    assert s1["totals"].loc["NOx", "outside_domain_kg"] - \
+        s2["totals"].loc["NOx", "outside_domain_kg"] == pytest.approx(375.0)
+
+    factors = world.parent / "emission_factors.csv"
+    factors.write_text(factors.read_text().replace("road,gasoline,car,NOx,0.5,g/km",
+                                                   "road,gasoline,car,NOx,0.6,g/km"))
+    s3 = build_inventory(str(world), out_dir=str(out), period=day)
+    assert s3["cache"] == {name: {"read": "hit", "emissions": "computed", "allocation": "hit"}
+                           for name in ("points", "lines", "areas")}
+    assert s3["totals"].loc["NOx", "read_kg"] - s2["totals"].loc["NOx", "read_kg"] == \
+        pytest.approx(3 * 1e6 * 0.1e-3)
 
 
 def test_changes_entry_and_retention(world, prefect_harness, tmp_path):
@@ -451,3 +490,71 @@ def test_transient_write_errors_are_retried_and_others_are_not(world, prefect_ha
                         period=("2024-03-02", "2024-03-02"))
     assert calls["n"] == 1  # no retry
     assert (tmp_path / "out" / "latest-period").resolve() == Path(s["build_dir"]).resolve()
+
+
+KILLED_BUILD = """
+import os, signal, sys
+from pipeline.writers import netcdf_cf
+
+real, calls = netcdf_cf.write, []
+
+def write(*args, **kwargs):  # SIGKILL ourselves as the third day file starts
+    calls.append(1)
+    if len(calls) == 3:
+        os.kill(os.getpid(), signal.SIGKILL)
+    return real(*args, **kwargs)
+
+netcdf_cf.write = write
+from pipeline.flows import build_inventory
+build_inventory(sys.argv[1], out_dir=sys.argv[2], period=("2024-03-01", "2024-03-05"))
+"""
+
+
+def test_killed_build_leaves_latest_valid_and_the_next_run_resumes(world, prefect_harness,
+                                                                   tmp_path):
+    """A build SIGKILLed while writing days leaves the pointer on the previous complete,
+    checksum-valid build; the next run takes what the killed one finished from the cache (its
+    read, emissions and allocation, and its two written days, which keep that build's id) and
+    publishes a valid build."""
+    import os
+    import subprocess
+    import sys
+
+    from prefect.settings import PREFECT_API_URL
+
+    from pipeline.flows import build_inventory
+    from pipeline.publish import verify_build
+
+    out = tmp_path / "out"
+    days = ("2024-03-01", "2024-03-05")
+    first = Path(build_inventory(str(world), out_dir=str(out), period=days)["build_dir"])
+    lines = world.parent.parent / "data" / "lines.csv"
+    lines.write_text(lines.read_text().replace(",1000000,km,", ",2000000,km,"))  # every day
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parent.parent),
+           "PREFECT_API_URL": PREFECT_API_URL.value(), "PREFECT_LOGGING_LEVEL": "ERROR"}
+    killed = subprocess.run([sys.executable, "-c", KILLED_BUILD, str(world), str(out)],
+                            env=env, capture_output=True, text=True, timeout=600)
+    assert killed.returncode == -9, killed.stderr[-2000:]
+    (staging,) = out.glob(".staging-*")
+    assert sorted(p.name for p in (staging / "hourly").iterdir()) == ["20240301.nc",
+                                                                     "20240302.nc"]
+    assert (out / "latest-period").resolve() == first and verify_build(first) == []
+
+    resumed = build_inventory(str(world), out_dir=str(out), period=days)
+    final = Path(resumed["build_dir"])
+    assert verify_build(final) == [] and (out / "latest-period").resolve() == final
+    assert not list(out.glob(".staging-*"))
+    assert {s for c in resumed["cache"].values() for s in c.values()} == {"hit"}
+    killed_id = staging.name.removeprefix(".staging-")
+    manifest = json.loads((final / "manifest.json").read_text())
+    assert manifest["reused_days"] == {"20240301": killed_id, "20240302": killed_id}
+    with xr.open_dataset(final / "hourly" / "20240302.nc") as ds:
+        assert ds.attrs["tongyuan_build_id"] == killed_id
+    # what was resumed is what a build from scratch writes
+    fresh = build_inventory(str(world), out_dir=str(tmp_path / "fresh"), period=days)
+    pd.testing.assert_frame_equal(resumed["totals"], fresh["totals"])
+    for day in ("20240302", "20240303"):
+        with xr.open_dataset(final / "hourly" / f"{day}.nc") as a, \
+                xr.open_dataset(Path(fresh["build_dir"]) / "hourly" / f"{day}.nc") as b:
+            for v in a.data_vars:
+                np.testing.assert_array_equal(a[v].values, b[v].values)

@@ -411,8 +411,8 @@ def test_build_on_a_distributed_local_cluster_is_bit_identical(world, prefect_ha
                       dashboard_address=None) as cluster:
         remote = build_inventory(str(world), out_dir=str(tmp_path / "b"), period=day,
                                  scheduler=cluster.scheduler_address)
-    assert remote["allocation_cache"] == {"point": "computed", "line": "computed",
-                                          "area": "computed"}
+    assert {n: c["allocation"] for n, c in remote["cache"].items()} == {
+        "points": "computed", "lines": "computed", "areas": "computed"}
     for name in ("annual.nc", "hourly/20240301.nc"):
         a = xr.open_dataset(Path(local["build_dir"]) / name)
         b = xr.open_dataset(Path(remote["build_dir"]) / name)
