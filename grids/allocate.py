@@ -618,9 +618,11 @@ def _store(path: Path, alloc: Allocation) -> None:
 
 @dataclass
 class CacheStats:
-    """What :func:`allocate` did per source kind: ``hit`` or ``computed``."""
+    """What :func:`allocate` did per source kind: ``hit`` or ``computed``, and the names of
+    the cache files it read or wrote (what a build holds on to in the cache)."""
 
     kinds: dict[str, str] = field(default_factory=dict)
+    files: list[str] = field(default_factory=list)
 
 
 #: smallest chunk worth a task, per source kind (points are trivial, polygons heavy)
@@ -733,6 +735,8 @@ def allocate(gdf, grid: Grid, proxies: dict | None = None, cache_dir: str | Path
             todo.append(((name, kind), pos, sub, path))
         if stats is not None:
             stats.kinds[name] = "hit" if cached is not None else "computed"
+            if path is not None:
+                stats.files.append(path.name)
     computed = _compute_chunks([(key[1], sub) for key, _, sub, _ in todo], grid, proxies,
                                scheduler)
     for (key, pos, _, path), alloc in zip(todo, computed, strict=True):

@@ -24,6 +24,7 @@ from pipeline.publish import (
     build_lock,
     discard,
     prune,
+    prune_cache,
     prune_day_store,
     publish,
     record_changes,
@@ -91,7 +92,8 @@ def read_and_compute(cfg: BuildConfig, tables: b.Tables):
     input's data re-reads and recomputes that input only.
 
     Returns (activity, metadata, rejected activity, emissions of the kept sources, rejected
-    kg/yr per sector × species, per input and step ``"hit"`` or ``"computed"``).
+    kg/yr per sector × species, per input and step ``"hit"`` or ``"computed"``, the task
+    records used, relative to the cache directory).
     """
     from pipeline.provenance import code_version
 
@@ -101,18 +103,20 @@ def read_and_compute(cfg: BuildConfig, tables: b.Tables):
         opts = {"cache_policy": NO_CACHE, "persist_result": False}
     read, emit = read_input_task.with_options(**opts), input_emissions_task.with_options(**opts)
     code = code_version()
-    parts, results, cache = [], [], {}
+    parts, results, cache, records = [], [], {}, []
     for spec in cfg.inputs:
         key = b.read_key(cfg, tables, spec, code)
+        em_key = b.emissions_key(cfg, key)
         got = read(cfg, tables, spec, key, return_state=True)
         table, meta = got.result()
-        em = emit(table, tables, spec.name, b.emissions_key(cfg, key), return_state=True)
+        em = emit(table, tables, spec.name, em_key, return_state=True)
         parts.append((table, meta))
         results.append(em.result())
         cache[spec.name] = {"read": _state(got), "emissions": _state(em)}
+        records += [f"tasks/{key}", f"tasks/{em_key}"]
     activity, metas, rejected = b.combine_inputs(cfg, tables, parts)
     emissions, rejected_kg = b.combine_emissions(results, activity, rejected)
-    return activity, metas, rejected, emissions, rejected_kg, cache
+    return activity, metas, rejected, emissions, rejected_kg, cache, records
 
 
 @task(**T)
@@ -132,15 +136,15 @@ def _merge_cache(cache: dict[str, dict[str, str]], allocated: dict[str, str]) ->
 @task(**T)
 def allocate_task(activity, tables: b.Tables, cache_dir=None, scheduler: str | None = None,
                   inputs: dict[str, str] | None = None):
-    """Allocation and, per input (``inputs``: input file → name), whether its cached matrix was
-    reused. The matrices are computed in chunks of sources with dask on ``scheduler`` (threads,
-    or a dask.distributed cluster): one Prefect task, since the chunks are pure functions of
-    their sources."""
+    """Allocation, per input (``inputs``: input file → name) whether its cached matrix was
+    reused, and the cache files used (relative to the cache directory). The matrices are
+    computed in chunks of sources with dask on ``scheduler`` (threads, or a dask.distributed
+    cluster): one Prefect task, since the chunks are pure functions of their sources."""
     from grids.allocate import CacheStats
 
     stats = CacheStats()
     alloc = b.allocate_sources(activity, tables, cache_dir, stats, scheduler, inputs)
-    return alloc, dict(stats.kinds)
+    return alloc, dict(stats.kinds), [f"allocation/{f}" for f in stats.files]
 
 
 @task(**T)
@@ -280,6 +284,7 @@ def _write_and_publish(cfg: BuildConfig, tables: b.Tables, out: Path, build_id: 
     record_changes(out, previous, final, pointer)
     prune(out, cfg.output.keep_builds)
     prune_day_store(ctx.store)
+    prune_cache(out, cfg.cache_dir)
     return final, per_day, reported
 
 
@@ -310,12 +315,13 @@ def build_inventory(config_path: str, out_dir: str | None = None, year: int | No
         tables = load_tables_task(cfg)
         from pipeline.models import check_formats
         check_formats(cfg, tables)  # a grid a model format cannot take fails before any work
-        activity, metas, rejected, emissions, rejected_kg, cache = read_and_compute(cfg, tables)
+        activity, metas, rejected, emissions, rejected_kg, cache, records = read_and_compute(
+            cfg, tables)
         findings = checks_task(emissions, activity, tables, cfg)
         raise_on_errors(findings)  # configured as errors: fail fast, before anything is written
         clock.lap("read+emissions")
-        alloc, allocated = allocate_task(activity, tables, cfg.cache_dir,
-                                         cfg.allocation.scheduler, _input_names(metas))
+        alloc, allocated, matrices = allocate_task(activity, tables, cfg.cache_dir,
+                                                   cfg.allocation.scheduler, _input_names(metas))
         _merge_cache(cache, allocated)
         clock.lap("allocate")
         annual = annual_task(alloc, emissions, activity, tables)
@@ -330,7 +336,8 @@ def build_inventory(config_path: str, out_dir: str | None = None, year: int | No
         final, per_day, reported = _write_and_publish(
             cfg, tables, out, build_id, cfg_hash, metas, activity, rejected, emissions, alloc,
             annual, factors, ledger, findings, clock, pointer, cems=cems,
-            manifest_extra={"fingerprint": b.input_fingerprint(cfg)})
+            manifest_extra={"fingerprint": b.input_fingerprint(cfg),
+                            "cache_files": sorted({*records, *matrices})})
     clock.lap("publish")
     totals = ledger.totals()
     if reported:
@@ -380,10 +387,10 @@ def scenario_inventory(scenario_path: str, out_dir: str | None = None,
     with build_lock(out):
         sweep_stale(out)
         tables = load_tables_task(cfg)
-        activity, metas, rejected, _, rejected_kg, cache = read_and_compute(cfg, tables)
+        activity, metas, rejected, _, rejected_kg, cache, records = read_and_compute(cfg, tables)
         clock.lap("read")
-        base_alloc, allocated = allocate_task(activity, tables, cfg.cache_dir,
-                                              cfg.allocation.scheduler, _input_names(metas))
+        base_alloc, allocated, matrices = allocate_task(
+            activity, tables, cfg.cache_dir, cfg.allocation.scheduler, _input_names(metas))
         _merge_cache(cache, allocated)
         clock.lap("allocate")
         run = scenario_task(sc, activity, base_alloc, tables, cfg.boundaries)
@@ -413,7 +420,8 @@ def scenario_inventory(scenario_path: str, out_dir: str | None = None,
                                                                      attrs),
             manifest_extra={"scenario": sc.name, "scenario_file": str(sc.path),
                             "base_year": sc.base_year, "target_year": sc.target_year,
-                            "base_config_hash": cfg_hash},
+                            "base_config_hash": cfg_hash,
+                            "cache_files": sorted({*records, *matrices})},
             pages=lambda staging: write_synergy_page(staging, cfg.boundaries).parent.name)
     clock.lap("publish")
     create_markdown_artifact(key="scenario-synergy", markdown=_synergy_markdown(run),

@@ -161,6 +161,35 @@ def prune_day_store(store: Path | None) -> int:
     return removed
 
 
+#: the parts of the cache a build's manifest lists under ``cache_files``
+PRUNED_CACHE = ("tasks", "allocation")
+
+
+def prune_cache(out: Path, cache_dir: Path | None) -> int:
+    """Remove the cached task records and allocation matrices that no published build in
+    ``out`` used (each build's manifest lists them in ``cache_files``), and temporary files a
+    killed build left. Call under the lock, after publishing and pruning: the cache then holds
+    what rebuilding any kept build needs and nothing more. A cache directory set apart from
+    ``out/.cache`` may serve other output directories as well and is left alone. Returns the
+    number of files removed."""
+    if cache_dir is None or Path(cache_dir).resolve() != (out / ".cache").resolve():
+        return 0
+    used: set[str] = set()
+    for build in published_builds(out):
+        manifest = json.loads((out / build / "manifest.json").read_text(encoding="utf-8"))
+        used.update(manifest.get("cache_files") or [])
+    removed = 0
+    for part in PRUNED_CACHE:
+        folder = Path(cache_dir) / part
+        if not folder.is_dir():
+            continue
+        for path in folder.iterdir():
+            if path.is_file() and f"{part}/{path.name}" not in used:
+                path.unlink(missing_ok=True)
+                removed += 1
+    return removed
+
+
 def verify_build(build: Path) -> list[str]:
     """What is wrong with a published build: a missing manifest, or a file it lists that is
     missing or whose sha256 differs. Empty when the build is complete."""

@@ -365,7 +365,8 @@ def test_one_input_changed_recomputes_only_what_depends_on_it(world, prefect_har
 
 def test_changes_entry_and_retention(world, prefect_harness, tmp_path):
     """Every publish prepends a CHANGES.md entry (inputs changed, totals before/after); only
-    the newest keep_builds builds stay, never one a pointer refers to."""
+    the newest keep_builds builds stay, never one a pointer refers to, and the cache keeps only
+    the task records and matrices the kept builds used."""
     from pipeline.flows import build_inventory
 
     out = tmp_path / "out"
@@ -388,6 +389,19 @@ def test_changes_entry_and_retention(world, prefect_harness, tmp_path):
     after = s2["totals"].loc["NOx", "written_kg"]
     assert f"| NOx | {before / 1e3:,.3f} | {after / 1e3:,.3f} | " \
            f"{(after - before) / before * 100:+.3f} % |" in entry
+    def cached() -> set[str]:
+        return {f"{p.parent.name}/{p.name}" for part in ("tasks", "allocation")
+                for p in (out / ".cache" / part).iterdir()}
+
+    def used(summary) -> set[str]:
+        manifest = json.loads((Path(summary["build_dir"]) / "manifest.json").read_text())
+        return set(manifest["cache_files"])
+
+    # 3 inputs × (read, emissions) records + 3 matrices; the road data changed, not its place
+    assert len(used(s1)) == 9 and len(used(s1) & used(s2)) == 7
+    assert cached() == used(s1) | used(s2)  # both builds kept: all their records stay
+    (out / ".cache" / "tasks" / "read-0000").write_text("left by a build that failed")
+    (out / ".cache" / "allocation" / ".tmp-killed.npz").write_bytes(b"")
     (out / "notes").mkdir()  # not a build, though it holds a manifest: never pruned
     (out / "notes" / "manifest.json").write_text("{}")
     s3 = build_inventory(str(world), out_dir=str(out), period=day)
@@ -395,6 +409,8 @@ def test_changes_entry_and_retention(world, prefect_harness, tmp_path):
                   and not p.name.startswith(".") and p.name != "notes")
     assert (out / "notes" / "manifest.json").exists()
     assert kept == sorted([Path(s2["build_dir"]).name, Path(s3["build_dir"]).name])
+    # s1 pruned: the road records only it used go with it, and so do the strays
+    assert used(s3) == used(s2) and cached() == used(s3)
     assert (out / "latest-period").resolve() == Path(s3["build_dir"]).resolve()
     assert (out / "CHANGES.md").read_text().count("\n## ") == 3
 
