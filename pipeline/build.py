@@ -247,11 +247,15 @@ class WriteContext:
     store: Path | None = None
 
 
-def stored_day(store: Path | None, content: str) -> Path | None:
-    """The stored day file with this content hash, if any."""
+def stored_days(store: Path | None) -> dict[str, Path]:
+    """content hash → a stored day file with that content (one listing of the store, not a
+    search per day: the store holds the days of every kept build)."""
     if store is None or not store.is_dir():
-        return None
-    return next(iter(sorted(store.glob(f"{content}.*.nc"))), None)
+        return {}
+    found: dict[str, Path] = {}
+    for path in sorted(store.glob("*.*.nc")):
+        found.setdefault(path.name.split(".")[0], path)
+    return found
 
 
 def store_day(store: Path | None, content: str, path: Path, build_id: str) -> None:
@@ -297,6 +301,7 @@ def write_days(cube: xr.Dataset, days: list[pd.Timestamp], ctx: WriteContext,
     content: dict[str, str] = {}
     reused: dict[str, str] = {}
     seconds = cube_mod.SECONDS_PER_HOUR
+    stored = stored_days(ctx.store)  # days differ in content: this call adds none it could use
     for day in days:
         start = np.datetime64(day.to_datetime64(), "h")
         sel = cube.sel(time=slice(start, start + np.timedelta64(23, "h")))
@@ -315,7 +320,7 @@ def write_days(cube: xr.Dataset, days: list[pd.Timestamp], ctx: WriteContext,
         source = origin = None
         if prev is not None and prev[0] == h and Path(prev[1]).is_file():
             source, origin = Path(prev[1]), prev[2]
-        elif (found := stored_day(ctx.store, h)) is not None:
+        elif (found := stored.get(h)) is not None:
             source, origin = found, found.name.split(".")[1]
         if source is not None:
             try:  # same content: the same file, not a new one (same bytes, same checksum)
