@@ -26,6 +26,7 @@ from affine import Affine
 
 from grids.grid import Grid, ellipsoid_area_from_equator, metres_per_square_degree
 from sources.errors import CRSMismatchError, GeometryError
+from sources.files import sha256_file
 
 
 @dataclass(frozen=True)
@@ -555,14 +556,6 @@ def allocate_areas(gdf, grid: Grid, proxies: dict) -> Allocation:
 ALLOCATION_VERSION = "5"
 
 
-def _file_digest(path: str) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
-
-
 def allocation_key(gdf, kind: str, grid: Grid, proxies: dict | None) -> str:
     """Content hash of what an allocation depends on: the geometries in order (and the proxy
     name of each area source), the grid, the proxy rasters' bytes and the method version.
@@ -582,7 +575,7 @@ def allocation_key(gdf, kind: str, grid: Grid, proxies: dict | None) -> str:
         for name in sorted(set(names)):
             proxy = (proxies or {}).get(name)
             if proxy is not None and Path(proxy.path).exists():
-                h.update(f"{name}={_file_digest(proxy.path)}".encode())
+                h.update(f"{name}={sha256_file(proxy.path)}".encode())
     return h.hexdigest()
 
 

@@ -37,7 +37,8 @@ from pipeline.writers import netcdf_cf
 from sources.emissions import EmissionsResult, compute_emissions
 from sources.errors import ConfigError, MassBalanceError
 from sources.factors import FactorLibrary, load_factor_library
-from sources.readers import combine_activity, file_sha256, read_sources
+from sources.files import digest, frame_digest, sha256_file, sha256_or_missing
+from sources.readers import combine_activity, read_sources
 from sources.species import SpeciesRegistry, load_species
 
 
@@ -106,12 +107,12 @@ def combine_inputs(cfg: BuildConfig, tables: Tables,
     metas = [meta for _, meta in parts]
     for path in cfg.cems:  # measured stack hours shape the time series: record them too
         metas.append({"path": str(path), "format": Path(path).suffix.lstrip("."), "kind": "cems",
-                      "sha256": file_sha256(path) if Path(path).exists() else None,
+                      "sha256": sha256_or_missing(path, None),
                       "source_crs": None, "rows": None, "layer": None,
                       "name": f"cems_{Path(path).stem}"})
     for name, proxy in tables.proxies.items():  # proxies shape the gridding: record them too
         metas.append({"path": proxy.path, "format": "geotiff", "kind": "proxy",
-                      "sha256": file_sha256(proxy.path) if Path(proxy.path).exists() else None,
+                      "sha256": sha256_or_missing(proxy.path, None),
                       "source_crs": None, "rows": None, "layer": None, "name": f"proxy_{name}"})
     activity = combine_activity([table for table, _ in parts])
     enabled = activity["sector"].isin(cfg.sectors) if cfg.sectors is not None else \
@@ -127,28 +128,14 @@ def read_inputs(cfg: BuildConfig, tables: Tables
     return combine_inputs(cfg, tables, [read_input(cfg, tables, spec) for spec in cfg.inputs])
 
 
-def _digest(doc: Any) -> str:
-    import hashlib
-
-    return hashlib.sha256(json.dumps(doc, sort_keys=True, default=str).encode()).hexdigest()
-
-
-def _frame_digest(df: pd.DataFrame) -> str:
-    import hashlib
-
-    return hashlib.sha256(pd.util.hash_pandas_object(df, index=False).to_numpy().tobytes()
-                          ).hexdigest()
-
-
 def read_key(cfg: BuildConfig, tables: Tables, spec: InputConfig, code: str) -> str:
     """Content key of :func:`read_input`: the file's bytes (every part of a Shapefile), its
     config entry, what validation checks it against (factor keys, control devices, proxy
     names, species, sector proxies), the grid's CRS and the code version. A change anywhere
     else (another input, a factor value, a profile) leaves it unchanged."""
-    digest = file_sha256(spec.path) if Path(spec.path).exists() else "missing"
-    return "read-" + _digest({
-        "code": code, "input": spec.model_dump(mode="json"), "sha256": digest,
-        "crs": tables.grid.crs.to_wkt(), "keys": _frame_digest(tables.library.keys),
+    return "read-" + digest({
+        "code": code, "input": spec.model_dump(mode="json"), "sha256": sha256_or_missing(spec.path),
+        "crs": tables.grid.crs.to_wkt(), "keys": frame_digest(tables.library.keys),
         "devices": sorted(tables.library.devices), "proxies": sorted(tables.proxies),
         "species": tables.registry.emitted, "sector_proxies": cfg.sector_proxies})
 
@@ -157,8 +144,8 @@ def emissions_key(cfg: BuildConfig, source_key: str) -> str:
     """Content key of one input's emissions: its read key and the bytes of the tables the
     same-source step uses (species, factors, controls, fuels)."""
     t = cfg.tables
-    return "emissions-" + _digest({
-        "read": source_key, **{name: file_sha256(path) for name, path in (
+    return "emissions-" + digest({
+        "read": source_key, **{name: sha256_file(path) for name, path in (
             ("species", t.species), ("factors", t.emission_factors),
             ("controls", t.control_efficiencies), ("fuels", t.fuels))}})
 
@@ -408,8 +395,7 @@ def input_fingerprint(cfg: BuildConfig) -> str:
              + ([("griddesc", "", cfg.grid.griddesc)] if getattr(cfg.grid, "griddesc", None)
                 else []))
     for kind, name, path in files:
-        digest = file_sha256(path) if Path(path).exists() else "missing"
-        h.update(f"|{kind}:{name}:{digest}".encode())
+        h.update(f"|{kind}:{name}:{sha256_or_missing(path)}".encode())
     o = cfg.output
     h.update(json.dumps({"period": o.period, "formats": o.formats, "mechanism": o.mechanism,
                          "dtype": o.dtype, "complevel": o.complevel, "shuffle": o.shuffle,

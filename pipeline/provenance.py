@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import datetime as dt
-import hashlib
 import subprocess
 from pathlib import Path
 from typing import Any
@@ -29,14 +28,6 @@ def new_build_id(cfg_hash: str, now: dt.datetime | None = None) -> str:
     """``YYYYMMDDTHHMMSSmmmZ-<config hash 8>``: sortable, unique per millisecond and config."""
     now = now or dt.datetime.now(dt.timezone.utc)
     return f"{now:%Y%m%dT%H%M%S}{now.microsecond // 1000:03d}Z-{cfg_hash[:8]}"
-
-
-def sha256_file(path: str | Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
 
 
 def global_attributes(*, build_id: str, cfg_hash: str, inputs: dict[str, str], version: str,

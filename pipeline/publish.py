@@ -18,8 +18,8 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from pipeline.provenance import sha256_file
 from sources.errors import BuildLockedError
+from sources.files import sha256_file
 
 #: the name of a published build directory: <UTC time to the ms>Z-<config hash prefix>
 BUILD_ID = re.compile(r"^[0-9]{8}T[0-9]{9}Z-[0-9a-f]{8}$")

@@ -8,7 +8,6 @@ DESIGN.md: a GeoDataFrame with one row per source, plus ``input_file`` and ``inp
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -23,23 +22,10 @@ import shapely
 
 from sources import validate
 from sources.errors import CRSMissingError, GeometryError, InputError, MissingColumnError
+from sources.files import sha256_file
 
 FORMATS = {".csv": "csv", ".gpkg": "gpkg", ".parquet": "parquet", ".geoparquet": "parquet",
            ".shp": "shapefile"}
-SHAPEFILE_SIDECARS = (".shp", ".shx", ".dbf", ".prj", ".cpg")
-
-
-def file_sha256(path: str | Path) -> str:
-    """sha256 of a file (of all its parts for a Shapefile)."""
-    path = Path(path)
-    h = hashlib.sha256()
-    parts = [path.with_suffix(s) for s in SHAPEFILE_SIDECARS] if path.suffix == ".shp" else [path]
-    for part in parts:
-        if part.exists():
-            with part.open("rb") as fh:
-                for block in iter(lambda: fh.read(1 << 20), b""):
-                    h.update(block)
-    return h.hexdigest()
 
 
 def _read_raw(path: Path, fmt: str, layer: str | None) -> pd.DataFrame:
@@ -204,7 +190,7 @@ def read_sources(
     validate.check_projected(gdf, str(path))
     gdf["kind"] = kind
     gdf["input_file"] = str(path)
-    meta = {"path": str(path), "format": fmt, "kind": kind, "sha256": file_sha256(path),
+    meta = {"path": str(path), "format": fmt, "kind": kind, "sha256": sha256_file(path),
             "source_crs": source_crs.to_string(), "rows": int(len(gdf)), "layer": layer}
     return gdf, meta
 

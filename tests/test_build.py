@@ -9,8 +9,8 @@ import pandas as pd
 import pytest
 import xarray as xr
 
-from pipeline.provenance import sha256_file
 from sources.errors import BuildLockedError, InputError
+from sources.files import sha256_file
 from tests.world import write_world
 
 pytestmark = pytest.mark.usefixtures("prefect_harness")

@@ -13,7 +13,7 @@ import pytest
 import xarray as xr
 
 from pipeline.files_service import create_app
-from pipeline.provenance import sha256_file
+from sources.files import sha256_file
 from tests.world import write_world
 
 
