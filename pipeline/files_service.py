@@ -11,7 +11,7 @@
   build's hourly files: species (comma-separated), a UTC time window (inclusive, whole hours)
   and a lon/lat box (``lon_min,lat_min,lon_max,lat_max``; cells whose centre lies inside).
 
-Only published files are served: a build is a directory of ``DIR`` holding a ``manifest.json``
+Only published files are served: a build is a directory of ``DIR`` holding a manifest
 (staging directories start with a dot and have none until they are published), and a file is
 served only if the manifest lists it and its real path lies inside the build (a symlink that
 leads out is refused). Unknown builds, paths and parameters get 4xx answers, never a traceback.
@@ -20,7 +20,6 @@ leads out is refused). Unknown builds, paths and parameters get 4xx answers, nev
 from __future__ import annotations
 
 import html
-import json
 import os
 import tempfile
 from pathlib import Path
@@ -35,7 +34,7 @@ from starlette.requests import Request
 from starlette.responses import FileResponse, HTMLResponse, JSONResponse
 from starlette.routing import Route
 
-from pipeline.publish import BUILD_ID, published_builds
+from pipeline.publish import BUILD_ID, MANIFEST, Manifest, published_builds, read_manifest
 from pipeline.publish import pointers as build_pointers
 
 FOLDER_FORMAT = {"hourly": "cf", "cmaq": "cmaq", "wrfchem": "wrfchem"}
@@ -50,7 +49,7 @@ class Catalogue:
 
     def __init__(self, out: str | Path):
         self.out = Path(out).resolve()
-        self._manifests: dict[str, tuple[float, dict[str, Any]]] = {}
+        self._manifests: dict[str, tuple[float, Manifest]] = {}
 
     def builds(self) -> list[str]:
         return published_builds(self.out)[::-1]  # newest first
@@ -58,34 +57,34 @@ class Catalogue:
     def pointers(self) -> dict[str, str]:
         return build_pointers(self.out)
 
-    def manifest(self, build: str) -> dict[str, Any]:
-        path = self.out / build / "manifest.json"
+    def manifest(self, build: str) -> Manifest:
+        path = self.out / build / MANIFEST
         if not (BUILD_ID.match(build) and not (self.out / build).is_symlink()
                 and path.is_file()):
             raise HTTPException(404, f"unknown build {build!r}")
         mtime = path.stat().st_mtime
         cached = self._manifests.get(build)
         if cached is None or cached[0] != mtime:
-            cached = (mtime, json.loads(path.read_text(encoding="utf-8")))
+            cached = (mtime, read_manifest(self.out / build))
             self._manifests[build] = cached
         return cached[1]
 
     def summary(self, build: str, pointers: dict[str, str]) -> dict[str, Any]:
         m = self.manifest(build)
-        files = m.get("files", {})
+        files = m.files
         days = sorted(p for p in files if p.startswith("hourly/"))
         return {"build": build, "pointers": sorted(k for k, v in pointers.items() if v == build),
-                "year": m.get("year"), "period": m.get("period"),
-                "config_hash": m.get("config_hash"), "days": len(days),
+                "year": m.year, "period": list(m.period) if m.period else None,
+                "config_hash": m.config_hash, "days": len(days),
                 "first_day": days[0][7:15] if days else None,
                 "last_day": days[-1][7:15] if days else None,
-                "bytes": int(sum(f.get("bytes", 0) for f in files.values())),
+                "bytes": int(sum(f.bytes for f in files.values())),
                 "formats": sorted({FOLDER_FORMAT[p.split("/")[0]] for p in files
                                    if p.split("/")[0] in FOLDER_FORMAT})}
 
     def file(self, build: str, rel: str) -> Path:
         """The published file ``rel`` of ``build``; 404 unless listed, 403 if it leads out."""
-        files = self.manifest(build).get("files", {})
+        files = self.manifest(build).files
         if rel not in files:
             raise HTTPException(404, f"{rel!r} is not a published file of build {build}")
         root = (self.out / build).resolve()
@@ -156,19 +155,19 @@ def create_app(out: str | Path) -> Starlette:
     async def build(request: Request) -> JSONResponse:
         b = request.path_params["build"]
         m = cat.manifest(b)
-        files = [{"path": p, "bytes": f.get("bytes"), "sha256": f.get("sha256"),
-                  "url": f"/files/{b}/{p}"} for p, f in sorted(m.get("files", {}).items())]
+        files = [{"path": p, "bytes": f.bytes, "sha256": f.sha256,
+                  "url": f"/files/{b}/{p}"} for p, f in sorted(m.files.items())]
         return JSONResponse({**cat.summary(b, cat.pointers()), "files": files,
-                             "inputs": m.get("inputs", {})})
+                             "inputs": m.inputs})
 
     async def build_page(request: Request) -> HTMLResponse:
         b = request.path_params["build"]
         m = cat.manifest(b)
         rows = "".join(
             f"<tr><td><a href='../files/{html.escape(b)}/{html.escape(p)}'>{html.escape(p)}"
-            f"</a></td><td class='num'>{f.get('bytes', 0):,}</td><td><code>"
-            f"{html.escape(str(f.get('sha256', ''))[:16])}…</code></td></tr>"
-            for p, f in sorted(m.get("files", {}).items()))
+            f"</a></td><td class='num'>{f.bytes:,}</td><td><code>"
+            f"{html.escape(f.sha256[:16])}…</code></td></tr>"
+            for p, f in sorted(m.files.items()))
         body = (f"<h1>Build {html.escape(b)}</h1><p><a href='../'>all builds</a></p>"
                 "<table><thead><tr><th>file</th><th class='num'>bytes</th><th>sha256</th>"
                 f"</tr></thead><tbody>{rows}</tbody></table>")
@@ -195,7 +194,7 @@ def create_app(out: str | Path) -> Starlette:
                                 f"{MAX_SUBSET_HOURS} hours")
         days = pd.date_range(start.floor("D"), end.floor("D"), freq="D")
         rels = [f"hourly/{d:%Y%m%d}.nc" for d in days]
-        missing = [r for r in rels if r not in m.get("files", {})]
+        missing = [r for r in rels if r not in m.files]
         if missing:
             raise HTTPException(404, f"build {b} has no {missing[0]}")
         import xarray as xr

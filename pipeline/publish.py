@@ -15,10 +15,11 @@ import re
 import shutil
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from sources.errors import BuildLockedError
+from sources.errors import BuildLockedError, ConfigError
 from sources.files import sha256_file
 
 #: the name of a published build directory: <UTC time to the ms>Z-<config hash prefix>
@@ -62,28 +63,144 @@ def staging_dir(out: Path, build_id: str) -> Path:
     return path
 
 
-def write_manifest(build_dir: Path, extra: dict[str, Any]) -> Path:
-    files = sorted(p for p in build_dir.rglob("*") if p.is_file() and p.name != "manifest.json")
-    manifest = {**extra, "files": {str(p.relative_to(build_dir)): {
-        "sha256": sha256_file(p), "bytes": p.stat().st_size} for p in files}}
-    path = build_dir / "manifest.json"
-    tmp = build_dir / ".manifest.json.tmp"
-    tmp.write_text(json.dumps(manifest, indent=1, sort_keys=True), encoding="utf-8")
+#: the file in every published build that lists its files and records what it was built from
+MANIFEST = "manifest.json"
+
+
+@dataclass(frozen=True)
+class FileEntry:
+    """One published file: its sha256 and size [bytes]."""
+
+    sha256: str
+    bytes: int
+
+
+@dataclass(frozen=True)
+class Manifest:
+    """What ``manifest.json`` records of a build: where it came from and every file it holds.
+
+    The one schema of the manifest: only :func:`read_manifest` and :func:`write_manifest` touch
+    its JSON, every other module reads these fields.
+
+    Attributes
+    ----------
+    build_id : the build's id (``<UTC time>Z-<config hash prefix>``)
+    config_hash : sha256 of the configuration and its tables (for a scenario: of the base
+        configuration and the scenario file)
+    config : path of the build configuration (YAML)
+    year : output year
+    period : the UTC days written (first, last), or None for the whole year
+    boundaries : district boundaries file the report uses, or None
+    inputs : input name → sha256 of its file (None when it could not be read)
+    day_content : day (YYYYMMDD) → content hash of its hourly file (arrays, coordinates and
+        encoding, without the build's global attributes): equal hashes, equal content
+    reused_days : day → id of the build that wrote the file this build hard-links
+    fingerprint : :func:`pipeline.provenance.input_fingerprint` of the build, or None
+    cache_files : the task records and allocation matrices the build used (relative to the
+        cache directory); the cache keeps what a kept build lists
+    scenario : for a scenario build, its name, file, base and target year and base config hash
+    files : path relative to the build → :class:`FileEntry`; filled by :func:`write_manifest`
+    """
+
+    build_id: str
+    config_hash: str
+    config: str
+    year: int
+    period: tuple[str, str] | None = None
+    boundaries: str | None = None
+    inputs: dict[str, str | None] = field(default_factory=dict)
+    day_content: dict[str, str] = field(default_factory=dict)
+    reused_days: dict[str, str] = field(default_factory=dict)
+    fingerprint: str | None = None
+    cache_files: list[str] = field(default_factory=list)
+    scenario: ScenarioInfo | None = None
+    files: dict[str, FileEntry] = field(default_factory=dict)
+
+    def to_json(self) -> dict[str, Any]:
+        doc = asdict(self)
+        scenario = doc.pop("scenario")
+        if scenario is not None:  # the flat keys of earlier manifests
+            doc.update({"scenario": scenario["name"], "scenario_file": scenario["file"],
+                        "base_year": scenario["base_year"],
+                        "target_year": scenario["target_year"],
+                        "base_config_hash": scenario["base_config_hash"]})
+        doc["period"] = list(self.period) if self.period else None
+        return doc
+
+    @classmethod
+    def from_json(cls, doc: dict[str, Any]) -> Manifest:
+        scenario = None
+        if doc.get("scenario"):
+            scenario = ScenarioInfo(name=doc["scenario"], file=doc.get("scenario_file"),
+                                    base_year=doc.get("base_year"),
+                                    target_year=doc.get("target_year"),
+                                    base_config_hash=doc.get("base_config_hash"))
+        period = doc.get("period")
+        return cls(build_id=doc["build_id"], config_hash=doc.get("config_hash", ""),
+                   config=doc.get("config", ""), year=int(doc["year"]),
+                   period=tuple(period) if period else None,
+                   boundaries=doc.get("boundaries"), inputs=dict(doc.get("inputs") or {}),
+                   day_content=dict(doc.get("day_content") or {}),
+                   reused_days=dict(doc.get("reused_days") or {}),
+                   fingerprint=doc.get("fingerprint"),
+                   cache_files=list(doc.get("cache_files") or []), scenario=scenario,
+                   files={k: FileEntry(**v) for k, v in (doc.get("files") or {}).items()})
+
+
+@dataclass(frozen=True)
+class ScenarioInfo:
+    """The scenario a scenario build applied to its base configuration."""
+
+    name: str
+    file: str | None
+    base_year: int | None
+    target_year: int | None
+    base_config_hash: str | None
+
+
+def has_manifest(build: Path) -> bool:
+    """Whether ``build`` is a directory holding a manifest (a published or staged build)."""
+    return (Path(build) / MANIFEST).is_file()
+
+
+def read_manifest(build: str | Path) -> Manifest:
+    """The manifest of a build directory (or of the build a ``latest*`` pointer refers to).
+
+    Raises :class:`~sources.errors.ConfigError` when there is none or it cannot be read.
+    """
+    path = Path(build) / MANIFEST
+    try:
+        return Manifest.from_json(json.loads(path.read_text(encoding="utf-8")))
+    except FileNotFoundError as exc:
+        raise ConfigError(f"{build}: not a Tongyuan build directory (no {MANIFEST})") from exc
+    except (ValueError, KeyError, TypeError) as exc:
+        raise ConfigError(f"{path}: not a readable Tongyuan manifest ({exc})") from exc
+
+
+def _write_json(build_dir: Path, manifest: Manifest) -> Path:
+    path = build_dir / MANIFEST
+    tmp = build_dir / f".{MANIFEST}.tmp"
+    tmp.write_text(json.dumps(manifest.to_json(), indent=1, sort_keys=True), encoding="utf-8")
     os.replace(tmp, path)
     return path
 
 
+def _entries(build_dir: Path, files: list[Path]) -> dict[str, FileEntry]:
+    return {str(p.relative_to(build_dir)): FileEntry(sha256=sha256_file(p),
+                                                     bytes=p.stat().st_size) for p in files}
+
+
+def write_manifest(build_dir: Path, manifest: Manifest) -> Path:
+    """Write ``manifest`` into ``build_dir`` with the sha256 and size of every file there."""
+    files = sorted(p for p in build_dir.rglob("*") if p.is_file() and p.name != MANIFEST)
+    return _write_json(build_dir, replace(manifest, files=_entries(build_dir, files)))
+
+
 def add_to_manifest(build_dir: Path, subdir: str) -> None:
     """Add the files under ``build_dir/subdir`` (e.g. the report) to an existing manifest."""
-    path = build_dir / "manifest.json"
-    manifest = json.loads(path.read_text(encoding="utf-8"))
-    for p in sorted((build_dir / subdir).rglob("*")):
-        if p.is_file():
-            manifest["files"][str(p.relative_to(build_dir))] = {"sha256": sha256_file(p),
-                                                                 "bytes": p.stat().st_size}
-    tmp = build_dir / ".manifest.json.tmp"
-    tmp.write_text(json.dumps(manifest, indent=1, sort_keys=True), encoding="utf-8")
-    os.replace(tmp, path)
+    manifest = read_manifest(build_dir)
+    added = _entries(build_dir, sorted(p for p in (build_dir / subdir).rglob("*") if p.is_file()))
+    _write_json(build_dir, replace(manifest, files={**manifest.files, **added}))
 
 
 def publish(out: Path, staging: Path, build_id: str, pointer: str = "latest") -> Path:
@@ -116,7 +233,7 @@ def published_builds(out: Path) -> list[str]:
     if not out.is_dir():
         return []
     return sorted(p.name for p in out.iterdir() if BUILD_ID.match(p.name) and p.is_dir()
-                  and not p.is_symlink() and (p / "manifest.json").is_file())
+                  and not p.is_symlink() and has_manifest(p))
 
 
 def pointers(out: Path) -> dict[str, str]:
@@ -176,8 +293,7 @@ def prune_cache(out: Path, cache_dir: Path | None) -> int:
         return 0
     used: set[str] = set()
     for build in published_builds(out):
-        manifest = json.loads((out / build / "manifest.json").read_text(encoding="utf-8"))
-        used.update(manifest.get("cache_files") or [])
+        used.update(read_manifest(out / build).cache_files)
     removed = 0
     for part in PRUNED_CACHE:
         folder = Path(cache_dir) / part
@@ -193,15 +309,14 @@ def prune_cache(out: Path, cache_dir: Path | None) -> int:
 def verify_build(build: Path) -> list[str]:
     """What is wrong with a published build: a missing manifest, or a file it lists that is
     missing or whose sha256 differs. Empty when the build is complete."""
-    manifest = build / "manifest.json"
-    if not manifest.is_file():
-        return [f"{build.name}: no manifest.json"]
+    if not has_manifest(build):
+        return [f"{build.name}: no {MANIFEST}"]
     problems = []
-    for rel, meta in json.loads(manifest.read_text(encoding="utf-8"))["files"].items():
+    for rel, entry in read_manifest(build).files.items():
         path = build / rel
         if not path.is_file():
             problems.append(f"{build.name}/{rel}: missing")
-        elif sha256_file(path) != meta["sha256"]:
+        elif sha256_file(path) != entry.sha256:
             problems.append(f"{build.name}/{rel}: sha256 differs from the manifest")
     return problems
 
@@ -216,29 +331,33 @@ def _totals(build: Path) -> dict[str, float]:
     return {str(k): float(v) for k, v in t.items()}
 
 
+def _period(period: tuple[str, str] | None) -> list[str] | None:
+    return list(period) if period else None  # as earlier entries printed it
+
+
 def changes_entry(previous: Path | None, build: Path, pointer: str) -> str:
     """A ``CHANGES.md`` entry: which inputs and tables changed since the build ``pointer``
     referred to before, and written totals per species before and after."""
-    new = json.loads((build / "manifest.json").read_text(encoding="utf-8"))
+    new = read_manifest(build)
     lines = [f"## {build.name} → {pointer}", ""]
-    if previous is None or not (previous / "manifest.json").is_file():
+    old: Manifest | None = None
+    if previous is None or not has_manifest(previous):
         lines += ["First build published under this pointer.", ""]
-        old: dict[str, Any] = {}
     else:
-        old = json.loads((previous / "manifest.json").read_text(encoding="utf-8"))
+        old = read_manifest(previous)
         lines += [f"Previous: {previous.name}.", ""]
-        a, b = old.get("inputs", {}), new.get("inputs", {})
+        a, b = old.inputs, new.inputs
         changed = sorted(k for k in set(a) | set(b) if a.get(k) != b.get(k))
         what = ", ".join(f"{k} ({'new' if k not in a else 'removed' if k not in b else 'changed'})"
                          for k in changed) or "none"
         lines.append(f"- inputs changed: {what}")
-        same = old.get("config_hash") == new.get("config_hash")
+        same = old.config_hash == new.config_hash
         lines.append(f"- configuration and tables: {'unchanged' if same else 'changed'} "
-                     f"(config hash {str(new.get('config_hash'))[:12]})")
-        if old.get("period") != new.get("period"):
-            lines.append(f"- period: {old.get('period')} → {new.get('period')}")
+                     f"(config hash {new.config_hash[:12]})")
+        if old.period != new.period:
+            lines.append(f"- period: {_period(old.period)} → {_period(new.period)}")
         lines.append("")
-    before = _totals(previous) if old else {}
+    before = _totals(previous) if old is not None and previous is not None else {}
     after = _totals(build)
     lines += ["| species | before t | after t | change |", "|---|---:|---:|---:|"]
     for sp, v in after.items():
