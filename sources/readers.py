@@ -9,6 +9,7 @@ DESIGN.md: a GeoDataFrame with one row per source, plus ``input_file`` and ``inp
 from __future__ import annotations
 
 from collections.abc import Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -22,7 +23,7 @@ import shapely
 
 from sources import validate
 from sources.errors import CRSMissingError, GeometryError, InputError, MissingColumnError
-from sources.files import sha256_file
+from sources.files import sha256_file, sha256_or_missing
 
 FORMATS = {".csv": "csv", ".gpkg": "gpkg", ".parquet": "parquet", ".geoparquet": "parquet",
            ".shp": "shapefile"}
@@ -87,23 +88,90 @@ def _geometry_from_columns(df: pd.DataFrame, path: Path, kind: str, x_column: st
                              expected=want + " (set x_column/y_column/wkt_column in the config)")
 
 
-def read_sources(
-    path: str | Path,
-    kind: str,
-    *,
-    target_crs: pyproj.CRS,
-    crs: Any = None,
-    columns: Mapping[str, str] | None = None,
-    layer: str | None = None,
-    x_column: str = "lon",
-    y_column: str = "lat",
-    wkt_column: str = "geometry",
-    keys: pd.DataFrame | None = None,
-    devices: set[str] | None = None,
-    proxies: set[str] | None = None,
-    species: list[str] | None = None,
-    sector_proxies: Mapping[str, str] | None = None,
-) -> tuple[gpd.GeoDataFrame, dict[str, Any]]:
+@dataclass(frozen=True)
+class InputMeta:
+    """What a build records of one file it read: the ``inputs.csv`` row of a build and the
+    ``input_sha256_<name>`` attributes of its files.
+
+    Attributes
+    ----------
+    name : the input's name in the config (``proxy_<name>``, ``cems_<file stem>`` for proxies
+        and CEMS files, ``scenario`` for a scenario file)
+    path : the file read
+    kind : ``point``, ``line``, ``area``, ``cems``, ``proxy`` or ``scenario``
+    format : file format (``csv``, ``gpkg``, ``parquet``, ``shapefile``, ``geotiff``, ``yaml``)
+    sha256 : :func:`sources.files.sha256_file` of the file (all parts of a Shapefile); None
+        when the file does not exist
+    source_crs : the CRS the file's geometries were read in, before reprojection
+    rows : number of sources read
+    layer : the GeoPackage layer read
+    """
+
+    name: str
+    path: str
+    kind: str
+    format: str
+    sha256: str | None
+    source_crs: str | None = None
+    rows: int | None = None
+    layer: str | None = None
+
+    @classmethod
+    def of_file(cls, path: str | Path, kind: str, name: str, format: str | None = None,
+                rows: int | None = None) -> InputMeta:
+        """The record of a file that is hashed but not read as sources (a proxy raster, a CEMS
+        table, a scenario)."""
+        path = Path(path)
+        return cls(name=name, path=str(path), kind=kind,
+                   format=format or path.suffix.lstrip("."),
+                   sha256=sha256_or_missing(path, None), rows=rows)
+
+
+@dataclass(frozen=True)
+class FileLayout:
+    """How an input file is laid out, from its config entry.
+
+    Attributes
+    ----------
+    crs : CRS of the input when the file carries none (CSV, plain Parquet); if the file has one
+        and ``crs`` is given, they must agree
+    columns : mapping {column in file: house column name}
+    layer : GeoPackage layer
+    x_column, y_column : coordinate columns of point CSVs
+    wkt_column : WKT geometry column of line and area CSVs
+    """
+
+    crs: Any = None
+    columns: Mapping[str, str] | None = None
+    layer: str | None = None
+    x_column: str = "lon"
+    y_column: str = "lat"
+    wkt_column: str = "geometry"
+
+
+@dataclass(frozen=True)
+class Vocabulary:
+    """The configured names rows are checked against (None: not checked).
+
+    Attributes
+    ----------
+    keys : the emission-factor keys (sector, fuel, technology)
+    devices : control devices with an efficiency
+    proxies : proxy raster names
+    species : emitted species (for ``reported_<species>_kg`` columns)
+    sector_proxies : proxy per sector for area sources whose ``proxy`` is empty or absent
+    """
+
+    keys: pd.DataFrame | None = None
+    devices: set[str] | None = None
+    proxies: set[str] | None = None
+    species: list[str] | None = None
+    sector_proxies: Mapping[str, str] | None = None
+
+
+def read_sources(path: str | Path, kind: str, *, target_crs: pyproj.CRS,
+                 layout: FileLayout | None = None, vocabulary: Vocabulary | None = None,
+                 name: str = "") -> tuple[gpd.GeoDataFrame, InputMeta]:
     """Read, rename, validate and reproject one activity file.
 
     Parameters
@@ -111,16 +179,19 @@ def read_sources(
     path : input file; format from its suffix (.csv, .gpkg, .parquet, .shp)
     kind : ``point``, ``line`` or ``area``
     target_crs : the grid CRS; geometries are reprojected to it once, here
-    crs : CRS of the input when the file carries none (CSV, plain Parquet); if the file has
-        one and ``crs`` is given, they must agree
-    columns : mapping {column in file: house column name}
-    keys, devices, proxies, species : the configured vocabularies to check rows against
-    sector_proxies : proxy per sector for area sources whose ``proxy`` is empty or absent
+    layout : CRS, column names and layer of the file (:class:`FileLayout`)
+    vocabulary : the configured names to check rows against (:class:`Vocabulary`)
+    name : the input's name in the config, recorded in the metadata
 
     Returns
     -------
-    (activity table, metadata) where metadata holds path, format, sha256, source CRS, row count
+    (activity table, :class:`InputMeta`)
     """
+    lay = layout or FileLayout()
+    voc = vocabulary or Vocabulary()
+    crs, columns, layer = lay.crs, lay.columns, lay.layer
+    keys, devices, proxies = voc.keys, voc.devices, voc.proxies
+    species, sector_proxies = voc.species, voc.sector_proxies
     path = Path(path)
     if kind not in validate.GEOMETRY_TYPES:
         raise InputError(path, "unknown source kind", value=kind, expected="point, line or area")
@@ -145,7 +216,8 @@ def read_sources(
     if isinstance(raw, gpd.GeoDataFrame) and raw.geometry.name in raw.columns:
         gdf = raw
     else:
-        geometry = _geometry_from_columns(raw, path, kind, x_column, y_column, wkt_column)
+        geometry = _geometry_from_columns(raw, path, kind, lay.x_column, lay.y_column,
+                                          lay.wkt_column)
         gdf = gpd.GeoDataFrame(raw, geometry=geometry)
     if crs is not None:
         try:
@@ -190,8 +262,8 @@ def read_sources(
     validate.check_projected(gdf, str(path))
     gdf["kind"] = kind
     gdf["input_file"] = str(path)
-    meta = {"path": str(path), "format": fmt, "kind": kind, "sha256": sha256_file(path),
-            "source_crs": source_crs.to_string(), "rows": int(len(gdf)), "layer": layer}
+    meta = InputMeta(name=name, path=str(path), kind=kind, format=fmt, sha256=sha256_file(path),
+                     source_crs=source_crs.to_string(), rows=int(len(gdf)), layer=layer)
     return gdf, meta
 
 

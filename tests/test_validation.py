@@ -4,10 +4,10 @@ import re
 
 import pytest
 
-from pipeline.build import read_inputs
 from pipeline.config import load_config
+from pipeline.steps import read_inputs
 from sources import errors as E
-from sources.readers import read_sources
+from sources.readers import FileLayout, Vocabulary, read_sources
 
 
 def build_with(world, tables, name, text):
@@ -128,10 +128,11 @@ def test_geospatial_formats_round_trip(world, tables, tmp_path, fmt):
     else:
         gdf.to_parquet(path)
         columns = {}
-    table, meta = read_sources(path, "line", target_crs=tables.grid.crs, columns=columns,
-                               layer="roads" if fmt == "gpkg" else None,
-                               keys=tables.library.keys, devices=tables.library.devices)
-    assert meta["source_crs"] == "EPSG:4326" and len(meta["sha256"]) == 64
+    table, meta = read_sources(
+        path, "line", target_crs=tables.grid.crs,
+        layout=FileLayout(columns=columns, layer="roads" if fmt == "gpkg" else None),
+        vocabulary=Vocabulary(keys=tables.library.keys, devices=tables.library.devices))
+    assert meta.source_crs == "EPSG:4326" and len(meta.sha256) == 64
     assert table.crs.to_epsg() == 32651
     assert table.source_id.tolist() == ["L1", "L2", "L3"]
     assert shapely.length(table.geometry.to_numpy())[0] == pytest.approx(2000, abs=1e-3)
