@@ -1,13 +1,23 @@
-"""Build identity and provenance: build id, code version, input hashes, global attributes."""
+"""Build identity and provenance: build id, code version, global attributes, and the content
+keys of the caches (an input's read and emissions, the whole build's input fingerprint)."""
 
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
+import json
 import subprocess
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
+from grids.grid import Grid
 from pipeline import __version__
+from pipeline.config import BuildConfig, InputConfig, config_hash
+from sources.files import digest, frame_digest, sha256_file, sha256_or_missing
+from sources.readers import InputMeta
+
+if TYPE_CHECKING:  # the build's tables are made by pipeline.build, which imports this module
+    from pipeline.build import Tables
 
 
 def code_version() -> str:
@@ -46,6 +56,64 @@ def global_attributes(*, build_id: str, cfg_hash: str, inputs: dict[str, str], v
         "tongyuan_grid": grid_name,
         "tongyuan_time_basis": "UTC; profiles defined in local time and shifted",
     }
-    for name_, digest in sorted(inputs.items()):
-        attrs[f"input_sha256_{name_}"] = digest
+    for name_, sha in sorted(inputs.items()):
+        attrs[f"input_sha256_{name_}"] = sha
     return attrs
+
+
+def read_key(cfg: BuildConfig, tables: Tables, spec: InputConfig, code: str) -> str:
+    """Content key of :func:`read_input`: the file's bytes (every part of a Shapefile), its
+    config entry, what validation checks it against (factor keys, control devices, proxy
+    names, species, sector proxies), the grid's CRS and the code version. A change anywhere
+    else (another input, a factor value, a profile) leaves it unchanged."""
+    return "read-" + digest({
+        "code": code, "input": spec.model_dump(mode="json"), "sha256": sha256_or_missing(spec.path),
+        "crs": tables.grid.crs.to_wkt(), "keys": frame_digest(tables.library.keys),
+        "devices": sorted(tables.library.devices), "proxies": sorted(tables.proxies),
+        "species": tables.registry.emitted, "sector_proxies": cfg.sector_proxies})
+
+
+def emissions_key(cfg: BuildConfig, source_key: str) -> str:
+    """Content key of one input's emissions: its read key and the bytes of the tables the
+    same-source step uses (species, factors, controls, fuels)."""
+    t = cfg.tables
+    return "emissions-" + digest({
+        "read": source_key, **{name: sha256_file(path) for name, path in (
+            ("species", t.species), ("factors", t.emission_factors),
+            ("controls", t.control_efficiencies), ("fuels", t.fuels))}})
+
+
+def provenance_attrs(cfg: BuildConfig, metas: list[InputMeta], build_id: str,
+                     cfg_hash: str, grid: Grid) -> dict[str, Any]:
+    """The global attributes of a build's files (:func:`global_attributes` from its config,
+    inputs and grid)."""
+    inputs = {m.name: m.sha256 for m in metas}
+    return global_attributes(build_id=build_id, cfg_hash=cfg_hash, inputs=inputs,
+                             version=code_version(), name=cfg.name, year=cfg.year,
+                             grid_name=grid.name)
+
+
+def input_fingerprint(cfg: BuildConfig) -> str:
+    """sha256 over everything a build's files depend on: the configuration and tables (the
+    config hash), the bytes of every input, proxy, CEMS, boundary and GRIDDESC file, the output
+    settings and the code version. Equal fingerprints mean the same inventory."""
+    h = hashlib.sha256(config_hash(cfg).encode())
+    files = ([("input", i.name, i.path) for i in cfg.inputs]
+             + [("proxy", n, p) for n, p in sorted(cfg.proxies.items())]
+             + [("cems", str(p), p) for p in cfg.cems]
+             + ([("boundaries", "", cfg.boundaries)] if cfg.boundaries else [])
+             + ([("griddesc", "", cfg.grid.griddesc)] if getattr(cfg.grid, "griddesc", None)
+                else []))
+    for kind, name, path in files:
+        h.update(f"|{kind}:{name}:{sha256_or_missing(path)}".encode())
+    o = cfg.output
+    h.update(json.dumps({"period": o.period, "formats": o.formats, "mechanism": o.mechanism,
+                         "dtype": o.dtype, "complevel": o.complevel, "shuffle": o.shuffle,
+                         "code": code_version()}, sort_keys=True, default=str).encode())
+    return h.hexdigest()
+
+
+def start_build(cfg: BuildConfig) -> tuple[str, str]:
+    """(build id, config hash)."""
+    h = config_hash(cfg)
+    return new_build_id(h), h
