@@ -347,8 +347,8 @@ def worker_demo(work: Path, repeat: int) -> dict:
     sys.path.insert(0, str(REPO))
     from grids.allocate import allocate
     from grids.grid import Grid
-    from pipeline.build import load_tables, read_inputs
     from pipeline.config import load_config
+    from pipeline.steps import load_tables, read_inputs
 
     cfg = load_config(REPO / "config" / "shanghai.yaml")
     tables = load_tables(cfg)

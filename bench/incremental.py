@@ -62,9 +62,9 @@ def main() -> None:
             return time.perf_counter() - t0, s
 
         def describe(s: dict) -> str:
-            steps = [(n, st, v) for n, d in s["cache"].items() for st, v in d.items()]
+            steps = [(n, st, v) for n, d in s.cache.items() for st, v in d.items()]
             redone = [f"{n} {st}" for n, st, v in steps if v != "hit"]
-            m = json.loads((Path(s["build_dir"]) / "manifest.json").read_text())
+            m = json.loads((Path(s.build_dir) / "manifest.json").read_text())
             return (f"{len(steps) - len(redone)}/{len(steps)} input steps cached "
                     f"(computed: {', '.join(redone) or 'none'}); days reused "
                     f"{len(m['reused_days'])}/{len(m['day_content'])}")

@@ -1,499 +1,574 @@
-"""The steps of an annual build as plain functions (the Prefect flow wraps each one).
+"""The build recipe, in plain Python: its steps, their order, and publishing.
 
-Each step takes and returns plain data, so a notebook can run a build, or any part of it,
-without Prefect::
+:func:`run_build` is the whole build (what ``tongyuan build`` runs), :func:`prepare` everything
+before the files (read → emissions → checks → allocation → time → CEMS, in a
+:class:`BuildState`), and :func:`write_and_publish` the rest (hourly files, model formats,
+ledger, report, manifest, atomic switch). None of it imports Prefect: :mod:`pipeline.flows`
+runs the same recipe with a :class:`Runner` that makes each step a Prefect task::
 
-    cfg = load_config("config/shanghai.yaml")
-    tables = load_tables(cfg)
-    activity, metas, rejected = read_inputs(cfg, tables)
-    ...
+    from pipeline import run_build
+    result = run_build("config/shanghai.yaml", out="o", period=("2024-07-01", "2024-07-01"))
+    result.totals, result.build_dir, result.files
+
+    state = prepare("config/shanghai.yaml")     # every step up to the files, CEMS included
+    state.annual.sel(species="CO2").sum()       # kg/yr
 """
 
 from __future__ import annotations
 
-import json
-import os
-import shutil
-import time
+import hashlib
+from collections import defaultdict
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import geopandas as gpd
-import numpy as np
 import pandas as pd
 import xarray as xr
 
-from grids.allocate import Allocation, CacheStats, allocate
-from grids.grid import Grid
-from grids.proxy import Proxy
-from pipeline import cube as cube_mod
-from pipeline.checks import ChecksConfig, Finding, load_checks, run_checks
-from pipeline.config import BuildConfig, InputConfig, config_hash
-from pipeline.ledger import RTOL, Ledger
-from pipeline.provenance import code_version, global_attributes, new_build_id
-from pipeline.temporal import load_profiles, load_sectors, temporal_factors
-from pipeline.writers import netcdf_cf
-from sources.emissions import EmissionsResult, compute_emissions
-from sources.errors import ConfigError, MassBalanceError
-from sources.factors import FactorLibrary, load_factor_library
-from sources.files import digest, frame_digest, sha256_file, sha256_or_missing
-from sources.readers import combine_activity, read_sources
-from sources.species import SpeciesRegistry, load_species
+from grids.allocate import Allocation, CacheStats
+from pipeline import models as model_ready
+from pipeline.cems import Cems, read_cems
+from pipeline.checks import Finding, findings_frame, raise_on_errors
+from pipeline.config import BuildConfig, load_config
+from pipeline.cube import hourly_cube
+from pipeline.day_store import DaysWritten, WriteContext, previous_days, write_days
+from pipeline.ledger import FLOAT32_RTOL, RTOL, Ledger, check_balance
+from pipeline.provenance import (
+    code_version,
+    emissions_key,
+    input_fingerprint,
+    new_build_id,
+    provenance_attrs,
+    read_key,
+    start_build,
+)
+from pipeline.publish import (
+    Manifest,
+    ScenarioInfo,
+    add_to_manifest,
+    build_lock,
+    discard,
+    has_manifest,
+    prune,
+    prune_cache,
+    prune_day_store,
+    publish,
+    read_manifest,
+    record_changes,
+    staging_dir,
+    sweep_stale,
+    write_manifest,
+)
+from pipeline.report import summary_markdown, write_report
+from pipeline.scenario import (
+    ScenarioRun,
+    check_base_year,
+    run_scenario,
+    write_scenario_files,
+    write_synergy_page,
+)
+from pipeline.steps import (
+    Stopwatch,
+    Tables,
+    allocate_sources,
+    check_emissions,
+    combine_emissions,
+    combine_inputs,
+    compute_annual,
+    compute_factors,
+    compute_input_emissions,
+    compute_ledger,
+    load_tables,
+    read_input,
+    record_written,
+    totals_markdown,
+    utc_days,
+    write_annual,
+)
+from pipeline.writers.netcdf_cf import static_coords
+from pipeline.writers.tables import write_details
+from sources.emissions import EmissionsResult
+from sources.errors import ConfigError
+from sources.readers import InputMeta
+from sources.scenario import load_scenario
 
+# ---------------------------------------------------------------------------------------------
+# The recipe: prepare → write and publish. ``run_build`` and ``run_scenario_build`` are the
+# whole build; pipeline.flows runs the same functions through a Prefect :class:`Runner`.
+# ---------------------------------------------------------------------------------------------
 
-@dataclass(frozen=True)
-class Tables:
-    """Everything read from ``config/``: species, factors, sectors, profiles, grid, proxies."""
+class Runner:
+    """How :func:`prepare` and :func:`write_and_publish` run each step.
 
-    registry: SpeciesRegistry
-    library: FactorLibrary
-    sectors: pd.DataFrame
-    profiles: dict[str, dict[str, np.ndarray]]
-    grid: Grid
-    proxies: dict[str, Proxy] = field(default_factory=dict)
-    checks: ChecksConfig | None = None
-
-
-def load_tables(cfg: BuildConfig) -> Tables:
-    """Load and cross-check the configuration tables."""
-    registry = load_species(cfg.tables.species)
-    library = load_factor_library(cfg.tables.emission_factors, cfg.tables.control_efficiencies,
-                                  cfg.tables.fuels, registry.emitted)
-    profiles = load_profiles(cfg.tables.temporal_profiles)
-    sectors = load_sectors(cfg.tables.sectors, profiles)
-    missing = sorted(set(library.keys["sector"]) - set(sectors["sector"]))
-    if missing:
-        raise ConfigError(f"{cfg.tables.sectors}: sectors {missing} have emission factors but no "
-                          "row here (profiles and code mappings)")
-    if cfg.sectors is not None:
-        unknown = sorted(set(cfg.sectors) - set(sectors["sector"]))
-        if unknown:
-            raise ConfigError(f"{cfg.config_path}: 'sectors' lists unknown sectors {unknown}; "
-                              f"known: {sorted(sectors['sector'])}")
-    unknown = sorted(set(cfg.sector_proxies) - set(sectors["sector"]))
-    if unknown:
-        raise ConfigError(f"{cfg.config_path}: 'sector_proxies' names unknown sectors {unknown}; "
-                          f"known: {sorted(sectors['sector'])}")
-    grid = Grid.from_config(cfg.grid.model_dump())
-    proxies = {name: Proxy(name=name, path=str(path)) for name, path in cfg.proxies.items()}
-    checks = load_checks(cfg.tables.checks) if cfg.tables.checks else None
-    return Tables(registry=registry, library=library, sectors=sectors, profiles=profiles,
-                  grid=grid, proxies=proxies, checks=checks)
-
-
-def read_input(cfg: BuildConfig, tables: Tables, spec: InputConfig
-               ) -> tuple[gpd.GeoDataFrame, dict[str, Any]]:
-    """Read and validate one input of the config (every row, whatever its sector)."""
-    table, meta = read_sources(
-        spec.path, spec.kind, target_crs=tables.grid.crs, crs=spec.crs, columns=spec.columns,
-        layer=spec.layer, x_column=spec.x_column, y_column=spec.y_column,
-        wkt_column=spec.wkt_column, keys=tables.library.keys,
-        devices=tables.library.devices, proxies=set(tables.proxies),
-        species=tables.registry.emitted, sector_proxies=cfg.sector_proxies)
-    meta["name"] = spec.name
-    return table, meta
-
-
-def combine_inputs(cfg: BuildConfig, tables: Tables,
-                   parts: list[tuple[gpd.GeoDataFrame, dict[str, Any]]]
-                   ) -> tuple[gpd.GeoDataFrame, list[dict[str, Any]], gpd.GeoDataFrame]:
-    """One activity table from the inputs read by :func:`read_input`, in config order; returns
-    (activity, metadata, rejected activity).
-
-    Sources of sectors not enabled in the config's ``sectors`` list are *rejected* (their mass
-    goes to the ledger's ``rejected_kg`` with that reason), not silently dropped.
+    This plain runner calls each function in this process and caches nothing but what the
+    functions cache themselves (allocation matrices, the day store).
+    :class:`pipeline.flows.PrefectRunner` runs every step as a Prefect task instead: ``cached``
+    steps persist their result under ``<cache dir>/tasks`` by content key, ``io`` steps are
+    retried on transient I/O errors, and each step shows in the Prefect UI.
     """
-    metas = [meta for _, meta in parts]
-    for path in cfg.cems:  # measured stack hours shape the time series: record them too
-        metas.append({"path": str(path), "format": Path(path).suffix.lstrip("."), "kind": "cems",
-                      "sha256": sha256_or_missing(path, None),
-                      "source_crs": None, "rows": None, "layer": None,
-                      "name": f"cems_{Path(path).stem}"})
-    for name, proxy in tables.proxies.items():  # proxies shape the gridding: record them too
-        metas.append({"path": proxy.path, "format": "geotiff", "kind": "proxy",
-                      "sha256": sha256_or_missing(proxy.path, None),
-                      "source_crs": None, "rows": None, "layer": None, "name": f"proxy_{name}"})
-    activity = combine_activity([table for table, _ in parts])
-    enabled = activity["sector"].isin(cfg.sectors) if cfg.sectors is not None else \
-        pd.Series(True, index=activity.index)
-    rejected = activity.loc[~enabled.to_numpy()].assign(reject_reason="sector not enabled in config")
-    return activity.loc[enabled.to_numpy()].reset_index(drop=True), metas, rejected
 
+    def run(self, name: str, fn: Callable[..., Any], *args: Any) -> Any:
+        """Run a step of the build."""
+        return fn(*args)
 
-def read_inputs(cfg: BuildConfig, tables: Tables
-                ) -> tuple[gpd.GeoDataFrame, list[dict[str, Any]], gpd.GeoDataFrame]:
-    """Read and validate every input; returns (activity, metadata, rejected activity)
-    (:func:`read_input` for each, then :func:`combine_inputs`)."""
-    return combine_inputs(cfg, tables, [read_input(cfg, tables, spec) for spec in cfg.inputs])
+    def io(self, name: str, fn: Callable[..., Any], *args: Any) -> Any:
+        """Run a step that reads or writes files (its writes are atomic)."""
+        return fn(*args)
 
+    def cached(self, name: str, fn: Callable[..., Any], args: tuple[Any, ...], key: str,
+               cache_dir: Path | None) -> tuple[Any, bool]:
+        """Run a step whose result is fully determined by the content key ``key``; returns
+        (result, whether it came from the cache)."""
+        return fn(*args), False
 
-def read_key(cfg: BuildConfig, tables: Tables, spec: InputConfig, code: str) -> str:
-    """Content key of :func:`read_input`: the file's bytes (every part of a Shapefile), its
-    config entry, what validation checks it against (factor keys, control devices, proxy
-    names, species, sector proxies), the grid's CRS and the code version. A change anywhere
-    else (another input, a factor value, a profile) leaves it unchanged."""
-    return "read-" + digest({
-        "code": code, "input": spec.model_dump(mode="json"), "sha256": sha256_or_missing(spec.path),
-        "crs": tables.grid.crs.to_wkt(), "keys": frame_digest(tables.library.keys),
-        "devices": sorted(tables.library.devices), "proxies": sorted(tables.proxies),
-        "species": tables.registry.emitted, "sector_proxies": cfg.sector_proxies})
-
-
-def emissions_key(cfg: BuildConfig, source_key: str) -> str:
-    """Content key of one input's emissions: its read key and the bytes of the tables the
-    same-source step uses (species, factors, controls, fuels)."""
-    t = cfg.tables
-    return "emissions-" + digest({
-        "read": source_key, **{name: sha256_file(path) for name, path in (
-            ("species", t.species), ("factors", t.emission_factors),
-            ("controls", t.control_efficiencies), ("fuels", t.fuels))}})
-
-
-def combine_emissions(parts: list[EmissionsResult], activity: gpd.GeoDataFrame,
-                      rejected: gpd.GeoDataFrame) -> tuple[EmissionsResult, pd.DataFrame | None]:
-    """Emissions of the kept sources (in ``activity``'s order) and kg/yr per sector × species of
-    the rejected ones, from the emissions of each input computed alone (every row of it: each
-    source's emissions depend on its own record only)."""
-    table = pd.concat([p.table for p in parts])
-    provenance = pd.concat([p.provenance for p in parts], ignore_index=True)
-    kept = EmissionsResult(
-        table=table.loc[activity["source_id"].to_numpy()],
-        provenance=provenance[provenance["source_id"].isin(activity["source_id"])
-                              ].reset_index(drop=True))
-    if len(rejected) == 0:
-        return kept, None
-    em = table.loc[rejected["source_id"].to_numpy()]
-    return kept, em.assign(sector=rejected["sector"].to_numpy()).groupby("sector").sum()
-
-
-def compute_all_emissions(activity: gpd.GeoDataFrame, tables: Tables) -> EmissionsResult:
-    return compute_emissions(activity, tables.library, tables.registry)
-
-
-def check_emissions(emissions: EmissionsResult, activity: gpd.GeoDataFrame, tables: Tables,
-                    cfg: BuildConfig) -> list[Finding]:
-    """Same-source consistency checks (ratios, PM subsets, city CO2); [] when none configured.
-
-    The city CO2 check only makes sense for a build of every sector.
-    """
-    if tables.checks is None:
-        return []
-    return run_checks(emissions.table, activity, tables.library, tables.checks,
-                      city_total=cfg.sectors is None)
-
-
-def allocate_sources(activity: gpd.GeoDataFrame, tables: Tables, cache_dir: Path | None = None,
-                     stats: CacheStats | None = None, scheduler: str | None = None,
-                     inputs: dict[str, str] | None = None) -> Allocation:
-    """Allocation matrices, reused from ``cache_dir/allocation`` where geometries are unchanged,
-    computed in chunks on the dask ``scheduler`` where not. With ``inputs`` (input file → input
-    name), each input's sources have their own matrix (and cache entry and ``stats`` line)."""
-    groups = activity["input_file"].map(inputs).to_numpy() if inputs else None
-    return allocate(activity, tables.grid, tables.proxies,
-                    cache_dir=Path(cache_dir) / "allocation" if cache_dir else None, stats=stats,
-                    scheduler=scheduler, groups=groups)
-
-
-def make_annual(alloc: Allocation, emissions: EmissionsResult, activity: gpd.GeoDataFrame,
-                tables: Tables) -> xr.DataArray:
-    return cube_mod.annual_grid(alloc.matrix, emissions.table, activity["sector"].to_numpy(),
-                                tables.grid, list(emissions.table.columns),
-                                list(tables.sectors["sector"]))
-
-
-def make_factors(cfg: BuildConfig, tables: Tables) -> xr.DataArray:
-    return temporal_factors(tables.sectors, tables.profiles, cfg.year, cfg.temporal.timezone,
-                            cfg.temporal.holidays)
-
-
-def make_ledger(emissions: EmissionsResult, activity: gpd.GeoDataFrame, alloc: Allocation,
-                annual: xr.DataArray, rejected_kg: pd.DataFrame | None) -> Ledger:
-    by_sector = annual.sum(dim=("y", "x")).to_pandas()
-    return Ledger.from_build(emissions.table, activity["sector"].to_numpy(),
-                             alloc.outside_fraction, by_sector, rejected_kg)
+    def artifact(self, key: str, markdown: str, description: str) -> None:
+        """Publish a summary of the build where its runner shows one (nothing here)."""
 
 
 @dataclass
-class WriteContext:
-    """What every daily write needs besides the data."""
+class BuildState:
+    """Everything a build has computed before it writes files: what :func:`prepare` returns
+    and :func:`write_and_publish` consumes. Measured stack hours (``cems``) travel here, so that
+    no later step can forget them.
 
-    hourly_dir: Path
-    static: dict[str, Any]
-    attrs: dict[str, Any]
-    year: int
-    dtype: str
-    complevel: int
-    shuffle: bool
-    #: day (YYYYMMDD) → (content hash, file, build that wrote it) of the build the pointer
-    #: refers to: a day whose content is unchanged is hard-linked from there, not rewritten
-    previous: dict[str, tuple[str, str, str]] = field(default_factory=dict)
-    #: content-addressed day files (``<content hash>.<build id>.nc``, hard links to the files
-    #: builds wrote): a build killed after some days resumes from them, and builds under other
-    #: pointers share their days. None: no cache.
-    store: Path | None = None
-
-
-def stored_days(store: Path | None) -> dict[str, Path]:
-    """content hash → a stored day file with that content (one listing of the store, not a
-    search per day: the store holds the days of every kept build)."""
-    if store is None or not store.is_dir():
-        return {}
-    found: dict[str, Path] = {}
-    for path in sorted(store.glob("*.*.nc")):
-        found.setdefault(path.name.split(".")[0], path)
-    return found
-
-
-def store_day(store: Path | None, content: str, path: Path, build_id: str) -> None:
-    """Hard-link a written day file into the store (atomically; nothing on another file system:
-    a copy would double the disk it takes)."""
-    if store is None:
-        return
-    store.mkdir(parents=True, exist_ok=True)
-    tmp = store / f".{content}.{build_id}.{os.getpid()}.tmp"
-    try:
-        os.link(path, tmp)
-        os.replace(tmp, store / f"{content}.{build_id}.nc")
-    except OSError:
-        tmp.unlink(missing_ok=True)
-
-
-def day_content_hash(day_ds: xr.Dataset, ctx: WriteContext) -> str:
-    """sha256 of what a day file carries apart from the build's global attributes: every array
-    (bytes, dtype, shape, attributes), the time axis, the static coordinates and the encoding."""
-    import hashlib
-
-    h = hashlib.sha256(json.dumps({"dtype": ctx.dtype, "complevel": ctx.complevel,
-                                   "shuffle": ctx.shuffle, "year": ctx.year,
-                                   "code": ctx.attrs.get("tongyuan_code_version")},
-                                  sort_keys=True).encode())
-    for name, (dims, values, attrs) in sorted(ctx.static.items()):
-        h.update(f"{name}{dims}{json.dumps(attrs, sort_keys=True, default=str)}".encode())
-        h.update(np.ascontiguousarray(values).tobytes())
-    h.update(np.ascontiguousarray(day_ds["time"].values).tobytes())
-    for v in sorted(day_ds.data_vars):
-        a = np.ascontiguousarray(day_ds[v].values)
-        h.update(f"{v}{a.dtype}{a.shape}{json.dumps(day_ds[v].attrs, sort_keys=True)}".encode())
-        h.update(a.tobytes())
-    return h.hexdigest()
-
-
-def write_days(cube: xr.Dataset, days: list[pd.Timestamp], ctx: WriteContext,
-               cell_area: np.ndarray) -> dict[str, Any]:
-    """Compute and write the given UTC days; return per-day written kg per species, files,
-    each day's content hash and the days reused from the previous build (hard links)."""
-    written = {}
-    files = []
-    content: dict[str, str] = {}
-    reused: dict[str, str] = {}
-    seconds = cube_mod.SECONDS_PER_HOUR
-    stored = stored_days(ctx.store)  # days differ in content: this call adds none it could use
-    for day in days:
-        start = np.datetime64(day.to_datetime64(), "h")
-        sel = cube.sel(time=slice(start, start + np.timedelta64(23, "h")))
-        if sel.sizes["time"] != 24:
-            raise ConfigError(f"day {day:%Y-%m-%d} has {sel.sizes['time']} hours in the cube")
-        day_ds = sel.compute()
-        if ctx.dtype != "float64":
-            day_ds = day_ds.astype(ctx.dtype)
-        mass = {v: float((day_ds[v].to_numpy().astype(np.float64) * cell_area).sum() * seconds)
-                for v in day_ds.data_vars}
-        key = f"{day:%Y%m%d}"
-        path = ctx.hourly_dir / f"{key}.nc"
-        h = day_content_hash(day_ds, ctx)
-        content[key] = h
-        prev = ctx.previous.get(key)
-        source = origin = None
-        if prev is not None and prev[0] == h and Path(prev[1]).is_file():
-            source, origin = Path(prev[1]), prev[2]
-        elif (found := stored.get(h)) is not None:
-            source, origin = found, found.name.split(".")[1]
-        if source is not None:
-            try:  # same content: the same file, not a new one (same bytes, same checksum)
-                os.link(source, path)
-            except OSError:
-                shutil.copy2(source, path)
-            reused[key] = origin  # the build that wrote the file
-        else:
-            netcdf_cf.write(day_ds, path, ctx.attrs, static=ctx.static, year=ctx.year,
-                            dtype=ctx.dtype, complevel=ctx.complevel, shuffle=ctx.shuffle)
-            store_day(ctx.store, h, path, ctx.attrs["tongyuan_build_id"])
-        written[key] = mass
-        files.append(str(path))
-    return {"written": written, "files": files, "content": content, "reused": reused}
-
-
-def previous_days(pointer: Path) -> dict[str, tuple[str, str, str]]:
-    """Content hash, file and writing build of each day of the build ``pointer`` refers to."""
-    manifest = pointer / "manifest.json"
-    if not (pointer.is_symlink() and manifest.is_file()):
-        return {}
-    build = pointer.resolve()
-    m = json.loads(manifest.read_text(encoding="utf-8"))
-    origin = m.get("reused_days", {})
-    return {day: (h, str(build / "hourly" / f"{day}.nc"), origin.get(day, build.name))
-            for day, h in m.get("day_content", {}).items()}
-
-
-def record_written(ledger: Ledger, annual: xr.DataArray, factors: xr.DataArray,
-                   per_day: dict[str, dict[str, float]], rtol: float = RTOL,
-                   cems=None) -> None:
-    """Fill ``written_kg`` and check it against the mass measured in the written arrays.
-
-    Per sector × species, written = gridded × Σ factors over the written hours (the whole year,
-    or the days of a ``period`` build). Per species the sum over sectors must equal what the
-    files' arrays carry, within ``rtol``.
+    Attributes
+    ----------
+    cfg, tables : the configuration and its tables (grid included)
+    activity : the sources kept for gridding (activity table in the grid CRS)
+    metas : one record per file read (:class:`~sources.readers.InputMeta`)
+    rejected : sources rejected by the config's ``sectors`` list, with ``reject_reason``
+    emissions : same-source emissions of ``activity`` [kg/yr per source × species]
+    rejected_kg : emissions of the rejected sources per sector × species [kg/yr], or None
+    findings : same-source check findings (errors already raised)
+    alloc : allocation matrices (cells × sources) and the shares outside the grid
+    annual : annual grid ``(sector, species, y, x)`` [kg/yr per cell]
+    factors : temporal factors ``(sector, time)`` [fraction of the year per UTC hour]
+    ledger : the mass ledger; ``written_kg`` is filled when the files are written
+    cems : measured stack hours with their gaps filled, or None
+    cache : per input, per step (``read``, ``emissions``, ``allocation``): ``hit`` or
+        ``computed``
+    cache_files : cache files the build used, relative to the cache directory
+    clock : timings of the steps so far
     """
-    hours = pd.to_datetime(sorted(per_day), format="%Y%m%d").to_numpy()
-    written_hours = np.isin(factors["time"].values.astype("datetime64[D]"), hours.astype(
-        "datetime64[D]"))
-    fsum = factors.sel(sector=annual["sector"]).isel(time=written_hours).sum("time")
-    written = (annual.sum(dim=("y", "x")) * fsum).to_pandas().stack().rename("written_kg")
-    written.index.names = ["sector", "species"]
-    if cems is not None:  # measured stacks: their series instead of the profile
-        from pipeline.cems import written_adjustment
 
-        adj = written_adjustment(cems, written_hours)
-        written = written.add(adj["correction_kg"], fill_value=0.0).rename("written_kg")
-        ledger.table["cems_measured_kg"] = adj["cems_measured_kg"].reindex(
-            ledger.table.index).fillna(0.0)
-    ledger.record_written(written.to_frame())
-    measured = pd.DataFrame(per_day).T.sum()
-    expected = ledger.totals()["written_kg"]
-    problems = []
-    for sp in measured.index:
-        a, b = float(measured[sp]), float(expected[sp])
-        scale = max(abs(a), abs(b))
-        if scale > 0 and abs(a - b) / scale > rtol:
-            problems.append(f"{sp}: files carry {a:.9g} kg, ledger expects {b:.9g} kg")
-    if problems:
-        raise MassBalanceError("written files disagree with the ledger:\n  " + "\n  ".join(problems))
+    cfg: BuildConfig
+    tables: Tables
+    activity: gpd.GeoDataFrame
+    metas: list[InputMeta]
+    rejected: gpd.GeoDataFrame
+    emissions: EmissionsResult
+    rejected_kg: pd.DataFrame | None
+    findings: list[Finding]
+    alloc: Allocation
+    annual: xr.DataArray
+    factors: xr.DataArray
+    ledger: Ledger
+    cems: Cems | None = None
+    cache: dict[str, dict[str, str]] = field(default_factory=dict)
+    cache_files: list[str] = field(default_factory=list)
+    clock: Stopwatch = field(default_factory=lambda: Stopwatch())
 
 
-def provenance_attrs(cfg: BuildConfig, metas: list[dict[str, Any]], build_id: str,
-                     cfg_hash: str, grid: Grid) -> dict[str, Any]:
-    inputs = {m["name"]: m["sha256"] for m in metas}
-    return global_attributes(build_id=build_id, cfg_hash=cfg_hash, inputs=inputs,
-                             version=code_version(), name=cfg.name, year=cfg.year,
-                             grid_name=grid.name)
+@dataclass
+class BuildResult:
+    """What a published build is, as :func:`run_build` returns it (the CLI prints it).
 
-
-def input_fingerprint(cfg: BuildConfig) -> str:
-    """sha256 over everything a build's files depend on: the configuration and tables (the
-    config hash), the bytes of every input, proxy, CEMS, boundary and GRIDDESC file, the output
-    settings and the code version. Equal fingerprints mean the same inventory."""
-    import hashlib
-
-    from pipeline.provenance import code_version
-
-    h = hashlib.sha256(config_hash(cfg).encode())
-    files = ([("input", i.name, i.path) for i in cfg.inputs]
-             + [("proxy", n, p) for n, p in sorted(cfg.proxies.items())]
-             + [("cems", str(p), p) for p in cfg.cems]
-             + ([("boundaries", "", cfg.boundaries)] if cfg.boundaries else [])
-             + ([("griddesc", "", cfg.grid.griddesc)] if getattr(cfg.grid, "griddesc", None)
-                else []))
-    for kind, name, path in files:
-        h.update(f"|{kind}:{name}:{sha256_or_missing(path)}".encode())
-    o = cfg.output
-    h.update(json.dumps({"period": o.period, "formats": o.formats, "mechanism": o.mechanism,
-                         "dtype": o.dtype, "complevel": o.complevel, "shuffle": o.shuffle,
-                         "code": code_version()}, sort_keys=True, default=str).encode())
-    return h.hexdigest()
-
-
-def start_build(cfg: BuildConfig) -> tuple[str, str]:
-    """(build id, config hash)."""
-    h = config_hash(cfg)
-    return new_build_id(h), h
-
-
-def utc_days(year: int, period: tuple[str, str] | None = None) -> list[pd.Timestamp]:
-    """UTC days of ``year``, or of the inclusive ``period`` (``("2024-01-15", "2024-01-21")``)."""
-    days = pd.date_range(f"{year}-01-01", f"{year}-12-31", freq="D")
-    if period is None:
-        return list(days)
-    try:
-        start, end = pd.Timestamp(period[0]), pd.Timestamp(period[1])
-    except (ValueError, TypeError) as exc:
-        raise ConfigError(f"period {period!r}: expected two dates YYYY-MM-DD") from exc
-    if start > end or start.year != year or end.year != year:
-        raise ConfigError(f"period {period[0]}..{period[1]} must be ordered and lie in the "
-                          f"output year {year}")
-    return [d for d in days if start <= d <= end]
-
-
-class Stopwatch:
-    """Wall-clock timings of named steps, for the build summary."""
-
-    def __init__(self) -> None:
-        self.t0 = time.perf_counter()
-        self.steps: dict[str, float] = {}
-        self._last = self.t0
-
-    def lap(self, name: str) -> None:
-        now = time.perf_counter()
-        self.steps[name] = now - self._last
-        self._last = now
-
-    @property
-    def total(self) -> float:
-        return time.perf_counter() - self.t0
-
-
-def write_details(build_dir: Path, activity: gpd.GeoDataFrame, alloc: Allocation,
-                  rejected: gpd.GeoDataFrame, metas: list[dict[str, Any]]) -> None:
-    """Per-source details behind the ledger.
-
-    ``sources.csv``: every source kept for gridding, its keys, input location, a representative
-    point in the grid CRS and the share beyond the grid. ``notices.csv``: area sources spread by
-    area (zero proxy) and rejected sources, with the reason. ``inputs.csv``: the input files.
+    Attributes
+    ----------
+    build_id : the build's id (``<UTC time>Z-<config hash prefix>``)
+    build_dir : the published build directory ``OUT/<build id>``
+    latest : the pointer moved to it (``OUT/latest``, ``OUT/latest-period``, …)
+    published : False when nothing had changed and nothing was published
+        (:func:`up_to_date`); ``build_dir`` is then the current build
+    files : the hourly CF day files, in day order
+    totals : ledger totals per species [kg]: ``read_kg``, ``gridded_kg``,
+        ``outside_domain_kg``, ``rejected_kg``, ``written_kg``
+    ledger : the whole ledger, per sector × species [kg]
+    findings : same-source check findings (warnings; errors stop the build)
+    fallback : ids of area sources whose proxy was zero inside them (spread by area)
+    cache : per input and step, ``hit`` or ``computed``
+    report : the QA report's ``index.html``, or None if it could not be written
+    timings : seconds per step [s]
+    seconds : the build's wall time [s]
+    period : the UTC days written (first, last), or None for the whole year
+    formats, mechanism : the file formats written and the model mechanism
+    manifest : the build's manifest (:class:`~pipeline.publish.Manifest`)
+    scenario : the scenario name for a scenario build, else None
+    synergy : the scenario's synergy table (per measure Δ per species [t/yr]), or None
+    synergy_page : the scenario's synergy page, or None
     """
-    point = activity.geometry.representative_point()
-    table = pd.DataFrame({
-        **{c: activity[c].to_numpy() for c in ("source_id", "kind", "sector", "subsector", "fuel",
-                                               "technology", "control", "activity",
-                                               "activity_unit", "input_file", "input_row")},
-        "x": point.x.to_numpy(), "y": point.y.to_numpy(),
-        "outside_domain_fraction": alloc.outside_fraction})
-    table.to_csv(build_dir / "sources.csv", index=False, float_format="%.9g")
-    rows = [{"source_id": s, "reason": "area proxy zero inside polygon: spread by area"}
-            for s in alloc.fallback]
-    rows += [{"source_id": s, "reason": r} for s, r in
-             zip(rejected["source_id"], rejected.get("reject_reason", []), strict=False)]
-    pd.DataFrame(rows, columns=["source_id", "reason"]).to_csv(build_dir / "notices.csv",
-                                                               index=False)
-    pd.DataFrame(metas).to_csv(build_dir / "inputs.csv", index=False)
+
+    build_id: str
+    build_dir: Path
+    latest: Path
+    published: bool
+    files: list[Path]
+    totals: pd.DataFrame
+    ledger: Ledger | None
+    findings: list[Finding]
+    fallback: list[str]
+    cache: dict[str, dict[str, str]]
+    report: Path | None
+    timings: dict[str, float]
+    seconds: float
+    period: tuple[str, str] | None
+    formats: list[str]
+    mechanism: str
+    manifest: Manifest
+    scenario: str | None = None
+    synergy: pd.DataFrame | None = None
+    synergy_page: Path | None = None
 
 
-def write_annual(build_dir: Path, annual: xr.DataArray, factors: xr.DataArray,
-                 static: dict[str, Any], attrs: dict[str, Any]) -> None:
-    """``annual.nc``: the annual grid per sector and species (kg/yr per cell) and the temporal
-    factors (sector × UTC hour) that spread it, for reports, comparisons and scenarios."""
-    ds = xr.Dataset({"annual_emissions": annual.astype("float64"),
-                     "temporal_factor": factors})
-    ds["annual_emissions"].attrs = {"long_name": "annual emissions per grid cell",
-                                    "units": "kg year-1", "grid_mapping": "crs",
-                                    "coordinates": "lat lon"}
-    for name in ("x", "y", "lon", "lat"):
-        dims, values, a = static[name]
-        ds = ds.assign_coords({name: (dims, values, a)})
-    dims, values, a = static["crs"]
-    ds["crs"] = xr.Variable(dims, values, a)
-    ds.attrs = {"Conventions": "CF-1.8", **attrs}
-    enc = {"annual_emissions": {"zlib": True, "complevel": 1, "chunksizes": (1, 1) + annual.shape[2:]},
-           "time": {"dtype": "int32", "units": f"hours since {str(factors.time.values[0])[:10]}"}}
-    ds.to_netcdf(build_dir / "annual.nc", engine="netcdf4", encoding=enc)
+@dataclass(frozen=True)
+class Publication:
+    """How a build is published.
+
+    Attributes
+    ----------
+    build_id, config_hash : the build's identity
+    pointer : the pointer the build moves (``latest``, ``latest-period``,
+        ``latest-scenario-<name>`` …)
+    fingerprint : the input fingerprint recorded in the manifest (nightly comparisons)
+    scenario : the scenario a scenario build applied, or None
+    extra : writes additional files into the staging directory before the manifest is made:
+        ``extra(staging, static coordinates, global attributes)``
+    pages : writes HTML pages that read the finished build: ``pages(staging)`` returns the
+        sub-directory it wrote, which is then added to the manifest
+    """
+
+    build_id: str
+    config_hash: str
+    pointer: str
+    fingerprint: str | None = None
+    scenario: ScenarioInfo | None = None
+    extra: Callable[[Path, dict[str, Any], dict[str, Any]], None] | None = None
+    pages: Callable[[Path], str] | None = None
 
 
-def summary_markdown(build_id: str, totals: pd.DataFrame) -> str:
-    """Ledger totals per species as a markdown table (t/yr)."""
-    lines = [f"# Tongyuan build `{build_id}`", "",
-             "| species | read t/yr | gridded t/yr | outside domain t/yr | rejected t/yr | "
-             "written t/yr |", "|---|---:|---:|---:|---:|---:|"]
-    for sp, r in totals.iterrows():
-        lines.append(f"| {sp} | {r.read_kg / 1e3:,.1f} | {r.gridded_kg / 1e3:,.1f} | "
-                     f"{r.outside_domain_kg / 1e3:,.1f} | {r.rejected_kg / 1e3:,.1f} | "
-                     f"{r.written_kg / 1e3:,.1f} |")
+def _pointer(cfg: BuildConfig, base: str = "latest") -> str:
+    return base if cfg.output.period is None else f"{base}-period"
+
+
+def read_all_inputs(cfg: BuildConfig, tables: Tables, runner: Runner,
+                    clock: Stopwatch | None = None) -> tuple[BuildState, list[str]]:
+    """Every input read and its emissions computed, each input on its own and each step
+    ``cached`` by the content key of what it depends on (:func:`~pipeline.provenance.read_key`,
+    :func:`~pipeline.provenance.emissions_key`): a change to one input's data re-reads and
+    recomputes that input only. Returns a state without grid yet, and the task records."""
+    code = code_version()
+    parts, results, cache, records = [], [], {}, []
+    for spec in cfg.inputs:
+        key = read_key(cfg, tables, spec, code)
+        em_key = emissions_key(cfg, key)
+        (table, meta), hit = runner.cached(f"read-{spec.name}", read_input, (cfg, tables, spec),
+                                          key, cfg.cache_dir)
+        em, em_hit = runner.cached(f"emissions-{spec.name}", compute_input_emissions,
+                                  (table, tables), em_key, cfg.cache_dir)
+        parts.append((table, meta))
+        results.append(em)
+        cache[spec.name] = {"read": "hit" if hit else "computed",
+                            "emissions": "hit" if em_hit else "computed"}
+        records += [f"tasks/{key}", f"tasks/{em_key}"]
+    activity, metas, rejected = combine_inputs(cfg, tables, parts)
+    emissions, rejected_kg = combine_emissions(results, activity, rejected)
+    state = BuildState(cfg=cfg, tables=tables, activity=activity, metas=metas,
+                       rejected=rejected, emissions=emissions, rejected_kg=rejected_kg,
+                       findings=[], alloc=None, annual=None, factors=None,  # type: ignore[arg-type]
+                       ledger=None, cache=cache,  # type: ignore[arg-type]
+                       clock=clock or Stopwatch())
+    return state, records
+
+
+def allocate_state(state: BuildState, runner: Runner) -> tuple[Allocation, list[str]]:
+    """The allocation of ``state.activity``, one matrix per input (cached on disk by the
+    content of its geometries); records per input whether its matrix was reused."""
+    stats = CacheStats()
+    names = {m.path: m.name for m in state.metas if m.kind in ("point", "line", "area")}
+    cfg = state.cfg
+    alloc = runner.run("allocate", allocate_sources, state.activity, state.tables,
+                      cfg.cache_dir, stats, cfg.allocation.scheduler, names)
+    for name, hit in dict(stats.kinds).items():
+        state.cache.setdefault(name, {})["allocation"] = hit
+    return alloc, [f"allocation/{f}" for f in stats.files]
+
+
+def grid_and_time(state: BuildState, runner: Runner, *, cems: bool = True) -> None:
+    """Fill ``annual``, ``factors``, ``ledger`` (checked: read = gridded + outside + rejected)
+    and, with ``cems``, the measured stack hours of the config."""
+    s = state
+    s.annual = runner.run("annual", compute_annual, s.alloc, s.emissions, s.activity, s.tables)
+    s.factors = runner.run("factors", compute_factors, s.cfg, s.tables)
+    s.ledger = runner.run("ledger", compute_ledger, s.emissions, s.activity, s.alloc, s.annual,
+                         s.rejected_kg)
+    check_balance(s.ledger, written=False)
+    if cems:
+        s.cems = runner.io("cems", read_cems, s.cfg.cems, s.activity, s.emissions.table,
+                          s.factors, s.alloc.matrix, s.cfg.year)
+
+
+def prepare(cfg: BuildConfig | str | Path, tables: Tables | None = None, *,
+            runner: Runner | None = None, clock: Stopwatch | None = None) -> BuildState:
+    """Read every input, compute its emissions, check them, allocate them and spread them in
+    time: everything a build computes before writing files, CEMS included.
+
+    Raises :class:`~sources.errors.ChecksFailedError` when a same-source check configured as an
+    error fails, and :class:`~sources.errors.MassBalanceError` when the ledger does not balance.
+    """
+    cfg = cfg if isinstance(cfg, BuildConfig) else load_config(cfg)
+    runner = runner or Runner()
+    tables = tables or runner.run("tables", load_tables, cfg)
+    state, records = read_all_inputs(cfg, tables, runner, clock)
+    state.findings = runner.run("checks", check_emissions, state.emissions, state.activity,
+                               tables, cfg)
+    raise_on_errors(state.findings)  # configured as errors: fail before anything is written
+    state.clock.lap("read+emissions")
+    state.alloc, matrices = allocate_state(state, runner)
+    state.clock.lap("allocate")
+    grid_and_time(state, runner)
+    state.clock.lap("grid+time")
+    state.cache_files = sorted({*records, *matrices})
+    return state
+
+
+def write_build_report(build_dir: Path) -> bool:
+    """The QA report; a failure here is reported, not fatal: the inventory itself is checked."""
+    try:
+        write_report(build_dir)
+    except Exception as exc:  # noqa: BLE001 - report bugs must not block a checked inventory
+        print(f"WARNING: the build report could not be written: {exc!r}")
+        return False
+    add_to_manifest(build_dir, "report")
+    return True
+
+
+def _write_files(state: BuildState, staging: Path, ctx: WriteContext, runner: Runner
+                 ) -> DaysWritten:
+    """Hourly CF days, then the model formats, each checked against the ledger."""
+    s, grid = state, state.tables.grid
+    cube = hourly_cube(s.annual, s.factors, grid, s.tables.registry, cems=s.cems)
+    by_month: dict[str, list[pd.Timestamp]] = defaultdict(list)
+    for day in utc_days(s.cfg.year, s.cfg.output.period):
+        by_month[f"{day:%Y-%m}"].append(day)
+    days = DaysWritten()
+    for label, month in by_month.items():
+        days.update(runner.io(f"write-{label}", write_days, cube, month, ctx, grid.cell_area_m2))
+    s.clock.lap("write")
+    # float32 files carry the mass at float32 precision (~1e-7), float64 files to 1e-9
+    record_written(s.ledger, s.annual, s.factors, days.written,
+                   rtol=RTOL if s.cfg.output.dtype == "float64" else FLOAT32_RTOL, cems=s.cems)
+    check_balance(s.ledger, written=s.cfg.output.period is None)
+    if s.cems is not None:
+        s.cems.table.to_csv(staging / "cems.csv", index=False, float_format="%.9g")
+    mo = runner.run("model-outputs", model_ready.prepare, s.cfg, s.tables, s.activity,
+                   s.emissions, s.alloc.matrix, s.cems)
+    if mo is not None:  # CMAQ / WRF-Chem: float32 files, checked per day and species
+        measured: dict[str, dict[str, dict[str, float]]] = {f: {} for f in mo.formats}
+        for label, month in by_month.items():
+            got = runner.io(f"write-models-{label}", model_ready.write_days, mo, month,
+                           s.factors, staging, ctx.attrs)
+            for f in mo.formats:
+                measured[f].update(got[f])
+        model_ready.check_days(mo, s.annual, s.factors, measured, rtol=FLOAT32_RTOL)
+        s.clock.lap("models")
+    return days
+
+
+def write_and_publish(state: BuildState, out: Path, publication: Publication,
+                      runner: Runner | None = None) -> BuildResult:
+    """Write the hourly files, model formats, ledger, tables, ``annual.nc``, manifest and report
+    into a staging directory, check every file against the ledger, and publish it atomically
+    (``publication.pointer`` switched in one rename); then prune old builds and the caches.
+
+    Call under :func:`~pipeline.publish.build_lock` of ``out``. A failure anywhere discards the
+    staging directory and leaves every pointer as it was.
+    """
+    runner = runner or Runner()
+    s, pub, grid = state, publication, state.tables.grid
+    staging = staging_dir(out, pub.build_id)
+    store = Path(s.cfg.cache_dir) / "days" if s.cfg.cache_dir else None
+    try:
+        ctx = WriteContext(hourly_dir=staging / "hourly", static=static_coords(grid),
+                           attrs=provenance_attrs(s.cfg, s.metas, pub.build_id, pub.config_hash,
+                                                  grid),
+                           year=s.cfg.year, dtype=s.cfg.output.dtype,
+                           complevel=s.cfg.output.complevel, shuffle=s.cfg.output.shuffle,
+                           previous=previous_days(out / pub.pointer), store=store)
+        days = _write_files(s, staging, ctx, runner)
+        s.ledger.to_csv(staging / "ledger.csv")
+        s.emissions.table.to_csv(staging / "emissions_by_source.csv", float_format="%.9g")
+        write_details(staging, s.activity, s.alloc, s.rejected, s.metas)
+        write_annual(staging, s.annual, s.factors, ctx.static, ctx.attrs)
+        findings_frame(s.findings).to_csv(staging / "checks.csv", index=False)
+        if pub.extra is not None:
+            pub.extra(staging, ctx.static, ctx.attrs)
+        write_manifest(staging, Manifest(
+            build_id=pub.build_id, config_hash=pub.config_hash, config=str(s.cfg.config_path),
+            year=s.cfg.year, boundaries=str(s.cfg.boundaries) if s.cfg.boundaries else None,
+            period=s.cfg.output.period, inputs={m.name: m.sha256 for m in s.metas},
+            day_content=days.content, reused_days=days.reused, fingerprint=pub.fingerprint,
+            cache_files=s.cache_files, scenario=pub.scenario))
+        reported = runner.run("report", write_build_report, staging)
+        if pub.pages is not None:
+            add_to_manifest(staging, pub.pages(staging))
+        latest = out / pub.pointer
+        previous = latest.resolve() if latest.is_symlink() else None
+        final = publish(out, staging, pub.build_id, pointer=pub.pointer)
+    except BaseException:
+        discard(staging)
+        raise
+    record_changes(out, previous, final, pub.pointer)
+    prune(out, s.cfg.output.keep_builds)
+    prune_day_store(store)
+    prune_cache(out, s.cfg.cache_dir)
+    s.clock.lap("publish")
+    return BuildResult(
+        build_id=pub.build_id, build_dir=final, latest=latest, published=True,
+        files=[final / "hourly" / Path(f).name for f in days.files],
+        totals=s.ledger.totals(), ledger=s.ledger, findings=s.findings,
+        fallback=list(s.alloc.fallback), cache=s.cache,
+        report=final / "report" / "index.html" if reported else None,
+        timings=dict(s.clock.steps), seconds=s.clock.total, period=s.cfg.output.period,
+        formats=list(s.cfg.output.formats), mechanism=s.cfg.output.mechanism,
+        manifest=read_manifest(final))
+
+
+#: keyword overrides of :func:`run_build` → the config keys they set
+OVERRIDES = {"out": "output.dir", "year": "year", "period": "output.period",
+             "scheduler": "allocation.scheduler", "formats": "output.formats",
+             "mechanism": "output.mechanism"}
+
+
+def _overrides(overrides: dict[str, Any]) -> dict[str, Any]:
+    unknown = sorted(set(overrides) - set(OVERRIDES))
+    if unknown:
+        raise ConfigError(f"unknown build override(s) {unknown}; known: {sorted(OVERRIDES)}")
+    out = {OVERRIDES[k]: v for k, v in overrides.items()}
+    if out.get("output.period") is not None:
+        out["output.period"] = list(out["output.period"])
+    if out.get("output.dir") is not None:
+        out["output.dir"] = str(out["output.dir"])
+    return out
+
+
+def run_build(config: str | Path, runner: Runner | None = None, **overrides: Any) -> BuildResult:
+    """The whole build, published: read → emissions → checks → allocation → time → CEMS →
+    hourly files and model formats → ledger, tables, ``annual.nc``, report → manifest → atomic
+    switch of ``latest`` (``latest-period`` for a ``period`` build).
+
+    Parameters
+    ----------
+    config : the build configuration (YAML)
+    runner : how steps run (default: in this process, no Prefect; the CLI passes
+        :class:`pipeline.flows.PrefectRunner`)
+    **overrides : ``out`` (output directory), ``year``, ``period`` (two UTC dates, inclusive),
+        ``scheduler`` (dask scheduler of the allocation), ``formats`` (``cf``, ``cmaq``,
+        ``wrfchem``), ``mechanism``
+
+    Examples
+    --------
+    >>> r = run_build("config/shanghai.yaml", out="o", period=("2024-07-01", "2024-07-01"))
+    >>> r.totals.loc["CO2", "written_kg"], r.build_dir  # doctest: +SKIP
+    """
+    runner = runner or Runner()
+    clock = Stopwatch()
+    cfg = runner.run("config", load_config, config, _overrides(overrides))
+    out = Path(cfg.output.dir)
+    with build_lock(out):  # taken first: a second build is told at once, not after reading
+        sweep_stale(out)
+        tables = runner.run("tables", load_tables, cfg)
+        model_ready.check_formats(cfg, tables)  # a grid a model format cannot take: fail now
+        state = prepare(cfg, tables, runner=runner, clock=clock)
+        build_id, cfg_hash = start_build(cfg)
+        result = write_and_publish(state, out, Publication(
+            build_id=build_id, config_hash=cfg_hash, pointer=_pointer(cfg),
+            fingerprint=input_fingerprint(cfg)), runner)
+    markdown = (summary_markdown(result.build_dir) if result.report is not None
+                else totals_markdown(build_id, result.totals))
+    runner.artifact("build-summary", markdown, f"Tongyuan build {build_id}")
+    return result
+
+
+def up_to_date(config: str | Path, out: str | Path | None = None) -> Manifest | None:
+    """The manifest of the published build (under ``latest``, or ``latest-period`` for a
+    period build) whose input fingerprint equals the configuration's now: a build would
+    publish the same inventory again. None when something changed or nothing is published."""
+    cfg = load_config(config, {"output.dir": str(out) if out else None})
+    pointer = Path(cfg.output.dir) / _pointer(cfg)
+    if not (pointer.is_symlink() and has_manifest(pointer)):
+        return None
+    manifest = read_manifest(pointer)
+    return manifest if manifest.fingerprint == input_fingerprint(cfg) else None
+
+
+def run_scenario_build(scenario_path: str | Path, runner: Runner | None = None,
+                       **overrides: Any) -> BuildResult:
+    """A policy scenario, built and published beside its base: the base inputs are read, the
+    scenario's measures applied in order and one by one, the result gridded with the base
+    allocation (only new sources are allocated) and written like a build (hourly files,
+    ledger, annual grid, report) plus ``synergy.csv``, ``difference.nc``,
+    ``activity_changes.csv`` and ``synergy/index.html``; ``latest-scenario-<name>`` moves to it.
+
+    ``overrides``: ``out`` and ``period`` as for :func:`run_build`.
+    """
+    runner = runner or Runner()
+    clock = Stopwatch()
+    sc = load_scenario(scenario_path)
+    unknown = sorted(set(overrides) - {"out", "period"})
+    if unknown:
+        raise ConfigError(f"unknown scenario override(s) {unknown}; known: ['out', 'period']")
+    cfg = runner.run("config", load_config, sc.base_config, _overrides(overrides))
+    check_base_year(sc, cfg.year)
+    out = Path(cfg.output.dir)
+    with build_lock(out):
+        sweep_stale(out)
+        tables = runner.run("tables", load_tables, cfg)
+        state, records = read_all_inputs(cfg, tables, runner, clock)
+        clock.lap("read")
+        base_alloc, matrices = allocate_state(state, runner)
+        clock.lap("allocate")
+        run = runner.run("scenario", run_scenario, sc, state.activity, base_alloc, tables,
+                        cfg.boundaries)
+        clock.lap("measures")
+        state.activity, state.emissions, state.alloc = run.final, run.emissions, run.allocation
+        state.findings = runner.run("checks", check_emissions, state.emissions, state.activity,
+                                   tables, cfg)
+        raise_on_errors(state.findings)
+        grid_and_time(state, runner, cems=False)  # measured hours are the base year's
+        clock.lap("grid+time")
+        state.cache_files = sorted({*records, *matrices})
+        _, cfg_hash = start_build(cfg)
+        sc_hash = hashlib.sha256(cfg_hash.encode() + Path(sc.path).read_bytes()).hexdigest()
+        build_id = new_build_id(sc_hash)
+        state.metas = [*state.metas, InputMeta.of_file(sc.path, "scenario", "scenario",
+                                                       format="yaml", rows=len(sc.measures))]
+        result = write_and_publish(state, out, Publication(
+            build_id=build_id, config_hash=sc_hash, pointer=_pointer(cfg, f"latest-scenario-"
+                                                                     f"{sc.name}"),
+            scenario=ScenarioInfo(name=sc.name, file=str(sc.path), base_year=sc.base_year,
+                                  target_year=sc.target_year, base_config_hash=cfg_hash),
+            extra=lambda staging, static, attrs: write_scenario_files(run, staging, static,
+                                                                     attrs),
+            pages=lambda staging: write_synergy_page(staging, cfg.boundaries).parent.name),
+            runner)
+    result.scenario, result.synergy = sc.name, run.synergy
+    result.synergy_page = result.build_dir / "synergy" / "index.html"
+    runner.artifact("scenario-synergy", synergy_markdown(run),
+                   f"Tongyuan scenario {sc.name} ({build_id})")
+    return result
+
+
+def synergy_markdown(run: ScenarioRun) -> str:
+    """The synergy table of a scenario run as markdown (per measure ΔCO2 [kt], Δ pollutants
+    [t])."""
+    lines = [f"# Scenario `{run.scenario.name}`: {run.scenario.title}", "",
+             "| measure | basis | ΔCO2 kt | ΔNOx t | ΔSO2 t | ΔPM2.5 t |",
+             "|---|---|---:|---:|---:|---:|"]
+    for _, r in run.synergy.iterrows():
+        lines.append(f"| {r.measure} | {r.basis} | {r.delta_CO2_t / 1e3:,.1f} | "
+                     f"{r.get('delta_NOx_t', float('nan')):,.1f} | "
+                     f"{r.get('delta_SO2_t', float('nan')):,.1f} | "
+                     f"{r.get('delta_PM2_5_t', float('nan')):,.1f} |")
     return "\n".join(lines)

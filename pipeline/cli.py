@@ -11,10 +11,18 @@ import os
 import sys
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+from pipeline.writers import FORMATS  # the registry only: no writer is imported
+
+if TYPE_CHECKING:
+    from pipeline.build import BuildResult
 
 
-def _prefect_environment(verbose: bool) -> None:
-    """Offline-safe Prefect defaults (see shared/reference/STACK.md); the user's values win."""
+def prefect_environment(verbose: bool) -> None:
+    """Offline-safe Prefect defaults, set before Prefect is imported; the user's values win:
+    a home of its own under ``~/.tongyuan``, no analytics or telemetry (no network at run
+    time), a generous start-up time for its temporary server, and quiet logs."""
     os.environ.setdefault("PREFECT_HOME", str(Path.home() / ".tongyuan" / "prefect"))
     # Prefect creates only the last level of its home: on a fresh machine its database could not
     # be opened and the temporary server timed out after two minutes
@@ -81,49 +89,48 @@ def _parser() -> argparse.ArgumentParser:
     return p
 
 
-def _print_summary(summary: dict) -> None:
-    totals = summary["totals"]
-    print(f"\nBuild {summary['build_id']} published")
-    print(f"  files:   {summary['build_dir']}/hourly/  ({summary['files']} daily NetCDF files)")
-    print(f"  latest:  {summary['latest']} -> {summary['build_id']}")
-    folders = {"cmaq": "cmaq/ (I/O API, moles/s and g/s per cell)",
-               "wrfchem": "wrfchem/ (wrfchemi_d01_*, mol km-2 hr-1 and ug m-2 s-1)"}
-    for f in summary.get("formats", []):
-        if f in folders:
-            print(f"  {f + ':':<9}{summary['build_dir']}/{folders[f]}, mechanism "
-                  f"{summary['mechanism']}; mass checked against the ledger")
-    print(f"  ledger:  {summary['build_dir']}/ledger.csv\n")
+def _print_summary(result: BuildResult) -> None:
+    totals = result.totals
+    print(f"\nBuild {result.build_id} published")
+    print(f"  files:   {result.build_dir}/hourly/  ({len(result.files)} daily NetCDF files)")
+    print(f"  latest:  {result.latest} -> {result.build_id}")
+    for f in result.formats:
+        fmt = FORMATS[f]
+        if fmt.description:
+            print(f"  {f + ':':<9}{result.build_dir}/{fmt.folder}/ ({fmt.description}), "
+                  f"mechanism {result.mechanism}; mass checked against the ledger")
+    print(f"  ledger:  {result.build_dir}/ledger.csv\n")
     print(f"  {'species':<8}{'read t/yr':>16}{'gridded':>16}{'outside':>12}{'rejected':>12}"
           f"{'written':>16}")
     for sp, r in totals.iterrows():
         print(f"  {sp:<8}{r.read_kg / 1e3:>16,.1f}{r.gridded_kg / 1e3:>16,.1f}"
               f"{r.outside_domain_kg / 1e3:>12,.1f}{r.rejected_kg / 1e3:>12,.1f}"
               f"{r.written_kg / 1e3:>16,.1f}")
-    if summary.get("period"):
-        print(f"  period:  {summary['period'][0]} .. {summary['period'][1]} (UTC days): 'written' "
+    if result.period:
+        print(f"  period:  {result.period[0]} .. {result.period[1]} (UTC days): 'written' "
               "is the period's share; the files were checked against it")
         print("  balance: read = gridded + outside + rejected, to 1e-9 relative: OK")
     else:
         print("  balance: read = gridded + outside + rejected and gridded = written, to 1e-9 "
               "relative: OK")
-    warnings = [f for f in summary.get("findings", []) if f.severity == "warning"]
+    warnings = [f for f in result.findings if f.severity == "warning"]
     if warnings:
         print(f"  checks:  {len(warnings)} same-source warnings (checks.csv), e.g.:")
         for f in warnings[:3]:
             print(f"           - {f.message[:160]}")
-    if summary["fallback"]:
-        print(f"  notice:  {len(summary['fallback'])} area sources had an all-zero proxy and were "
+    if result.fallback:
+        print(f"  notice:  {len(result.fallback)} area sources had an all-zero proxy and were "
               "spread by area (notices.csv)")
-    if summary.get("report"):
-        print(f"  report:  {summary['report']}")
-    if summary.get("cache"):  # per input: read, emissions, allocation
-        steps = [(name, step, state) for name, done in summary["cache"].items()
+    if result.report:
+        print(f"  report:  {result.report}")
+    if result.cache:  # per input: read, emissions, allocation
+        steps = [(name, step, state) for name, done in result.cache.items()
                  for step, state in done.items()]
         redone = [f"{name} {step}" for name, step, state in steps if state != "hit"]
         print(f"  cache:   {len(steps) - len(redone)} of {len(steps)} input steps reused"
               + (f"; computed: {', '.join(redone)}" if redone else ""))
-    steps = ", ".join(f"{k} {v:.1f} s" for k, v in summary["timings"].items())
-    print(f"\n  time:    {summary['seconds']:.1f} s ({steps})")
+    steps_ = ", ".join(f"{k} {v:.1f} s" for k, v in result.timings.items())
+    print(f"\n  time:    {result.seconds:.1f} s ({steps_})")
 
 
 def _period(text: str | None) -> tuple[str, str] | None:
@@ -133,9 +140,6 @@ def _period(text: str | None) -> tuple[str, str] | None:
     if len(parts) != 2:
         raise ValueError(f"--period {text!r}: expected START:END, e.g. 2024-01-15:2024-01-21")
     return (parts[0], parts[1])
-
-
-FORMATS = ("cf", "cmaq", "wrfchem")
 
 
 def _formats(text: str | None) -> list[str] | None:
@@ -149,13 +153,13 @@ def _formats(text: str | None) -> list[str] | None:
     return out
 
 
-def _print_synergy(summary: dict) -> None:
-    syn = summary["synergy"]
-    print(f"\nScenario {summary['scenario']}: build {summary['build_id']} published")
-    print(f"  files:   {summary['build_dir']}/  (synergy.csv, difference.nc, hourly/ "
-          f"{summary['files']} days)")
-    print(f"  latest:  {summary['latest']} -> {summary['build_id']}")
-    print(f"  page:    {summary['synergy_page']}\n")
+def _print_synergy(result: BuildResult) -> None:
+    syn = result.synergy
+    print(f"\nScenario {result.scenario}: build {result.build_id} published")
+    print(f"  files:   {result.build_dir}/  (synergy.csv, difference.nc, hourly/ "
+          f"{len(result.files)} days)")
+    print(f"  latest:  {result.latest} -> {result.build_id}")
+    print(f"  page:    {result.synergy_page}\n")
     print(f"  {'measure':<22}{'basis':<13}{'ΔCO2 kt':>12}{'ΔCO2e kt':>12}{'ΔNOx t':>11}"
           f"{'ΔSO2 t':>11}{'ΔPM2.5 t':>11}{'NOx t/kt':>10}")
     for _, r in syn.iterrows():
@@ -170,63 +174,57 @@ def _print_synergy(summary: dict) -> None:
           "combined − sum of the measures applied alone)")
 
 
+def _build_command(args: argparse.Namespace, started: float) -> int:
+    """``tongyuan build`` and ``tongyuan scenario``: the flow, its summary, exit status."""
+    from pipeline.flows import build_inventory, command_settings, scenario_inventory
+    from sources.errors import TongyuanError
+
+    path = args.config if args.command == "build" else args.scenario
+    if not path.exists():
+        what = "config file" if args.command == "build" else "scenario file"
+        print(f"tongyuan: error: {what} {path} not found", file=sys.stderr)
+        return 2
+    try:
+        period = _period(args.period)
+        formats = _formats(getattr(args, "format", None))
+    except ValueError as exc:
+        print(f"tongyuan: error: {exc}", file=sys.stderr)
+        return 2
+    out = str(args.out) if args.out else None
+    try:
+        with command_settings():
+            if args.command == "build":
+                result = build_inventory(str(path), out_dir=out, year=args.year, period=period,
+                                         scheduler=args.scheduler, formats=formats,
+                                         mechanism=args.mechanism)
+            else:
+                result = scenario_inventory(str(path), out_dir=out, period=period)
+    except TongyuanError as exc:
+        print(f"tongyuan: error: {exc}", file=sys.stderr)
+        return 1
+    if args.command == "build":
+        _print_summary(result)
+        print(f"  wall:    {time.perf_counter() - started:.1f} s including Prefect start-up")
+    else:
+        _print_synergy(result)
+        print(f"\n  time:    {result.seconds:.1f} s; wall "
+              f"{time.perf_counter() - started:.1f} s including Prefect start-up")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     started = time.perf_counter()
     args = _parser().parse_args(argv)
-    _prefect_environment(getattr(args, "verbose", False))
+    prefect_environment(getattr(args, "verbose", False))
     from sources.errors import TongyuanError  # after the environment is set
 
-    if args.command == "build":
-        if not args.config.exists():
-            print(f"tongyuan: error: config file {args.config} not found", file=sys.stderr)
-            return 2
-        from prefect.settings import PREFECT_FLOWS_HEARTBEAT_FREQUENCY, temporary_settings
+    if args.command in ("build", "scenario"):
+        return _build_command(args, started)
+    from pipeline.publish import has_manifest
 
-        from pipeline.flows import build_inventory
-        try:
-            period = _period(args.period)
-            formats = _formats(args.format)
-        except ValueError as exc:
-            print(f"tongyuan: error: {exc}", file=sys.stderr)
-            return 2
-        try:
-            with temporary_settings(updates={PREFECT_FLOWS_HEARTBEAT_FREQUENCY: None}):
-                summary = build_inventory(str(args.config), out_dir=str(args.out) if args.out
-                                          else None, year=args.year, period=period,
-                                          scheduler=args.scheduler, formats=formats,
-                                          mechanism=args.mechanism)
-        except TongyuanError as exc:
-            print(f"tongyuan: error: {exc}", file=sys.stderr)
-            return 1
-        _print_summary(summary)
-        print(f"  wall:    {time.perf_counter() - started:.1f} s including Prefect start-up")
-        return 0
-    if args.command == "scenario":
-        if not args.scenario.exists():
-            print(f"tongyuan: error: scenario file {args.scenario} not found", file=sys.stderr)
-            return 2
-        try:
-            period = _period(args.period)
-        except ValueError as exc:
-            print(f"tongyuan: error: {exc}", file=sys.stderr)
-            return 2
-        from prefect.settings import PREFECT_FLOWS_HEARTBEAT_FREQUENCY, temporary_settings
-
-        from pipeline.flows import scenario_inventory
-        try:
-            with temporary_settings(updates={PREFECT_FLOWS_HEARTBEAT_FREQUENCY: None}):
-                summary = scenario_inventory(str(args.scenario), out_dir=str(args.out)
-                                             if args.out else None, period=period)
-        except TongyuanError as exc:
-            print(f"tongyuan: error: {exc}", file=sys.stderr)
-            return 1
-        _print_synergy(summary)
-        print(f"\n  time:    {summary['seconds']:.1f} s; wall "
-              f"{time.perf_counter() - started:.1f} s including Prefect start-up")
-        return 0
     for path in [getattr(args, n) for n in ("build", "build_a", "build_b") if hasattr(args, n)]:
-        if not (path / "manifest.json").exists():
-            print(f"tongyuan: error: {path} is not a Tongyuan build directory (no manifest.json)",
+        if not has_manifest(path):
+            print(f"tongyuan: error: {path} is not a Tongyuan build directory (no manifest)",
                   file=sys.stderr)
             return 2
     try:
@@ -252,18 +250,13 @@ def main(argv: list[str] | None = None) -> int:
             if not args.config.exists():
                 print(f"tongyuan: error: config file {args.config} not found", file=sys.stderr)
                 return 2
-            from prefect import serve
-
             from pipeline.config import load_config
-            from pipeline.flows import nightly_deployment
+            from pipeline.flows import serve_nightly
 
             cfg = load_config(args.config)
-            cron = args.cron or cfg.schedule.cron
-            zone = args.timezone or cfg.schedule.timezone
-            deployment = nightly_deployment(str(args.config), str(args.out) if args.out else
-                                            None, cron, zone)
-            print(f"serving {deployment.name}: {cron} ({zone}); Ctrl-C stops")
-            serve(deployment)
+            serve_nightly(str(args.config), str(args.out) if args.out else None,
+                          args.cron or cfg.schedule.cron,
+                          args.timezone or cfg.schedule.timezone)
         elif args.command == "serve-files":
             if not args.out.is_dir():
                 print(f"tongyuan: error: output directory {args.out} not found", file=sys.stderr)

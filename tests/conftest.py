@@ -40,7 +40,7 @@ def world(tmp_path) -> Path:
 
 @pytest.fixture()
 def tables(world):
-    from pipeline.build import load_tables
     from pipeline.config import load_config
+    from pipeline.steps import load_tables
 
     return load_tables(load_config(world))

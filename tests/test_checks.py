@@ -14,7 +14,6 @@ import pandas as pd
 import pytest
 import yaml
 
-from pipeline.build import compute_all_emissions, load_tables, read_inputs
 from pipeline.checks import (
     FINDING_COLUMNS,
     ChecksFailedError,
@@ -26,6 +25,7 @@ from pipeline.checks import (
     sector_ratios,
 )
 from pipeline.config import load_config
+from pipeline.steps import compute_input_emissions, load_tables, read_inputs
 from sources.emissions import compute_emissions
 from sources.errors import ConfigError
 from sources.factors import load_factor_library
@@ -100,7 +100,7 @@ def demo():
     cfg = load_config(CONFIG_DIR / "shanghai.yaml")
     tables = load_tables(cfg)
     activity, _, _ = read_inputs(cfg, tables)
-    return activity, compute_all_emissions(activity, tables).table, tables
+    return activity, compute_input_emissions(activity, tables).table, tables
 
 
 def test_demo_passes_error_checks_and_city_co2(demo, checks):

@@ -1,8 +1,8 @@
 import numpy as np
 import pytest
 
-from pipeline.build import read_inputs
 from pipeline.config import load_config
+from pipeline.steps import read_inputs
 from sources.emissions import compute_emissions
 from sources.errors import UnitError
 from sources.units import factor_to, to_canonical

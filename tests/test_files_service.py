@@ -26,7 +26,7 @@ def served(tmp_path_factory, prefect_harness):
     s = build_inventory(str(cfg), out_dir=str(root / "out"), period=("2024-03-01", "2024-03-02"))
     out = root / "out"
     (out / ".staging-20990101T000000000Z-deadbeef").mkdir()  # never listed
-    return out, Path(s["build_dir"]).name
+    return out, Path(s.build_dir).name
 
 
 def _free_port() -> int:

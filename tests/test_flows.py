@@ -1,4 +1,5 @@
-"""End to end on the fixture world, through the Prefect flow: files, CF structure, mass."""
+"""End-to-end builds through the Prefect flows (pipeline.flows): layout, manifest, CF files,
+the CLI, caching, nightly regeneration, retries, kills and resume."""
 
 import json
 from pathlib import Path
@@ -34,7 +35,7 @@ def test_layout_and_latest(built):
     root, summary = built
     out = root / "out"
     latest = out / "latest"
-    assert latest.is_symlink() and latest.resolve() == Path(summary["build_dir"]).resolve()
+    assert latest.is_symlink() and latest.resolve() == Path(summary.build_dir).resolve()
     files = sorted((latest / "hourly").glob("*.nc"))
     assert len(files) == 366 and files[0].name == "20240101.nc" and files[-1].name == "20241231.nc"
     assert not list(out.glob(".staging-*"))
@@ -73,7 +74,7 @@ def test_cf_structure(built):
     assert ds["lat"].attrs["units"] == "degrees_north" and ds["lat"].shape == (3, 4)
     assert str(ds.time.values[0]).startswith("2024-01-01T00")
     assert ds.attrs["Conventions"] == "CF-1.8"
-    assert ds.attrs["tongyuan_build_id"] == summary["build_id"]
+    assert ds.attrs["tongyuan_build_id"] == summary.build_id
     assert len(ds.attrs["tongyuan_config_hash"]) == 64
     assert len(ds.attrs["input_sha256_points"]) == 64
     ds.close()
@@ -123,7 +124,7 @@ def test_rejected_sector_goes_to_ledger(tmp_path):
 
     cfg = write_world(tmp_path, sectors=["power", "road"])
     summary = build_inventory(str(cfg), out_dir=str(tmp_path / "out"))
-    t = summary["totals"]
+    t = summary.totals
     assert t.loc["CO2", "rejected_kg"] == pytest.approx(6000, rel=1e-12)
     assert t.loc["CO2", "read_kg"] == pytest.approx(3_806_000, rel=1e-12)
     assert t.loc["CO2", "gridded_kg"] == pytest.approx(3_450_000, rel=1e-12)
@@ -215,13 +216,13 @@ def test_period_build_writes_only_those_days(tmp_path):
     cfg = write_world(tmp_path)
     summary = build_inventory(str(cfg), out_dir=str(tmp_path / "out"),
                               period=("2024-02-10", "2024-02-12"))
-    build = Path(summary["build_dir"])
+    build = Path(summary.build_dir)
     hourly = sorted((build / "hourly").glob("*.nc"))
     assert [p.name for p in hourly] == ["20240210.nc", "20240211.nc", "20240212.nc"]
     # an episode never replaces the full-year 'latest'
     assert not (tmp_path / "out" / "latest").exists()
     assert (tmp_path / "out" / "latest-period").resolve() == build.resolve()
-    t = summary["totals"]
+    t = summary.totals
     # power is flat: 72 of 8784 hours
     ledger = pd.read_csv(build / "ledger.csv").set_index(["sector", "species"])
     row = ledger.loc[("power", "CO2")]
@@ -249,10 +250,10 @@ def test_float32_output(tmp_path):
     cfg.write_text(cfg.read_text().replace("output: {dir: ../out}",
                                            "output: {dir: ../out, dtype: float32}"))
     summary = build_inventory(str(cfg), period=("2024-03-01", "2024-03-01"))
-    with netCDF4.Dataset(Path(summary["build_dir"]) / "hourly" / "20240301.nc") as nc:
+    with netCDF4.Dataset(Path(summary.build_dir) / "hourly" / "20240301.nc") as nc:
         assert nc["CO2"].dtype == np.float32
         kg = (nc["CO2"][:].astype(np.float64) * nc["cell_area"][:] * 3600).sum()
-    assert kg == pytest.approx(summary["totals"].loc["CO2", "written_kg"], rel=1e-6)
+    assert kg == pytest.approx(summary.totals.loc["CO2", "written_kg"], rel=1e-6)
 
 
 def test_checks_configured_as_errors_stop_the_build(tmp_path):
@@ -276,7 +277,7 @@ def test_checks_configured_as_errors_stop_the_build(tmp_path):
     checks.write_text(checks.read_text().replace("ratio_severity: error",
                                                  "ratio_severity: warning"))
     summary = build_inventory(str(cfg), out_dir=str(out), period=("2024-01-01", "2024-01-01"))
-    found = pd.read_csv(Path(summary["build_dir"]) / "checks.csv")
+    found = pd.read_csv(Path(summary.build_dir) / "checks.csv")
     assert (found["severity"] == "warning").any()
     assert found["message"].str.contains("2.5").any()
 
@@ -289,7 +290,7 @@ def test_build_attaches_report_summary_as_prefect_artifact(built):
     with get_client(sync_client=True) as client:
         arts = client.read_artifacts(
             artifact_filter=ArtifactFilter(key=ArtifactFilterKey(any_=["build-summary"])))
-    texts = [a.data for a in arts if summary["build_id"] in str(a.data)]
+    texts = [a.data for a in arts if summary.build_id in str(a.data)]
     assert texts, [a.description for a in arts]
     assert "| CO2 | 3,806 | 3,455 | 351.0 | 0 |" in texts[0]
 
@@ -297,11 +298,11 @@ def test_build_attaches_report_summary_as_prefect_artifact(built):
 def test_cli_creates_the_prefect_home_on_a_fresh_machine(tmp_path, monkeypatch):
     """Prefect makes only the last level of PREFECT_HOME; without its parent the temporary
     server cannot open its database and times out after two minutes."""
-    from pipeline.cli import _prefect_environment
+    from pipeline.cli import prefect_environment
 
     monkeypatch.delenv("PREFECT_HOME", raising=False)
     monkeypatch.setenv("HOME", str(tmp_path))
-    _prefect_environment(False)
+    prefect_environment(False)
     assert (tmp_path / ".tongyuan" / "prefect").is_dir()
 
 
@@ -312,16 +313,16 @@ def test_second_build_reuses_cached_allocation_with_identical_output(world, pref
     out = tmp_path / "out"
     day = ("2024-03-01", "2024-03-01")
     s1 = build_inventory(str(world), out_dir=str(out), period=day)
-    assert {state for c in s1["cache"].values() for state in c.values()} == {"computed"}
+    assert {state for c in s1.cache.values() for state in c.values()} == {"computed"}
     assert (out / ".cache" / "allocation").is_dir() and (out / ".cache" / "tasks").is_dir()
     s2 = build_inventory(str(world), out_dir=str(out), period=day)
-    assert s2["cache"] == {name: {"read": "hit", "emissions": "hit", "allocation": "hit"}
+    assert s2.cache == {name: {"read": "hit", "emissions": "hit", "allocation": "hit"}
                            for name in ("points", "lines", "areas")}
-    a = xr.open_dataset(Path(s1["build_dir"]) / "annual.nc")
-    b = xr.open_dataset(Path(s2["build_dir"]) / "annual.nc")
+    a = xr.open_dataset(Path(s1.build_dir) / "annual.nc")
+    b = xr.open_dataset(Path(s2.build_dir) / "annual.nc")
     with a, b:
         np.testing.assert_array_equal(a["annual_emissions"].values, b["annual_emissions"].values)
-    m = json.loads((Path(s2["build_dir"]) / "manifest.json").read_text())
+    m = json.loads((Path(s2.build_dir) / "manifest.json").read_text())
     assert not any(".cache" in f for f in m["files"])
 
 
@@ -339,27 +340,27 @@ def test_one_input_changed_recomputes_only_what_depends_on_it(world, prefect_har
     lines.write_text(lines.read_text().replace("LINESTRING (303500 3401500, 305500 3401500)",
                                                "LINESTRING (303500 3401500, 303900 3401500)"))
     s2 = build_inventory(str(world), out_dir=str(out), period=day)
-    assert s2["cache"] == {
+    assert s2.cache == {
         "points": {"read": "hit", "emissions": "hit", "allocation": "hit"},
         "lines": {"read": "computed", "emissions": "computed", "allocation": "computed"},
         "areas": {"read": "hit", "emissions": "hit", "allocation": "hit"}}
     fresh = build_inventory(str(world), out_dir=str(tmp_path / "fresh"), period=day)
-    a = xr.open_dataset(Path(s2["build_dir"]) / "annual.nc")
-    b = xr.open_dataset(Path(fresh["build_dir"]) / "annual.nc")
+    a = xr.open_dataset(Path(s2.build_dir) / "annual.nc")
+    b = xr.open_dataset(Path(fresh.build_dir) / "annual.nc")
     with a, b:
         np.testing.assert_array_equal(a["annual_emissions"].values, b["annual_emissions"].values)
-    pd.testing.assert_frame_equal(s2["totals"], fresh["totals"])
+    pd.testing.assert_frame_equal(s2.totals, fresh.totals)
     # L2 now lies inside the grid: the 75 % of its 500 kg NOx that lay beyond it is gridded
-    assert s1["totals"].loc["NOx", "outside_domain_kg"] - \
-        s2["totals"].loc["NOx", "outside_domain_kg"] == pytest.approx(375.0)
+    assert s1.totals.loc["NOx", "outside_domain_kg"] - \
+        s2.totals.loc["NOx", "outside_domain_kg"] == pytest.approx(375.0)
 
     factors = world.parent / "emission_factors.csv"
     factors.write_text(factors.read_text().replace("road,gasoline,car,NOx,0.5,g/km",
                                                    "road,gasoline,car,NOx,0.6,g/km"))
     s3 = build_inventory(str(world), out_dir=str(out), period=day)
-    assert s3["cache"] == {name: {"read": "hit", "emissions": "computed", "allocation": "hit"}
+    assert s3.cache == {name: {"read": "hit", "emissions": "computed", "allocation": "hit"}
                            for name in ("points", "lines", "areas")}
-    assert s3["totals"].loc["NOx", "read_kg"] - s2["totals"].loc["NOx", "read_kg"] == \
+    assert s3.totals.loc["NOx", "read_kg"] - s2.totals.loc["NOx", "read_kg"] == \
         pytest.approx(3 * 1e6 * 0.1e-3)
 
 
@@ -375,18 +376,18 @@ def test_changes_entry_and_retention(world, prefect_harness, tmp_path):
     day = ("2024-03-01", "2024-03-01")
     s1 = build_inventory(str(world), out_dir=str(out), period=day)
     changes = (out / "CHANGES.md").read_text()
-    assert f"## {Path(s1['build_dir']).name} → latest-period" in changes
+    assert f"## {Path(s1.build_dir).name} → latest-period" in changes
     assert "First build published under this pointer." in changes
     lines = world.parent.parent / "data" / "lines.csv"
     lines.write_text(lines.read_text().replace(",1000000,km,", ",2000000,km,"))  # road ×2
     s2 = build_inventory(str(world), out_dir=str(out), period=day)
     entry = (out / "CHANGES.md").read_text().split("## ")[1]
-    assert entry.startswith(f"{Path(s2['build_dir']).name} → latest-period")
-    assert f"Previous: {Path(s1['build_dir']).name}." in entry
+    assert entry.startswith(f"{Path(s2.build_dir).name} → latest-period")
+    assert f"Previous: {Path(s1.build_dir).name}." in entry
     assert "- inputs changed: lines (changed)" in entry
     assert "- configuration and tables: unchanged" in entry
-    before = s1["totals"].loc["NOx", "written_kg"]
-    after = s2["totals"].loc["NOx", "written_kg"]
+    before = s1.totals.loc["NOx", "written_kg"]
+    after = s2.totals.loc["NOx", "written_kg"]
     assert f"| NOx | {before / 1e3:,.3f} | {after / 1e3:,.3f} | " \
            f"{(after - before) / before * 100:+.3f} % |" in entry
     def cached() -> set[str]:
@@ -394,7 +395,7 @@ def test_changes_entry_and_retention(world, prefect_harness, tmp_path):
                 for p in (out / ".cache" / part).iterdir()}
 
     def used(summary) -> set[str]:
-        manifest = json.loads((Path(summary["build_dir"]) / "manifest.json").read_text())
+        manifest = json.loads((Path(summary.build_dir) / "manifest.json").read_text())
         return set(manifest["cache_files"])
 
     # 3 inputs × (read, emissions) records + 3 matrices; the road data changed, not its place
@@ -408,10 +409,10 @@ def test_changes_entry_and_retention(world, prefect_harness, tmp_path):
     kept = sorted(p.name for p in out.iterdir() if p.is_dir() and not p.is_symlink()
                   and not p.name.startswith(".") and p.name != "notes")
     assert (out / "notes" / "manifest.json").exists()
-    assert kept == sorted([Path(s2["build_dir"]).name, Path(s3["build_dir"]).name])
+    assert kept == sorted([Path(s2.build_dir).name, Path(s3.build_dir).name])
     # s1 pruned: the road records only it used go with it, and so do the strays
     assert used(s3) == used(s2) and cached() == used(s3)
-    assert (out / "latest-period").resolve() == Path(s3["build_dir"]).resolve()
+    assert (out / "latest-period").resolve() == Path(s3.build_dir).resolve()
     assert (out / "CHANGES.md").read_text().count("\n## ") == 3
 
 
@@ -455,7 +456,7 @@ def test_unchanged_days_are_the_same_files(world, prefect_harness, tmp_path):
     days = ("2024-03-01", "2024-03-02")
     s1 = build_inventory(str(world), out_dir=str(out), period=days)
     s2 = build_inventory(str(world), out_dir=str(out), period=days)   # nothing changed
-    b1, b2 = Path(s1["build_dir"]), Path(s2["build_dir"])
+    b1, b2 = Path(s1.build_dir), Path(s2.build_dir)
     for day in ("20240301", "20240302"):
         assert os.path.samefile(b1 / "hourly" / f"{day}.nc", b2 / "hourly" / f"{day}.nc")
     m2 = json.loads((b2 / "manifest.json").read_text())
@@ -464,7 +465,7 @@ def test_unchanged_days_are_the_same_files(world, prefect_harness, tmp_path):
     (data / "cems.csv").write_text("source_id,time_utc,species,value,unit\n"
                                    "P1,2024-03-01T00:00,SO2,6,kg\nP1,2024-03-01T01:00,SO2,4,kg\n")
     s3 = build_inventory(str(world), out_dir=str(out), period=days)
-    b3 = Path(s3["build_dir"])
+    b3 = Path(s3.build_dir)
     assert not os.path.samefile(b2 / "hourly" / "20240301.nc", b3 / "hourly" / "20240301.nc")
     assert os.path.samefile(b1 / "hourly" / "20240302.nc", b3 / "hourly" / "20240302.nc")
     m3 = json.loads((b3 / "manifest.json").read_text())
@@ -493,7 +494,7 @@ def test_transient_write_errors_are_retried_and_others_are_not(world, prefect_ha
     monkeypatch.setattr(netcdf_cf, "write", flaky)
     day = ("2024-03-01", "2024-03-01")
     s = build_inventory(str(world), out_dir=str(tmp_path / "out"), period=day)
-    assert calls["n"] == 2 and (Path(s["build_dir"]) / "hourly" / "20240301.nc").exists()
+    assert calls["n"] == 2 and (Path(s.build_dir) / "hourly" / "20240301.nc").exists()
 
     def broken(*args, **kwargs):
         calls["n"] += 1
@@ -505,7 +506,7 @@ def test_transient_write_errors_are_retried_and_others_are_not(world, prefect_ha
         build_inventory(str(world), out_dir=str(tmp_path / "out"),
                         period=("2024-03-02", "2024-03-02"))
     assert calls["n"] == 1  # no retry
-    assert (tmp_path / "out" / "latest-period").resolve() == Path(s["build_dir"]).resolve()
+    assert (tmp_path / "out" / "latest-period").resolve() == Path(s.build_dir).resolve()
 
 
 KILLED_BUILD = """
@@ -543,7 +544,7 @@ def test_killed_build_leaves_latest_valid_and_the_next_run_resumes(world, prefec
 
     out = tmp_path / "out"
     days = ("2024-03-01", "2024-03-05")
-    first = Path(build_inventory(str(world), out_dir=str(out), period=days)["build_dir"])
+    first = Path(build_inventory(str(world), out_dir=str(out), period=days).build_dir)
     lines = world.parent.parent / "data" / "lines.csv"
     lines.write_text(lines.read_text().replace(",1000000,km,", ",2000000,km,"))  # every day
     env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parent.parent),
@@ -557,10 +558,10 @@ def test_killed_build_leaves_latest_valid_and_the_next_run_resumes(world, prefec
     assert (out / "latest-period").resolve() == first and verify_build(first) == []
 
     resumed = build_inventory(str(world), out_dir=str(out), period=days)
-    final = Path(resumed["build_dir"])
+    final = Path(resumed.build_dir)
     assert verify_build(final) == [] and (out / "latest-period").resolve() == final
     assert not list(out.glob(".staging-*"))
-    assert {s for c in resumed["cache"].values() for s in c.values()} == {"hit"}
+    assert {s for c in resumed.cache.values() for s in c.values()} == {"hit"}
     killed_id = staging.name.removeprefix(".staging-")
     manifest = json.loads((final / "manifest.json").read_text())
     assert manifest["reused_days"] == {"20240301": killed_id, "20240302": killed_id}
@@ -568,9 +569,9 @@ def test_killed_build_leaves_latest_valid_and_the_next_run_resumes(world, prefec
         assert ds.attrs["tongyuan_build_id"] == killed_id
     # what was resumed is what a build from scratch writes
     fresh = build_inventory(str(world), out_dir=str(tmp_path / "fresh"), period=days)
-    pd.testing.assert_frame_equal(resumed["totals"], fresh["totals"])
+    pd.testing.assert_frame_equal(resumed.totals, fresh.totals)
     for day in ("20240302", "20240303"):
         with xr.open_dataset(final / "hourly" / f"{day}.nc") as a, \
-                xr.open_dataset(Path(fresh["build_dir"]) / "hourly" / f"{day}.nc") as b:
+                xr.open_dataset(Path(fresh.build_dir) / "hourly" / f"{day}.nc") as b:
             for v in a.data_vars:
                 np.testing.assert_array_equal(a[v].values, b[v].values)

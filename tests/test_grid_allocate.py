@@ -7,8 +7,8 @@ import shapely
 
 from grids.allocate import allocate
 from grids.grid import Grid
-from pipeline.build import read_inputs
 from pipeline.config import load_config
+from pipeline.steps import read_inputs
 from sources.errors import ConfigError
 
 
@@ -251,7 +251,7 @@ def _lcc_world(world):
 
 
 def test_lambert_grid_from_griddesc_allocates_and_conserves_mass(world):
-    from pipeline.build import load_tables
+    from pipeline.steps import load_tables
 
     crs, x0, y0 = _lcc_world(world)
     cfg = load_config(world)
@@ -467,7 +467,7 @@ def test_lonlat_grid_allocates_by_true_length_and_area(world):
 
     from grids.allocate import allocate_areas, allocate_lines
     from grids.proxy import Proxy
-    from pipeline.build import load_tables
+    from pipeline.steps import load_tables
 
     x0, y0, nx, ny = _lonlat_world(world)
     cfg = load_config(world)
@@ -549,7 +549,7 @@ def test_griddesc_lonlat_grid(world):
     start = text.index("grid:")
     world.write_text(text[:start] + "grid: {griddesc: GRIDDESC, name: LL01}"
                      + text[text.index("\n", start):])
-    from pipeline.build import load_tables
+    from pipeline.steps import load_tables
 
     g = load_tables(load_config(world)).grid
     assert g.is_geographic and (g.x0, g.y0, g.dx, g.nx, g.ny) == (120.9, 30.7, 0.01, 6, 5)
@@ -564,7 +564,7 @@ def test_griddesc_lonlat_grid(world):
 def test_proxy_per_sector_from_config(world):
     """Area sources without a proxy name take their sector's from ``sector_proxies``; a name in
     the file wins; none at all is an error naming file, row and source."""
-    from pipeline.build import load_tables
+    from pipeline.steps import load_tables
     from sources.errors import UnknownKeyError
     from tests.world import AREAS_CSV
 

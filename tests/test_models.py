@@ -190,7 +190,7 @@ def model_build(tmp_path_factory, prefect_harness):
     _model_world(cfg)
     s = build_inventory(str(cfg), out_dir=str(root / "out"), period=("2024-03-01", "2024-03-01"),
                         formats=["cf", "cmaq", "wrfchem"], mechanism="t1")
-    return Path(s["build_dir"]), s
+    return Path(s.build_dir), s
 
 
 def test_build_writes_each_format_in_its_folder(model_build):
@@ -319,7 +319,7 @@ def test_cems_hours_replace_the_profile_and_gaps_share_the_rest(world, prefect_h
     s = build_inventory(str(world), out_dir=str(tmp_path / "o"),
                         period=("2024-03-01", "2024-03-01"), formats=["cf", "cmaq"],
                         mechanism="t1")
-    build = Path(s["build_dir"])
+    build = Path(s.build_dir)
     gap = 940.0 / 8772
     with xr.open_dataset(build / "hourly" / "20240301.nc") as cf:
         kg = (cf["SO2"] * cf["cell_area"] * 3600).values  # (24, y, x)
@@ -354,7 +354,7 @@ def test_cems_measurements_above_the_annual_total_are_scaled(world, prefect_harn
     world.write_text(world.read_text() + "cems: [../data/c.csv]\n")
     s = build_inventory(str(world), out_dir=str(tmp_path / "o"),
                         period=("2024-03-01", "2024-03-01"))
-    build = Path(s["build_dir"])
+    build = Path(s.build_dir)
     row = pd.read_csv(build / "cems.csv").iloc[0]
     assert row.measured_scale == pytest.approx(0.5) and row.gap_filled_kg == 0
     with xr.open_dataset(build / "hourly" / "20240301.nc") as cf:
@@ -373,17 +373,22 @@ def test_cems_measurements_above_the_annual_total_are_scaled(world, prefect_harn
     ("P1,2024-03-01T00:00,SO2,-1,kg", r"column 'value': negative or missing measurement"),
 ])
 def test_cems_errors_name_file_row_and_column(world, tables, row, message):
-    from pipeline.build import allocate_sources, compute_all_emissions, make_factors, read_inputs
     from pipeline.cems import read_cems
     from pipeline.config import load_config
+    from pipeline.steps import (
+        allocate_sources,
+        compute_factors,
+        compute_input_emissions,
+        read_inputs,
+    )
 
     path = world.parent.parent / "data" / "bad.csv"
     _cems_csv(path, [row])
     cfg = load_config(world)
     activity, _, _ = read_inputs(cfg, tables)
-    em = compute_all_emissions(activity, tables)
+    em = compute_input_emissions(activity, tables)
     with pytest.raises(InputError, match=r"bad.csv, row 1, source_id '\w+', " + message):
-        read_cems([path], activity, em.table, make_factors(cfg, tables),
+        read_cems([path], activity, em.table, compute_factors(cfg, tables),
                   allocate_sources(activity, tables).matrix, 2024)
 
 
@@ -406,7 +411,7 @@ def test_demo_on_its_cmaq_domain_writes_all_three_formats(prefect_harness, tmp_p
     path.write_text(yaml.safe_dump(doc, allow_unicode=True))
     s = build_inventory(str(path), out_dir=str(tmp_path / "out"),
                         period=("2024-07-10", "2024-07-10"), formats=["cf", "cmaq", "wrfchem"])
-    build = Path(s["build_dir"])
+    build = Path(s.build_dir)
     files = json.loads((build / "manifest.json").read_text())["files"]
     assert {"hourly/20240710.nc", "cmaq/emis_cb6r3_ae6_SH3KM_20240710.nc",
             "wrfchem/wrfchemi_d01_2024-07-10_00:00:00", "cems.csv"} <= set(files)
@@ -470,7 +475,7 @@ def test_cems_covering_every_hour_carries_the_annual_total(world, prefect_harnes
     world.write_text(world.read_text() + "cems: [../data/full.csv]\n")
     s = build_inventory(str(world), out_dir=str(tmp_path / "o"),
                         period=("2024-03-01", "2024-03-01"))
-    build = Path(s["build_dir"])
+    build = Path(s.build_dir)
     row = pd.read_csv(build / "cems.csv").iloc[0]
     assert row.measured_scale == pytest.approx(1000 / 878.4) and row.gap_hours == 0
     with xr.open_dataset(build / "hourly" / "20240301.nc") as cf:

@@ -20,7 +20,7 @@ def demo_day_build(tmp_path_factory, prefect_harness):
     out = tmp_path_factory.mktemp("demo-day")
     summary = build_inventory(str(REPO / "config" / "shanghai.yaml"), out_dir=str(out),
                               period=("2024-01-15", "2024-01-15"))
-    return Path(summary["build_dir"])
+    return Path(summary.build_dir)
 
 
 def test_notebooks_are_committed_without_outputs():

@@ -47,7 +47,7 @@ def _build(root, nox_factor=None):
         f = root / "config" / "emission_factors.csv"
         f.write_text(f.read_text().replace("power,coal,boiler,NOx,5,kg/t",
                                            f"power,coal,boiler,NOx,{nox_factor},kg/t"))
-    return build_inventory(str(cfg), out_dir=str(root / "out"))["build_dir"]
+    return build_inventory(str(cfg), out_dir=str(root / "out")).build_dir
 
 
 @pytest.fixture(scope="module")

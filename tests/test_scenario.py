@@ -16,9 +16,9 @@ import pandas as pd
 import pytest
 import xarray as xr
 
-from pipeline.build import allocate_sources, load_tables, read_inputs
 from pipeline.config import load_config
 from pipeline.scenario import run_scenario
+from pipeline.steps import allocate_sources, load_tables, read_inputs
 from sources.errors import ConfigError
 from sources.scenario import ScenarioError, load_scenario
 
@@ -230,7 +230,7 @@ def test_scenario_flow_publishes_a_checked_build(world, prefect_harness, tmp_pat
         """)
     out = tmp_path / "out"
     summary = scenario_inventory(str(path), out_dir=str(out), period=("2024-03-01", "2024-03-01"))
-    build = Path(summary["build_dir"])
+    build = Path(summary.build_dir)
     assert (out / "latest-scenario-t1-period").resolve() == build
     manifest = json.loads((build / "manifest.json").read_text())
     for name in ("synergy.csv", "difference.nc", "activity_changes.csv", "scenario.yaml",

@@ -8,16 +8,16 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from pipeline.build import (
-    allocate_sources,
-    compute_all_emissions,
-    load_tables,
-    make_annual,
-    make_ledger,
-    read_inputs,
-)
 from pipeline.config import load_config
 from pipeline.ledger import check_balance
+from pipeline.steps import (
+    allocate_sources,
+    compute_annual,
+    compute_input_emissions,
+    compute_ledger,
+    load_tables,
+    read_inputs,
+)
 
 REPO = Path(__file__).resolve().parent.parent
 CONFIG = REPO / "config" / "shanghai.yaml"
@@ -76,10 +76,10 @@ def test_coal_power_with_ultra_low_controls_meets_the_limits(shanghai):
 def demo(shanghai):
     cfg, tables = shanghai
     activity, metas, rejected = read_inputs(cfg, tables)
-    emissions = compute_all_emissions(activity, tables)
+    emissions = compute_input_emissions(activity, tables)
     alloc = allocate_sources(activity, tables)
-    annual = make_annual(alloc, emissions, activity, tables)
-    ledger = make_ledger(emissions, activity, alloc, annual, None)
+    annual = compute_annual(alloc, emissions, activity, tables)
+    ledger = compute_ledger(emissions, activity, alloc, annual, None)
     return activity, metas, emissions, alloc, annual, ledger
 
 

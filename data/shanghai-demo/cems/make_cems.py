@@ -15,13 +15,13 @@ import pandas as pd
 
 REPO = Path(__file__).resolve().parents[3]
 sys.path.insert(0, str(REPO))
-from pipeline.build import compute_all_emissions, load_tables, read_inputs  # noqa: E402
 from pipeline.config import load_config  # noqa: E402
+from pipeline.steps import compute_input_emissions, load_tables, read_inputs  # noqa: E402
 
 cfg = load_config(REPO / "config" / "shanghai.yaml")
 tables = load_tables(cfg)
 activity, _, _ = read_inputs(cfg, tables)
-em = compute_all_emissions(activity, tables).table
+em = compute_input_emissions(activity, tables).table
 j = int(np.flatnonzero(activity["source_id"].to_numpy() == "P0001")[0])
 hours = pd.date_range("2024-07-01", "2024-07-31 23:00", freq="h")
 gap = (hours.date == pd.Timestamp("2024-07-10").date()) | (

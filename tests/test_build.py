@@ -1,0 +1,101 @@
+"""The build recipe (:mod:`pipeline.build`) without Prefect: run_build publishes a complete
+build, and publishes the same arrays as the CLI (which runs the recipe under Prefect)."""
+
+import subprocess
+import sys
+from pathlib import Path
+
+import netCDF4
+import numpy as np
+import pandas as pd
+import pytest
+
+from pipeline.build import BuildState, Runner, prepare, run_build
+from pipeline.publish import read_manifest, verify_build
+from sources.errors import ConfigError
+
+REPO = Path(__file__).resolve().parent.parent
+DAY = ("2024-03-01", "2024-03-01")
+
+
+def test_run_build_publishes_a_complete_build_without_importing_prefect(world, tmp_path):
+    code = (f"import sys; from pipeline import run_build; "
+            f"r = run_build({str(world)!r}, out={str(tmp_path / 'out')!r}, period={DAY!r}); "
+            "print(r.build_dir); "
+            "assert not [m for m in sys.modules if m.split('.')[0] == 'prefect'], 'prefect'")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          cwd=REPO, timeout=600)
+    assert done.returncode == 0, done.stderr[-3000:]
+    build = Path(done.stdout.strip().splitlines()[-1])
+    assert (tmp_path / "out" / "latest-period").resolve() == build.resolve()
+    files = read_manifest(build).files
+    assert {"hourly/20240301.nc", "ledger.csv", "annual.nc", "sources.csv", "inputs.csv",
+            "checks.csv", "emissions_by_source.csv", "report/index.html"} <= set(files)
+    assert verify_build(build) == []
+
+
+def test_build_result_fields(world, tmp_path):
+    r = run_build(world, out=tmp_path / "out", period=DAY)
+    assert r.published and r.latest == tmp_path / "out" / "latest-period"
+    assert r.files == [r.build_dir / "hourly" / "20240301.nc"]
+    assert r.period == DAY and r.formats == ["cf"] and r.manifest.build_id == r.build_id
+    assert set(r.totals.columns) >= {"read_kg", "gridded_kg", "outside_domain_kg",
+                                     "rejected_kg", "written_kg"}
+    with netCDF4.Dataset(r.files[0]) as nc:
+        co2 = float((nc["CO2"][:].astype(np.float64) * nc["cell_area"][:]).sum() * 3600.0)
+    assert co2 == pytest.approx(r.totals.loc["CO2", "written_kg"], rel=1e-9)
+    assert set(r.timings) >= {"read+emissions", "allocate", "grid+time", "write", "publish"}
+
+
+def test_unknown_overrides_are_refused(world):
+    with pytest.raises(ConfigError, match=r"unknown build override\(s\) \['outdir'\]"):
+        run_build(world, outdir="x")
+
+
+def test_prepare_carries_cems_so_no_later_step_can_forget_it(world):
+    data = world.parent.parent / "data"
+    rows = ["source_id,time_utc,species,value,unit"] + [
+        f"P1,2024-03-01T{h:02d}:00,SO2,{5 + h},kg" for h in range(24)]
+    (data / "cems.csv").write_text("\n".join(rows) + "\n")
+    world.write_text(world.read_text() + "cems: [../data/cems.csv]\n")
+    calls = []
+
+    class Recording(Runner):
+        def run(self, name, fn, *args):
+            calls.append(name)
+            return fn(*args)
+
+        def io(self, name, fn, *args):
+            calls.append(name)
+            return fn(*args)
+
+    state = prepare(world, runner=Recording())
+    assert isinstance(state, BuildState) and state.cems is not None
+    assert calls == ["tables", "checks", "allocate", "annual", "factors", "ledger", "cems"]
+    row = state.cems.table.set_index(["source_id", "species"]).loc[("P1", "SO2")]
+    assert row.measured_hours == 24 and row.measured_kg == pytest.approx(sum(range(5, 29)))
+
+
+@pytest.mark.slow
+def test_run_build_equals_the_cli_build_in_every_array_cems_included(prefect_harness,
+                                                                     tmp_path):
+    """The shipped demo config (with its CEMS file) for one July day: the Prefect-free
+    recipe and ``tongyuan build`` write the same arrays, ledger and tables."""
+    from pipeline.cli import main
+
+    config = REPO / "config" / "shanghai.yaml"
+    day = "2024-07-01"
+    plain = run_build(config, out=tmp_path / "plain", period=(day, day))
+    assert main(["build", "--config", str(config), "--out", str(tmp_path / "cli"),
+                 "--period", f"{day}:{day}"]) == 0
+    cli = (tmp_path / "cli" / "latest-period").resolve()
+    assert plain.ledger.table["cems_measured_kg"].sum() > 0  # CEMS really was in the build
+    for rel in ("hourly/20240701.nc", "annual.nc"):
+        with netCDF4.Dataset(plain.build_dir / rel) as a, netCDF4.Dataset(cli / rel) as b:
+            assert set(a.variables) == set(b.variables)
+            for name in a.variables:
+                np.testing.assert_array_equal(a[name][:], b[name][:], err_msg=f"{rel}:{name}")
+    for rel in ("ledger.csv", "cems.csv", "emissions_by_source.csv", "sources.csv",
+                "checks.csv", "notices.csv"):
+        pd.testing.assert_frame_equal(pd.read_csv(plain.build_dir / rel), pd.read_csv(cli / rel))
+    assert read_manifest(cli).day_content == plain.manifest.day_content
