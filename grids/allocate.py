@@ -10,11 +10,7 @@ segment carrying several vehicle classes) are allocated once.
 from __future__ import annotations
 
 import dataclasses
-import hashlib
-import json
 import os
-import tempfile
-import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -24,9 +20,9 @@ import scipy.sparse as sp
 import shapely
 from affine import Affine
 
+from grids.cache import CacheStats, allocation_key, read_cached, write_cached
 from grids.grid import Grid, ellipsoid_area_from_equator, metres_per_square_degree
 from sources.errors import CRSMismatchError, GeometryError
-from sources.files import sha256_file
 
 
 @dataclass(frozen=True)
@@ -86,7 +82,8 @@ def _expand(rows: np.ndarray, cols: np.ndarray, vals: np.ndarray, n_unique: int,
 
 
 def allocate_points(gdf, grid: Grid) -> Allocation:
-    """Each point to the cell containing it (half-open cells); points outside get an empty column."""
+    """Each point to the cell containing it (half-open cells); points outside get an empty
+    column."""
     _check_crs(gdf, grid)
     geoms = gdf.geometry.to_numpy()
     x, y = shapely.get_x(geoms), shapely.get_y(geoms)
@@ -551,73 +548,6 @@ def allocate_areas(gdf, grid: Grid, proxies: dict) -> Allocation:
                       outside_fraction=outside[inverse], fallback=fallback)
 
 
-#: bump when an allocation method changes its results: cached matrices of older versions are
-#: then ignored
-ALLOCATION_VERSION = "5"
-
-
-def allocation_key(gdf, kind: str, grid: Grid, proxies: dict | None) -> str:
-    """Content hash of what an allocation depends on: the geometries in order (and the proxy
-    name of each area source), the grid, the proxy rasters' bytes and the method version.
-
-    Activity, fuels, factors and ids do not enter: changing a source's attributes keeps the key.
-    """
-    h = hashlib.sha256()
-    h.update(f"tongyuan-allocation-{ALLOCATION_VERSION}|{kind}|".encode())
-    h.update(json.dumps(grid.describe(), sort_keys=True).encode())
-    h.update(grid.crs.to_wkt().encode())
-    wkb = shapely.to_wkb(gdf.geometry.to_numpy(), hex=False)
-    h.update(np.array([len(w) for w in wkb], dtype=np.int64).tobytes())
-    h.update(b"".join(wkb))
-    if kind == "area":
-        names = [str(n) for n in gdf["proxy"].to_numpy()]
-        h.update("\x1f".join(names).encode())
-        for name in sorted(set(names)):
-            proxy = (proxies or {}).get(name)
-            if proxy is not None and Path(proxy.path).exists():
-                h.update(f"{name}={sha256_file(proxy.path)}".encode())
-    return h.hexdigest()
-
-
-def _load_cached(path: Path, n: int, grid: Grid) -> tuple[sp.csr_matrix, np.ndarray,
-                                                          np.ndarray] | None:
-    try:
-        with np.load(path, allow_pickle=False) as z:
-            matrix = sp.csc_matrix((z["data"], z["indices"], z["indptr"]),
-                                   shape=tuple(z["shape"])).tocsr()
-            outside, fallback = z["outside"], z["fallback"]
-    except (OSError, KeyError, ValueError, zipfile.BadZipFile):
-        return None  # unreadable (a killed write): recompute
-    if matrix.shape != (grid.size, n) or outside.shape != (n,):
-        return None
-    return matrix, outside, fallback
-
-
-def _store(path: Path, alloc: Allocation) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    csc = alloc.matrix.tocsc()
-    pos = {s: i for i, s in enumerate(alloc.source_ids)}
-    fallback = np.array([pos[s] for s in alloc.fallback], dtype=np.int64)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-", suffix=".npz")
-    os.close(fd)
-    try:
-        np.savez(tmp, data=csc.data, indices=csc.indices, indptr=csc.indptr,
-                 shape=np.array(csc.shape), outside=alloc.outside_fraction, fallback=fallback)
-        os.replace(tmp, path)  # readers see a whole file or none
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-
-
-@dataclass
-class CacheStats:
-    """What :func:`allocate` did per source kind: ``hit`` or ``computed``, and the names of
-    the cache files it read or wrote (what a build holds on to in the cache)."""
-
-    kinds: dict[str, str] = field(default_factory=dict)
-    files: list[str] = field(default_factory=list)
-
-
 #: smallest chunk worth a task, per source kind (points are trivial, polygons heavy)
 MIN_CHUNK = {"point": 100_000, "line": 5_000, "area": 25}
 
@@ -718,7 +648,7 @@ def allocate(gdf, grid: Grid, proxies: dict | None = None, cache_dir: str | Path
         cached = path = None
         if cache_dir is not None:
             path = Path(cache_dir) / f"{kind}-{allocation_key(sub, kind, grid, proxies)}.npz"
-            cached = _load_cached(path, len(sub), grid) if path.exists() else None
+            cached = read_cached(path, len(sub), grid) if path.exists() else None
         if cached is not None:
             matrix, outside, fb = cached
             parts[(name, kind)] = (pos, Allocation(matrix=matrix, source_ids=ids,
@@ -734,13 +664,15 @@ def allocate(gdf, grid: Grid, proxies: dict | None = None, cache_dir: str | Path
                                scheduler)
     for (key, pos, _, path), alloc in zip(todo, computed, strict=True):
         if path is not None:
-            _store(path, alloc)
+            column = {s: i for i, s in enumerate(alloc.source_ids)}
+            write_cached(path, alloc.matrix, alloc.outside_fraction,
+                         np.array([column[s] for s in alloc.fallback], dtype=np.int64))
         parts[key] = (pos, alloc)
     parts = [parts[k] for k in keys]
     n = len(gdf)
     if not parts:
-        return Allocation(matrix=sp.csr_matrix((grid.size, n)), source_ids=np.array([], dtype=object),
-                          outside_fraction=np.zeros(n))
+        return Allocation(matrix=sp.csr_matrix((grid.size, n)),
+                          source_ids=np.array([], dtype=object), outside_fraction=np.zeros(n))
     order = np.concatenate([p for p, _ in parts])
     stacked = sp.hstack([a.matrix for _, a in parts], format="csc")
     perm = np.empty(n, dtype=np.int64)

@@ -174,7 +174,7 @@ def _same(a, b):
 
 
 def test_allocation_cache_reuses_unchanged_geometries(world, tables, tmp_path):
-    from grids.allocate import CacheStats
+    from grids.cache import CacheStats
 
     activity, _, _ = read_inputs(load_config(world), tables)
     cache = tmp_path / "cache"
@@ -203,7 +203,7 @@ def test_allocation_cache_reuses_unchanged_geometries(world, tables, tmp_path):
 
 def test_allocation_cache_survives_a_corrupt_file_and_sees_proxy_changes(world, tables,
                                                                          tmp_path):
-    from grids.allocate import CacheStats
+    from grids.cache import CacheStats
 
     activity, _, _ = read_inputs(load_config(world), tables)
     cache = tmp_path / "cache"
