@@ -4,7 +4,8 @@ Each ``allocate_*`` returns an :class:`Allocation` whose matrix ``A`` (cells × 
 in column *j* the fractions of source *j* that fall in each cell; the column sum is the share of
 the source inside the domain, and ``1 − sum`` is reported as outside-domain mass, never pushed
 into edge cells. Work is vectorised with shapely 2 and an STRtree; identical geometries (a road
-segment carrying several vehicle classes) are allocated once.
+segment carrying several vehicle classes) are allocated once. The exact numpy overlays are in
+:mod:`grids.overlay`, the content-keyed matrix cache in :mod:`grids.cache`.
 """
 
 from __future__ import annotations

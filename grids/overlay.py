@@ -1,4 +1,5 @@
-"""Exact overlays of geometries with a regular grid, in numpy.
+"""Exact overlays of geometries with a regular grid: numpy where the geometry allows,
+shapely otherwise.
 
 The pieces :mod:`grids.allocate` builds allocations from: line segments cut at cell edges
 (:func:`split_segments`), polygon ∩ rectangle areas by Green's theorem on a raster's pixel and
@@ -9,8 +10,7 @@ corner (:func:`to_local`, :func:`local_grid`); :class:`AreaMeasure` turns their 
 
 from __future__ import annotations
 
-import dataclasses
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 import shapely
@@ -41,7 +41,7 @@ def to_local(geoms: np.ndarray, grid: Grid) -> np.ndarray:
 def local_grid(grid: Grid) -> Grid:
     """The same grid with its lower-left corner at the origin, for geometries from
     :func:`to_local` (cell edges at ``k·dx``, ``k·dy`` [grid units])."""
-    return dataclasses.replace(grid, x0=0.0, y0=0.0)
+    return replace(grid, x0=0.0, y0=0.0)
 
 
 class AreaMeasure:
