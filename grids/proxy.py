@@ -104,5 +104,6 @@ def _pixels(path: str, band: int, target_wkt: str, values: np.ndarray, transform
         step = min(abs(transform.a), abs(transform.e)) / 8.0
         boxes = shapely.segmentize(boxes, step)
         tr = pyproj.Transformer.from_crs(crs, target, always_xy=True)
-        boxes = shapely.transform(boxes, lambda xy: np.column_stack(tr.transform(xy[:, 0], xy[:, 1])))
+        boxes = shapely.transform(
+            boxes, lambda xy: np.column_stack(tr.transform(xy[:, 0], xy[:, 1])))
     return boxes, values[rows, cols]

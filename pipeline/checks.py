@@ -319,8 +319,31 @@ def _ratio(num: float, den: float, scale: float) -> float | None:
     return None
 
 
-def _attribute(sub: pd.DataFrame, num: tuple[str, ...], den: str, lo: float, hi: float,
-               scale: float, unit: str, above: bool, library: FactorLibrary
+@dataclass(frozen=True)
+class _RangeCheck:
+    """One range test: ``sum(num)/den`` within ``[lo, hi]`` [``unit``], with the finding's
+    severity, the factor beyond the range that makes it an error (None: never) and its basis."""
+
+    num: tuple[str, ...]
+    den: str
+    lo: float
+    hi: float
+    unit: str
+    severity: str
+    escalate: float | None
+    basis: str
+
+
+@dataclass(frozen=True)
+class _Evidence:
+    """What a finding cites beside the emissions: factor-table rows and reported values."""
+
+    library: FactorLibrary
+    activity: pd.DataFrame
+
+
+def _attribute(sub: pd.DataFrame, spec: _RangeCheck, scale: float, unit: str, above: bool,
+               library: FactorLibrary
                ) -> tuple[str, list[tuple[str, ...]], tuple[str, ...], tuple[str, ...]]:
     """Which keys and sources drive a sector ratio out of ``[lo, hi]``.
 
@@ -329,6 +352,7 @@ def _attribute(sub: pd.DataFrame, num: tuple[str, ...], den: str, lo: float, hi:
     (with their own ratio), then the sources of those keys with the largest excess, then the
     factor rows of those keys for the numerator and denominator species.
     """
+    num, den, lo, hi = spec.num, spec.den, spec.lo, spec.hi
     snum = sub[list(num)].sum(axis=1) * scale
     sden = sub[den]
     excess_src = (snum - hi * sden) if above else (lo * sden - snum)
@@ -363,12 +387,13 @@ def _attribute(sub: pd.DataFrame, num: tuple[str, ...], den: str, lo: float, hi:
     return "; ".join(texts), keys, source_ids, tuple(rows)
 
 
-def _range_finding(check: str, sector: str, pair: str, sub: pd.DataFrame, num: tuple[str, ...],
-                   den: str, lo: float, hi: float, unit: str, severity: str,
-                   escalate: float | None, basis: str, library: FactorLibrary,
-                   activity: pd.DataFrame, label: str | None = None
+def _range_finding(check: str, sector: str, pair: str, sub: pd.DataFrame, spec: _RangeCheck,
+                   evidence: _Evidence, label: str | None = None
                    ) -> tuple[Finding | None, list[tuple[str, ...]]]:
     """A finding if ``sum(num)/den`` of ``sub`` is outside ``[lo, hi]``, and its driver keys."""
+    num, den, lo, hi, unit = spec.num, spec.den, spec.lo, spec.hi, spec.unit
+    severity, escalate, basis = spec.severity, spec.escalate, spec.basis
+    activity = evidence.activity
     scale = UNIT_SCALE[unit]
     value = _ratio(float(sub[list(num)].to_numpy().sum()), float(sub[den].sum()), scale)
     if value is None or _inside(value, lo, hi):
@@ -377,8 +402,7 @@ def _range_finding(check: str, sector: str, pair: str, sub: pd.DataFrame, num: t
     if escalate is not None and (value > hi * escalate or value < lo / escalate):
         severity = "error"
     u = "" if unit == "1" else f" {unit}"
-    drivers, keys, source_ids, rows = _attribute(sub, num, den, lo, hi, scale, u, above,
-                                                 library)
+    drivers, keys, source_ids, rows = _attribute(sub, spec, scale, u, above, evidence.library)
     where = "above" if above else "below"
     factor = (value / hi if above else (lo / value if value > 0 else math.inf))
     msg = (f"{label or sector}: {pair} = {_fmt(value)}{u} is {where} the plausible range "
@@ -492,14 +516,15 @@ def run_checks(emissions_table: pd.DataFrame, activity: pd.DataFrame, library: F
         if the checks name a species that is not a column of ``emissions_table``.
     """
     frame = _join(emissions_table, activity)
+    evidence = _Evidence(library, activity)
     findings: list[Finding] = []
     for sector, sub, pair, rr, num, den in _ratio_specs(frame, checks_cfg, emissions_table):
         if sub.empty:
             continue
-        args = (num, den, rr.range[0], rr.range[1], rr.unit,
-                rr.severity or checks_cfg.ratio_severity, checks_cfg.escalate_beyond,
-                rr.basis, library, activity)
-        f, named = _range_finding("ratio", sector, pair, sub, *args)
+        spec = _RangeCheck(num, den, rr.range[0], rr.range[1], rr.unit,
+                         rr.severity or checks_cfg.ratio_severity, checks_cfg.escalate_beyond,
+                         rr.basis)
+        f, named = _range_finding("ratio", sector, pair, sub, spec, evidence)
         if f is not None:
             findings.append(f)
         if not checks_cfg.key_level:
@@ -512,7 +537,7 @@ def run_checks(emissions_table: pd.DataFrame, activity: pd.DataFrame, library: F
         for key, ksub in sub.groupby(KEY, sort=True):
             if key in named or key in zero_den:  # already the driver of the sector finding
                 continue
-            kf, _ = _range_finding("ratio_key", sector, pair, ksub, *args,
+            kf, _ = _range_finding("ratio_key", sector, pair, ksub, spec, evidence,
                                    label=f"{key[0]}/{key[1]}/{key[2]}")
             if kf is not None:
                 findings.append(kf)
@@ -522,9 +547,9 @@ def run_checks(emissions_table: pd.DataFrame, activity: pd.DataFrame, library: F
         pair = f"{'+'.join(rule.part)}/{rule.whole}"
         for sector in pd.unique(frame["sector"]):
             sub = frame[(frame["sector"] == sector).to_numpy()]
-            f, _ = _range_finding(name, str(sector), pair, sub, tuple(rule.part), rule.whole,
-                                  0.0, 1.0 + rule.rtol, "1", rule.sector_severity, None,
-                                  rule.basis, library, activity)
+            spec = _RangeCheck(tuple(rule.part), rule.whole, 0.0, 1.0 + rule.rtol, "1",
+                             rule.sector_severity, None, rule.basis)
+            f, _ = _range_finding(name, str(sector), pair, sub, spec, evidence)
             if f is not None:
                 findings.append(f)
         if rule.source_severity is not None:

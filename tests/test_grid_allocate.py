@@ -10,6 +10,7 @@ from grids.grid import Grid
 from pipeline.config import load_config
 from pipeline.steps import read_inputs
 from sources.errors import ConfigError
+from tests.world import lcc_world
 
 
 def default_grid():
@@ -47,7 +48,8 @@ def test_bad_grid_is_refused():
         Grid.from_config({"crs": "EPSG:4326", "x0": 120, "y0": 80, "dx": 1, "dy": 1, "nx": 2,
                           "ny": 20})
     with pytest.raises(ConfigError, match="must be positive"):
-        Grid.from_config({"crs": "EPSG:32651", "x0": 0, "y0": 0, "dx": 0, "dy": 1, "nx": 1, "ny": 1})
+        Grid.from_config({"crs": "EPSG:32651", "x0": 0, "y0": 0, "dx": 0, "dy": 1, "nx": 1,
+                          "ny": 1})
 
 
 @pytest.fixture()
@@ -174,7 +176,7 @@ def _same(a, b):
 
 
 def test_allocation_cache_reuses_unchanged_geometries(world, tables, tmp_path):
-    from grids.allocate import CacheStats
+    from grids.cache import CacheStats
 
     activity, _, _ = read_inputs(load_config(world), tables)
     cache = tmp_path / "cache"
@@ -203,7 +205,7 @@ def test_allocation_cache_reuses_unchanged_geometries(world, tables, tmp_path):
 
 def test_allocation_cache_survives_a_corrupt_file_and_sees_proxy_changes(world, tables,
                                                                          tmp_path):
-    from grids.allocate import CacheStats
+    from grids.cache import CacheStats
 
     activity, _, _ = read_inputs(load_config(world), tables)
     cache = tmp_path / "cache"
@@ -225,35 +227,14 @@ def test_allocation_cache_survives_a_corrupt_file_and_sees_proxy_changes(world, 
     assert st.kinds == {"point": "hit", "line": "hit", "area": "computed"}
 
 
-GRIDDESC = """' '
-'LAM_CN'
-  2  25.000  40.000  110.000  110.000  34.000
-' '
-'T3KM'
-'LAM_CN'  {x0}  {y0}  3000.000  3000.000  4  3  1
-' '
-"""
-
-
-def _lcc_world(world):
-    """The fixture world on a 3 km Lambert grid (CMAQ China projection, FACTS §4)."""
-    from grids.grid import griddesc_crs
-
-    crs = griddesc_crs(2, 25, 40, 110, 110, 34)
-    x, y = pyproj.Transformer.from_crs(32651, crs, always_xy=True).transform(300_000, 3_400_000)
-    x0, y0 = np.floor(x / 3000) * 3000 - 3000, np.floor(y / 3000) * 3000 - 3000
-    (world.parent / "GRIDDESC").write_text(GRIDDESC.format(x0=x0, y0=y0))
-    text = world.read_text()
-    start = text.index("grid:")
-    end = text.index("\n", start)
-    world.write_text(text[:start] + "grid: {griddesc: GRIDDESC, name: T3KM}" + text[end:])
-    return crs, x0, y0
+#: tests/test_models.py imports this name; remove once it imports tests.world.lcc_world
+_lcc_world = lcc_world
 
 
 def test_lambert_grid_from_griddesc_allocates_and_conserves_mass(world):
     from pipeline.steps import load_tables
 
-    crs, x0, y0 = _lcc_world(world)
+    crs, x0, y0 = lcc_world(world)
     cfg = load_config(world)
     tables = load_tables(cfg)
     g = tables.grid
@@ -279,7 +260,7 @@ def test_lambert_grid_from_griddesc_allocates_and_conserves_mass(world):
 def test_griddesc_errors_name_the_file(world, tmp_path):
     from grids.grid import read_griddesc
 
-    _lcc_world(world)
+    lcc_world(world)
     path = world.parent / "GRIDDESC"
     with pytest.raises(ConfigError, match=r"no grid 'NOPE'; grids in the file: \['T3KM'\]"):
         read_griddesc(path, "NOPE")
@@ -346,7 +327,7 @@ def test_rectilinear_proxy_overlay_equals_pixel_polygons(tmp_path):
     import rasterio
     from rasterio.transform import from_origin
 
-    from grids.allocate import _local_grid, _Measure, _pixel_weights, _rectilinear_weights
+    from grids.overlay import AreaMeasure, local_grid, pixel_weights, rectilinear_weights
     from grids.proxy import Proxy
 
     g = Grid.from_config({"crs": "EPSG:32651", "x0": 0, "y0": 0, "dx": 1000, "dy": 1000,
@@ -370,8 +351,8 @@ def test_rectilinear_proxy_overlay_equals_pixel_polygons(tmp_path):
                                             shapely.box(5100, 3300, 6400, 4800)])])
     proxy = Proxy("p", str(path))
     vals, transform, _ = proxy.read()
-    fast = _rectilinear_weights(polys, vals, transform, _local_grid(g))
-    slow = _pixel_weights(polys, *proxy.pixels(g.crs), g, _Measure(g))
+    fast = rectilinear_weights(polys, vals, transform, local_grid(g))
+    slow = pixel_weights(polys, *proxy.pixels(g.crs), g, AreaMeasure(g))
 
     def dense(t):
         p, c, w = t
@@ -392,7 +373,7 @@ def test_chunked_allocation_is_bit_identical_on_every_scheduler(world, tables, m
     activity, _, _ = read_inputs(load_config(world), tables)
     one = allocate(activity, tables.grid, tables.proxies, scheduler="synchronous")
     monkeypatch.setattr(ga, "MIN_CHUNK", {"point": 1, "line": 1, "area": 1})
-    monkeypatch.setattr(ga, "_scheduler_workers", lambda s: 3)  # 6 chunks per kind
+    monkeypatch.setattr(ga, "scheduler_workers", lambda s: 3)  # 6 chunks per kind
     for scheduler in ("threads", "processes", "synchronous"):
         _same(one, allocate(activity, tables.grid, tables.proxies, scheduler=scheduler))
 

@@ -10,8 +10,11 @@ import textwrap
 from pathlib import Path
 
 import numpy as np
+import pyproj
 import rasterio
 from affine import Affine
+
+from grids.grid import griddesc_crs
 
 X0, Y0, NX, NY = 300_000, 3_400_000, 4, 3
 
@@ -157,3 +160,30 @@ def write_world(root: Path, *, sectors: list[str] | None = None) -> Path:
     path = cfg_dir / "build.yaml"
     path.write_text(cfg)
     return path
+
+
+LCC_GRIDDESC = """' '
+'LAM_CN'
+  2  25.000  40.000  110.000  110.000  34.000
+' '
+'T3KM'
+'LAM_CN'  {x0}  {y0}  3000.000  3000.000  4  3  1
+' '
+"""
+
+
+def lcc_world(world: Path) -> tuple[pyproj.CRS, float, float]:
+    """Put the fixture world (config path ``world``) on a 3 km Lambert grid (CMAQ China
+    projection, FACTS §4): writes ``GRIDDESC`` beside the config and points its ``grid:`` at it.
+
+    Returns the grid's CRS and lower-left corner ``x0, y0`` [m].
+    """
+    crs = griddesc_crs(2, 25, 40, 110, 110, 34)
+    x, y = pyproj.Transformer.from_crs(32651, crs, always_xy=True).transform(300_000, 3_400_000)
+    x0, y0 = np.floor(x / 3000) * 3000 - 3000, np.floor(y / 3000) * 3000 - 3000
+    (world.parent / "GRIDDESC").write_text(LCC_GRIDDESC.format(x0=x0, y0=y0))
+    text = world.read_text()
+    start = text.index("grid:")
+    end = text.index("\n", start)
+    world.write_text(text[:start] + "grid: {griddesc: GRIDDESC, name: T3KM}" + text[end:])
+    return crs, x0, y0
