@@ -30,9 +30,10 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import pint
 
-from sources.errors import InputError
-from sources.units import ureg
+from sources.errors import InputError, UnitError
+from sources.units import factor_to
 
 COLUMNS = ["source_id", "time_utc", "species", "value", "unit"]
 
@@ -108,9 +109,15 @@ def read_cems(paths: list[Path], activity: pd.DataFrame, emissions: pd.DataFrame
         if h is None:
             bad(r, "time_utc", f"outside the build year {year} (UTC)", r.time_utc)
         try:
-            kg = float((float(r.value) * ureg(str(r.unit))).to("kg").magnitude)
-        except Exception:  # noqa: BLE001 - pint raises several kinds
+            kg_per_unit = factor_to(str(r.unit), "kg")
+        except UnitError as exc:  # unparsable or ambiguous ('ton' is 907 kg to pint)
+            bad(r, "unit", exc.problem, r.unit, "kg, t, g, ...")
+        except pint.errors.DimensionalityError:
             bad(r, "unit", "not a mass unit", r.unit, "kg, t, g, ...")
+        try:
+            kg = float(r.value) * kg_per_unit
+        except (TypeError, ValueError):
+            bad(r, "value", "not a number", r.value, ">= 0")
         if not np.isfinite(kg) or kg < 0:
             bad(r, "value", "negative or missing measurement", r.value, ">= 0")
         rows.append((j, r.species, h, kg, r))

@@ -45,6 +45,7 @@ from typing import Annotated, Any, Literal
 import geopandas as gpd
 import numpy as np
 import pandas as pd
+import pint
 from pydantic import (
     BaseModel,
     ConfigDict,
@@ -58,7 +59,7 @@ from shapely.geometry import Point
 from sources.errors import ConfigError, UnitError
 from sources.factors import KEY, FactorLibrary
 from sources.tables import read_yaml
-from sources.units import Q_, parse_unit
+from sources.units import Q_, parse_quantity, parse_unit
 
 SELECT_COLUMNS = ("kind", "sector", "subsector", "fuel", "technology", "control")
 ID = r"^[A-Za-z0-9_\-]+$"
@@ -410,11 +411,10 @@ class Applier:
 
     def _heat_rate_gj_per_mwh(self, text: str, where: str) -> float:
         try:
-            q = Q_(text)
-            return float(q.to("GJ/MWh").magnitude)
-        except Exception as exc:  # noqa: BLE001 - pint raises many kinds
+            return float(parse_quantity(text).to("GJ/MWh").magnitude)
+        except (UnitError, pint.errors.DimensionalityError) as exc:
             raise ScenarioError(f"{where}: heat rate {text!r} is not an energy per energy "
-                                "(e.g. '303 gce/kWh' or '8.9 GJ/MWh')") from exc
+                                f"(e.g. '303 gce/kWh' or '8.9 GJ/MWh'): {exc}") from exc
 
     def _electricity(self, act: pd.DataFrame, demand_mwh: float, m: Any,
                      effect: MeasureEffect) -> None:
@@ -613,11 +613,12 @@ class Applier:
 
     def _per_unit_mwh(self, text: str, unit: str, m: Any) -> float:
         try:
-            q = Q_(text) * Q_(1.0, parse_unit(unit))
+            q = parse_quantity(text) * Q_(1.0, parse_unit(unit))
             return float(q.to("MWh").magnitude)
-        except Exception as exc:  # noqa: BLE001
+        except (UnitError, pint.errors.DimensionalityError) as exc:
             raise ScenarioError(f"{self._where(m)}: electricity {text!r} per {unit} is not an "
-                                "energy per unit of the new activity (e.g. '0.15 kWh/km')") from exc
+                                "energy per unit of the new activity (e.g. '0.15 kWh/km'): "
+                                f"{exc}") from exc
 
     def _apply_add_capacity(self, act, m: AddCapacityMeasure, effect):
         mwh = m.added_mwh

@@ -5,7 +5,7 @@ from pipeline.build import read_inputs
 from pipeline.config import load_config
 from sources.emissions import compute_emissions
 from sources.errors import UnitError
-from sources.units import factor_to, to_canonical
+from sources.units import factor_to, parse_quantity, to_canonical
 
 
 def test_pint_conversions():
@@ -15,6 +15,16 @@ def test_pint_conversions():
     assert factor_to("g/km", "kg/m") == pytest.approx(1e-6)
     with pytest.raises(UnitError, match="cannot parse unit 'tonnes of coal'"):
         factor_to("tonnes of coal", "kg")
+
+
+def test_parse_quantity_follows_the_unit_rules():
+    assert parse_quantity("12.5 t").to("kg").magnitude == pytest.approx(12500.0)
+    assert parse_quantity("3 kWh/km").to("MJ/m").magnitude == pytest.approx(3 * 3.6e-3)
+    assert parse_quantity("303 gce/kWh").to("GJ/MWh").magnitude == pytest.approx(8.880203)
+    with pytest.raises(UnitError, match="ambiguous unit 'ton'"):
+        parse_quantity("5 ton")
+    with pytest.raises(UnitError, match="not a number followed by a unit"):
+        parse_quantity("kg")
 
 
 @pytest.fixture()

@@ -370,6 +370,10 @@ def test_cems_measurements_above_the_annual_total_are_scaled(world, prefect_harn
     ("P1,2024-03-01T00:30,SO2,1,kg", r"column 'time_utc': not the start of an hour"),
     ("P1,2024-03-01T00:00,SO3,1,kg", r"column 'species': unknown species"),
     ("P1,2024-03-01T00:00,SO2,1,m", r"column 'unit': not a mass unit"),
+    # pint reads 'ton' as the US short ton (907 kg): refused like in every other table
+    ("P1,2024-03-01T00:00,SO2,1,ton", r"column 'unit': ambiguous unit 'ton': .*write 't' for "
+                                      r"tonnes; got 'ton'"),
+    ("P1,2024-03-01T00:00,SO2,x,kg", r"column 'value': not a number"),
     ("P1,2024-03-01T00:00,SO2,-1,kg", r"column 'value': negative or missing measurement"),
 ])
 def test_cems_errors_name_file_row_and_column(world, tables, row, message):
