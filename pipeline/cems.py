@@ -33,6 +33,7 @@ import pandas as pd
 import pint
 
 from sources.errors import InputError, UnitError
+from sources.tables import read_table
 from sources.units import factor_to
 
 COLUMNS = ["source_id", "time_utc", "species", "value", "unit"]
@@ -53,18 +54,8 @@ class Cems:
 
 
 def _read(path: Path) -> pd.DataFrame:
-    if not path.exists():
-        raise InputError(path, "CEMS file not found", expected="an existing CSV or Parquet file")
-    try:
-        df = pd.read_parquet(path) if path.suffix.lower() == ".parquet" else pd.read_csv(
-            path, dtype={"source_id": str, "species": str, "unit": str})
-    except Exception as exc:  # noqa: BLE001 - any reader failure is a bad input file
-        raise InputError(path, f"cannot read CEMS file ({exc})") from exc
-    for c in COLUMNS:
-        if c not in df.columns:
-            raise InputError(path, f"required column {c!r} is missing", column=c,
-                             expected=f"columns {COLUMNS}")
-    df = df[COLUMNS].copy()
+    """The CEMS columns as text (values are converted row by row, with the row named)."""
+    df = read_table(path, COLUMNS, "CEMS")[COLUMNS].copy()
     df["input_row"] = np.arange(len(df)) + 1
     df["input_file"] = str(path)
     return df

@@ -15,8 +15,6 @@ from typing import Annotated, Any, Literal
 
 from pydantic import (
     AfterValidator,
-    BaseModel,
-    ConfigDict,
     Field,
     ValidationError,
     field_validator,
@@ -24,14 +22,10 @@ from pydantic import (
 )
 
 from sources.errors import ConfigError
-from sources.tables import read_yaml
+from sources.tables import FrozenModel, format_validation_error, read_yaml
 
 
-class _Frozen(BaseModel):
-    model_config = ConfigDict(frozen=True, extra="forbid")
-
-
-class GridConfig(_Frozen):
+class GridConfig(FrozenModel):
     crs: str = "EPSG:32651"
     x0: float = 295_000.0
     y0: float = 3_392_000.0
@@ -55,7 +49,7 @@ class GridConfig(_Frozen):
         return self
 
 
-class TablesConfig(_Frozen):
+class TablesConfig(FrozenModel):
     species: Path
     sectors: Path
     fuels: Path
@@ -68,7 +62,7 @@ class TablesConfig(_Frozen):
     speciation: Path | None = None
 
 
-class InputConfig(_Frozen):
+class InputConfig(FrozenModel):
     name: str
     kind: Literal["point", "line", "area"]
     path: Path
@@ -92,12 +86,12 @@ def _known_zone(value: str) -> str:
 TimeZone = Annotated[str, AfterValidator(_known_zone)]
 
 
-class TemporalConfig(_Frozen):
+class TemporalConfig(FrozenModel):
     timezone: TimeZone = "Asia/Shanghai"
     holidays: bool = True
 
 
-class OutputConfig(_Frozen):
+class OutputConfig(FrozenModel):
     dir: Path = Path("out")
     dtype: Literal["float64", "float32"] = "float64"
     complevel: int = Field(1, ge=0, le=9)
@@ -127,7 +121,7 @@ class OutputConfig(_Frozen):
         return ["cf"] + [f for f in dict.fromkeys(value) if f != "cf"]
 
 
-class VerticalConfig(_Frozen):
+class VerticalConfig(FrozenModel):
     """Model layers and how sources are lifted into them (used by the cmaq/wrfchem formats)."""
 
     #: layer interfaces in metres above ground, from 0 (e.g. [0, 20, 50, 100, 200, 400, 800])
@@ -159,14 +153,14 @@ class VerticalConfig(_Frozen):
         return self
 
 
-class CacheConfig(_Frozen):
+class CacheConfig(FrozenModel):
     #: reuse allocation matrices whose geometries, grid and proxies did not change
     enabled: bool = True
     #: default: ``<output.dir>/.cache``
     dir: Path | None = None
 
 
-class AllocationConfig(_Frozen):
+class AllocationConfig(FrozenModel):
     #: where allocation matrices are computed, in chunks of sources with dask: ``threads``
     #: (default, every core of this machine), ``processes``, ``synchronous`` (one core), or the
     #: address of a dask.distributed scheduler (``tcp://host:8786``). The result is identical.
@@ -181,7 +175,7 @@ class AllocationConfig(_Frozen):
         return value
 
 
-class ScheduleConfig(_Frozen):
+class ScheduleConfig(FrozenModel):
     """When ``tongyuan serve`` regenerates the inventory (a cron without a time zone would be
     UTC in Prefect; 02:00 Asia/Shanghai is 18:00 UTC)."""
 
@@ -196,7 +190,7 @@ class ScheduleConfig(_Frozen):
         return value
 
 
-class BuildConfig(_Frozen):
+class BuildConfig(FrozenModel):
     name: str
     year: int = Field(2024, ge=2004, le=2100)
     grid: GridConfig = GridConfig()
@@ -293,9 +287,7 @@ def load_config(path: str | Path, overrides: dict[str, Any] | None = None) -> Bu
     try:
         cfg = BuildConfig.model_validate(doc)
     except ValidationError as exc:
-        lines = [f"  {'.'.join(str(p) for p in e['loc'])}: {e['msg']} (got {e.get('input')!r})"
-                 for e in exc.errors()]
-        raise ConfigError(f"{path}: invalid configuration\n" + "\n".join(lines)) from exc
+        raise ConfigError(format_validation_error(path, "configuration", exc)) from exc
     for name, p in cfg.table_paths().items():
         if not p.exists():
             raise ConfigError(f"{path}: tables.{name} = {p} does not exist")

@@ -38,6 +38,7 @@ inventory); the local part scales the suppliers' fuel uniformly, converted with 
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -47,8 +48,6 @@ import numpy as np
 import pandas as pd
 import pint
 from pydantic import (
-    BaseModel,
-    ConfigDict,
     Field,
     ValidationError,
     field_validator,
@@ -58,7 +57,7 @@ from shapely.geometry import Point
 
 from sources.errors import ConfigError, UnitError
 from sources.factors import KEY, FactorLibrary
-from sources.tables import read_yaml
+from sources.tables import FrozenModel, format_validation_error, read_yaml
 from sources.units import Q_, parse_quantity, parse_unit
 
 SELECT_COLUMNS = ("kind", "sector", "subsector", "fuel", "technology", "control")
@@ -69,17 +68,13 @@ class ScenarioError(ConfigError):
     """A scenario that cannot be applied (names the scenario file and the measure)."""
 
 
-class _Frozen(BaseModel):
-    model_config = ConfigDict(frozen=True, extra="forbid")
-
-
 def _as_list(value: Any) -> Any:
     if value is None or isinstance(value, list):
         return value
     return [value]
 
 
-class Selection(_Frozen):
+class Selection(FrozenModel):
     """Which sources a measure acts on: every given field must match (lists mean any of)."""
 
     source_id: list[str] | None = None
@@ -116,7 +111,7 @@ class Selection(_Frozen):
         return keep
 
 
-class _Measure(_Frozen):
+class _Measure(FrozenModel):
     id: str = Field(pattern=ID)
     title: str
     #: the plan's clause this measure encodes (document, section, target as written)
@@ -143,7 +138,7 @@ class CapMeasure(_Measure):
     limit: float = Field(ge=0)
 
 
-class ShiftTarget(_Frozen):
+class ShiftTarget(FrozenModel):
     sector: str | None = None
     subsector: str | None = None
     fuel: str | None = None
@@ -179,7 +174,7 @@ class ShiftMeasure(_Measure):
         return self
 
 
-class NewSource(_Frozen):
+class NewSource(FrozenModel):
     source_id: str = Field(pattern=ID)
     lon: float = Field(ge=-180, le=180)
     lat: float = Field(ge=-90, le=90)
@@ -244,7 +239,7 @@ Measure = Annotated[ScaleMeasure | CapMeasure | ShiftMeasure | AddCapacityMeasur
                     | ControlMeasure | FactorMeasure, Field(discriminator="type")]
 
 
-class GridElectricity(_Frozen):
+class GridElectricity(FrozenModel):
     supplied_by: Selection
     local_share: float = Field(1.0, ge=0, le=1)
     #: fuel → fuel energy per MWh sent out ("303 gce/kWh", "6.5 GJ/MWh")
@@ -252,12 +247,12 @@ class GridElectricity(_Frozen):
     reference: str = ""
 
 
-class NotModelled(_Frozen):
+class NotModelled(FrozenModel):
     clause: str
     reason: str
 
 
-class Scenario(_Frozen):
+class Scenario(FrozenModel):
     name: str = Field(pattern=ID)
     title: str
     #: the plan (document, number, date) the measures cite
@@ -292,20 +287,19 @@ def load_scenario(path: str | Path) -> Scenario:
     try:
         sc = Scenario.model_validate(doc)
     except ValidationError as exc:
-        lines = []
-        for e in exc.errors():
-            loc = list(e["loc"])
-            where = ".".join(str(p) for p in loc)
-            if len(loc) >= 2 and loc[0] == "measures" and isinstance(loc[1], int):
-                raw = (doc.get("measures") or [])[loc[1]]
-                mid = raw.get("id") if isinstance(raw, dict) else None
-                rest = loc[2:]
-                if rest and isinstance(raw, dict) and rest[0] == raw.get("type"):
-                    rest = rest[1:]  # pydantic's tag of the measure type
-                where = f"measures[{loc[1]}]" + (f" (id {mid})" if mid else "") + (
-                    "." + ".".join(str(p) for p in rest) if rest else "")
-            lines.append(f"  {where}: {e['msg']}")
-        raise ScenarioError(f"{path}: invalid scenario\n" + "\n".join(lines)) from exc
+        def where(loc: Sequence[Any]) -> str:
+            """A measure by its index and id (and without pydantic's tag of its type)."""
+            if len(loc) < 2 or loc[0] != "measures" or not isinstance(loc[1], int):
+                return ".".join(str(p) for p in loc)
+            raw = (doc.get("measures") or [])[loc[1]]
+            mid = raw.get("id") if isinstance(raw, dict) else None
+            rest = list(loc[2:])
+            if rest and isinstance(raw, dict) and rest[0] == raw.get("type"):
+                rest = rest[1:]
+            return f"measures[{loc[1]}]" + (f" (id {mid})" if mid else "") + (
+                "." + ".".join(str(p) for p in rest) if rest else "")
+
+        raise ScenarioError(format_validation_error(path, "scenario", exc, where=where)) from exc
     if not sc.base_config.exists():
         raise ScenarioError(f"{path}: base_config {sc.base_config} does not exist")
     return sc
