@@ -10,6 +10,7 @@ from grids.grid import Grid
 from pipeline.build import read_inputs
 from pipeline.config import load_config
 from sources.errors import ConfigError
+from tests.world import lambert_world
 
 
 def default_grid():
@@ -225,35 +226,10 @@ def test_allocation_cache_survives_a_corrupt_file_and_sees_proxy_changes(world, 
     assert st.kinds == {"point": "hit", "line": "hit", "area": "computed"}
 
 
-GRIDDESC = """' '
-'LAM_CN'
-  2  25.000  40.000  110.000  110.000  34.000
-' '
-'T3KM'
-'LAM_CN'  {x0}  {y0}  3000.000  3000.000  4  3  1
-' '
-"""
-
-
-def _lcc_world(world):
-    """The fixture world on a 3 km Lambert grid (CMAQ China projection, FACTS §4)."""
-    from grids.grid import griddesc_crs
-
-    crs = griddesc_crs(2, 25, 40, 110, 110, 34)
-    x, y = pyproj.Transformer.from_crs(32651, crs, always_xy=True).transform(300_000, 3_400_000)
-    x0, y0 = np.floor(x / 3000) * 3000 - 3000, np.floor(y / 3000) * 3000 - 3000
-    (world.parent / "GRIDDESC").write_text(GRIDDESC.format(x0=x0, y0=y0))
-    text = world.read_text()
-    start = text.index("grid:")
-    end = text.index("\n", start)
-    world.write_text(text[:start] + "grid: {griddesc: GRIDDESC, name: T3KM}" + text[end:])
-    return crs, x0, y0
-
-
 def test_lambert_grid_from_griddesc_allocates_and_conserves_mass(world):
     from pipeline.build import load_tables
 
-    crs, x0, y0 = _lcc_world(world)
+    crs, x0, y0 = lambert_world(world)
     cfg = load_config(world)
     tables = load_tables(cfg)
     g = tables.grid
@@ -279,7 +255,7 @@ def test_lambert_grid_from_griddesc_allocates_and_conserves_mass(world):
 def test_griddesc_errors_name_the_file(world, tmp_path):
     from grids.grid import read_griddesc
 
-    _lcc_world(world)
+    lambert_world(world)
     path = world.parent / "GRIDDESC"
     with pytest.raises(ConfigError, match=r"no grid 'NOPE'; grids in the file: \['T3KM'\]"):
         read_griddesc(path, "NOPE")

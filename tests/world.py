@@ -10,8 +10,11 @@ import textwrap
 from pathlib import Path
 
 import numpy as np
+import pyproj
 import rasterio
 from affine import Affine
+
+from grids.grid import griddesc_crs
 
 X0, Y0, NX, NY = 300_000, 3_400_000, 4, 3
 
@@ -157,3 +160,43 @@ def write_world(root: Path, *, sectors: list[str] | None = None) -> Path:
     path = cfg_dir / "build.yaml"
     path.write_text(cfg)
     return path
+
+
+#: a speciation table of a test mechanism ``t1`` for the fixture species
+SPECIATION = """mechanism,sector,pollutant,model_species,mass_fraction,molar_mass_g_mol,reference
+t1,*,NOx,NO,0.9,46.0055,test
+t1,*,NOx,NO2,0.1,46.0055,test
+t1,road,NOx,NO,0.5,46.0055,test
+t1,road,NOx,NO2,0.5,46.0055,test
+t1,*,SO2,SO2,1,64.066,test
+t1,*,CO,CO,1,28.0101,test
+t1,*,PM2_5_other,PSO4,0.25,,test
+t1,*,PM2_5_other,PMOTHR,0.75,,test
+t1,*,BC,PEC,1,,test
+t1,*,OC,POC,1,,test
+t1,*,PMC,PMC,1,,test
+"""
+
+
+GRIDDESC = """' '
+'LAM_CN'
+  2  25.000  40.000  110.000  110.000  34.000
+' '
+'T3KM'
+'LAM_CN'  {x0}  {y0}  3000.000  3000.000  4  3  1
+' '
+"""
+
+
+def lambert_world(world: Path) -> tuple[pyproj.CRS, float, float]:
+    """Put the fixture world on a 3 km Lambert grid (the CMAQ China projection) read from a
+    GRIDDESC; return its CRS and lower-left corner."""
+    crs = griddesc_crs(2, 25, 40, 110, 110, 34)
+    x, y = pyproj.Transformer.from_crs(32651, crs, always_xy=True).transform(300_000, 3_400_000)
+    x0, y0 = np.floor(x / 3000) * 3000 - 3000, np.floor(y / 3000) * 3000 - 3000
+    (world.parent / "GRIDDESC").write_text(GRIDDESC.format(x0=x0, y0=y0))
+    text = world.read_text()
+    start = text.index("grid:")
+    end = text.index("\n", start)
+    world.write_text(text[:start] + "grid: {griddesc: GRIDDESC, name: T3KM}" + text[end:])
+    return crs, x0, y0
