@@ -1,4 +1,9 @@
-"""Model-ready emissions: inventory species → mechanism species, in model layers, per hour.
+"""Model-ready emissions for CMAQ and WRF-Chem: mechanism species, in model layers, per hour.
+
+This module holds the model layers of each source (:func:`source_layer_fractions`), the annual
+model-species grid (:func:`model_annual`), the hourly fields (:func:`species_hours`), the per-day
+CMAQ and WRF-Chem files (:func:`write_days`) and the check that they carry the inventory's mass
+(:func:`check_days`).
 
 Inventory pollutants become mechanism species through the speciation table
 (:mod:`sources.speciation`).
