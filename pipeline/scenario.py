@@ -35,7 +35,7 @@ from grids.allocate import Allocation, allocate
 from pipeline.cube import annual_grid
 from sources.emissions import EmissionsResult, compute_emissions
 from sources.errors import ConfigError
-from sources.scenario import Applier, MeasureEffect, Scenario, prepare_base
+from sources.scenario import Applier, MeasureEffect, Scenario, emission_scale, prepare_base
 
 KG_PER_T = 1e3
 
@@ -127,7 +127,7 @@ def run_scenario(scenario: Scenario, activity: gpd.GeoDataFrame, base_alloc: All
     cache = _AllocationCache(base_alloc, grid, tables.proxies)
 
     def emissions(act: gpd.GeoDataFrame) -> EmissionsResult:
-        return compute_emissions(act, library, registry)
+        return compute_emissions(act, library, registry, scale=emission_scale(act))
 
     base_em = emissions(base)
     base_tot = _totals(base_em)

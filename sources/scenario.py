@@ -62,6 +62,9 @@ from sources.units import Q_, parse_quantity, parse_unit
 
 SELECT_COLUMNS = ("kind", "sector", "subsector", "fuel", "technology", "control")
 ID = r"^[A-Za-z0-9_\-]+$"
+#: activity columns in which ``emission_factor`` measures keep their factor per source (they
+#: follow the rows through later measures; :func:`emission_scale` hands them on)
+SCALE_PREFIX = "ef_scale_"
 
 
 class ScenarioError(ConfigError):
@@ -534,7 +537,7 @@ class Applier:
             raise ScenarioError(f"{self._where(m)}: unknown species {unknown}; known: "
                                 f"{self.species}")
         for sp, f in m.scale.items():
-            col = f"ef_scale_{sp}"
+            col = f"{SCALE_PREFIX}{sp}"
             if col not in act.columns:
                 act[col] = 1.0
             act.loc[mask, col] = act.loc[mask, col].to_numpy(dtype=float) * f
@@ -637,7 +640,7 @@ class Applier:
                 row[col] = getattr(ns, col)
             for col in [c for c in act.columns if c.startswith("reported_")]:
                 row[col] = np.nan
-            for col in [c for c in act.columns if c.startswith("ef_scale_")]:
+            for col in [c for c in act.columns if c.startswith(SCALE_PREFIX)]:
                 row[col] = 1.0
             new = gpd.GeoDataFrame([row], geometry="geometry", crs=act.crs)
             act = gpd.GeoDataFrame(pd.concat([act, new.astype(act.dtypes.to_dict(),
@@ -648,6 +651,17 @@ class Applier:
                       f"{m.full_load_hours:g} h")
         self._electricity(act, -mwh, m, effect)
         return act
+
+
+def emission_scale(act: pd.DataFrame) -> pd.DataFrame | None:
+    """The factor multipliers ``emission_factor`` measures set on ``act`` (index source_id, one
+    column per species scaled), for :func:`sources.emissions.compute_emissions`'s ``scale``;
+    None when no measure scaled a factor."""
+    cols = [c for c in act.columns if c.startswith(SCALE_PREFIX)]
+    if not cols:
+        return None
+    out = pd.DataFrame({c[len(SCALE_PREFIX):]: act[c].to_numpy(dtype=float) for c in cols})
+    return out.set_axis(pd.Index(act["source_id"].to_numpy(), name="source_id"))
 
 
 def prepare_base(activity: gpd.GeoDataFrame) -> gpd.GeoDataFrame:

@@ -1,4 +1,5 @@
 import numpy as np
+import pandas as pd
 import pytest
 
 from pipeline.build import read_inputs
@@ -32,6 +33,19 @@ def emissions(world, tables):
     cfg = load_config(world)
     activity, _, _ = read_inputs(cfg, tables)
     return activity, compute_emissions(activity, tables.library, tables.registry)
+
+
+def test_scale_multiplies_the_listed_sources_and_species(emissions, tables):
+    activity, result = emissions
+    scale = pd.DataFrame({"SO2": [0.5, np.nan]}, index=pd.Index(["P1", "P2"], name="source_id"))
+    t = compute_emissions(activity, tables.library, tables.registry, scale=scale).table
+    assert t.loc["P1", "SO2"] == pytest.approx(0.5 * result.table.loc["P1", "SO2"])
+    assert t.loc["P2", "SO2"] == result.table.loc["P2", "SO2"]  # NaN: unchanged
+    assert (t.drop(columns=["SO2", "CO2e"]) == result.table.drop(columns=["SO2", "CO2e"])).all(
+        axis=None)
+    with pytest.raises(ValueError, match=r"\['SO3'\] that are not emitted species"):
+        compute_emissions(activity, tables.library, tables.registry,
+                          scale=pd.DataFrame({"SO3": [1.0]}, index=["P1"]))
 
 
 def test_same_source_values_by_hand(emissions):
