@@ -1,4 +1,4 @@
-"""Policy scenarios: measures that change the activity (or factors) of selected sources.
+"""Policy scenarios: their schema, and measures that change the activity (or factors) of sources.
 
 A scenario (``config/scenarios/*.yaml``) names a base configuration, a base and a target year and
 a list of *measures*. Measures act on the activity table of the base build, in the order listed,
