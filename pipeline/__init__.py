@@ -1,3 +1,5 @@
 """Time, the hourly cube, outputs, ledger, publishing and the Prefect flows."""
 
-__version__ = "0.1.0"
+import importlib.metadata
+
+__version__ = importlib.metadata.version("tongyuan")  # stated once: pyproject.toml

@@ -17,7 +17,7 @@ import math
 import re
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import Literal
 
 import numpy as np
 import pandas as pd
@@ -528,27 +528,6 @@ def run_checks(emissions_table: pd.DataFrame, activity: pd.DataFrame, library: F
         if f is not None:
             findings.append(f)
     return findings
-
-
-def sector_ratios(emissions_table: pd.DataFrame, activity: pd.DataFrame,
-                  checks_cfg: ChecksConfig) -> pd.DataFrame:
-    """Every configured sector ratio with its range, for reports.
-
-    Returns
-    -------
-    DataFrame with columns sector, pair, value, unit, min, max, inside (bool; NA when the
-    sector has no sources or both totals are zero).
-    """
-    frame = _join(emissions_table, activity)
-    rows: list[dict[str, Any]] = []
-    for sector, sub, pair, rr, num, den in _ratio_specs(frame, checks_cfg, emissions_table):
-        v = _ratio(float(sub[list(num)].to_numpy().sum()), float(sub[den].sum()),
-                   UNIT_SCALE[rr.unit])
-        rows.append({"sector": sector, "pair": pair,
-                     "value": np.nan if v is None else v, "unit": rr.unit,
-                     "min": rr.range[0], "max": rr.range[1],
-                     "inside": pd.NA if v is None else _inside(v, *rr.range)})
-    return pd.DataFrame(rows, columns=["sector", "pair", "value", "unit", "min", "max", "inside"])
 
 
 def findings_frame(findings: list[Finding]) -> pd.DataFrame:

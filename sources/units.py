@@ -72,8 +72,3 @@ def parse_quantity(text: str) -> pint.Quantity:
 def factor_to(unit_from: str, unit_to: str) -> float:
     """Multiplier taking a magnitude in ``unit_from`` to ``unit_to`` (pint does the work)."""
     return float(Q_(1.0, parse_unit(unit_from)).to(parse_unit(unit_to)).magnitude)
-
-
-def to_canonical(value: float, unit: str, canonical: str = "kg") -> float:
-    """Convert one value to the canonical unit (kg by default)."""
-    return float(value) * factor_to(unit, canonical)

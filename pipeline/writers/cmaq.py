@@ -30,7 +30,6 @@ from grids.grid import Grid
 from pipeline.writers.classic import classic_file
 from sources.errors import ConfigError
 
-IMISS3 = -9999
 VGHVAL3 = 6  # I/O API: H (m) above ground (VGZVAL3 = 5 is above sea level)
 
 
