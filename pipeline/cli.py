@@ -135,10 +135,9 @@ def _period(text: str | None) -> tuple[str, str] | None:
     return (parts[0], parts[1])
 
 
-FORMATS = ("cf", "cmaq", "wrfchem")
-
-
 def _formats(text: str | None) -> list[str] | None:
+    from pipeline.writers import FORMATS  # the registry; imported here like every cli import
+
     if not text:
         return None
     out = [f.strip().lower() for f in text.split(",") if f.strip()]

@@ -21,6 +21,7 @@ from pydantic import (
     model_validator,
 )
 
+from pipeline.writers import FORMATS
 from sources.errors import ConfigError
 from sources.tables import FrozenModel, format_validation_error, read_yaml
 
@@ -91,6 +92,15 @@ class TemporalConfig(FrozenModel):
     holidays: bool = True
 
 
+def _known_format(name: str) -> str:
+    if name not in FORMATS:
+        raise ValueError(f"unknown format {name!r}; formats are {list(FORMATS)}")
+    return name
+
+
+FormatName = Annotated[str, AfterValidator(_known_format)]
+
+
 class OutputConfig(FrozenModel):
     dir: Path = Path("out")
     dtype: Literal["float64", "float32"] = "float64"
@@ -98,9 +108,9 @@ class OutputConfig(FrozenModel):
     shuffle: bool = False
     #: write only these UTC days (inclusive), e.g. ["2024-01-15", "2024-01-21"]; default: the year
     period: tuple[str, str] | None = None
-    #: file formats, each in its own folder of the build: cf (hourly/, always), cmaq (cmaq/),
-    #: wrfchem (wrfchem/)
-    formats: list[Literal["cf", "cmaq", "wrfchem"]] = Field(default_factory=lambda: ["cf"])
+    #: file formats (``pipeline.writers.FORMATS``), each in its own folder of the build: cf
+    #: (hourly/, always), cmaq (cmaq/), wrfchem (wrfchem/)
+    formats: list[FormatName] = Field(default_factory=lambda: ["cf"])
     #: chemical mechanism of the model formats (a ``mechanism`` of the speciation table)
     mechanism: str = "cb6r3_ae6"
     #: published builds kept in the output directory (older ones are pruned after each

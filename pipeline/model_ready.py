@@ -26,6 +26,7 @@ import scipy.sparse as sp
 
 from grids.grid import Grid
 from grids.vertical import Layers, briggs_rise, plume_bounds, sigma_to_heights
+from pipeline.writers import FORMATS, MODEL_FORMATS, cmaq, wrfchem
 from sources.errors import ConfigError
 from sources.speciation import DERIVED, Speciation, load_speciation
 from sources.validate import STACK_COLUMNS
@@ -199,7 +200,7 @@ class ModelOutputs:
 
 
 def _model_formats(cfg) -> list[str]:
-    return [f for f in cfg.output.formats if f != "cf"]
+    return [f for f in cfg.output.formats if f in MODEL_FORMATS]
 
 
 def _speciation_for(cfg, tables) -> Speciation:
@@ -237,17 +238,13 @@ def prepare(cfg, tables, activity, emissions, matrix, cems=None) -> ModelOutputs
 def check_formats(cfg, tables) -> None:
     """Refuse at the start of a build what the model formats cannot write: a grid WRF or the
     I/O API cannot describe, a missing speciation table or mechanism."""
-    from pipeline.writers import cmaq, wrfchem
-
     formats = _model_formats(cfg)
     if not formats:
         return
     _speciation_for(cfg, tables)
     layers_from_config(cfg.vertical)
-    if "cmaq" in formats:
-        cmaq.ioapi_horizontal(tables.grid)
-    if "wrfchem" in formats:
-        wrfchem.wrf_projection(tables.grid)
+    for name in formats:
+        FORMATS[name].writer.check_grid(tables.grid)
 
 
 def _day_hours(times: np.ndarray, day: pd.Timestamp, n: int) -> np.ndarray:
@@ -261,8 +258,6 @@ def write_days(mo: ModelOutputs, days: list[pd.Timestamp], factors, build_dir: P
                meta: dict) -> dict[str, dict[str, dict[str, float]]]:
     """Write the model files of ``days``; return per format, day and model species the amount
     the files carry over the day's 24 hours [mol or g], measured from the float32 arrays."""
-    from pipeline.writers import cmaq, wrfchem
-
     ma, spec = mo.annual, mo.speciation
     sectors = [str(s) for s in factors["sector"].values]
     fac = factors.to_numpy()
@@ -285,7 +280,10 @@ def write_days(mo: ModelOutputs, days: list[pd.Timestamp], factors, build_dir: P
                 got[name] = float(v[:24].astype(np.float64).sum() * 3600.0)
                 return v
 
-            cmaq.write(build_dir / "cmaq" / f"emis_{mo.mechanism}_{ma.grid.name}_{key}.nc", day,
+            fmt = FORMATS["cmaq"]
+            path = build_dir / fmt.folder / fmt.file_name(day, mechanism=mo.mechanism,
+                                                          grid=ma.grid.name)
+            cmaq.write(path, day,
                        names, cmaq_field, {n: "moles/s" if gas[n] else "g/s" for n in names},
                        {n: f"{n} emission rate ({'gas' if gas[n] else 'aerosol'})"
                         for n in names}, ma.grid, ma.layers.interfaces[:ma.n_layers + 1],
@@ -304,7 +302,8 @@ def write_days(mo: ModelOutputs, days: list[pd.Timestamp], factors, build_dir: P
                 got_w[n] = float((v.astype(np.float64) * back[n]).sum() * 3600.0)
                 return v
 
-            wrfchem.write(build_dir / "wrfchem" / wrfchem.file_name(day), day,
+            fmt = FORMATS["wrfchem"]
+            wrfchem.write(build_dir / fmt.folder / fmt.file_name(day), day,
                           [f"E_{n}" for n in names], wrf_field,
                           {f"E_{n}": "mol km^-2 hr^-1" if gas[n] else "ug m^-2 s^-1"
                            for n in names},

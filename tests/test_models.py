@@ -220,6 +220,27 @@ def test_cli_formats(world, prefect_harness, tmp_path, capsys):
     assert "no rows for mechanism 'cb05'" in capsys.readouterr().err
 
 
+# ----------------------------------------------------------------- the format registry
+
+def test_formats_registry_names_folders_and_files(world):
+    from pipeline.config import load_config
+    from pipeline.writers import FORMATS, MODEL_FORMATS
+
+    assert {n: f.folder for n, f in FORMATS.items()} == {"cf": "hourly", "cmaq": "cmaq",
+                                                         "wrfchem": "wrfchem"}
+    assert MODEL_FORMATS == ("cmaq", "wrfchem")
+    day = pd.Timestamp("2024-03-01")
+    assert FORMATS["cf"].file_name(day) == "20240301.nc"
+    assert FORMATS["cmaq"].file_name(day, mechanism="t1", grid="T3KM") == \
+        "emis_t1_T3KM_20240301.nc"
+    assert FORMATS["wrfchem"].file_name(day) == "wrfchemi_d01_2024-03-01_00:00:00"
+    for f in FORMATS.values():
+        assert callable(f.writer.write) and callable(f.writer.check_grid)
+    with pytest.raises(ConfigError, match=r"output.formats.1: Value error, unknown format "
+                       r"'camx'; formats are \['cf', 'cmaq', 'wrfchem'\]"):
+        load_config(world, {"output.formats": ["cf", "camx"]})
+
+
 # ----------------------------------------------------------------- CEMS hourly data
 
 def _cems_csv(path, rows):

@@ -71,6 +71,11 @@ def ioapi_horizontal(grid: Grid) -> dict[str, Any]:
                       "here; CMAQ files need a UTM, Lambert conformal or lat/lon grid")
 
 
+def check_grid(grid: Grid) -> None:
+    """Refuse a grid the I/O API cannot describe (see :func:`ioapi_horizontal`)."""
+    ioapi_horizontal(grid)
+
+
 def _yyyyddd(ts: pd.Timestamp) -> int:
     return ts.year * 1000 + ts.dayofyear
 
