@@ -251,7 +251,11 @@ class BuildConfig(FrozenModel):
                 if getattr(self.tables, k) is not None}
 
 
-def _resolve(doc: dict[str, Any], base: Path) -> dict[str, Any]:
+def resolve_paths(doc: dict[str, Any], base: Path) -> dict[str, Any]:
+    """A copy of a configuration document (the YAML as read) with every relative path made
+    absolute against ``base``, the folder of its file: what :func:`load_config` does first, and
+    what a configuration derived from another one and written elsewhere needs."""
+
     def res(p: Any) -> Any:
         return str((base / p).resolve()) if p is not None and not Path(p).is_absolute() else p
 
@@ -284,7 +288,7 @@ def load_config(path: str | Path, overrides: dict[str, Any] | None = None) -> Bu
     """
     path = Path(path)
     doc = read_yaml(path, "config")
-    doc = _resolve(doc, path.parent)
+    doc = resolve_paths(doc, path.parent)
     for key, value in (overrides or {}).items():
         if value is None:
             continue

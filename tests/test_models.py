@@ -343,12 +343,12 @@ def test_demo_on_its_cmaq_domain_writes_all_three_formats(prefect_harness, tmp_p
     import PseudoNetCDF as pnc
     import yaml
 
-    from pipeline.config import _resolve
+    from pipeline.config import resolve_paths
     from pipeline.flows import build_inventory
 
     repo = Path(__file__).resolve().parent.parent
     config = repo / "config" / "shanghai.yaml"
-    doc = _resolve(yaml.safe_load(config.read_text()), config.parent)
+    doc = resolve_paths(yaml.safe_load(config.read_text()), config.parent)
     doc["grid"] = {"griddesc": str(repo / "config" / "GRIDDESC"), "name": "SH3KM"}
     path = tmp_path / "sh3km.yaml"
     path.write_text(yaml.safe_dump(doc, allow_unicode=True))
