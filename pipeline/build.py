@@ -28,7 +28,7 @@ import pandas as pd
 import xarray as xr
 
 from grids.allocate import Allocation, CacheStats
-from pipeline import models as model_ready
+from pipeline import model_ready
 from pipeline.cems import Cems, read_cems
 from pipeline.checks import Finding, findings_frame, raise_on_errors
 from pipeline.config import BuildConfig, load_config
@@ -91,8 +91,8 @@ from pipeline.writers.netcdf_cf import static_coords
 from pipeline.writers.tables import write_details
 from sources.emissions import EmissionsResult
 from sources.errors import ConfigError
+from sources.measures import load_scenario
 from sources.readers import InputMeta
-from sources.scenario import load_scenario
 
 # ---------------------------------------------------------------------------------------------
 # The recipe: prepare → write and publish. ``run_build`` and ``run_scenario_build`` are the

@@ -30,9 +30,11 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import pint
 
-from sources.errors import InputError
-from sources.units import ureg
+from sources.errors import InputError, UnitError
+from sources.tables import read_table
+from sources.units import factor_to
 
 COLUMNS = ["source_id", "time_utc", "species", "value", "unit"]
 
@@ -52,18 +54,8 @@ class Cems:
 
 
 def _read(path: Path) -> pd.DataFrame:
-    if not path.exists():
-        raise InputError(path, "CEMS file not found", expected="an existing CSV or Parquet file")
-    try:
-        df = pd.read_parquet(path) if path.suffix.lower() == ".parquet" else pd.read_csv(
-            path, dtype={"source_id": str, "species": str, "unit": str})
-    except Exception as exc:  # noqa: BLE001 - any reader failure is a bad input file
-        raise InputError(path, f"cannot read CEMS file ({exc})") from exc
-    for c in COLUMNS:
-        if c not in df.columns:
-            raise InputError(path, f"required column {c!r} is missing", column=c,
-                             expected=f"columns {COLUMNS}")
-    df = df[COLUMNS].copy()
+    """The CEMS columns as text (values are converted row by row, with the row named)."""
+    df = read_table(path, COLUMNS, "CEMS")[COLUMNS].copy()
     df["input_row"] = np.arange(len(df)) + 1
     df["input_file"] = str(path)
     return df
@@ -108,9 +100,15 @@ def read_cems(paths: list[Path], activity: pd.DataFrame, emissions: pd.DataFrame
         if h is None:
             bad(r, "time_utc", f"outside the build year {year} (UTC)", r.time_utc)
         try:
-            kg = float((float(r.value) * ureg(str(r.unit))).to("kg").magnitude)
-        except Exception:  # noqa: BLE001 - pint raises several kinds
+            kg_per_unit = factor_to(str(r.unit), "kg")
+        except UnitError as exc:  # unparsable or ambiguous ('ton' is 907 kg to pint)
+            bad(r, "unit", exc.problem, r.unit, "kg, t, g, ...")
+        except pint.errors.DimensionalityError:
             bad(r, "unit", "not a mass unit", r.unit, "kg, t, g, ...")
+        try:
+            kg = float(r.value) * kg_per_unit
+        except (TypeError, ValueError):
+            bad(r, "value", "not a number", r.value, ">= 0")
         if not np.isfinite(kg) or kg < 0:
             bad(r, "value", "negative or missing measurement", r.value, ">= 0")
         rows.append((j, r.species, h, kg, r))

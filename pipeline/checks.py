@@ -17,15 +17,15 @@ import math
 import re
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import Literal
 
 import numpy as np
 import pandas as pd
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import Field, ValidationError, field_validator, model_validator
 
 from sources.errors import ConfigError, TongyuanError
 from sources.factors import KEY, NO_CONTROL, FactorLibrary
-from sources.tables import read_yaml
+from sources.tables import FrozenModel, format_validation_error, read_yaml
 
 Severity = Literal["warning", "error"]
 
@@ -113,11 +113,7 @@ def parse_pair(pair: str) -> tuple[tuple[str, ...], str]:
     return num, den
 
 
-class _Model(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-
-class RatioRange(_Model):
+class RatioRange(FrozenModel):
     """Plausible range of one ratio of a sector's totals."""
 
     range: tuple[float, float]
@@ -133,7 +129,7 @@ class RatioRange(_Model):
         return self
 
 
-class SectorChecks(_Model):
+class SectorChecks(FrozenModel):
     """The ratio ranges of one sector (``ratios: {}`` where no ratio is meaningful)."""
 
     note: str = ""
@@ -147,7 +143,7 @@ class SectorChecks(_Model):
         return v
 
 
-class SubsetRule(_Model):
+class SubsetRule(FrozenModel):
     """``sum(part) ≤ whole`` on sector totals and (optionally) on every source."""
 
     part: list[str] = Field(min_length=1)
@@ -158,7 +154,7 @@ class SubsetRule(_Model):
     basis: str = Field(min_length=1)
 
 
-class CityCO2(_Model):
+class CityCO2(FrozenModel):
     """City total of one species (CO2) against a reference inventory."""
 
     species: str = "CO2"
@@ -169,7 +165,7 @@ class CityCO2(_Model):
     severity: Severity
 
 
-class ChecksConfig(_Model):
+class ChecksConfig(FrozenModel):
     """The contents of ``checks.yaml`` (``path`` is set by :func:`load_checks`)."""
 
     version: Literal[1]
@@ -203,11 +199,7 @@ def load_checks(path: str | Path) -> ChecksConfig:
     try:
         return ChecksConfig.model_validate({**raw, "path": str(path)})
     except ValidationError as exc:
-        lines = []
-        for e in exc.errors():
-            key = ".".join(str(p) for p in e["loc"] if not str(p).startswith("function-after"))
-            lines.append(f"  {key}: {e['msg']} (got {e.get('input')!r})")
-        raise ConfigError(f"{path}: invalid checks configuration\n" + "\n".join(lines)) from exc
+        raise ConfigError(format_validation_error(path, "checks configuration", exc)) from exc
 
 
 # --------------------------------------------------------------------------- helpers
@@ -561,27 +553,6 @@ def run_checks(emissions_table: pd.DataFrame, activity: pd.DataFrame, library: F
         if f is not None:
             findings.append(f)
     return findings
-
-
-def sector_ratios(emissions_table: pd.DataFrame, activity: pd.DataFrame,
-                  checks_cfg: ChecksConfig) -> pd.DataFrame:
-    """Every configured sector ratio with its range, for reports.
-
-    Returns
-    -------
-    DataFrame with columns sector, pair, value, unit, min, max, inside (bool; NA when the
-    sector has no sources or both totals are zero).
-    """
-    frame = _join(emissions_table, activity)
-    rows: list[dict[str, Any]] = []
-    for sector, sub, pair, rr, num, den in _ratio_specs(frame, checks_cfg, emissions_table):
-        v = _ratio(float(sub[list(num)].to_numpy().sum()), float(sub[den].sum()),
-                   UNIT_SCALE[rr.unit])
-        rows.append({"sector": sector, "pair": pair,
-                     "value": np.nan if v is None else v, "unit": rr.unit,
-                     "min": rr.range[0], "max": rr.range[1],
-                     "inside": pd.NA if v is None else _inside(v, *rr.range)})
-    return pd.DataFrame(rows, columns=["sector", "pair", "value", "unit", "min", "max", "inside"])
 
 
 def findings_frame(findings: list[Finding]) -> pd.DataFrame:

@@ -15,23 +15,18 @@ from typing import Annotated, Any, Literal
 
 from pydantic import (
     AfterValidator,
-    BaseModel,
-    ConfigDict,
     Field,
     ValidationError,
     field_validator,
     model_validator,
 )
 
+from pipeline.writers import FORMATS
 from sources.errors import ConfigError
-from sources.tables import read_yaml
+from sources.tables import FrozenModel, format_validation_error, read_yaml
 
 
-class _Frozen(BaseModel):
-    model_config = ConfigDict(frozen=True, extra="forbid")
-
-
-class GridConfig(_Frozen):
+class GridConfig(FrozenModel):
     crs: str = "EPSG:32651"
     x0: float = 295_000.0
     y0: float = 3_392_000.0
@@ -55,7 +50,7 @@ class GridConfig(_Frozen):
         return self
 
 
-class TablesConfig(_Frozen):
+class TablesConfig(FrozenModel):
     species: Path
     sectors: Path
     fuels: Path
@@ -68,7 +63,7 @@ class TablesConfig(_Frozen):
     speciation: Path | None = None
 
 
-class InputConfig(_Frozen):
+class InputConfig(FrozenModel):
     name: str
     kind: Literal["point", "line", "area"]
     path: Path
@@ -92,21 +87,30 @@ def _known_zone(value: str) -> str:
 TimeZone = Annotated[str, AfterValidator(_known_zone)]
 
 
-class TemporalConfig(_Frozen):
+class TemporalConfig(FrozenModel):
     timezone: TimeZone = "Asia/Shanghai"
     holidays: bool = True
 
 
-class OutputConfig(_Frozen):
+def _known_format(name: str) -> str:
+    if name not in FORMATS:
+        raise ValueError(f"unknown format {name!r}; formats are {list(FORMATS)}")
+    return name
+
+
+FormatName = Annotated[str, AfterValidator(_known_format)]
+
+
+class OutputConfig(FrozenModel):
     dir: Path = Path("out")
     dtype: Literal["float64", "float32"] = "float64"
     complevel: int = Field(1, ge=0, le=9)
     shuffle: bool = False
     #: write only these UTC days (inclusive), e.g. ["2024-01-15", "2024-01-21"]; default: the year
     period: tuple[str, str] | None = None
-    #: file formats, each in its own folder of the build: cf (hourly/, always), cmaq (cmaq/),
-    #: wrfchem (wrfchem/)
-    formats: list[Literal["cf", "cmaq", "wrfchem"]] = Field(default_factory=lambda: ["cf"])
+    #: file formats (``pipeline.writers.FORMATS``), each in its own folder of the build: cf
+    #: (hourly/, always), cmaq (cmaq/), wrfchem (wrfchem/)
+    formats: list[FormatName] = Field(default_factory=lambda: ["cf"])
     #: chemical mechanism of the model formats (a ``mechanism`` of the speciation table)
     mechanism: str = "cb6r3_ae6"
     #: published builds kept in the output directory (older ones are pruned after each
@@ -127,7 +131,7 @@ class OutputConfig(_Frozen):
         return ["cf"] + [f for f in dict.fromkeys(value) if f != "cf"]
 
 
-class VerticalConfig(_Frozen):
+class VerticalConfig(FrozenModel):
     """Model layers and how sources are lifted into them (used by the cmaq/wrfchem formats)."""
 
     #: layer interfaces in metres above ground, from 0 (e.g. [0, 20, 50, 100, 200, 400, 800])
@@ -159,14 +163,14 @@ class VerticalConfig(_Frozen):
         return self
 
 
-class CacheConfig(_Frozen):
+class CacheConfig(FrozenModel):
     #: reuse allocation matrices whose geometries, grid and proxies did not change
     enabled: bool = True
     #: default: ``<output.dir>/.cache``
     dir: Path | None = None
 
 
-class AllocationConfig(_Frozen):
+class AllocationConfig(FrozenModel):
     #: where allocation matrices are computed, in chunks of sources with dask: ``threads``
     #: (default, every core of this machine), ``processes``, ``synchronous`` (one core), or the
     #: address of a dask.distributed scheduler (``tcp://host:8786``). The result is identical.
@@ -181,7 +185,7 @@ class AllocationConfig(_Frozen):
         return value
 
 
-class ScheduleConfig(_Frozen):
+class ScheduleConfig(FrozenModel):
     """When ``tongyuan serve`` regenerates the inventory (a cron without a time zone would be
     UTC in Prefect; 02:00 Asia/Shanghai is 18:00 UTC)."""
 
@@ -196,7 +200,7 @@ class ScheduleConfig(_Frozen):
         return value
 
 
-class BuildConfig(_Frozen):
+class BuildConfig(FrozenModel):
     name: str
     year: int = Field(2024, ge=2004, le=2100)
     grid: GridConfig = GridConfig()
@@ -247,7 +251,11 @@ class BuildConfig(_Frozen):
                 if getattr(self.tables, k) is not None}
 
 
-def _resolve(doc: dict[str, Any], base: Path) -> dict[str, Any]:
+def resolve_paths(doc: dict[str, Any], base: Path) -> dict[str, Any]:
+    """A copy of a configuration document (the YAML as read) with every relative path made
+    absolute against ``base``, the folder of its file: what :func:`load_config` does first, and
+    what a configuration derived from another one and written elsewhere needs."""
+
     def res(p: Any) -> Any:
         return str((base / p).resolve()) if p is not None and not Path(p).is_absolute() else p
 
@@ -280,7 +288,7 @@ def load_config(path: str | Path, overrides: dict[str, Any] | None = None) -> Bu
     """
     path = Path(path)
     doc = read_yaml(path, "config")
-    doc = _resolve(doc, path.parent)
+    doc = resolve_paths(doc, path.parent)
     for key, value in (overrides or {}).items():
         if value is None:
             continue
@@ -293,9 +301,7 @@ def load_config(path: str | Path, overrides: dict[str, Any] | None = None) -> Bu
     try:
         cfg = BuildConfig.model_validate(doc)
     except ValidationError as exc:
-        lines = [f"  {'.'.join(str(p) for p in e['loc'])}: {e['msg']} (got {e.get('input')!r})"
-                 for e in exc.errors()]
-        raise ConfigError(f"{path}: invalid configuration\n" + "\n".join(lines)) from exc
+        raise ConfigError(format_validation_error(path, "configuration", exc)) from exc
     for name, p in cfg.table_paths().items():
         if not p.exists():
             raise ConfigError(f"{path}: tables.{name} = {p} does not exist")

@@ -36,8 +36,9 @@ from starlette.routing import Route
 
 from pipeline.publish import BUILD_ID, MANIFEST, Manifest, published_builds, read_manifest
 from pipeline.publish import pointers as build_pointers
+from pipeline.writers import FORMATS
 
-FOLDER_FORMAT = {"hourly": "cf", "cmaq": "cmaq", "wrfchem": "wrfchem"}
+FOLDER_FORMAT = {f.folder: f.name for f in FORMATS.values()}
 #: most values (hours × cells × species) one subset request may carry (400 MB of float64)
 MAX_SUBSET_VALUES = 50_000_000
 #: longest time window of one subset request, in hours

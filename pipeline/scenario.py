@@ -1,6 +1,6 @@
 """Scenario inventories and the synergy assessment (协同增效评估), as plain functions.
 
-:func:`run_scenario` applies a scenario's measures (:mod:`sources.scenario`) to the base activity,
+:func:`run_scenario` applies a scenario's measures (:mod:`sources.measures`) to the base activity,
 computes emissions with the same factor library after every measure, grids them by *reusing the
 base allocation* (a derived source has its parent's column; only sources a measure creates are
 allocated anew) and returns:
@@ -35,7 +35,7 @@ from grids.allocate import Allocation, allocate
 from pipeline.cube import annual_grid
 from sources.emissions import EmissionsResult, compute_emissions
 from sources.errors import ConfigError
-from sources.scenario import Applier, MeasureEffect, Scenario, prepare_base
+from sources.measures import Applier, MeasureEffect, Scenario, emission_scale, prepare_base
 
 KG_PER_T = 1e3
 
@@ -127,7 +127,7 @@ def run_scenario(scenario: Scenario, activity: gpd.GeoDataFrame, base_alloc: All
     cache = _AllocationCache(base_alloc, grid, tables.proxies)
 
     def emissions(act: gpd.GeoDataFrame) -> EmissionsResult:
-        return compute_emissions(act, library, registry)
+        return compute_emissions(act, library, registry, scale=emission_scale(act))
 
     base_em = emissions(base)
     base_tot = _totals(base_em)

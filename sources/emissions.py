@@ -4,7 +4,7 @@
 ``activity_unit × factor_unit`` (× the fuel's NCV for per-energy factors) to kg. PM10 is
 size-resolved: its fine part (PM2.5) takes the PM2.5 removal and its coarse part the PM10 removal.
 A ``reported_<species>_kg`` value replaces the computed one for that source and species; an
-``ef_scale_<species>`` column (set by scenario measures) multiplies the result.
+optional ``scale`` table (source × species, e.g. a scenario's fuel standard) multiplies the result.
 """
 
 from __future__ import annotations
@@ -81,7 +81,8 @@ def _size_resolved_pm10(values: np.ndarray, long: pd.DataFrame, cells: tuple, ac
 
 
 def compute_emissions(activity: pd.DataFrame, library: FactorLibrary,
-                      registry: SpeciesRegistry) -> EmissionsResult:
+                      registry: SpeciesRegistry, *,
+                      scale: pd.DataFrame | None = None) -> EmissionsResult:
     """Emissions of every species for every source, vectorised over sources.
 
     Parameters
@@ -90,6 +91,8 @@ def compute_emissions(activity: pd.DataFrame, library: FactorLibrary,
         [activity_unit], optional reported_<species>_kg [kg])
     library : emission factors [per activity or per energy], control efficiencies [1], NCVs
     registry : the species registry (defines the columns and CO2e)
+    scale : multipliers of the final emissions [1], index source_id, one column per species
+        scaled; sources or species it does not list (and NaN cells) keep factor 1
 
     Returns
     -------
@@ -142,10 +145,13 @@ def compute_emissions(activity: pd.DataFrame, library: FactorLibrary,
         mask = np.isfinite(given)
         values[mask, sp_index[sp]] = given[mask]
         long.loc[long["species"].eq(sp) & long["_pos"].isin(np.flatnonzero(mask)), "reported"] = True
-    for col in [c for c in activity.columns if c.startswith("ef_scale_")]:
-        # scenario factor changes (a fuel standard): multiply the final emissions of a species
-        scale = activity[col].to_numpy(dtype=float)
-        values[:, sp_index[col[len("ef_scale_"):]]] *= np.where(np.isfinite(scale), scale, 1.0)
+    if scale is not None:
+        unknown = sorted(set(scale.columns) - set(species))
+        if unknown:
+            raise ValueError(f"scale has columns {unknown} that are not emitted species")
+        for sp, col in scale.reindex(act["source_id"]).items():
+            f = col.to_numpy(dtype=float)
+            values[:, sp_index[sp]] *= np.where(np.isfinite(f), f, 1.0)
     table = pd.DataFrame(values, index=pd.Index(act["source_id"], name="source_id"),
                          columns=species)
     table = registry.add_co2e(table)

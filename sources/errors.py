@@ -14,6 +14,26 @@ class TongyuanError(Exception):
     """Base class of every error Tongyuan raises on purpose."""
 
 
+def located(path: str | Path | None, problem: str, *, row: int | None = None,
+            column: str | None = None, value: Any = None, expected: str | None = None,
+            source_id: str | None = None) -> str:
+    """``"<file>, row <n>, source_id <id>, column <c>: <problem>; got <v>; expected <e>"``,
+    leaving out what is not given: the one way Tongyuan writes where a problem is."""
+    where = [str(path) if path is not None else "<input>"]
+    if row is not None:
+        where.append(f"row {row}")
+    if source_id is not None:
+        where.append(f"source_id {source_id!r}")
+    if column is not None:
+        where.append(f"column {column!r}")
+    msg = ", ".join(where) + f": {problem}"
+    if value is not None or (row is not None and column is not None):
+        msg += f"; got {value!r}"
+    if expected:
+        msg += f"; expected {expected}"
+    return msg
+
+
 class InputError(TongyuanError):
     """A problem in one input file, located as precisely as possible.
 
@@ -45,19 +65,8 @@ class InputError(TongyuanError):
         self.value = value
         self.expected = expected
         self.source_id = source_id
-        where = [self.path or "<input>"]
-        if row is not None:
-            where.append(f"row {row}")
-        if source_id is not None:
-            where.append(f"source_id {source_id!r}")
-        if column is not None:
-            where.append(f"column {column!r}")
-        msg = ", ".join(where) + f": {problem}"
-        if value is not None or (row is not None and column is not None):
-            msg += f"; got {value!r}"
-        if expected:
-            msg += f"; expected {expected}"
-        super().__init__(msg)
+        super().__init__(located(path, problem, row=row, column=column, value=value,
+                                 expected=expected, source_id=source_id))
 
 
 class MissingColumnError(InputError):
@@ -94,6 +103,12 @@ class CRSMismatchError(TongyuanError):
 
 class ConfigError(TongyuanError):
     """The build configuration or a configuration table is invalid."""
+
+    @classmethod
+    def at(cls, path: str | Path, problem: str, **where: Any) -> ConfigError:
+        """An error in one row or column of a configuration table, located like
+        :class:`InputError` (keywords ``row``, ``column``, ``value``, ``expected``)."""
+        return cls(located(path, problem, **where))
 
 
 class MassBalanceError(TongyuanError):

@@ -1,9 +1,11 @@
 """Readers for point, line and area sources (CSV, GeoPackage, Parquet/GeoParquet, Shapefile).
 
 Readers rename source columns to the house names at the boundary, validate every row, reproject
-once to the grid CRS and return ``(table, metadata)``. The table is the *activity table* of
-DESIGN.md: a GeoDataFrame with one row per source, plus ``input_file`` and ``input_row`` (the
-1-based data row or feature number) so that any later error can still point at the input.
+once to the grid CRS and return ``(table, metadata)``. The table is the *activity table* every
+later step reads: a GeoDataFrame with one row per source (``source_id``, ``kind``, ``sector``,
+``fuel``, ``technology``, ``control``, ``activity``, ``activity_unit``, geometry), plus
+``input_file`` and ``input_row`` (the 1-based data row or feature number) so that any later error
+can still point at the input.
 """
 
 from __future__ import annotations
@@ -265,21 +267,6 @@ def read_sources(path: str | Path, kind: str, *, target_crs: pyproj.CRS,
     meta = InputMeta(name=name, path=str(path), kind=kind, format=fmt, sha256=sha256_file(path),
                      source_crs=source_crs.to_string(), rows=int(len(gdf)), layer=layer)
     return gdf, meta
-
-
-def read_points(path: str | Path, **kwargs: Any) -> tuple[gpd.GeoDataFrame, dict[str, Any]]:
-    """Point sources (stacks). See :func:`read_sources`."""
-    return read_sources(path, "point", **kwargs)
-
-
-def read_lines(path: str | Path, **kwargs: Any) -> tuple[gpd.GeoDataFrame, dict[str, Any]]:
-    """Line sources (roads, shipping lanes). See :func:`read_sources`."""
-    return read_sources(path, "line", **kwargs)
-
-
-def read_areas(path: str | Path, **kwargs: Any) -> tuple[gpd.GeoDataFrame, dict[str, Any]]:
-    """Area sources (polygons with a proxy name). See :func:`read_sources`."""
-    return read_sources(path, "area", **kwargs)
 
 
 ACTIVITY_COLUMNS = ["source_id", "kind", "sector", "subsector", "fuel", "technology", "control",

@@ -13,7 +13,8 @@ import pandas as pd
 from sources.errors import ConfigError
 from sources.tables import read_yaml
 
-#: Primary species every same-source build computes, in output order (DESIGN.md conventions).
+#: Primary species every same-source build computes, in output order (the columns of the
+#: emissions table and the variables of the hourly files); PM2_5 is PM2.5, NOx counts as NO2.
 PRIMARY = ("SO2", "NOx", "CO", "NMVOC", "NH3", "PM10", "PM2_5", "BC", "OC", "CO2", "CH4", "N2O")
 
 

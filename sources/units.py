@@ -1,7 +1,9 @@
-"""The only pint ``UnitRegistry`` of Tongyuan, and conversion to canonical units.
+"""The only pint ``UnitRegistry`` of Tongyuan, and the one way to read unit text.
 
 Canonical units are kg, s and m. Tables carry unit strings; code converts with pint and never with
-hand-written factors.
+hand-written factors. Every unit read from a file goes through :func:`parse_unit` (a unit) or
+:func:`parse_quantity` (a number with its unit), which refuse names pint reads differently from
+inventory practice (``ton``, ``kt``, ``Nm3``).
 """
 
 from __future__ import annotations
@@ -50,12 +52,23 @@ def parse_unit(text: str) -> pint.Unit:
                         expected="a pint unit string such as 't', 'm**3', 'km', 'GJ'") from exc
 
 
+def parse_quantity(text: str) -> pint.Quantity:
+    """Parse ``"<number> <unit>"`` (``"12.5 t"``, ``"3 kWh/km"``, ``"303 gce/kWh"``).
+
+    The unit part follows :func:`parse_unit`'s rules. Raises :class:`UnitError` (without
+    location; callers add file, row and column) if there is no leading number or the unit is
+    refused.
+    """
+    match = re.fullmatch(r"\s*([-+]?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?)\s*(.*?)\s*",
+                         str(text))
+    if match is None:
+        raise UnitError(None, f"{text!r} is not a number followed by a unit", value=text,
+                        expected="e.g. '12.5 t', '3 kWh/km', '303 gce/kWh'")
+    number, unit = match.groups()
+    return Q_(float(number), parse_unit(unit) if unit else ureg.dimensionless)
+
+
 @lru_cache(maxsize=4096)
 def factor_to(unit_from: str, unit_to: str) -> float:
     """Multiplier taking a magnitude in ``unit_from`` to ``unit_to`` (pint does the work)."""
     return float(Q_(1.0, parse_unit(unit_from)).to(parse_unit(unit_to)).magnitude)
-
-
-def to_canonical(value: float, unit: str, canonical: str = "kg") -> float:
-    """Convert one value to the canonical unit (kg by default)."""
-    return float(value) * factor_to(unit, canonical)

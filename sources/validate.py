@@ -31,10 +31,6 @@ GEOMETRY_TYPES = {
 }
 
 
-def _rows(df: pd.DataFrame, mask: np.ndarray) -> np.ndarray:
-    return df["input_row"].to_numpy()[np.flatnonzero(mask)]
-
-
 def check_columns(df: pd.DataFrame, kind: str, path: str) -> None:
     required = list(BASE_COLUMNS) + (["proxy"] if kind == "area" else [])
     for col in required:

@@ -22,7 +22,6 @@ from pipeline.checks import (
     load_checks,
     raise_on_errors,
     run_checks,
-    sector_ratios,
 )
 from pipeline.config import load_config
 from pipeline.steps import compute_input_emissions, load_tables, read_inputs
@@ -118,16 +117,26 @@ def test_demo_passes_error_checks_and_city_co2(demo, checks):
 
 
 def test_demo_ratios_inside_with_margin_and_a_slip_would_leave(demo, checks):
-    activity, table, _ = demo
-    r = sector_ratios(table, activity, checks).dropna(subset=["value"])
-    assert set(r.sector) == {"power", "industry_combustion", "industry_process", "residential",
-                             "road", "shipping", "offroad", "waste", "livestock"}
-    assert r["inside"].all(), r[~r["inside"].astype(bool)]
-    co2 = r[r.pair.str.endswith("/CO2")]
-    # margin: at least ×2 from either end for the CO2 ratios
-    assert ((co2.value / co2["min"]) >= 2).all() and ((co2["max"] / co2.value) >= 2).all()
-    # a whole sector's factor off by ×1000 or ÷1000 always leaves the range
-    assert ((r.value * 1000 > r["max"]) & (r.value / 1000 < r["min"])).all()
+    """Every sector's pollutants ×2 or ÷2 against its CO2 stay inside the published ranges; ×1000
+    or ÷1000 (a factor in the wrong unit) always leave them."""
+    activity, table, tables = demo
+    pollutants = [c for c in table.columns if c not in ("CO2", "CO2e")]
+    sector_of = activity.set_index("source_id")["sector"].reindex(table.index).to_numpy()
+    with_co2 = {s for s, c in checks.sectors.items()
+                if any(p.endswith("/CO2") for p in c.ratios)}
+    assert {"power", "industry_combustion", "road", "residential"} <= with_co2
+    for factor in (2.0, 0.5, 1000.0, 1e-3):
+        for sector in sorted(with_co2 & set(sector_of)):
+            scaled = table.copy()
+            scaled.loc[sector_of == sector, pollutants] *= factor
+            out = {f.pair for f in run_checks(scaled, activity, tables.library, checks,
+                                              city_total=False)
+                   if f.check == "ratio" and f.sector == sector}
+            co2_pairs = {p for p in checks.sectors[sector].ratios if p.endswith("/CO2")}
+            if factor in (2.0, 0.5):
+                assert not out & co2_pairs, (sector, factor, out)
+            else:
+                assert co2_pairs <= out, (sector, factor, co2_pairs - out)
 
 
 def test_every_sector_is_covered(checks):

@@ -1,20 +1,31 @@
 import numpy as np
+import pandas as pd
 import pytest
 
 from pipeline.config import load_config
 from pipeline.steps import read_inputs
 from sources.emissions import compute_emissions
 from sources.errors import UnitError
-from sources.units import factor_to, to_canonical
+from sources.units import factor_to, parse_quantity
 
 
 def test_pint_conversions():
     assert factor_to("g", "kg") == pytest.approx(1e-3)
     assert factor_to("t", "kg") == pytest.approx(1e3)
-    assert to_canonical(5, "Mt") == pytest.approx(5e9)
+    assert factor_to("Mt", "kg") == pytest.approx(1e9)
     assert factor_to("g/km", "kg/m") == pytest.approx(1e-6)
     with pytest.raises(UnitError, match="cannot parse unit 'tonnes of coal'"):
         factor_to("tonnes of coal", "kg")
+
+
+def test_parse_quantity_follows_the_unit_rules():
+    assert parse_quantity("12.5 t").to("kg").magnitude == pytest.approx(12500.0)
+    assert parse_quantity("3 kWh/km").to("MJ/m").magnitude == pytest.approx(3 * 3.6e-3)
+    assert parse_quantity("303 gce/kWh").to("GJ/MWh").magnitude == pytest.approx(8.880203)
+    with pytest.raises(UnitError, match="ambiguous unit 'ton'"):
+        parse_quantity("5 ton")
+    with pytest.raises(UnitError, match="not a number followed by a unit"):
+        parse_quantity("kg")
 
 
 @pytest.fixture()
@@ -22,6 +33,19 @@ def emissions(world, tables):
     cfg = load_config(world)
     activity, _, _ = read_inputs(cfg, tables)
     return activity, compute_emissions(activity, tables.library, tables.registry)
+
+
+def test_scale_multiplies_the_listed_sources_and_species(emissions, tables):
+    activity, result = emissions
+    scale = pd.DataFrame({"SO2": [0.5, np.nan]}, index=pd.Index(["P1", "P2"], name="source_id"))
+    t = compute_emissions(activity, tables.library, tables.registry, scale=scale).table
+    assert t.loc["P1", "SO2"] == pytest.approx(0.5 * result.table.loc["P1", "SO2"])
+    assert t.loc["P2", "SO2"] == result.table.loc["P2", "SO2"]  # NaN: unchanged
+    assert (t.drop(columns=["SO2", "CO2e"]) == result.table.drop(columns=["SO2", "CO2e"])).all(
+        axis=None)
+    with pytest.raises(ValueError, match=r"\['SO3'\] that are not emitted species"):
+        compute_emissions(activity, tables.library, tables.registry,
+                          scale=pd.DataFrame({"SO3": [1.0]}, index=["P1"]))
 
 
 def test_same_source_values_by_hand(emissions):

@@ -227,10 +227,6 @@ def test_allocation_cache_survives_a_corrupt_file_and_sees_proxy_changes(world, 
     assert st.kinds == {"point": "hit", "line": "hit", "area": "computed"}
 
 
-#: tests/test_models.py imports this name; remove once it imports tests.world.lcc_world
-_lcc_world = lcc_world
-
-
 def test_lambert_grid_from_griddesc_allocates_and_conserves_mass(world):
     from pipeline.steps import load_tables
 

@@ -10,6 +10,7 @@ import xarray as xr
 
 from grids.vertical import Layers, briggs_rise, plume_bounds, sigma_to_heights
 from sources.errors import ConfigError, InputError
+from tests.world import SPECIATION, lcc_world
 
 G = 9.80665
 
@@ -84,90 +85,12 @@ def test_briggs_rejects_unknown_stability():
                     290.0, 3.0, np.array(["G"]))
 
 
-# ----------------------------------------------------------------- speciation table
-
-SPECIATION = """mechanism,sector,pollutant,model_species,mass_fraction,molar_mass_g_mol,reference
-t1,*,NOx,NO,0.9,46.0055,test
-t1,*,NOx,NO2,0.1,46.0055,test
-t1,road,NOx,NO,0.5,46.0055,test
-t1,road,NOx,NO2,0.5,46.0055,test
-t1,*,SO2,SO2,1,64.066,test
-t1,*,CO,CO,1,28.0101,test
-t1,*,PM2_5_other,PSO4,0.25,,test
-t1,*,PM2_5_other,PMOTHR,0.75,,test
-t1,*,BC,PEC,1,,test
-t1,*,OC,POC,1,,test
-t1,*,PMC,PMC,1,,test
-"""
-
-SPECIES = ["SO2", "NOx", "CO", "NMVOC", "NH3", "PM10", "PM2_5", "BC", "OC", "CO2"]
-
-
-def test_speciation_factors_and_errors(tmp_path):
-    from pipeline.models import load_speciation
-
-    path = tmp_path / "spec.csv"
-    path.write_text(SPECIATION)
-    sp = load_speciation(path, "t1", SPECIES, ["power", "road", "residential"])
-    names = [m.name for m in sp.species]
-    nox = sp.pollutants.index("NOx")
-    # 1 kg NOx (as NO2) → 0.9 kg / 46.0055 g/mol of NO
-    assert sp.for_sector("power")[nox, names.index("NO")] == pytest.approx(900 / 46.0055)
-    assert sp.for_sector("road")[nox, names.index("NO")] == pytest.approx(500 / 46.0055)
-    # road takes the default for the pollutants it has no rows for
-    so2 = sp.pollutants.index("SO2")
-    assert sp.for_sector("road")[so2, names.index("SO2")] == pytest.approx(1000 / 64.066)
-    kg = pd.DataFrame({"PM2_5": [10.0], "BC": [2.0], "OC": [3.0], "PM10": [12.0]},
-                      index=["power"])
-    want = sp.expected(kg)
-    assert want["PEC"] == pytest.approx(2000) and want["POC"] == pytest.approx(3000)
-    assert want["PSO4"] == pytest.approx(1250) and want["PMOTHR"] == pytest.approx(3750)
-    assert want["PMC"] == pytest.approx(2000)
-    # errors name file, row and column
-    path.write_text(SPECIATION.replace("t1,*,NOx,NO2,0.1,", "t1,*,NOx,NO2,0.2,"))
-    with pytest.raises(InputError, match=r"spec.csv, row 1, column 'mass_fraction': mass "
-                       r"fractions of NOx for sector '\*' sum to 1.100000"):
-        load_speciation(path, "t1", SPECIES, ["power", "road"])
-    path.write_text(SPECIATION + "t1,*,SO2,PSO4,0,96.06,test\n")
-    with pytest.raises(InputError, match=r"row 12, column 'model_species': model species 'PSO4' "
-                       r"is given two ways \(PM2_5_other, aerosol vs SO2, gas\)"):
-        load_speciation(path, "t1", SPECIES, ["power", "road"])
-    path.write_text(SPECIATION + "t1,*,VOC,PAR,1,14,test\n")
-    with pytest.raises(InputError, match=r"row 12, column 'pollutant': unknown pollutant"):
-        load_speciation(path, "t1", SPECIES, ["power", "road"])
-    path.write_text(SPECIATION)
-    with pytest.raises(ConfigError, match=r"no rows for mechanism 'cb05'; the table has \['t1'\]"):
-        load_speciation(path, "cb05", SPECIES, ["power", "road"])
-
-
-def test_shipped_speciation_table_closes_mass():
-    """Every shipped profile sums to 1 per sector and pollutant, and cites its source."""
-    from pipeline.config import load_config
-    from pipeline.models import load_speciation
-
-    repo = Path(__file__).resolve().parent.parent
-    cfg = load_config(repo / "config" / "shanghai.yaml")
-    sectors = list(pd.read_csv(cfg.tables.sectors)["sector"])
-    sp = load_speciation(cfg.tables.speciation, "cb6r3_ae6",
-                         ["SO2", "NOx", "CO", "NMVOC", "NH3", "PM10", "PM2_5", "BC", "OC"],
-                         sectors)
-    aerosol = np.array([not m.gas for m in sp.species])
-    for sector in sectors:
-        s = sp.for_sector(sector)
-        for p in ("PM2_5_other", "BC", "OC", "PMC"):
-            # 1 kg of the pollutant is 1000 g of aerosol species
-            assert s[sp.pollutants.index(p), aerosol].sum() == pytest.approx(1000, rel=1e-12)
-        assert s[sp.pollutants.index("NMVOC"), ~aerosol].sum() > 0
-
-
 # ----------------------------------------------------------------- model files from a build
 
 def _model_world(world, lambert: bool = True):
     """The fixture world (on the Lambert grid) with layers, a speciation table, BC and OC."""
-    from tests.test_grid_allocate import _lcc_world
-
     if lambert:
-        _lcc_world(world)
+        lcc_world(world)
     (world.parent / "speciation.csv").write_text(SPECIATION)
     f = world.parent / "emission_factors.csv"
     f.write_text(f.read_text() + "power,coal,boiler,BC,0.1,kg/t,test\n"
@@ -297,6 +220,27 @@ def test_cli_formats(world, prefect_harness, tmp_path, capsys):
     assert "no rows for mechanism 'cb05'" in capsys.readouterr().err
 
 
+# ----------------------------------------------------------------- the format registry
+
+def test_formats_registry_names_folders_and_files(world):
+    from pipeline.config import load_config
+    from pipeline.writers import FORMATS, MODEL_FORMATS
+
+    assert {n: f.folder for n, f in FORMATS.items()} == {"cf": "hourly", "cmaq": "cmaq",
+                                                         "wrfchem": "wrfchem"}
+    assert MODEL_FORMATS == ("cmaq", "wrfchem")
+    day = pd.Timestamp("2024-03-01")
+    assert FORMATS["cf"].file_name(day) == "20240301.nc"
+    assert FORMATS["cmaq"].file_name(day, mechanism="t1", grid="T3KM") == \
+        "emis_t1_T3KM_20240301.nc"
+    assert FORMATS["wrfchem"].file_name(day) == "wrfchemi_d01_2024-03-01_00:00:00"
+    for f in FORMATS.values():
+        assert callable(f.writer.write) and callable(f.writer.check_grid)
+    with pytest.raises(ConfigError, match=r"output.formats.1: Value error, unknown format "
+                       r"'camx'; formats are \['cf', 'cmaq', 'wrfchem'\]"):
+        load_config(world, {"output.formats": ["cf", "camx"]})
+
+
 # ----------------------------------------------------------------- CEMS hourly data
 
 def _cems_csv(path, rows):
@@ -370,6 +314,10 @@ def test_cems_measurements_above_the_annual_total_are_scaled(world, prefect_harn
     ("P1,2024-03-01T00:30,SO2,1,kg", r"column 'time_utc': not the start of an hour"),
     ("P1,2024-03-01T00:00,SO3,1,kg", r"column 'species': unknown species"),
     ("P1,2024-03-01T00:00,SO2,1,m", r"column 'unit': not a mass unit"),
+    # pint reads 'ton' as the US short ton (907 kg): refused like in every other table
+    ("P1,2024-03-01T00:00,SO2,1,ton", r"column 'unit': ambiguous unit 'ton': .*write 't' for "
+                                      r"tonnes; got 'ton'"),
+    ("P1,2024-03-01T00:00,SO2,x,kg", r"column 'value': not a number"),
     ("P1,2024-03-01T00:00,SO2,-1,kg", r"column 'value': negative or missing measurement"),
 ])
 def test_cems_errors_name_file_row_and_column(world, tables, row, message):
@@ -400,12 +348,12 @@ def test_demo_on_its_cmaq_domain_writes_all_three_formats(prefect_harness, tmp_p
     import PseudoNetCDF as pnc
     import yaml
 
-    from pipeline.config import _resolve
+    from pipeline.config import resolve_paths
     from pipeline.flows import build_inventory
 
     repo = Path(__file__).resolve().parent.parent
     config = repo / "config" / "shanghai.yaml"
-    doc = _resolve(yaml.safe_load(config.read_text()), config.parent)
+    doc = resolve_paths(yaml.safe_load(config.read_text()), config.parent)
     doc["grid"] = {"griddesc": str(repo / "config" / "GRIDDESC"), "name": "SH3KM"}
     path = tmp_path / "sh3km.yaml"
     path.write_text(yaml.safe_dump(doc, allow_unicode=True))
@@ -450,18 +398,6 @@ def test_briggs_against_published_examples():
     s = G * 0.035 / 298.15
     assert s == pytest.approx(0.0011511507630387393, rel=1e-4)
     assert r["rise"][0] == pytest.approx(2.6 * (r["fb"][0] / (1.5 * s)) ** (1 / 3), rel=1e-12)
-
-
-def test_speciation_without_default_needs_every_pollutant(tmp_path):
-    from pipeline.models import load_speciation
-
-    path = tmp_path / "spec.csv"
-    rows = [r for r in SPECIATION.splitlines() if ",*," not in r]
-    path.write_text("\n".join(rows + ["t1,power,NOx,NO,1,46.0055,test",
-                                        "t1,power,SO2,SO2,1,64.066,test"]) + "\n")
-    with pytest.raises(InputError, match=r"sector 'road' has no rows for \['SO2'\] and there "
-                       r"is no default row"):
-        load_speciation(path, "t1", SPECIES, ["power", "road"])
 
 
 def test_cems_covering_every_hour_carries_the_annual_total(world, prefect_harness, tmp_path):

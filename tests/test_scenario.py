@@ -20,7 +20,7 @@ from pipeline.config import load_config
 from pipeline.scenario import run_scenario
 from pipeline.steps import allocate_sources, load_tables, read_inputs
 from sources.errors import ConfigError
-from sources.scenario import ScenarioError, load_scenario
+from sources.measures import ScenarioError, load_scenario
 
 REPO = Path(__file__).resolve().parent.parent
 

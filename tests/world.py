@@ -162,6 +162,22 @@ def write_world(root: Path, *, sectors: list[str] | None = None) -> Path:
     return path
 
 
+#: a speciation table of a test mechanism ``t1`` for the fixture species
+SPECIATION = """mechanism,sector,pollutant,model_species,mass_fraction,molar_mass_g_mol,reference
+t1,*,NOx,NO,0.9,46.0055,test
+t1,*,NOx,NO2,0.1,46.0055,test
+t1,road,NOx,NO,0.5,46.0055,test
+t1,road,NOx,NO2,0.5,46.0055,test
+t1,*,SO2,SO2,1,64.066,test
+t1,*,CO,CO,1,28.0101,test
+t1,*,PM2_5_other,PSO4,0.25,,test
+t1,*,PM2_5_other,PMOTHR,0.75,,test
+t1,*,BC,PEC,1,,test
+t1,*,OC,POC,1,,test
+t1,*,PMC,PMC,1,,test
+"""
+
+
 LCC_GRIDDESC = """' '
 'LAM_CN'
   2  25.000  40.000  110.000  110.000  34.000

@@ -30,7 +30,6 @@ from grids.grid import Grid
 from pipeline.writers.classic import classic_file
 from sources.errors import ConfigError
 
-IMISS3 = -9999
 VGHVAL3 = 6  # I/O API: H (m) above ground (VGZVAL3 = 5 is above sea level)
 
 
@@ -70,6 +69,11 @@ def ioapi_horizontal(grid: Grid) -> dict[str, Any]:
                 "XCENT": float(lon0c), "YCENT": float(lat0c), **common}
     raise ConfigError(f"grid {grid.name!r}: CRS {crs.to_string()} has no I/O API grid type "
                       "here; CMAQ files need a UTM, Lambert conformal or lat/lon grid")
+
+
+def check_grid(grid: Grid) -> None:
+    """Refuse a grid the I/O API cannot describe (see :func:`ioapi_horizontal`)."""
+    ioapi_horizontal(grid)
 
 
 def _yyyyddd(ts: pd.Timestamp) -> int:

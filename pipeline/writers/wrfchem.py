@@ -28,8 +28,9 @@ from pipeline.writers.classic import classic_file
 from sources.errors import ConfigError
 
 
-def file_name(day: pd.Timestamp, domain: int = 1) -> str:
-    return f"wrfchemi_d{domain:02d}_{day:%Y-%m-%d}_00:00:00"
+def check_grid(grid: Grid) -> None:
+    """Refuse a grid WRF cannot describe (see :func:`wrf_projection`)."""
+    wrf_projection(grid)
 
 
 def wrf_projection(grid: Grid) -> dict[str, Any]:

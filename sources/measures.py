@@ -1,4 +1,4 @@
-"""Policy scenarios: measures that change the activity (or factors) of selected sources.
+"""Policy scenarios: their schema, and measures that change the activity (or factors) of sources.
 
 A scenario (``config/scenarios/*.yaml``) names a base configuration, a base and a target year and
 a list of *measures*. Measures act on the activity table of the base build, in the order listed,
@@ -38,6 +38,7 @@ inventory); the local part scales the suppliers' fuel uniformly, converted with 
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -45,9 +46,8 @@ from typing import Annotated, Any, Literal
 import geopandas as gpd
 import numpy as np
 import pandas as pd
+import pint
 from pydantic import (
-    BaseModel,
-    ConfigDict,
     Field,
     ValidationError,
     field_validator,
@@ -57,19 +57,18 @@ from shapely.geometry import Point
 
 from sources.errors import ConfigError, UnitError
 from sources.factors import KEY, FactorLibrary
-from sources.tables import read_yaml
-from sources.units import Q_, parse_unit
+from sources.tables import FrozenModel, format_validation_error, read_yaml
+from sources.units import Q_, parse_quantity, parse_unit
 
 SELECT_COLUMNS = ("kind", "sector", "subsector", "fuel", "technology", "control")
 ID = r"^[A-Za-z0-9_\-]+$"
+#: activity columns in which ``emission_factor`` measures keep their factor per source (they
+#: follow the rows through later measures; :func:`emission_scale` hands them on)
+SCALE_PREFIX = "ef_scale_"
 
 
 class ScenarioError(ConfigError):
     """A scenario that cannot be applied (names the scenario file and the measure)."""
-
-
-class _Frozen(BaseModel):
-    model_config = ConfigDict(frozen=True, extra="forbid")
 
 
 def _as_list(value: Any) -> Any:
@@ -78,7 +77,7 @@ def _as_list(value: Any) -> Any:
     return [value]
 
 
-class Selection(_Frozen):
+class Selection(FrozenModel):
     """Which sources a measure acts on: every given field must match (lists mean any of)."""
 
     source_id: list[str] | None = None
@@ -115,7 +114,7 @@ class Selection(_Frozen):
         return keep
 
 
-class _Measure(_Frozen):
+class _Measure(FrozenModel):
     id: str = Field(pattern=ID)
     title: str
     #: the plan's clause this measure encodes (document, section, target as written)
@@ -142,7 +141,7 @@ class CapMeasure(_Measure):
     limit: float = Field(ge=0)
 
 
-class ShiftTarget(_Frozen):
+class ShiftTarget(FrozenModel):
     sector: str | None = None
     subsector: str | None = None
     fuel: str | None = None
@@ -178,7 +177,7 @@ class ShiftMeasure(_Measure):
         return self
 
 
-class NewSource(_Frozen):
+class NewSource(FrozenModel):
     source_id: str = Field(pattern=ID)
     lon: float = Field(ge=-180, le=180)
     lat: float = Field(ge=-90, le=90)
@@ -243,7 +242,7 @@ Measure = Annotated[ScaleMeasure | CapMeasure | ShiftMeasure | AddCapacityMeasur
                     | ControlMeasure | FactorMeasure, Field(discriminator="type")]
 
 
-class GridElectricity(_Frozen):
+class GridElectricity(FrozenModel):
     supplied_by: Selection
     local_share: float = Field(1.0, ge=0, le=1)
     #: fuel → fuel energy per MWh sent out ("303 gce/kWh", "6.5 GJ/MWh")
@@ -251,12 +250,12 @@ class GridElectricity(_Frozen):
     reference: str = ""
 
 
-class NotModelled(_Frozen):
+class NotModelled(FrozenModel):
     clause: str
     reason: str
 
 
-class Scenario(_Frozen):
+class Scenario(FrozenModel):
     name: str = Field(pattern=ID)
     title: str
     #: the plan (document, number, date) the measures cite
@@ -291,20 +290,19 @@ def load_scenario(path: str | Path) -> Scenario:
     try:
         sc = Scenario.model_validate(doc)
     except ValidationError as exc:
-        lines = []
-        for e in exc.errors():
-            loc = list(e["loc"])
-            where = ".".join(str(p) for p in loc)
-            if len(loc) >= 2 and loc[0] == "measures" and isinstance(loc[1], int):
-                raw = (doc.get("measures") or [])[loc[1]]
-                mid = raw.get("id") if isinstance(raw, dict) else None
-                rest = loc[2:]
-                if rest and isinstance(raw, dict) and rest[0] == raw.get("type"):
-                    rest = rest[1:]  # pydantic's tag of the measure type
-                where = f"measures[{loc[1]}]" + (f" (id {mid})" if mid else "") + (
-                    "." + ".".join(str(p) for p in rest) if rest else "")
-            lines.append(f"  {where}: {e['msg']}")
-        raise ScenarioError(f"{path}: invalid scenario\n" + "\n".join(lines)) from exc
+        def where(loc: Sequence[Any]) -> str:
+            """A measure by its index and id (and without pydantic's tag of its type)."""
+            if len(loc) < 2 or loc[0] != "measures" or not isinstance(loc[1], int):
+                return ".".join(str(p) for p in loc)
+            raw = (doc.get("measures") or [])[loc[1]]
+            mid = raw.get("id") if isinstance(raw, dict) else None
+            rest = list(loc[2:])
+            if rest and isinstance(raw, dict) and rest[0] == raw.get("type"):
+                rest = rest[1:]
+            return f"measures[{loc[1]}]" + (f" (id {mid})" if mid else "") + (
+                "." + ".".join(str(p) for p in rest) if rest else "")
+
+        raise ScenarioError(format_validation_error(path, "scenario", exc, where=where)) from exc
     if not sc.base_config.exists():
         raise ScenarioError(f"{path}: base_config {sc.base_config} does not exist")
     return sc
@@ -410,11 +408,10 @@ class Applier:
 
     def _heat_rate_gj_per_mwh(self, text: str, where: str) -> float:
         try:
-            q = Q_(text)
-            return float(q.to("GJ/MWh").magnitude)
-        except Exception as exc:  # noqa: BLE001 - pint raises many kinds
+            return float(parse_quantity(text).to("GJ/MWh").magnitude)
+        except (UnitError, pint.errors.DimensionalityError) as exc:
             raise ScenarioError(f"{where}: heat rate {text!r} is not an energy per energy "
-                                "(e.g. '303 gce/kWh' or '8.9 GJ/MWh')") from exc
+                                f"(e.g. '303 gce/kWh' or '8.9 GJ/MWh'): {exc}") from exc
 
     def _electricity(self, act: pd.DataFrame, demand_mwh: float, m: Any,
                      effect: MeasureEffect) -> None:
@@ -540,7 +537,7 @@ class Applier:
             raise ScenarioError(f"{self._where(m)}: unknown species {unknown}; known: "
                                 f"{self.species}")
         for sp, f in m.scale.items():
-            col = f"ef_scale_{sp}"
+            col = f"{SCALE_PREFIX}{sp}"
             if col not in act.columns:
                 act[col] = 1.0
             act.loc[mask, col] = act.loc[mask, col].to_numpy(dtype=float) * f
@@ -613,11 +610,12 @@ class Applier:
 
     def _per_unit_mwh(self, text: str, unit: str, m: Any) -> float:
         try:
-            q = Q_(text) * Q_(1.0, parse_unit(unit))
+            q = parse_quantity(text) * Q_(1.0, parse_unit(unit))
             return float(q.to("MWh").magnitude)
-        except Exception as exc:  # noqa: BLE001
+        except (UnitError, pint.errors.DimensionalityError) as exc:
             raise ScenarioError(f"{self._where(m)}: electricity {text!r} per {unit} is not an "
-                                "energy per unit of the new activity (e.g. '0.15 kWh/km')") from exc
+                                "energy per unit of the new activity (e.g. '0.15 kWh/km'): "
+                                f"{exc}") from exc
 
     def _apply_add_capacity(self, act, m: AddCapacityMeasure, effect):
         mwh = m.added_mwh
@@ -642,7 +640,7 @@ class Applier:
                 row[col] = getattr(ns, col)
             for col in [c for c in act.columns if c.startswith("reported_")]:
                 row[col] = np.nan
-            for col in [c for c in act.columns if c.startswith("ef_scale_")]:
+            for col in [c for c in act.columns if c.startswith(SCALE_PREFIX)]:
                 row[col] = 1.0
             new = gpd.GeoDataFrame([row], geometry="geometry", crs=act.crs)
             act = gpd.GeoDataFrame(pd.concat([act, new.astype(act.dtypes.to_dict(),
@@ -653,6 +651,17 @@ class Applier:
                       f"{m.full_load_hours:g} h")
         self._electricity(act, -mwh, m, effect)
         return act
+
+
+def emission_scale(act: pd.DataFrame) -> pd.DataFrame | None:
+    """The factor multipliers ``emission_factor`` measures set on ``act`` (index source_id, one
+    column per species scaled), for :func:`sources.emissions.compute_emissions`'s ``scale``;
+    None when no measure scaled a factor."""
+    cols = [c for c in act.columns if c.startswith(SCALE_PREFIX)]
+    if not cols:
+        return None
+    out = pd.DataFrame({c[len(SCALE_PREFIX):]: act[c].to_numpy(dtype=float) for c in cols})
+    return out.set_axis(pd.Index(act["source_id"].to_numpy(), name="source_id"))
 
 
 def prepare_base(activity: gpd.GeoDataFrame) -> gpd.GeoDataFrame:

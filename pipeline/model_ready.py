@@ -1,18 +1,12 @@
-"""Model-ready emissions: inventory species → mechanism species, in model layers, per hour.
+"""Model-ready emissions for CMAQ and WRF-Chem: mechanism species, in model layers, per hour.
 
-The speciation table (``tables.speciation``, CSV) has one row per (mechanism, sector, pollutant,
-model species) with the **mass fraction** of the inventory pollutant carried by that model species
-and, for gases, the molar mass the profile uses to turn that mass into moles::
+This module holds the model layers of each source (:func:`source_layer_fractions`), the annual
+model-species grid (:func:`model_annual`), the hourly fields (:func:`species_hours`), the per-day
+CMAQ and WRF-Chem files (:func:`write_days`) and the check that they carry the inventory's mass
+(:func:`check_days`).
 
-    mechanism,sector,pollutant,model_species,mass_fraction,molar_mass_g_mol,reference
-    cb6r3_ae6,*,NOx,NO,0.9,46.0055,...           # NOx is NO2-equivalent mass
-    cb6r3_ae6,road,NMVOC,TOL,0.083,92.14,...
-    cb6r3_ae6,*,PM2_5,PEC,0.21,,...               # aerosol: no molar mass, grams
-
-``sector = *`` is the default for sectors without rows of their own. Per (sector, pollutant) the
-fractions must sum to 1 (to 1e-3; they are then scaled to exactly 1), so speciated PM equals
-PM2.5 and VOC moles × the profile's molar masses equal the NMVOC mass. ``PMC`` is the coarse
-fraction PM10 − PM2.5. Gases are written in mol, aerosols in g.
+Inventory pollutants become mechanism species through the speciation table
+(:mod:`sources.speciation`).
 
 ``annual[sector][model species, layer, cell]`` (mol or g per year) is built once from the
 allocation matrix, the per-source emissions and the per-source layer fractions; an hour is
@@ -21,7 +15,9 @@ allocation matrix, the per-source emissions and the per-source layer fractions; 
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+import hashlib
+from dataclasses import dataclass
+from functools import lru_cache
 from pathlib import Path
 
 import numpy as np
@@ -30,137 +26,10 @@ import scipy.sparse as sp
 
 from grids.grid import Grid
 from grids.vertical import Layers, briggs_rise, plume_bounds, sigma_to_heights
-from sources.errors import ConfigError, InputError
+from pipeline.writers import FORMATS, MODEL_FORMATS, cmaq, wrfchem
+from sources.errors import ConfigError
+from sources.speciation import DERIVED, Speciation, load_speciation
 from sources.validate import STACK_COLUMNS
-
-#: derived pollutants of the speciation table: the first minus the others
-DERIVED = {"PMC": ("PM10", "PM2_5"), "PM2_5_other": ("PM2_5", "BC", "OC")}
-
-
-@dataclass(frozen=True)
-class ModelSpecies:
-    name: str
-    pollutant: str          # the inventory (or derived) pollutant it comes from
-    gas: bool               # mol (gas) or g (aerosol)
-
-    @property
-    def unit(self) -> str:
-        return "mol" if self.gas else "g"
-
-
-@dataclass(frozen=True)
-class Speciation:
-    """One mechanism's split: per sector a (pollutants × model species) matrix of mol/kg or g/kg."""
-
-    mechanism: str
-    species: list[ModelSpecies]
-    pollutants: list[str]
-    factors: dict[str, np.ndarray]  # sector → (pollutants × species); "*" the default
-    path: str = field(default="", compare=False)
-
-    def for_sector(self, sector: str) -> np.ndarray:
-        return self.factors.get(sector, self.factors.get("*"))
-
-    def expected(self, kg: pd.DataFrame) -> pd.Series:
-        """Model-species amounts [mol or g] from kg per (sector × inventory species) — what the
-        files must carry; derived pollutants are formed here too."""
-        total = np.zeros(len(self.species))
-        for sector, row in kg.iterrows():
-            e = np.array([_pollutant_value(row, p) for p in self.pollutants])
-            total += e @ self.for_sector(str(sector))
-        return pd.Series(total, index=[m.name for m in self.species])
-
-
-def _pollutant_value(row, p: str) -> float:
-    if p in DERIVED:
-        first, *rest = DERIVED[p]
-        return float(row.get(first, 0.0)) - sum(float(row.get(r, 0.0)) for r in rest)
-    return float(row.get(p, 0.0))
-
-
-def load_speciation(path: str | Path, mechanism: str, emitted: list[str],
-                    sectors: list[str]) -> Speciation:
-    """Read and check the speciation table for ``mechanism``."""
-    path = Path(path)
-    try:
-        df = pd.read_csv(path, dtype={"sector": str}, comment="#")
-    except (OSError, pd.errors.ParserError) as exc:
-        raise InputError(path, f"cannot read the speciation table ({exc})") from exc
-    need = ["mechanism", "sector", "pollutant", "model_species", "mass_fraction",
-            "molar_mass_g_mol", "reference"]
-    for col in need:
-        if col not in df.columns:
-            raise InputError(path, f"required column {col!r} is missing", column=col,
-                             expected=f"columns {need}")
-    df["input_row"] = np.arange(len(df)) + 1
-    known = sorted(df["mechanism"].unique())
-    df = df[df["mechanism"] == mechanism]
-    if df.empty:
-        raise ConfigError(f"{path}: no rows for mechanism {mechanism!r}; the table has {known}")
-    allowed = set(emitted) | {d for d, parts in DERIVED.items() if set(parts) <= set(emitted)}
-    for r in df.itertuples():
-        if r.pollutant not in allowed:
-            raise InputError(path, "unknown pollutant", row=int(r.input_row), column="pollutant",
-                             value=r.pollutant, expected=f"one of {sorted(allowed)}")
-        if r.sector != "*" and r.sector not in sectors:
-            raise InputError(path, "unknown sector", row=int(r.input_row), column="sector",
-                             value=r.sector, expected=f"'*' or one of {sorted(sectors)}")
-        if not (np.isfinite(r.mass_fraction) and 0 <= r.mass_fraction <= 1):
-            raise InputError(path, "mass fraction outside [0, 1]", row=int(r.input_row),
-                             column="mass_fraction", value=r.mass_fraction)
-        if pd.notna(r.molar_mass_g_mol) and not r.molar_mass_g_mol > 0:
-            raise InputError(path, "molar mass must be positive", row=int(r.input_row),
-                             column="molar_mass_g_mol", value=r.molar_mass_g_mol)
-        if not isinstance(r.reference, str) or not r.reference.strip():
-            raise InputError(path, "every row cites its source", row=int(r.input_row),
-                             column="reference", expected="a citation")
-    # one pollutant per model species, always a gas (with a molar mass) or always an aerosol;
-    # lumped VOC species (PAR, OLE, ...) have profile-specific molar masses
-    species: dict[str, ModelSpecies] = {}
-    for r in df.itertuples():
-        m = ModelSpecies(r.model_species, r.pollutant, bool(pd.notna(r.molar_mass_g_mol)))
-        old = species.setdefault(r.model_species, m)
-        if old != m:
-            raise InputError(path, f"model species {r.model_species!r} is given two ways "
-                             f"({old.pollutant}, {'gas' if old.gas else 'aerosol'} vs "
-                             f"{m.pollutant}, {'gas' if m.gas else 'aerosol'})",
-                             row=int(r.input_row), column="model_species",
-                             expected="one inventory pollutant per species, and a molar mass "
-                             "on all its rows (gas) or on none (aerosol)")
-    names = list(species)
-    pollutants = list(dict.fromkeys(df["pollutant"]))
-    factors: dict[str, np.ndarray] = {}
-    for sector, g in df.groupby("sector", sort=False):
-        mat = np.zeros((len(pollutants), len(names)))
-        for p, gp in g.groupby("pollutant", sort=False):
-            total = gp["mass_fraction"].sum()
-            if abs(total - 1.0) > 1e-3:
-                raise InputError(path, f"mass fractions of {p} for sector {sector!r} sum to "
-                                 f"{total:.6f}", row=int(gp["input_row"].iloc[0]),
-                                 column="mass_fraction", expected="a sum of 1 (within 0.001)")
-            for r in gp.itertuples():
-                m = species[r.model_species]
-                kg_to = 1000.0 / r.molar_mass_g_mol if m.gas else 1000.0
-                mat[pollutants.index(p), names.index(r.model_species)] += \
-                    r.mass_fraction / total * kg_to
-        factors[str(sector)] = mat
-    # a sector with own rows for some pollutants takes the default for the others
-    if "*" in factors:
-        for s, mat in factors.items():
-            missing = ~mat.any(axis=1)
-            mat[missing] = factors["*"][missing]
-    else:
-        uncovered = sorted(set(sectors) - set(factors))
-        if uncovered:
-            raise InputError(path, f"sectors {uncovered} have no speciation and there is no "
-                             "default row", column="sector", expected="rows with sector '*'")
-        for s, mat in factors.items():
-            missing = [p for i, p in enumerate(pollutants) if not mat[i].any()]
-            if missing:
-                raise InputError(path, f"sector {s!r} has no rows for {missing} and there is "
-                                 "no default row", column="sector",
-                                 expected="rows for every pollutant, or rows with sector '*'")
-    return Speciation(mechanism, [species[n] for n in names], pollutants, factors, str(path))
 
 
 def layers_from_config(vcfg) -> Layers:
@@ -331,7 +200,7 @@ class ModelOutputs:
 
 
 def _model_formats(cfg) -> list[str]:
-    return [f for f in cfg.output.formats if f != "cf"]
+    return [f for f in cfg.output.formats if f in MODEL_FORMATS]
 
 
 def _speciation_for(cfg, tables) -> Speciation:
@@ -339,8 +208,18 @@ def _speciation_for(cfg, tables) -> Speciation:
     if cfg.tables.speciation is None:
         raise ConfigError(f"{cfg.config_path}: formats {_model_formats(cfg)} need a speciation "
                           "table (tables.speciation, e.g. config/speciation.csv)")
-    return load_speciation(cfg.tables.speciation, cfg.output.mechanism, tables.registry.emitted,
-                           list(tables.sectors["sector"]))
+    path = Path(cfg.tables.speciation)
+    digest = hashlib.sha256(path.read_bytes()).hexdigest()
+    return _load_once(path, digest, cfg.output.mechanism, tuple(tables.registry.emitted),
+                      tuple(tables.sectors["sector"]))
+
+
+@lru_cache(maxsize=8)
+def _load_once(path: Path, digest: str, mechanism: str, emitted: tuple[str, ...],
+               sectors: tuple[str, ...]) -> Speciation:
+    """:func:`check_formats` and :func:`prepare` of a build both need the table: it is parsed
+    and checked once per content (``digest``, the sha256 of the file), not once per call."""
+    return load_speciation(path, mechanism, list(emitted), list(sectors))
 
 
 def prepare(cfg, tables, activity, emissions, matrix, cems=None) -> ModelOutputs | None:
@@ -359,17 +238,13 @@ def prepare(cfg, tables, activity, emissions, matrix, cems=None) -> ModelOutputs
 def check_formats(cfg, tables) -> None:
     """Refuse at the start of a build what the model formats cannot write: a grid WRF or the
     I/O API cannot describe, a missing speciation table or mechanism."""
-    from pipeline.writers import cmaq, wrfchem
-
     formats = _model_formats(cfg)
     if not formats:
         return
     _speciation_for(cfg, tables)
     layers_from_config(cfg.vertical)
-    if "cmaq" in formats:
-        cmaq.ioapi_horizontal(tables.grid)
-    if "wrfchem" in formats:
-        wrfchem.wrf_projection(tables.grid)
+    for name in formats:
+        FORMATS[name].writer.check_grid(tables.grid)
 
 
 def _day_hours(times: np.ndarray, day: pd.Timestamp, n: int) -> np.ndarray:
@@ -383,8 +258,6 @@ def write_days(mo: ModelOutputs, days: list[pd.Timestamp], factors, build_dir: P
                meta: dict) -> dict[str, dict[str, dict[str, float]]]:
     """Write the model files of ``days``; return per format, day and model species the amount
     the files carry over the day's 24 hours [mol or g], measured from the float32 arrays."""
-    from pipeline.writers import cmaq, wrfchem
-
     ma, spec = mo.annual, mo.speciation
     sectors = [str(s) for s in factors["sector"].values]
     fac = factors.to_numpy()
@@ -407,7 +280,10 @@ def write_days(mo: ModelOutputs, days: list[pd.Timestamp], factors, build_dir: P
                 got[name] = float(v[:24].astype(np.float64).sum() * 3600.0)
                 return v
 
-            cmaq.write(build_dir / "cmaq" / f"emis_{mo.mechanism}_{ma.grid.name}_{key}.nc", day,
+            fmt = FORMATS["cmaq"]
+            path = build_dir / fmt.folder / fmt.file_name(day, mechanism=mo.mechanism,
+                                                          grid=ma.grid.name)
+            cmaq.write(path, day,
                        names, cmaq_field, {n: "moles/s" if gas[n] else "g/s" for n in names},
                        {n: f"{n} emission rate ({'gas' if gas[n] else 'aerosol'})"
                         for n in names}, ma.grid, ma.layers.interfaces[:ma.n_layers + 1],
@@ -426,7 +302,8 @@ def write_days(mo: ModelOutputs, days: list[pd.Timestamp], factors, build_dir: P
                 got_w[n] = float((v.astype(np.float64) * back[n]).sum() * 3600.0)
                 return v
 
-            wrfchem.write(build_dir / "wrfchem" / wrfchem.file_name(day), day,
+            fmt = FORMATS["wrfchem"]
+            wrfchem.write(build_dir / fmt.folder / fmt.file_name(day), day,
                           [f"E_{n}" for n in names], wrf_field,
                           {f"E_{n}": "mol km^-2 hr^-1" if gas[n] else "ug m^-2 s^-1"
                            for n in names},
