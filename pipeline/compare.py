@@ -23,21 +23,23 @@ import pandas as pd  # noqa: E402
 import xarray as xr  # noqa: E402
 from matplotlib.colors import Normalize, SymLogNorm  # noqa: E402
 
+from grids.regions import (  # noqa: E402
+    read_regions,
+    region_names,
+    region_of_cells,
+    region_weights,
+)
 from pipeline.report import (  # noqa: E402
     TOP_N,
     BuildData,
     boundary_lines_km,
     details,
-    district_names,
-    district_of_cells,
-    district_weights,
     fmt,
     fmt_rel,
     html_page,
     label,
     load_build,
     map_axes,
-    read_districts,
     save_png,
     table,
 )
@@ -238,8 +240,8 @@ def compare_builds(build_a: str | Path, build_b: str | Path, out_dir: str | Path
     df.to_csv(out / "differences.csv", index=False, float_format="%.12g")
 
     bpath = boundaries or b.manifest.get("boundaries") or a.manifest.get("boundaries")
-    districts = read_districts(bpath)
-    dist = (district_of_cells(district_weights(b.grid, districts), district_names(districts))
+    districts = read_regions(bpath)
+    dist = (region_of_cells(region_weights(b.grid, districts), region_names(districts))
             if districts is not None else None)
     outlines = boundary_lines_km(districts, b.grid)
 

@@ -14,7 +14,7 @@ cheaply: the sha256 of every file it reads against the manifest, ``annual.nc`` a
 the ledger balance, and the sampled hourly files against ``annual.nc`` × temporal factors.
 
 :func:`summary_markdown` gives a short markdown summary for a Prefect artifact. The helpers
-(:func:`load_build`, :func:`district_weights`, the plotting and HTML functions) are shared with
+(:func:`load_build`, the plotting and HTML functions) are shared with
 :mod:`pipeline.compare`.
 """
 
@@ -47,6 +47,13 @@ from matplotlib.colors import LogNorm  # noqa: E402
 from matplotlib.ticker import FuncFormatter, MaxNLocator  # noqa: E402
 
 from grids.grid import Grid  # noqa: E402
+from grids.regions import (  # noqa: E402
+    OUTSIDE,
+    read_regions,
+    region_names,
+    region_of_cells,
+    region_weights,
+)
 from sources.errors import ConfigError  # noqa: E402
 
 LOCAL_TZ = "Asia/Shanghai"
@@ -54,7 +61,6 @@ KEY_SPECIES = ["CO2", "NOx", "SO2", "PM2_5", "NMVOC", "CO"]
 TOP_N = 20
 SECONDS_PER_HOUR = 3600.0
 DISPLAY = {"PM2_5": "PM2.5"}
-OUTSIDE = "outside districts"
 LEDGER_COLUMNS = ["read_kg", "gridded_kg", "outside_domain_kg", "rejected_kg", "written_kg"]
 
 
@@ -181,87 +187,6 @@ def _read_csv(data: BuildData, name: str, **kw: Any) -> pd.DataFrame | None:
         return None
     data.verify(name)
     return pd.read_csv(path, **kw)
-
-
-# --------------------------------------------------------------------------------------------
-# districts
-# --------------------------------------------------------------------------------------------
-
-def read_districts(path: str | Path | None, layer: str = "districts") -> gpd.GeoDataFrame | None:
-    """District polygons (``district_code``, ``name_zh``, ``name_en``, geometry) or None.
-
-    Parameters
-    ----------
-    path : GeoPackage (or any vector file) with the districts; None → None
-    layer : layer name, used when the file has it
-    """
-    if path is None or not Path(path).exists():
-        return None
-    try:
-        gdf = gpd.read_file(path, layer=layer)
-    except Exception:  # noqa: BLE001 - a file without that layer: take its first layer
-        gdf = gpd.read_file(path)
-    for col in ("district_code", "name_zh", "name_en"):
-        if col not in gdf.columns:
-            gdf[col] = [f"{i + 1}" for i in range(len(gdf))] if col == "district_code" else ""
-    gdf["geometry"] = shapely.make_valid(gdf.geometry.values)
-    return gdf.reset_index(drop=True)
-
-
-def district_weights(grid: Grid, districts: gpd.GeoDataFrame) -> np.ndarray:
-    """Exact area weights of the grid cells in each district.
-
-    ``w[cell, d] = area(cell ∩ district d) / area(cell)``, from shapely 2 vectorised
-    intersections of the STRtree candidate pairs, in the grid CRS. Where district polygons
-    overlap, a cell's weights are scaled down so that they sum to at most 1 (no mass counted
-    twice).
-
-    Parameters
-    ----------
-    grid : the build grid
-    districts : district polygons in any CRS
-
-    Returns
-    -------
-    numpy.ndarray
-        (ny·nx, n districts) weights [1], flat cell index ``iy·nx + ix``.
-    """
-    cells = grid.cell_polygons()
-    geoms = districts.to_crs(grid.crs).geometry.to_numpy()
-    tree = shapely.STRtree(cells)
-    d_idx, c_idx = tree.query(geoms, predicate="intersects")
-    w = np.zeros((cells.size, len(geoms)))
-    if d_idx.size:
-        area = shapely.area(shapely.intersection(geoms[d_idx], cells[c_idx]))
-        np.add.at(w, (c_idx, d_idx), area / (grid.dx * grid.dy))
-    total = w.sum(axis=1)
-    over = total > 1.0
-    w[over] /= total[over, None]
-    return w
-
-
-def district_of_cells(weights: np.ndarray, names: list[str]) -> list[str]:
-    """Name of the district holding most of each cell (with its share if < 99.5 %)."""
-    out = []
-    best = weights.argmax(axis=1) if weights.shape[1] else np.zeros(weights.shape[0], int)
-    for cell, d in enumerate(best):
-        share = weights[cell, d] if weights.shape[1] else 0.0
-        if share <= 0:
-            out.append(OUTSIDE)
-        elif share < 0.995:
-            out.append(f"{names[d]} ({share:.0%})")
-        else:
-            out.append(names[d])
-    return out
-
-
-def district_names(districts: gpd.GeoDataFrame) -> list[str]:
-    """``name_en`` (``name_zh``) or the code, per district."""
-    names = []
-    for _, r in districts.iterrows():
-        en, zh = str(r.get("name_en") or "").strip(), str(r.get("name_zh") or "").strip()
-        names.append(f"{en} {zh}".strip() or str(r["district_code"]))
-    return names
 
 
 # --------------------------------------------------------------------------------------------
@@ -740,7 +665,7 @@ def _top_cells(data: BuildData, dnames: list[str] | None, weights: np.ndarray | 
     order = np.argsort(-flat[rank_sp], kind="stable")[:TOP_N]
     order = [c for c in order if flat[rank_sp][c] > 0]
     by_sector = data.annual.sel(species=rank_sp).to_numpy().reshape(len(data.sectors), -1)
-    dist = district_of_cells(weights, dnames) if weights is not None and dnames else None
+    dist = region_of_cells(weights, dnames) if weights is not None and dnames else None
     cols = [sp for sp in ("CO2", "NOx") if sp in species]
     rows = []
     for rank, c in enumerate(order, 1):
@@ -890,9 +815,9 @@ def write_report(build_dir: str | Path, out_dir: str | Path | None = None, *,
     notices = _read_csv(data, "notices.csv", dtype=str)
     checks = _read_csv(data, "checks.csv")
     bpath = boundaries if boundaries is not None else data.manifest.get("boundaries")
-    districts = read_districts(bpath)
-    weights = district_weights(data.grid, districts) if districts is not None else None
-    dnames = district_names(districts) if districts is not None else None
+    districts = read_regions(bpath)
+    weights = region_weights(data.grid, districts) if districts is not None else None
+    dnames = region_names(districts) if districts is not None else None
     outlines = boundary_lines_km(districts, data.grid)
 
     sec_table, sec_ok, sec_worst = _sector_species_table(data)

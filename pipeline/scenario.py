@@ -32,6 +32,7 @@ import scipy.sparse as sp
 import xarray as xr
 
 from grids.allocate import Allocation, allocate
+from grids.regions import read_regions, region_of_points
 from pipeline.cube import annual_grid
 from sources.emissions import EmissionsResult, compute_emissions
 from sources.errors import ConfigError
@@ -53,23 +54,6 @@ class ScenarioRun:
     difference: xr.DataArray  # (measure, species, y, x) kg/yr; 'combined' last
     synergy: pd.DataFrame
     changes: pd.DataFrame  # activity changes per measure and source
-
-
-def district_codes(activity: gpd.GeoDataFrame, boundaries: Path | None) -> np.ndarray | None:
-    """``district_code`` of each source's representative point ('' outside every district)."""
-    if boundaries is None or not Path(boundaries).exists():
-        return None
-    try:
-        districts = gpd.read_file(boundaries, layer="districts")
-    except Exception:  # noqa: BLE001 - a layer name is a convention, fall back to the first
-        districts = gpd.read_file(boundaries)
-    if "district_code" not in districts.columns:
-        return None
-    pts = gpd.GeoDataFrame(geometry=activity.geometry.representative_point(), crs=activity.crs)
-    joined = gpd.sjoin(pts, districts[["district_code", "geometry"]].to_crs(activity.crs),
-                       how="left", predicate="within")
-    joined = joined[~joined.index.duplicated(keep="first")]
-    return joined["district_code"].fillna("").astype(str).to_numpy()
 
 
 class _AllocationCache:
@@ -122,8 +106,9 @@ def run_scenario(scenario: Scenario, activity: gpd.GeoDataFrame, base_alloc: All
     """Apply the measures in order and alone; emissions, grids and the synergy table."""
     registry, library, grid = tables.registry, tables.library, tables.grid
     base = prepare_base(activity)
+    districts = read_regions(boundaries, invent_codes=False)  # a selection needs real codes
     applier = Applier(scenario=scenario, base=base, library=library, species=registry.emitted,
-                      districts=district_codes(base, boundaries))
+                      districts=None if districts is None else region_of_points(base, districts))
     cache = _AllocationCache(base_alloc, grid, tables.proxies)
 
     def emissions(act: gpd.GeoDataFrame) -> EmissionsResult:
@@ -265,7 +250,6 @@ def write_synergy_page(build_dir: Path, boundaries: Path | None) -> Path:
         html_page,
         label,
         load_build,
-        read_districts,
         save_png,
         table,
     )
@@ -274,7 +258,7 @@ def write_synergy_page(build_dir: Path, boundaries: Path | None) -> Path:
     out = build_dir / "synergy"
     out.mkdir(exist_ok=True)
     syn = pd.read_csv(build_dir / "synergy.csv")
-    outlines = boundary_lines_km(read_districts(boundaries), data.grid)
+    outlines = boundary_lines_km(read_regions(boundaries), data.grid)
     with xr.open_dataset(build_dir / "difference.nc") as ds:
         diff = ds["emission_difference"].load()
     species = [s for s in MAP_SPECIES if s in diff["species"].values]
