@@ -375,7 +375,8 @@ def scenario_inventory(scenario_path: str, out_dir: str | None = None,
     """
     import hashlib
 
-    from pipeline.scenario import check_base_year, write_scenario_files, write_synergy_page
+    from pipeline.report import write_synergy_page
+    from pipeline.scenario import check_base_year, write_scenario_files
     from sources.scenario import load_scenario
 
     clock = b.Stopwatch()

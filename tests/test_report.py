@@ -9,6 +9,7 @@ import io
 import json
 import re
 import shutil
+from pathlib import Path
 
 import geopandas as gpd
 import numpy as np
@@ -17,8 +18,8 @@ import pytest
 import shapely
 import xarray as xr
 
-from pipeline.compare import compare_builds
-from pipeline.report import load_build, monthly_totals, summary_markdown, week_series, write_report
+from pipeline.report import compare_builds, open_build, summary_markdown, write_report
+from pipeline.report.qa import monthly_totals, week_series
 from sources.errors import ConfigError
 from tests.world import write_world
 
@@ -52,15 +53,11 @@ def _build(root, nox_factor=None):
 
 @pytest.fixture(scope="module")
 def base(tmp_path_factory, prefect_harness):
-    from pathlib import Path
-
     return Path(_build(tmp_path_factory.mktemp("base")))
 
 
 @pytest.fixture(scope="module")
 def variant(tmp_path_factory, prefect_harness):
-    from pathlib import Path
-
     return Path(_build(tmp_path_factory.mktemp("variant"), nox_factor=10))
 
 
@@ -149,7 +146,7 @@ def test_explicit_boundaries_and_missing_hourly(base, tmp_path):
 
 
 def test_week_in_local_time_and_monthly_series(base):
-    data = load_build(base)
+    data = open_build(base)
     measured, expected, worst = week_series(data, pd.Timestamp("2024-01-08"), ["CO2", "NOx"])
     assert len(measured) == 168 and measured.index[0] == pd.Timestamp("2024-01-08 00:00")
     assert worst < 1e-9
@@ -206,7 +203,7 @@ def test_compare_doubled_factor(base, variant, tmp_path):
     # P1 (cell 0,0) gains 5 t, P2 (cell 2,3) 2.5 t
     assert (top.iloc[0]["iy"], top.iloc[0]["ix"]) == (0, 0)
     assert top.iloc[0]["B − A t/yr"] == 5.0
-    assert top.iloc[0]["lon"] == pytest.approx(load_build(base).lon[0, 0], abs=1e-4)
+    assert top.iloc[0]["lon"] == pytest.approx(open_build(base).lon[0, 0], abs=1e-4)
     assert (top.iloc[1]["iy"], top.iloc[1]["ix"]) == (2, 3)
     assert "CO2: no cell changed" in page
 
