@@ -18,8 +18,8 @@ import pytest
 import shapely
 import xarray as xr
 
-from pipeline.report import compare_builds, open_build, summary_markdown, write_report
-from pipeline.report.qa import monthly_totals, week_series
+from pipeline.report import compare_builds, open_build, qa, summary_markdown, write_report
+from pipeline.report.qa import local_time_label, monthly_totals, week_series
 from sources.errors import ConfigError
 from tests.world import write_world
 
@@ -158,6 +158,57 @@ def test_week_in_local_time_and_monthly_series(base):
     assert monthly["CO2"].sum() == pytest.approx(ledger["CO2"], rel=1e-12)
     # power is flat: January holds 744 of 8784 hours
     assert monthly.loc[1, "SO2"] == pytest.approx(6.0 * 744 / 8784, rel=1e-12)
+
+
+def with_profile_timezone(base, copy, zone):
+    """A copy of the build whose annual.nc records ``zone`` (None: no zone) as profile zone."""
+    shutil.copytree(base, copy, ignore=shutil.ignore_patterns("report"))
+    with xr.open_dataset(base / "annual.nc") as ds:
+        ds = ds.load()
+    if zone is None:
+        del ds["temporal_factor"].attrs["profile_timezone"]
+    else:
+        ds["temporal_factor"].attrs["profile_timezone"] = zone
+    ds.to_netcdf(copy / "annual.nc")
+    return copy
+
+
+def test_weeks_in_the_time_zone_the_build_records(base, tmp_path, monkeypatch):
+    assert open_build(base).timezone == "Asia/Shanghai"  # the fixture's default profiles
+    berlin = with_profile_timezone(base, tmp_path / "berlin", "Europe/Berlin")
+    data = open_build(berlin)
+    assert data.timezone == "Europe/Berlin"
+    measured, _, worst = week_series(data, pd.Timestamp("2024-01-08"), ["CO2"])
+    assert len(measured) == 168 and measured.index[0] == pd.Timestamp("2024-01-08 00:00")
+    assert worst < 1e-9
+    # the hours are the same UTC hours: road's 08:00 in Shanghai (00:00 UTC) is 01:00 in Berlin
+    assert measured["CO2"].idxmax() == pd.Timestamp("2024-01-08 01:00")
+    assert local_time_label("Europe/Berlin", pd.Timestamp("2024-01-08")) == \
+        "local time (Europe/Berlin, UTC+1)"
+    assert local_time_label("Europe/Berlin", pd.Timestamp("2024-03-25")) == \
+        "local time (Europe/Berlin, UTC+1/+2)"  # summer time from Sunday 31 March
+    assert local_time_label("Asia/Kolkata", pd.Timestamp("2024-01-08")) == \
+        "local time (Asia/Kolkata, UTC+5:30)"
+    labels = []
+    save_png = qa.save_png
+
+    def record(fig, out_dir, name, dpi=100):
+        if name.startswith("week_"):
+            labels.append(fig.axes[-1].get_xlabel())
+        return save_png(fig, out_dir, name, dpi)
+
+    monkeypatch.setattr(qa, "save_png", record)
+    page = write_report(berlin).read_text(encoding="utf-8")
+    assert labels == ["local time (Europe/Berlin, UTC+1)", "local time (Europe/Berlin, UTC+2)"]
+    assert "time zone of the build's temporal profiles: Europe/Berlin" in page
+
+    labels.clear()
+    bare = open_build(with_profile_timezone(base, tmp_path / "bare", None))
+    assert bare.timezone == "UTC" and not bare.timezone_recorded
+    measured, _, _ = week_series(bare, pd.Timestamp("2024-01-08"), ["CO2"])
+    assert measured["CO2"].idxmax() == pd.Timestamp("2024-01-08 00:00")  # UTC
+    page = write_report(bare.path).read_text(encoding="utf-8")
+    assert labels == ["UTC", "UTC"] and "records no profile time zone" in page
 
 
 def test_summary_markdown_and_checks(base, tmp_path):

@@ -87,6 +87,16 @@ class BuildData:
         return self.manifest.get("boundaries")
 
     @property
+    def timezone(self) -> str:
+        """Time zone of the build's temporal profiles (``profile_timezone`` of the factors in
+        ``annual.nc``); ``"UTC"`` when the build does not record it."""
+        return str(self.factors.attrs.get("profile_timezone") or "UTC")
+
+    @property
+    def timezone_recorded(self) -> bool:
+        return bool(self.factors.attrs.get("profile_timezone"))
+
+    @property
     def species(self) -> list[str]:
         return [str(s) for s in self.annual["species"].values]
 

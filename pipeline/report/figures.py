@@ -24,8 +24,6 @@ from grids.grid import Grid  # noqa: E402
 from pipeline.report.build_dir import BuildData  # noqa: E402
 from pipeline.report.html import label  # noqa: E402
 
-LOCAL_TZ = "Asia/Shanghai"
-
 
 def boundary_lines_km(districts: gpd.GeoDataFrame | None, grid: Grid) -> list[np.ndarray]:
     """District outlines in grid-CRS kilometres, as (n, 2) coordinate arrays."""
@@ -120,7 +118,8 @@ def monthly_figure(monthly: pd.DataFrame, year: int) -> plt.Figure:
     return fig
 
 
-def week_figure(series: pd.DataFrame, expected: pd.DataFrame, title: str) -> plt.Figure:
+def week_figure(series: pd.DataFrame, expected: pd.DataFrame, title: str, *,
+                time_label: str = "local time") -> plt.Figure:
     """Hourly city totals of a few species over one week, local time on the axis.
 
     Parameters
@@ -128,6 +127,8 @@ def week_figure(series: pd.DataFrame, expected: pd.DataFrame, title: str) -> plt
     series : kg/h per species (columns) measured in the hourly files, index local naive times
     expected : the same from annual.nc × temporal factors (drawn dashed)
     title : figure title
+    time_label : label of the time axis, naming the zone of the index (see
+        :func:`pipeline.report.qa.local_time_label`)
     """
     species = [s for s in series.columns if series[s].abs().sum() > 0] or list(series.columns)[:1]
     fig, axes = plt.subplots(len(species), 1, figsize=(11, 1.55 * len(species) + 0.8),
@@ -149,7 +150,7 @@ def week_figure(series: pd.DataFrame, expected: pd.DataFrame, title: str) -> plt
     ax.xaxis.set_major_locator(mdates.DayLocator())
     ax.xaxis.set_major_formatter(mdates.DateFormatter("%a %d %b"))
     ax.xaxis.set_minor_locator(mdates.HourLocator(byhour=[6, 12, 18]))
-    ax.set_xlabel(f"local time ({LOCAL_TZ}, UTC+8)", fontsize=8)
+    ax.set_xlabel(time_label, fontsize=8)
     fig.suptitle(title, fontsize=11)
     fig.tight_layout()
     return fig

@@ -8,11 +8,12 @@ URIs, so the one file can be mailed.
 
 The report shows: identity and inputs; totals per sector × species (t/yr, CO2e included); totals
 per district (exact cell ∩ district area weights, :mod:`grids.regions`); annual maps per species;
-the hourly series of two weeks read from the files themselves (local time); monthly series; the
-top cells and the top stacks; the ledger; the notices; the same-source check findings. It also
-re-checks what it can cheaply: the sha256 of every file it reads against the manifest,
-``annual.nc`` against the ledger, the ledger balance, and the sampled hourly files against
-``annual.nc`` × temporal factors.
+the hourly series of two weeks read from the files themselves, in the local time of the build's
+temporal profiles (``profile_timezone`` of ``annual.nc``); monthly series; the top cells and the
+top stacks; the ledger; the notices; the same-source check findings. It also re-checks what it
+can cheaply: the sha256 of every file it reads against the manifest, ``annual.nc`` against the
+ledger, the ledger balance, and the sampled hourly files against ``annual.nc`` × temporal
+factors.
 
 :func:`summary_markdown` gives a short markdown summary for a Prefect artifact.
 """
@@ -34,13 +35,7 @@ import xarray as xr
 
 from grids.regions import OUTSIDE, read_regions, region_names, region_of_cells, region_weights
 from pipeline.report.build_dir import BuildData, open_build
-from pipeline.report.figures import (
-    LOCAL_TZ,
-    boundary_lines_km,
-    map_figure,
-    monthly_figure,
-    week_figure,
-)
+from pipeline.report.figures import boundary_lines_km, map_figure, monthly_figure, week_figure
 from pipeline.report.html import Raw, details, fmt, html_page, label, save_png, table
 
 KEY_SPECIES = ["CO2", "NOx", "SO2", "PM2_5", "NMVOC", "CO"]
@@ -126,7 +121,8 @@ def week_series(data: BuildData, start_local: pd.Timestamp, species: list[str]
     Parameters
     ----------
     data : the build
-    start_local : local (Asia/Shanghai) start of the week, naive
+    start_local : start of the week, naive, in the build's profile time zone
+        (:attr:`BuildData.timezone`)
     species : species to read
 
     Returns
@@ -134,8 +130,10 @@ def week_series(data: BuildData, start_local: pd.Timestamp, species: list[str]
     (measured, expected, max relative difference)
         kg/h per species, indexed by naive *local* times; empty frames if no file covers it.
     """
-    start_utc = start_local.tz_localize(LOCAL_TZ).tz_convert("UTC").tz_localize(None)
-    end_utc = start_utc + pd.Timedelta(days=7)
+    zone = data.timezone
+    start_utc, end_utc = (t.tz_localize(zone, nonexistent="shift_forward").tz_convert("UTC")
+                          .tz_localize(None) for t in (start_local,
+                                                       start_local + pd.Timedelta(days=7)))
     days = list(pd.date_range(start_utc.normalize(), (end_utc - pd.Timedelta(hours=1))
                               .normalize(), freq="D"))
     measured = hourly_city_totals(data.path / "hourly", days, species, data)
@@ -146,7 +144,7 @@ def week_series(data: BuildData, start_local: pd.Timestamp, species: list[str]
     scale = np.maximum(np.abs(measured.to_numpy()), np.abs(expected.to_numpy()))
     peak = scale.max(axis=0, keepdims=True)
     diff = np.abs(measured.to_numpy() - expected.to_numpy()) / np.where(peak > 0, peak, 1.0)
-    local = (measured.index.tz_localize("UTC").tz_convert(LOCAL_TZ).tz_localize(None))
+    local = (measured.index.tz_localize("UTC").tz_convert(zone).tz_localize(None))
     measured.index = local
     expected.index = local
     return measured, expected, float(diff.max())
@@ -169,6 +167,28 @@ def pick_weeks(data: BuildData, weeks: list[str | pd.Timestamp] | None) -> list[
         first = pd.Timestamp(have[0]) + pd.Timedelta(days=1)
         ok = [first if covered(first) else pd.Timestamp(have[0])]
     return ok
+
+
+def local_time_label(zone: str, start_local: pd.Timestamp, days: int = 7) -> str:
+    """Time-axis label naming ``zone`` and its UTC offset(s) over ``days`` from ``start_local``.
+
+    ``"local time (Asia/Shanghai, UTC+8)"``; ``"local time (Europe/Berlin, UTC+1/+2)"`` for a
+    week across a change of summer time; ``"UTC"`` for UTC.
+    """
+    if zone == "UTC":
+        return "UTC"
+    utc = pd.date_range(start_local - pd.Timedelta(days=1), periods=(days + 2) * 24, freq="h",
+                        tz="UTC")
+    local = utc.tz_convert(zone)
+    local = local[(local.tz_localize(None) >= start_local)
+                  & (local.tz_localize(None) < start_local + pd.Timedelta(days=days))]
+    offsets = sorted({int(t.utcoffset().total_seconds()) // 60 for t in local})
+
+    def text(minutes: int) -> str:
+        h, m = divmod(abs(minutes), 60)
+        return ("+" if minutes >= 0 else "-") + f"{h}" + (f":{m:02d}" if m else "")
+
+    return f"local time ({zone}, UTC{'/'.join(text(o) for o in offsets)})"
 
 
 def _input_cell(column: str, value: Any) -> Any:
@@ -408,6 +428,14 @@ def _checks(checks: pd.DataFrame | None) -> str:
     return f"<p>{parts}</p>" + table(cols, rows, table_id="checks")
 
 
+def _zone_note(data: BuildData) -> str:
+    if not data.timezone_recorded:
+        return ("<p class='warn'>annual.nc records no profile time zone (temporal_factor "
+                "attribute profile_timezone): the weeks are shown in UTC.</p>")
+    return (f"<p class='note'>Hours in the time zone of the build's temporal profiles: "
+            f"{html.escape(data.timezone)}.</p>")
+
+
 def write_report(build_dir: str | Path, out_dir: str | Path | None = None, *,
                  boundaries: str | Path | None = None,
                  weeks: list[str | pd.Timestamp] | None = None) -> Path:
@@ -418,8 +446,9 @@ def write_report(build_dir: str | Path, out_dir: str | Path | None = None, *,
     build_dir : build directory (``OUT/<build-id>`` or ``OUT/latest``)
     out_dir : where to write; default ``<build_dir>/report``
     boundaries : district GeoPackage (layer ``districts``); default ``manifest['boundaries']``
-    weeks : local (Asia/Shanghai) Monday dates of the weeks to plot hour by hour; default the
-        second full week of January and of July of the build year
+    weeks : Monday dates of the weeks to plot hour by hour, local in the build's profile time
+        zone (``profile_timezone`` of ``annual.nc``; UTC when not recorded); default the second
+        full week of January and of July of the build year
 
     Returns
     -------
@@ -479,7 +508,8 @@ def write_report(build_dir: str | Path, out_dir: str | Path | None = None, *,
             continue
         end = w + pd.Timedelta(days=6)
         fig = week_figure(measured, expected, f"City total per hour, week {w:%d %b} – "
-                          f"{end:%d %b %Y} (local time), from the hourly files")
+                          f"{end:%d %b %Y} (local time), from the hourly files",
+                          time_label=local_time_label(data.timezone, w))
         week_imgs.append(save_png(fig, out, f"week_{w:%Y%m%d}.png"))
         week_qa.append((worst <= 1e-6, f"hourly files of the week from {w:%Y-%m-%d} agree with "
                         f"annual.nc × temporal factors (largest difference {worst:.1e} of the "
@@ -512,8 +542,9 @@ def write_report(build_dir: str | Path, out_dir: str | Path | None = None, *,
          "grey: no emissions; lines: district boundaries.</p><div class='figs'>"
          + "".join(maps) + "</div>" + (f"<p class='note'>No emissions of: {', '.join(zero)}.</p>"
                                        if zero else "")),
-        ("hourly", "Hourly weeks", "".join(f"<figure>{img}</figure>" for img in week_imgs)
-         or "<p class='note'>No hourly files to plot.</p>"),
+        ("hourly", "Hourly weeks", _zone_note(data) + (
+            "".join(f"<figure>{img}</figure>" for img in week_imgs)
+            or "<p class='note'>No hourly files to plot.</p>")),
         ("monthly", "Monthly", f"<figure>{monthly_img}</figure>{monthly_tab}"),
         ("topcells", "Top cells", _top_cells(data, dnames, weights)),
         ("stacks", "Top stacks", _top_stacks(data, sources, emissions)),
