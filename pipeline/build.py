@@ -61,13 +61,12 @@ from pipeline.publish import (
     sweep_stale,
     write_manifest,
 )
-from pipeline.report import summary_markdown, write_report
+from pipeline.report import summary_markdown, write_report, write_synergy_page
 from pipeline.scenario import (
     ScenarioRun,
     check_base_year,
     run_scenario,
     write_scenario_files,
-    write_synergy_page,
 )
 from pipeline.steps import (
     Stopwatch,

@@ -242,7 +242,7 @@ def main(argv: list[str] | None = None) -> int:
                 out = write_report(args.build, args.out, boundaries=args.boundaries)
             print(f"report: {out}")
         elif args.command == "compare":
-            from pipeline.compare import compare_builds
+            from pipeline.report import compare_builds
 
             out = compare_builds(args.build_a, args.build_b, args.out, boundaries=args.boundaries)
             print(f"comparison: {out}")

@@ -20,7 +20,6 @@ CO2 does not change).
 
 from __future__ import annotations
 
-import html
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -32,6 +31,7 @@ import scipy.sparse as sp
 import xarray as xr
 
 from grids.allocate import Allocation, allocate
+from grids.regions import read_regions, region_of_points
 from pipeline.cube import annual_grid
 from sources.emissions import EmissionsResult, compute_emissions
 from sources.errors import ConfigError
@@ -53,23 +53,6 @@ class ScenarioRun:
     difference: xr.DataArray  # (measure, species, y, x) kg/yr; 'combined' last
     synergy: pd.DataFrame
     changes: pd.DataFrame  # activity changes per measure and source
-
-
-def district_codes(activity: gpd.GeoDataFrame, boundaries: Path | None) -> np.ndarray | None:
-    """``district_code`` of each source's representative point ('' outside every district)."""
-    if boundaries is None or not Path(boundaries).exists():
-        return None
-    try:
-        districts = gpd.read_file(boundaries, layer="districts")
-    except Exception:  # noqa: BLE001 - a layer name is a convention, fall back to the first
-        districts = gpd.read_file(boundaries)
-    if "district_code" not in districts.columns:
-        return None
-    pts = gpd.GeoDataFrame(geometry=activity.geometry.representative_point(), crs=activity.crs)
-    joined = gpd.sjoin(pts, districts[["district_code", "geometry"]].to_crs(activity.crs),
-                       how="left", predicate="within")
-    joined = joined[~joined.index.duplicated(keep="first")]
-    return joined["district_code"].fillna("").astype(str).to_numpy()
 
 
 class _AllocationCache:
@@ -122,8 +105,9 @@ def run_scenario(scenario: Scenario, activity: gpd.GeoDataFrame, base_alloc: All
     """Apply the measures in order and alone; emissions, grids and the synergy table."""
     registry, library, grid = tables.registry, tables.library, tables.grid
     base = prepare_base(activity)
+    districts = read_regions(boundaries, invent_codes=False)  # a selection needs real codes
     applier = Applier(scenario=scenario, base=base, library=library, species=registry.emitted,
-                      districts=district_codes(base, boundaries))
+                      districts=None if districts is None else region_of_points(base, districts))
     cache = _AllocationCache(base_alloc, grid, tables.proxies)
 
     def emissions(act: gpd.GeoDataFrame) -> EmissionsResult:
@@ -251,81 +235,6 @@ def write_scenario_files(run: ScenarioRun, build_dir: Path, static: dict[str, An
                                    "chunksizes": (1, 1, *shape[2:])},
            "base_emissions": {"zlib": True, "complevel": 1, "chunksizes": (1, *shape[2:])}}
     ds.to_netcdf(build_dir / "difference.nc", engine="netcdf4", encoding=enc)
-
-
-MAP_SPECIES = ("CO2", "CO2e", "NOx", "SO2", "PM2_5", "NMVOC")
-
-
-def write_synergy_page(build_dir: Path, boundaries: Path | None) -> Path:
-    """``synergy/index.html``: the synergy table and difference maps (combined and per measure)."""
-    from pipeline.compare import diff_map
-    from pipeline.report import (
-        boundary_lines_km,
-        fmt,
-        html_page,
-        label,
-        load_build,
-        read_districts,
-        save_png,
-        table,
-    )
-
-    data = load_build(build_dir)
-    out = build_dir / "synergy"
-    out.mkdir(exist_ok=True)
-    syn = pd.read_csv(build_dir / "synergy.csv")
-    outlines = boundary_lines_km(read_districts(boundaries), data.grid)
-    with xr.open_dataset(build_dir / "difference.nc") as ds:
-        diff = ds["emission_difference"].load()
-    species = [s for s in MAP_SPECIES if s in diff["species"].values]
-
-    def fig(measure: str, sp: str) -> str | None:
-        delta = diff.sel(measure=measure, species=sp).to_numpy() / KG_PER_T
-        if not np.any(delta != 0):
-            return None
-        title = f"Δ{label(sp)} — {measure}\nΣ {fmt(float(delta.sum()))} t/yr"
-        return save_png(diff_map(delta, data, outlines, title, what="scenario − base"), out,
-                        f"diff_{measure}_{sp}.png")
-
-    combined = [f for f in (fig("combined", sp) for sp in species) if f]
-    per_measure = []
-    for m in [str(v) for v in diff["measure"].values if v != "combined"]:
-        figs = [f for f in (fig(m, sp) for sp in ("CO2", "NOx")) if f]
-        if figs:
-            per_measure.append(f"<h3>{html.escape(m)}</h3><div class='figs'>{''.join(figs)}</div>")
-    pollutants = [c[:-len("_t_per_kt_CO2")] for c in syn.columns if c.endswith("_t_per_kt_CO2")]
-    head = ["measure", "basis", "ΔCO2 kt", "ΔCO2e kt"] + [f"Δ{label(p)} t" for p in pollutants] \
-        + [f"{label(p)} t/kt CO2" for p in ("NOx", "SO2", "PM2_5") if p in pollutants]
-    rows = []
-    for _, r in syn.iterrows():
-        rows.append([r["measure"], r["basis"], fmt(r["delta_CO2_t"] / 1e3),
-                     fmt(r.get("delta_CO2e_t", np.nan) / 1e3)]
-                    + [fmt(r[f"delta_{p}_t"]) for p in pollutants]
-                    + ["" if pd.isna(r[f"{p}_t_per_kt_CO2"]) else f"{r[f'{p}_t_per_kt_CO2']:.3g}"
-                       for p in ("NOx", "SO2", "PM2_5") if p in pollutants])
-    sc_doc = (build_dir / "scenario.yaml").read_text(encoding="utf-8") \
-        if (build_dir / "scenario.yaml").exists() else ""
-    sections = [
-        ("table", "Synergy per measure",
-         "<p class='note'>Scenario − base, t/yr (negative = avoided). <b>sequential</b>: the "
-         "measure's change where it stands in the order of the scenario (these add up to "
-         "<b>combined</b>); <b>alone</b>: the measure applied by itself to the base; "
-         "<b>interaction</b> = combined − sum of alone. Co-benefit ratio: t pollutant per kt "
-         "CO2, both as changes (positive: both fall).</p><div class='scroll'>"
-         + table(head, rows, numeric=set(range(2, len(head))), table_id="synergy") + "</div>"),
-        ("maps", "Combined difference maps",
-         "<p class='note'>Gridded annual change, t/yr per cell. Σ on a map covers the grid only; "
-         "the table counts every source read, including the share of lines and ships beyond "
-         "the domain.</p><div class='figs'>" + "".join(combined) + "</div>"),
-        ("measures", "Per measure (sequential): CO2 and NOx", "".join(per_measure)),
-        ("scenario", "Scenario file", f"<pre>{html.escape(sc_doc)}</pre>"),
-    ]
-    body = [f"<section id='{k}'><h2>{html.escape(t)}</h2>{c}</section>" for k, t, c in sections]
-    index = out / "index.html"
-    index.write_text(html_page(f"Tongyuan scenario {data.build_id}", [(k, t) for k, t, _ in
-                                                                       sections], body),
-                     encoding="utf-8")
-    return index
 
 
 def check_base_year(scenario: Scenario, year: int) -> None:

@@ -9,6 +9,7 @@ import io
 import json
 import re
 import shutil
+from pathlib import Path
 
 import geopandas as gpd
 import numpy as np
@@ -17,8 +18,8 @@ import pytest
 import shapely
 import xarray as xr
 
-from pipeline.compare import compare_builds
-from pipeline.report import load_build, monthly_totals, summary_markdown, week_series, write_report
+from pipeline.report import compare_builds, open_build, qa, summary_markdown, write_report
+from pipeline.report.qa import local_time_label, monthly_totals, week_series
 from sources.errors import ConfigError
 from tests.world import write_world
 
@@ -52,15 +53,11 @@ def _build(root, nox_factor=None):
 
 @pytest.fixture(scope="module")
 def base(tmp_path_factory, prefect_harness):
-    from pathlib import Path
-
     return Path(_build(tmp_path_factory.mktemp("base")))
 
 
 @pytest.fixture(scope="module")
 def variant(tmp_path_factory, prefect_harness):
-    from pathlib import Path
-
     return Path(_build(tmp_path_factory.mktemp("variant"), nox_factor=10))
 
 
@@ -149,7 +146,7 @@ def test_explicit_boundaries_and_missing_hourly(base, tmp_path):
 
 
 def test_week_in_local_time_and_monthly_series(base):
-    data = load_build(base)
+    data = open_build(base)
     measured, expected, worst = week_series(data, pd.Timestamp("2024-01-08"), ["CO2", "NOx"])
     assert len(measured) == 168 and measured.index[0] == pd.Timestamp("2024-01-08 00:00")
     assert worst < 1e-9
@@ -161,6 +158,57 @@ def test_week_in_local_time_and_monthly_series(base):
     assert monthly["CO2"].sum() == pytest.approx(ledger["CO2"], rel=1e-12)
     # power is flat: January holds 744 of 8784 hours
     assert monthly.loc[1, "SO2"] == pytest.approx(6.0 * 744 / 8784, rel=1e-12)
+
+
+def with_profile_timezone(base, copy, zone):
+    """A copy of the build whose annual.nc records ``zone`` (None: no zone) as profile zone."""
+    shutil.copytree(base, copy, ignore=shutil.ignore_patterns("report"))
+    with xr.open_dataset(base / "annual.nc") as ds:
+        ds = ds.load()
+    if zone is None:
+        del ds["temporal_factor"].attrs["profile_timezone"]
+    else:
+        ds["temporal_factor"].attrs["profile_timezone"] = zone
+    ds.to_netcdf(copy / "annual.nc")
+    return copy
+
+
+def test_weeks_in_the_time_zone_the_build_records(base, tmp_path, monkeypatch):
+    assert open_build(base).timezone == "Asia/Shanghai"  # the fixture's default profiles
+    berlin = with_profile_timezone(base, tmp_path / "berlin", "Europe/Berlin")
+    data = open_build(berlin)
+    assert data.timezone == "Europe/Berlin"
+    measured, _, worst = week_series(data, pd.Timestamp("2024-01-08"), ["CO2"])
+    assert len(measured) == 168 and measured.index[0] == pd.Timestamp("2024-01-08 00:00")
+    assert worst < 1e-9
+    # the hours are the same UTC hours: road's 08:00 in Shanghai (00:00 UTC) is 01:00 in Berlin
+    assert measured["CO2"].idxmax() == pd.Timestamp("2024-01-08 01:00")
+    assert local_time_label("Europe/Berlin", pd.Timestamp("2024-01-08")) == \
+        "local time (Europe/Berlin, UTC+1)"
+    assert local_time_label("Europe/Berlin", pd.Timestamp("2024-03-25")) == \
+        "local time (Europe/Berlin, UTC+1/+2)"  # summer time from Sunday 31 March
+    assert local_time_label("Asia/Kolkata", pd.Timestamp("2024-01-08")) == \
+        "local time (Asia/Kolkata, UTC+5:30)"
+    labels = []
+    save_png = qa.save_png
+
+    def record(fig, out_dir, name, dpi=100):
+        if name.startswith("week_"):
+            labels.append(fig.axes[-1].get_xlabel())
+        return save_png(fig, out_dir, name, dpi)
+
+    monkeypatch.setattr(qa, "save_png", record)
+    page = write_report(berlin).read_text(encoding="utf-8")
+    assert labels == ["local time (Europe/Berlin, UTC+1)", "local time (Europe/Berlin, UTC+2)"]
+    assert "time zone of the build's temporal profiles: Europe/Berlin" in page
+
+    labels.clear()
+    bare = open_build(with_profile_timezone(base, tmp_path / "bare", None))
+    assert bare.timezone == "UTC" and not bare.timezone_recorded
+    measured, _, _ = week_series(bare, pd.Timestamp("2024-01-08"), ["CO2"])
+    assert measured["CO2"].idxmax() == pd.Timestamp("2024-01-08 00:00")  # UTC
+    page = write_report(bare.path).read_text(encoding="utf-8")
+    assert labels == ["UTC", "UTC"] and "records no profile time zone" in page
 
 
 def test_summary_markdown_and_checks(base, tmp_path):
@@ -206,7 +254,7 @@ def test_compare_doubled_factor(base, variant, tmp_path):
     # P1 (cell 0,0) gains 5 t, P2 (cell 2,3) 2.5 t
     assert (top.iloc[0]["iy"], top.iloc[0]["ix"]) == (0, 0)
     assert top.iloc[0]["B − A t/yr"] == 5.0
-    assert top.iloc[0]["lon"] == pytest.approx(load_build(base).lon[0, 0], abs=1e-4)
+    assert top.iloc[0]["lon"] == pytest.approx(open_build(base).lon[0, 0], abs=1e-4)
     assert (top.iloc[1]["iy"], top.iloc[1]["ix"]) == (2, 3)
     assert "CO2: no cell changed" in page
 

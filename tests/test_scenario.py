@@ -17,7 +17,7 @@ import pytest
 import xarray as xr
 
 from pipeline.config import load_config
-from pipeline.scenario import run_scenario
+from pipeline.scenario import check_base_year, run_scenario
 from pipeline.steps import allocate_sources, load_tables, read_inputs
 from sources.errors import ConfigError
 from sources.measures import ScenarioError, load_scenario
@@ -210,8 +210,6 @@ def test_invalid_scenarios_name_the_file_and_measure(world, measures, message):
 
 
 def test_base_year_must_match_and_base_config_must_exist(world):
-    from pipeline.scenario import check_base_year
-
     sc = load_scenario(_scenario(world, ""))
     with pytest.raises(ConfigError, match="base_year 2024 differs from the year 2023"):
         check_base_year(sc, 2023)

@@ -1,6 +1,6 @@
 """Compare two builds on the same grid: what changed, where, and by how much.
 
-:func:`compare_builds` reads ``annual.nc``, ``ledger.csv`` and ``manifest.json`` of builds A and
+:func:`compare_builds` reads ``annual.nc``, ``ledger.csv`` and the manifest of builds A and
 B and writes ``out_dir/index.html`` (self-contained, figures embedded), the difference maps as
 PNG files and ``differences.csv`` (per sector × species and per species over all sectors:
 A, B, B − A in t/yr and the relative change). Builds on different grids are refused with a
@@ -13,35 +13,16 @@ import html
 import time
 from pathlib import Path
 
-import matplotlib
+import numpy as np
+import pandas as pd
+import xarray as xr
 
-matplotlib.use("Agg")
-
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-import pandas as pd  # noqa: E402
-import xarray as xr  # noqa: E402
-from matplotlib.colors import Normalize, SymLogNorm  # noqa: E402
-
-from pipeline.report import (  # noqa: E402
-    TOP_N,
-    BuildData,
-    boundary_lines_km,
-    details,
-    district_names,
-    district_of_cells,
-    district_weights,
-    fmt,
-    fmt_rel,
-    html_page,
-    label,
-    load_build,
-    map_axes,
-    read_districts,
-    save_png,
-    table,
-)
-from sources.errors import ConfigError  # noqa: E402
+from grids.regions import read_regions, region_names, region_of_cells, region_weights
+from pipeline.report.build_dir import BuildData, open_build
+from pipeline.report.figures import boundary_lines_km, diff_map
+from pipeline.report.html import details, fmt, fmt_rel, html_page, label, save_png, table
+from pipeline.report.qa import TOP_N
+from sources.errors import ConfigError
 
 ALL = "all sectors"
 
@@ -111,37 +92,6 @@ def differences_table(ya: xr.DataArray, yb: xr.DataArray) -> pd.DataFrame:
     return df
 
 
-def diff_map(delta: np.ndarray, data: BuildData, outlines: list[np.ndarray], title: str,
-             what: str = "B − A") -> plt.Figure:
-    """Map of B − A per cell [t/yr], diverging colours centred at 0.
-
-    A symmetric-log scale is used when the non-zero changes span more than two decades, else a
-    linear one.
-    """
-    grid = data.grid
-    fig, ax = plt.subplots(figsize=(6.2, 5.6))
-    extent = [v / 1e3 for v in (grid.bounds[0], grid.bounds[2], grid.bounds[1], grid.bounds[3])]
-    nz = np.abs(delta[delta != 0])
-    m = float(nz.max()) if nz.size else 1.0
-    if nz.size and m / float(nz.min()) > 100:
-        lin = max(float(np.percentile(nz, 5)), m * 1e-4)
-        norm: Normalize = SymLogNorm(linthresh=lin, vmin=-m, vmax=m, base=10)
-        scale = "symmetric log"
-    else:
-        norm = Normalize(vmin=-m, vmax=m)
-        scale = "linear"
-    shown = np.ma.masked_equal(delta, 0.0)
-    ax.set_facecolor("#f7f7f7")
-    im = ax.imshow(shown, origin="lower", extent=extent, cmap="RdBu_r", norm=norm,
-                   interpolation="nearest")
-    cb = fig.colorbar(im, ax=ax, shrink=0.82, pad=0.04)
-    cb.set_label(f"{what}, t/yr per cell ({scale})", fontsize=8)
-    cb.ax.tick_params(labelsize=7)
-    map_axes(ax, grid, outlines)
-    ax.set_title(title, fontsize=10)
-    return fig
-
-
 def _top_changed(sp: str, da: np.ndarray, db: np.ndarray, data: BuildData,
                  dist: list[str] | None) -> str:
     d = (db - da).ravel()
@@ -168,15 +118,13 @@ def _build_rows(a: BuildData, b: BuildData) -> str:
                 f"<td{same}>{html.escape(vb)}</td></tr>")
 
     items = [("build id", a.build_id, b.build_id), ("year", str(a.year), str(b.year)),
-             ("config hash", str(a.manifest.get("config_hash")),
-              str(b.manifest.get("config_hash"))),
+             ("config hash", str(a.config_hash), str(b.config_hash)),
              ("code version", str(a.attrs.get("tongyuan_code_version", "?")),
               str(b.attrs.get("tongyuan_code_version", "?"))),
-             ("config", str(a.manifest.get("config")), str(b.manifest.get("config"))),
-             ("period", str(a.manifest.get("period") or "whole year"),
-              str(b.manifest.get("period") or "whole year")),
+             ("config", str(a.config), str(b.config)),
+             ("period", str(a.period or "whole year"), str(b.period or "whole year")),
              ("directory", str(a.path), str(b.path))]
-    ia, ib = a.manifest.get("inputs", {}) or {}, b.manifest.get("inputs", {}) or {}
+    ia, ib = a.inputs, b.inputs
     for name in sorted(set(ia) | set(ib)):
         items.append((f"input {name} sha256", str(ia.get(name, "absent"))[:16],
                       str(ib.get(name, "absent"))[:16]))
@@ -186,10 +134,10 @@ def _build_rows(a: BuildData, b: BuildData) -> str:
 
 
 def _what_changed(a: BuildData, b: BuildData) -> str:
-    ia, ib = a.manifest.get("inputs", {}) or {}, b.manifest.get("inputs", {}) or {}
+    ia, ib = a.inputs, b.inputs
     changed = [n for n in sorted(set(ia) | set(ib)) if ia.get(n) != ib.get(n)]
     notes = []
-    if a.manifest.get("config_hash") == b.manifest.get("config_hash"):
+    if a.config_hash == b.config_hash:
         notes.append("Same config hash: configuration, tables and inputs are identical.")
     elif changed:
         notes.append("Inputs that differ: " + ", ".join(changed) + ".")
@@ -223,7 +171,7 @@ def compare_builds(build_a: str | Path, build_b: str | Path, out_dir: str | Path
         When the grids differ (CRS, cells, origin or cell size); the message names both builds.
     """
     t0 = time.perf_counter()
-    a, b = load_build(build_a), load_build(build_b)
+    a, b = open_build(build_a), open_build(build_b)
     diff = grid_differences(a, b)
     if diff:
         raise ConfigError(f"cannot compare build {a.build_id} ({a.path}) with build {b.build_id} "
@@ -237,9 +185,9 @@ def compare_builds(build_a: str | Path, build_b: str | Path, out_dir: str | Path
     df = differences_table(ya, yb)
     df.to_csv(out / "differences.csv", index=False, float_format="%.12g")
 
-    bpath = boundaries or b.manifest.get("boundaries") or a.manifest.get("boundaries")
-    districts = read_districts(bpath)
-    dist = (district_of_cells(district_weights(b.grid, districts), district_names(districts))
+    bpath = boundaries or b.boundaries or a.boundaries
+    districts = read_regions(bpath)
+    dist = (region_of_cells(region_weights(b.grid, districts), region_names(districts))
             if districts is not None else None)
     outlines = boundary_lines_km(districts, b.grid)
 

@@ -1,500 +1,48 @@
 """QA report of one published build, for inventory staff signing off an inventory.
 
 :func:`write_report` reads only the build directory (``annual.nc``, ``ledger.csv``,
-``emissions_by_source.csv``, ``sources.csv``, ``notices.csv``, ``inputs.csv``, ``manifest.json``,
+``emissions_by_source.csv``, ``sources.csv``, ``notices.csv``, ``inputs.csv``, the manifest,
 the optional ``checks.csv`` and the hourly files of two sample weeks) and writes
 ``<build>/report/index.html`` with its PNG figures beside it. The HTML embeds the figures as data
 URIs, so the one file can be mailed.
 
 The report shows: identity and inputs; totals per sector × species (t/yr, CO2e included); totals
-per district (exact cell ∩ district area weights); annual maps per species; the hourly series of
-two weeks read from the files themselves (local time); monthly series; the top cells and the top
-stacks; the ledger; the notices; the same-source check findings. It also re-checks what it can
-cheaply: the sha256 of every file it reads against the manifest, ``annual.nc`` against the ledger,
-the ledger balance, and the sampled hourly files against ``annual.nc`` × temporal factors.
+per district (exact cell ∩ district area weights, :mod:`grids.regions`); annual maps per species;
+the hourly series of two weeks read from the files themselves, in the local time of the build's
+temporal profiles (``profile_timezone`` of ``annual.nc``); monthly series; the top cells and the
+top stacks; the ledger; the notices; the same-source check findings. It also re-checks what it
+can cheaply: the sha256 of every file it reads against the manifest, ``annual.nc`` against the
+ledger, the ledger balance, and the sampled hourly files against ``annual.nc`` × temporal
+factors.
 
-:func:`summary_markdown` gives a short markdown summary for a Prefect artifact. The helpers
-(:func:`load_build`, :func:`district_weights`, the plotting and HTML functions) are shared with
-:mod:`pipeline.compare`.
+:func:`summary_markdown` gives a short markdown summary for a Prefect artifact.
 """
 
 from __future__ import annotations
 
-import base64
 import datetime as dt
-import hashlib
 import html
-import json
 import time
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import matplotlib
+import geopandas as gpd
+import netCDF4
+import numpy as np
+import pandas as pd
+import pyproj
+import xarray as xr
 
-matplotlib.use("Agg")
+from grids.regions import OUTSIDE, read_regions, region_names, region_of_cells, region_weights
+from pipeline.report.build_dir import BuildData, open_build
+from pipeline.report.figures import boundary_lines_km, map_figure, monthly_figure, week_figure
+from pipeline.report.html import Raw, details, fmt, html_page, label, save_png, table
 
-import geopandas as gpd  # noqa: E402
-import matplotlib.dates as mdates  # noqa: E402
-import matplotlib.pyplot as plt  # noqa: E402
-import netCDF4  # noqa: E402
-import numpy as np  # noqa: E402
-import pandas as pd  # noqa: E402
-import pyproj  # noqa: E402
-import shapely  # noqa: E402
-import xarray as xr  # noqa: E402
-from matplotlib.colors import LogNorm  # noqa: E402
-from matplotlib.ticker import FuncFormatter, MaxNLocator  # noqa: E402
-
-from grids.grid import Grid  # noqa: E402
-from sources.errors import ConfigError  # noqa: E402
-
-LOCAL_TZ = "Asia/Shanghai"
 KEY_SPECIES = ["CO2", "NOx", "SO2", "PM2_5", "NMVOC", "CO"]
 TOP_N = 20
 SECONDS_PER_HOUR = 3600.0
-DISPLAY = {"PM2_5": "PM2.5"}
-OUTSIDE = "outside districts"
 LEDGER_COLUMNS = ["read_kg", "gridded_kg", "outside_domain_kg", "rejected_kg", "written_kg"]
 
-
-def label(species: str) -> str:
-    """Display name of a species id (``PM2_5`` → ``PM2.5``)."""
-    return DISPLAY.get(species, species)
-
-
-# --------------------------------------------------------------------------------------------
-# reading a build
-# --------------------------------------------------------------------------------------------
-
-@dataclass
-class BuildData:
-    """What the report reads from one build directory.
-
-    Attributes
-    ----------
-    path : resolved build directory
-    manifest : ``manifest.json``
-    attrs : global attributes of ``annual.nc`` (build id, config hash, code version, inputs)
-    annual : kg/yr per cell, dims (sector, species, y, x), loaded in memory
-    factors : fraction of each sector's annual total per UTC hour [1], dims (sector, time)
-    grid : the grid, rebuilt from the coordinates and ``crs_wkt`` of ``annual.nc``
-    lon, lat : cell-centre longitude and latitude [degrees], each (ny, nx)
-    ledger : ``ledger.csv`` (kg), index (sector, species)
-    """
-
-    path: Path
-    manifest: dict[str, Any]
-    attrs: dict[str, Any]
-    annual: xr.DataArray
-    factors: xr.DataArray
-    grid: Grid
-    lon: np.ndarray
-    lat: np.ndarray
-    ledger: pd.DataFrame
-    sha_mismatch: list[str] = field(default_factory=list)
-    sha_checked: list[str] = field(default_factory=list)
-
-    @property
-    def build_id(self) -> str:
-        return str(self.manifest.get("build_id") or self.attrs.get("tongyuan_build_id")
-                   or self.path.name)
-
-    @property
-    def year(self) -> int:
-        return int(self.manifest.get("year") or pd.Timestamp(self.factors["time"].values[0]).year)
-
-    @property
-    def species(self) -> list[str]:
-        return [str(s) for s in self.annual["species"].values]
-
-    @property
-    def sectors(self) -> list[str]:
-        return [str(s) for s in self.annual["sector"].values]
-
-    def totals_t(self) -> np.ndarray:
-        """Annual t/yr per cell summed over sectors, (species, ny, nx)."""
-        return self.annual.sum("sector").to_numpy() / 1e3
-
-    def verify(self, relpath: str) -> None:
-        """Compare the sha256 of ``relpath`` with the manifest (records mismatches)."""
-        entry = self.manifest.get("files", {}).get(relpath)
-        if entry is None:
-            return
-        h = hashlib.sha256()
-        with open(self.path / relpath, "rb") as fh:
-            for block in iter(lambda: fh.read(1 << 22), b""):
-                h.update(block)
-        self.sha_checked.append(relpath)
-        if h.hexdigest() != entry.get("sha256"):
-            self.sha_mismatch.append(relpath)
-
-
-def _require(path: Path, what: str) -> Path:
-    if not path.exists():
-        raise ConfigError(f"{path.parent}: not a complete Tongyuan build directory; {what} "
-                          f"{path.name} is missing")
-    return path
-
-
-def load_build(build_dir: str | Path) -> BuildData:
-    """Read ``manifest.json``, ``annual.nc`` and ``ledger.csv`` of a build.
-
-    Parameters
-    ----------
-    build_dir : build directory (``OUT/<build-id>`` or the ``OUT/latest`` link)
-
-    Returns
-    -------
-    BuildData
-        Annual grid in kg/yr per cell, temporal factors, grid, ledger in kg.
-    """
-    path = Path(build_dir).resolve()
-    if not path.is_dir():
-        raise ConfigError(f"{build_dir}: build directory not found")
-    manifest = json.loads(_require(path / "manifest.json", "manifest").read_text())
-    with xr.open_dataset(_require(path / "annual.nc", "annual grid")) as ds:
-        annual = ds["annual_emissions"].load()
-        factors = ds["temporal_factor"].load()
-        attrs = dict(ds.attrs)
-        wkt = ds["crs"].attrs.get("crs_wkt") or ds["crs"].attrs.get("spatial_ref")
-        lon = ds["lon"].to_numpy()
-        lat = ds["lat"].to_numpy()
-        x = ds["x"].to_numpy()
-        y = ds["y"].to_numpy()
-    annual = annual.drop_vars([c for c in ("lon", "lat") if c in annual.coords])
-    dx = float(x[1] - x[0]) if x.size > 1 else float(y[1] - y[0]) if y.size > 1 else 1000.0
-    dy = float(y[1] - y[0]) if y.size > 1 else dx
-    grid = Grid(crs=pyproj.CRS.from_wkt(wkt), x0=float(x[0]) - dx / 2, y0=float(y[0]) - dy / 2,
-                dx=dx, dy=dy, nx=x.size, ny=y.size, name=str(attrs.get("tongyuan_grid", "grid")))
-    ledger = pd.read_csv(_require(path / "ledger.csv", "ledger")).set_index(["sector", "species"])
-    data = BuildData(path=path, manifest=manifest, attrs=attrs, annual=annual, factors=factors,
-                     grid=grid, lon=lon, lat=lat, ledger=ledger)
-    for rel in ("annual.nc", "ledger.csv"):
-        data.verify(rel)
-    return data
-
-
-def _read_csv(data: BuildData, name: str, **kw: Any) -> pd.DataFrame | None:
-    path = data.path / name
-    if not path.exists():
-        return None
-    data.verify(name)
-    return pd.read_csv(path, **kw)
-
-
-# --------------------------------------------------------------------------------------------
-# districts
-# --------------------------------------------------------------------------------------------
-
-def read_districts(path: str | Path | None, layer: str = "districts") -> gpd.GeoDataFrame | None:
-    """District polygons (``district_code``, ``name_zh``, ``name_en``, geometry) or None.
-
-    Parameters
-    ----------
-    path : GeoPackage (or any vector file) with the districts; None → None
-    layer : layer name, used when the file has it
-    """
-    if path is None or not Path(path).exists():
-        return None
-    try:
-        gdf = gpd.read_file(path, layer=layer)
-    except Exception:  # noqa: BLE001 - a file without that layer: take its first layer
-        gdf = gpd.read_file(path)
-    for col in ("district_code", "name_zh", "name_en"):
-        if col not in gdf.columns:
-            gdf[col] = [f"{i + 1}" for i in range(len(gdf))] if col == "district_code" else ""
-    gdf["geometry"] = shapely.make_valid(gdf.geometry.values)
-    return gdf.reset_index(drop=True)
-
-
-def district_weights(grid: Grid, districts: gpd.GeoDataFrame) -> np.ndarray:
-    """Exact area weights of the grid cells in each district.
-
-    ``w[cell, d] = area(cell ∩ district d) / area(cell)``, from shapely 2 vectorised
-    intersections of the STRtree candidate pairs, in the grid CRS. Where district polygons
-    overlap, a cell's weights are scaled down so that they sum to at most 1 (no mass counted
-    twice).
-
-    Parameters
-    ----------
-    grid : the build grid
-    districts : district polygons in any CRS
-
-    Returns
-    -------
-    numpy.ndarray
-        (ny·nx, n districts) weights [1], flat cell index ``iy·nx + ix``.
-    """
-    cells = grid.cell_polygons()
-    geoms = districts.to_crs(grid.crs).geometry.to_numpy()
-    tree = shapely.STRtree(cells)
-    d_idx, c_idx = tree.query(geoms, predicate="intersects")
-    w = np.zeros((cells.size, len(geoms)))
-    if d_idx.size:
-        area = shapely.area(shapely.intersection(geoms[d_idx], cells[c_idx]))
-        np.add.at(w, (c_idx, d_idx), area / (grid.dx * grid.dy))
-    total = w.sum(axis=1)
-    over = total > 1.0
-    w[over] /= total[over, None]
-    return w
-
-
-def district_of_cells(weights: np.ndarray, names: list[str]) -> list[str]:
-    """Name of the district holding most of each cell (with its share if < 99.5 %)."""
-    out = []
-    best = weights.argmax(axis=1) if weights.shape[1] else np.zeros(weights.shape[0], int)
-    for cell, d in enumerate(best):
-        share = weights[cell, d] if weights.shape[1] else 0.0
-        if share <= 0:
-            out.append(OUTSIDE)
-        elif share < 0.995:
-            out.append(f"{names[d]} ({share:.0%})")
-        else:
-            out.append(names[d])
-    return out
-
-
-def district_names(districts: gpd.GeoDataFrame) -> list[str]:
-    """``name_en`` (``name_zh``) or the code, per district."""
-    names = []
-    for _, r in districts.iterrows():
-        en, zh = str(r.get("name_en") or "").strip(), str(r.get("name_zh") or "").strip()
-        names.append(f"{en} {zh}".strip() or str(r["district_code"]))
-    return names
-
-
-# --------------------------------------------------------------------------------------------
-# formatting and HTML
-# --------------------------------------------------------------------------------------------
-
-def fmt(value: float) -> str:
-    """Tonnes (or any amount) for tables: ``3,200``, ``12.5``, ``0.005``, ``0``, ``–``."""
-    if value is None or not np.isfinite(value):
-        return "–"
-    if value == 0:
-        return "0"
-    a = abs(value)
-    if a >= 1000:
-        return f"{value:,.0f}"
-    if a >= 1:
-        return f"{value:,.1f}"
-    return f"{value:.3g}"
-
-
-def fmt_rel(value: float) -> str:
-    """Relative change as a signed percentage."""
-    if value is None or not np.isfinite(value):
-        return "–"
-    if value == 0:
-        return "0"
-    return f"{value:+.2%}" if abs(value) < 10 else f"{value:+.3g}×"
-
-
-class Raw(str):
-    """A table cell that is already HTML (not escaped by :func:`table`)."""
-
-
-def _cell(value: Any) -> str:
-    return str(value) if isinstance(value, Raw) else html.escape(str(value))
-
-
-def table(headers: list[str], rows: list[list[Any]], *, numeric: set[int] | None = None,
-          table_id: str | None = None, bold_last: bool = False) -> str:
-    """A small HTML table; cells are escaped, numeric columns right-aligned."""
-    numeric = numeric or set()
-    tid = f' id="{table_id}"' if table_id else ""
-    head = "".join(f"<th{' class=num' if i in numeric else ''}>{html.escape(str(h))}</th>"
-                   for i, h in enumerate(headers))
-    body = []
-    for k, row in enumerate(rows):
-        cls = ' class="total"' if bold_last and k == len(rows) - 1 else ""
-        cells = "".join(f"<td{' class=num' if i in numeric else ''}>{_cell(v)}</td>"
-                        for i, v in enumerate(row))
-        body.append(f"<tr{cls}>{cells}</tr>")
-    return (f"<table{tid}><thead><tr>{head}</tr></thead><tbody>{''.join(body)}</tbody>"
-            "</table>")
-
-
-def details(summary: str, inner: str, open_: bool = False) -> str:
-    """A collapsible block."""
-    return (f"<details{' open' if open_ else ''}><summary>{html.escape(summary)}</summary>"
-            f"{inner}</details>")
-
-
-CSS = """
-body{font-family:-apple-system,'Segoe UI',Roboto,'Noto Sans SC',sans-serif;margin:0 auto;
-max-width:1280px;padding:0 24px 48px;color:#1d2330;line-height:1.4}
-h1{font-size:1.6em;margin:.8em 0 .2em}h2{border-bottom:2px solid #2b5d8a;padding-bottom:4px;
-margin-top:2em;color:#2b5d8a}h3{margin:1.2em 0 .4em}
-nav{position:sticky;top:0;background:#fff;padding:6px 0;border-bottom:1px solid #ddd;
-font-size:.9em;z-index:2}nav a{margin-right:12px;color:#2b5d8a;text-decoration:none}
-table{border-collapse:collapse;font-size:.85em;margin:.4em 0 1em}
-th,td{border:1px solid #d5d9e0;padding:3px 7px;vertical-align:top}
-th{background:#eef2f7;position:sticky;top:30px}td.num,th.num{text-align:right;
-font-variant-numeric:tabular-nums;white-space:nowrap}tr.total td{font-weight:600;background:#f6f8fb}
-tbody tr:nth-child(even){background:#fafbfc}.scroll{overflow-x:auto}
-.meta td:first-child{font-weight:600;white-space:nowrap}.meta td{font-family:ui-monospace,monospace}
-.ok{color:#1a7f37;font-weight:600}.bad{color:#c62828;font-weight:600}.warn{color:#b26a00;
-font-weight:600}.note{color:#555;font-size:.9em}figure{margin:.5em 0}
-.figs{display:flex;flex-wrap:wrap;gap:8px}.figs img{width:calc(50% - 8px);min-width:420px}
-img{max-width:100%;height:auto;border:1px solid #eee}details{margin:.4em 0 1em}
-summary{cursor:pointer;color:#2b5d8a;font-weight:600}
-"""
-
-
-def html_page(title: str, nav: list[tuple[str, str]], body: list[str]) -> str:
-    """The whole page: title, sticky navigation, sections."""
-    links = "".join(f'<a href="#{a}">{html.escape(t)}</a>' for a, t in nav)
-    return ("<!DOCTYPE html><html lang='en'><head><meta charset='utf-8'>"
-            f"<title>{html.escape(title)}</title><style>{CSS}</style></head><body>"
-            f"<h1>{html.escape(title)}</h1><nav>{links}</nav>{''.join(body)}</body></html>")
-
-
-def save_png(fig: plt.Figure, out_dir: Path, name: str, dpi: int = 100) -> str:
-    """Save ``fig`` as ``out_dir/name`` and return an ``<img>`` tag embedding it (data URI)."""
-    path = out_dir / name
-    fig.savefig(path, dpi=dpi, bbox_inches="tight", facecolor="white")
-    plt.close(fig)
-    data = base64.b64encode(path.read_bytes()).decode("ascii")
-    return f'<img src="data:image/png;base64,{data}" alt="{html.escape(name)}" title="{name}">'
-
-
-# --------------------------------------------------------------------------------------------
-# figures
-# --------------------------------------------------------------------------------------------
-
-def boundary_lines_km(districts: gpd.GeoDataFrame | None, grid: Grid) -> list[np.ndarray]:
-    """District outlines in grid-CRS kilometres, as (n, 2) coordinate arrays."""
-    if districts is None or len(districts) == 0:
-        return []
-    geoms = districts.to_crs(grid.crs).geometry.to_numpy()
-    rings = shapely.get_parts(shapely.boundary(geoms))
-    rings = shapely.get_parts(rings)
-    return [shapely.get_coordinates(r) / 1e3 for r in rings if not r.is_empty]
-
-
-def map_axes(ax: plt.Axes, grid: Grid, outlines: list[np.ndarray]) -> None:
-    xmin, ymin, xmax, ymax = (v / 1e3 for v in grid.bounds)
-    for xy in outlines:
-        ax.plot(xy[:, 0], xy[:, 1], color="#333333", linewidth=0.5, alpha=0.8)
-    ax.set_xlim(xmin, xmax)
-    ax.set_ylim(ymin, ymax)
-    ax.set_aspect("equal")
-    ax.xaxis.set_major_locator(MaxNLocator(6))
-    ax.yaxis.set_major_locator(MaxNLocator(7))
-    ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}"))
-    ax.yaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}"))
-    crs_name = grid.crs.name
-    ax.set_xlabel(f"x [km] ({crs_name})", fontsize=8)
-    ax.set_ylabel("y [km]", fontsize=8)
-    ax.tick_params(labelsize=7)
-
-
-def map_figure(values: np.ndarray, grid: Grid, outlines: list[np.ndarray], title: str,
-               unit: str) -> plt.Figure:
-    """Map of a positive field per cell with a log colour scale; zero cells left blank.
-
-    Parameters
-    ----------
-    values : (ny, nx) amount per cell, e.g. t/yr; row 0 is the southern row
-    grid : grid of the values
-    outlines : district outlines in km (see :func:`boundary_lines_km`)
-    title, unit : figure title and colour-bar label
-    """
-    fig, ax = plt.subplots(figsize=(6.2, 5.6))
-    pos = values[values > 0]
-    extent = [v / 1e3 for v in (grid.bounds[0], grid.bounds[2], grid.bounds[1], grid.bounds[3])]
-    ax.set_facecolor("#f2f2f2")
-    if pos.size:
-        vmax = float(pos.max())
-        vmin = max(float(np.percentile(pos, 1)), vmax * 1e-6)
-        vmin = min(vmin, vmax / 10)
-        masked = np.ma.masked_less_equal(values, 0)
-        im = ax.imshow(masked, origin="lower", extent=extent, cmap="YlOrRd",
-                       norm=LogNorm(vmin=vmin, vmax=vmax), interpolation="nearest")
-        cb = fig.colorbar(im, ax=ax, shrink=0.82, pad=0.04, extend="min")
-        cb.set_label(unit, fontsize=8)
-        cb.ax.tick_params(labelsize=7)
-    else:
-        ax.text(0.5, 0.5, "no emissions", transform=ax.transAxes, ha="center", va="center")
-    map_axes(ax, grid, outlines)
-    ax.set_title(title, fontsize=10)
-    return fig
-
-
-def _scale(max_value: float, unit: str) -> tuple[float, str]:
-    """(divisor, unit) so that amounts in tonnes read well: t, kt or Mt."""
-    if max_value >= 1e6:
-        return 1e6, f"Mt/{unit}"
-    if max_value >= 1e4:
-        return 1e3, f"kt/{unit}"
-    if 0 < max_value < 1:
-        return 1e-3, f"kg/{unit}"
-    return 1.0, f"t/{unit}"
-
-
-def monthly_figure(monthly: pd.DataFrame, year: int) -> plt.Figure:
-    """Small multiples of monthly totals [t/month] per species (columns), months as rows."""
-    species = [s for s in monthly.columns if monthly[s].abs().sum() > 0]
-    ncol = 4
-    nrow = max(1, int(np.ceil(len(species) / ncol)))
-    fig, axes = plt.subplots(nrow, ncol, figsize=(12, 2.3 * nrow), squeeze=False)
-    months = np.arange(1, 13)
-    for ax, sp in zip(axes.ravel(), species, strict=False):
-        div, unit = _scale(float(monthly[sp].max()), "month")
-        ax.bar(months, monthly[sp].to_numpy() / div, color="#2b5d8a", width=0.75)
-        ax.set_title(f"{label(sp)} [{unit}]", fontsize=9)
-        ax.set_xticks(months, ["J", "F", "M", "A", "M", "J", "J", "A", "S", "O", "N", "D"],
-                      fontsize=7)
-        ax.tick_params(axis="y", labelsize=7)
-        ax.grid(axis="y", alpha=0.3)
-    for ax in axes.ravel()[len(species):]:
-        ax.axis("off")
-    fig.suptitle(f"Monthly emissions {year} (UTC calendar months; annual.nc × temporal factors)",
-                 fontsize=11)
-    fig.tight_layout()
-    return fig
-
-
-def week_figure(series: pd.DataFrame, expected: pd.DataFrame, title: str) -> plt.Figure:
-    """Hourly city totals of a few species over one week, local time on the axis.
-
-    Parameters
-    ----------
-    series : kg/h per species (columns) measured in the hourly files, index local naive times
-    expected : the same from annual.nc × temporal factors (drawn dashed)
-    title : figure title
-    """
-    species = [s for s in series.columns if series[s].abs().sum() > 0] or list(series.columns)[:1]
-    fig, axes = plt.subplots(len(species), 1, figsize=(11, 1.55 * len(species) + 0.8),
-                             sharex=True, squeeze=False)
-    for ax, sp in zip(axes[:, 0], species, strict=True):
-        t = series[sp] / 1e3
-        div, unit = _scale(float(t.max()) * 1.0001, "h")
-        ax.step(series.index, t / div, where="post", color="#2b5d8a", linewidth=1.2,
-                label="hourly files")
-        if sp in expected:
-            ax.step(expected.index, expected[sp] / 1e3 / div, where="post", color="#e07b00",
-                    linewidth=0.8, linestyle="--", label="annual.nc × factors")
-        ax.set_ylabel(f"{label(sp)}\n[{unit}]", fontsize=8)
-        ax.tick_params(labelsize=7)
-        ax.set_ylim(bottom=0)
-        ax.grid(alpha=0.3)
-    axes[0, 0].legend(fontsize=7, loc="upper right", ncol=2)
-    ax = axes[-1, 0]
-    ax.xaxis.set_major_locator(mdates.DayLocator())
-    ax.xaxis.set_major_formatter(mdates.DateFormatter("%a %d %b"))
-    ax.xaxis.set_minor_locator(mdates.HourLocator(byhour=[6, 12, 18]))
-    ax.set_xlabel(f"local time ({LOCAL_TZ}, UTC+8)", fontsize=8)
-    fig.suptitle(title, fontsize=11)
-    fig.tight_layout()
-    return fig
-
-
-# --------------------------------------------------------------------------------------------
-# computations
-# --------------------------------------------------------------------------------------------
 
 def monthly_totals(data: BuildData) -> pd.DataFrame:
     """t/month per species: Σ_sector annual total × Σ temporal factors of the UTC month.
@@ -573,7 +121,8 @@ def week_series(data: BuildData, start_local: pd.Timestamp, species: list[str]
     Parameters
     ----------
     data : the build
-    start_local : local (Asia/Shanghai) start of the week, naive
+    start_local : start of the week, naive, in the build's profile time zone
+        (:attr:`BuildData.timezone`)
     species : species to read
 
     Returns
@@ -581,8 +130,10 @@ def week_series(data: BuildData, start_local: pd.Timestamp, species: list[str]
     (measured, expected, max relative difference)
         kg/h per species, indexed by naive *local* times; empty frames if no file covers it.
     """
-    start_utc = start_local.tz_localize(LOCAL_TZ).tz_convert("UTC").tz_localize(None)
-    end_utc = start_utc + pd.Timedelta(days=7)
+    zone = data.timezone
+    start_utc, end_utc = (t.tz_localize(zone, nonexistent="shift_forward").tz_convert("UTC")
+                          .tz_localize(None) for t in (start_local,
+                                                       start_local + pd.Timedelta(days=7)))
     days = list(pd.date_range(start_utc.normalize(), (end_utc - pd.Timedelta(hours=1))
                               .normalize(), freq="D"))
     measured = hourly_city_totals(data.path / "hourly", days, species, data)
@@ -593,7 +144,7 @@ def week_series(data: BuildData, start_local: pd.Timestamp, species: list[str]
     scale = np.maximum(np.abs(measured.to_numpy()), np.abs(expected.to_numpy()))
     peak = scale.max(axis=0, keepdims=True)
     diff = np.abs(measured.to_numpy() - expected.to_numpy()) / np.where(peak > 0, peak, 1.0)
-    local = (measured.index.tz_localize("UTC").tz_convert(LOCAL_TZ).tz_localize(None))
+    local = (measured.index.tz_localize("UTC").tz_convert(zone).tz_localize(None))
     measured.index = local
     expected.index = local
     return measured, expected, float(diff.max())
@@ -618,9 +169,27 @@ def pick_weeks(data: BuildData, weeks: list[str | pd.Timestamp] | None) -> list[
     return ok
 
 
-# --------------------------------------------------------------------------------------------
-# the report
-# --------------------------------------------------------------------------------------------
+def local_time_label(zone: str, start_local: pd.Timestamp, days: int = 7) -> str:
+    """Time-axis label naming ``zone`` and its UTC offset(s) over ``days`` from ``start_local``.
+
+    ``"local time (Asia/Shanghai, UTC+8)"``; ``"local time (Europe/Berlin, UTC+1/+2)"`` for a
+    week across a change of summer time; ``"UTC"`` for UTC.
+    """
+    if zone == "UTC":
+        return "UTC"
+    utc = pd.date_range(start_local - pd.Timedelta(days=1), periods=(days + 2) * 24, freq="h",
+                        tz="UTC")
+    local = utc.tz_convert(zone)
+    local = local[(local.tz_localize(None) >= start_local)
+                  & (local.tz_localize(None) < start_local + pd.Timedelta(days=days))]
+    offsets = sorted({int(t.utcoffset().total_seconds()) // 60 for t in local})
+
+    def text(minutes: int) -> str:
+        h, m = divmod(abs(minutes), 60)
+        return ("+" if minutes >= 0 else "-") + f"{h}" + (f":{m:02d}" if m else "")
+
+    return f"local time ({zone}, UTC{'/'.join(text(o) for o in offsets)})"
+
 
 def _input_cell(column: str, value: Any) -> Any:
     if pd.isna(value):
@@ -629,15 +198,15 @@ def _input_cell(column: str, value: Any) -> Any:
 
 
 def _header(data: BuildData, inputs: pd.DataFrame | None, boundaries: Any) -> str:
-    a, m = data.attrs, data.manifest
+    a = data.attrs
     g = data.grid
     rows = [
         ("build id", data.build_id),
         ("year", str(data.year)),
-        ("period", " .. ".join(m["period"]) if m.get("period") else "whole year"),
-        ("config hash", str(a.get("tongyuan_config_hash") or m.get("config_hash"))),
+        ("period", " .. ".join(data.period) if data.period else "whole year"),
+        ("config hash", str(a.get("tongyuan_config_hash") or data.config_hash)),
         ("code version", str(a.get("tongyuan_code_version", "?"))),
-        ("config", str(m.get("config", "?"))),
+        ("config", str(data.config or "?")),
         ("grid", f"{g.name}: {g.nx} × {g.ny} cells of {g.dx:g} × {g.dy:g} {g.units}, "
                  f"{g.crs.name} ({g.crs.to_string()}), lower-left ({g.x0:g}, {g.y0:g}) "
                  f"{g.units}"),
@@ -694,7 +263,7 @@ def _ledger_section(data: BuildData) -> tuple[str, bool, float]:
     head = ["species", *[c.replace("_kg", "").replace("_", " ") + " t/yr" for c in cols]]
     rows = [[label(sp), *[fmt(per.loc[sp, c] / 1e3) for c in cols]] for sp in per.index]
     full_rows = [[s, label(sp), *[fmt(r[c] / 1e3) for c in cols]] for (s, sp), r in led.iterrows()]
-    period = data.manifest.get("period")
+    period = data.period
     note = ("<p class='note'>read = gridded + outside domain + rejected; written is what the "
             "hourly files carry" + (f" for the period {period[0]} .. {period[1]}" if period
                                     else " (= gridded for a whole-year build)") + ".</p>")
@@ -740,7 +309,7 @@ def _top_cells(data: BuildData, dnames: list[str] | None, weights: np.ndarray | 
     order = np.argsort(-flat[rank_sp], kind="stable")[:TOP_N]
     order = [c for c in order if flat[rank_sp][c] > 0]
     by_sector = data.annual.sel(species=rank_sp).to_numpy().reshape(len(data.sectors), -1)
-    dist = district_of_cells(weights, dnames) if weights is not None and dnames else None
+    dist = region_of_cells(weights, dnames) if weights is not None and dnames else None
     cols = [sp for sp in ("CO2", "NOx") if sp in species]
     rows = []
     for rank, c in enumerate(order, 1):
@@ -859,6 +428,14 @@ def _checks(checks: pd.DataFrame | None) -> str:
     return f"<p>{parts}</p>" + table(cols, rows, table_id="checks")
 
 
+def _zone_note(data: BuildData) -> str:
+    if not data.timezone_recorded:
+        return ("<p class='warn'>annual.nc records no profile time zone (temporal_factor "
+                "attribute profile_timezone): the weeks are shown in UTC.</p>")
+    return (f"<p class='note'>Hours in the time zone of the build's temporal profiles: "
+            f"{html.escape(data.timezone)}.</p>")
+
+
 def write_report(build_dir: str | Path, out_dir: str | Path | None = None, *,
                  boundaries: str | Path | None = None,
                  weeks: list[str | pd.Timestamp] | None = None) -> Path:
@@ -868,9 +445,10 @@ def write_report(build_dir: str | Path, out_dir: str | Path | None = None, *,
     ----------
     build_dir : build directory (``OUT/<build-id>`` or ``OUT/latest``)
     out_dir : where to write; default ``<build_dir>/report``
-    boundaries : district GeoPackage (layer ``districts``); default ``manifest['boundaries']``
-    weeks : local (Asia/Shanghai) Monday dates of the weeks to plot hour by hour; default the
-        second full week of January and of July of the build year
+    boundaries : district GeoPackage (layer ``districts``); default the manifest's ``boundaries``
+    weeks : Monday dates of the weeks to plot hour by hour, local in the build's profile time
+        zone (``profile_timezone`` of ``annual.nc``; UTC when not recorded); default the second
+        full week of January and of July of the build year
 
     Returns
     -------
@@ -878,21 +456,21 @@ def write_report(build_dir: str | Path, out_dir: str | Path | None = None, *,
         Path of ``index.html``. Amounts in the report are tonnes per year (t/yr) unless labelled.
     """
     t0 = time.perf_counter()
-    data = load_build(build_dir)
+    data = open_build(build_dir)
     out = Path(out_dir) if out_dir is not None else data.path / "report"
     out.mkdir(parents=True, exist_ok=True)
     for pattern in ("map_*.png", "week_*.png", "monthly.png"):  # figures of an earlier run
         for old in out.glob(pattern):
             old.unlink()
-    inputs = _read_csv(data, "inputs.csv")
-    sources = _read_csv(data, "sources.csv", dtype={"source_id": str})
-    emissions = _read_csv(data, "emissions_by_source.csv", dtype={"source_id": str})
-    notices = _read_csv(data, "notices.csv", dtype=str)
-    checks = _read_csv(data, "checks.csv")
-    bpath = boundaries if boundaries is not None else data.manifest.get("boundaries")
-    districts = read_districts(bpath)
-    weights = district_weights(data.grid, districts) if districts is not None else None
-    dnames = district_names(districts) if districts is not None else None
+    inputs = data.read_csv("inputs.csv")
+    sources = data.read_csv("sources.csv", dtype={"source_id": str})
+    emissions = data.read_csv("emissions_by_source.csv", dtype={"source_id": str})
+    notices = data.read_csv("notices.csv", dtype=str)
+    checks = data.read_csv("checks.csv")
+    bpath = boundaries if boundaries is not None else data.boundaries
+    districts = read_regions(bpath)
+    weights = region_weights(data.grid, districts) if districts is not None else None
+    dnames = region_names(districts) if districts is not None else None
     outlines = boundary_lines_km(districts, data.grid)
 
     sec_table, sec_ok, sec_worst = _sector_species_table(data)
@@ -930,7 +508,8 @@ def write_report(build_dir: str | Path, out_dir: str | Path | None = None, *,
             continue
         end = w + pd.Timedelta(days=6)
         fig = week_figure(measured, expected, f"City total per hour, week {w:%d %b} – "
-                          f"{end:%d %b %Y} (local time), from the hourly files")
+                          f"{end:%d %b %Y} (local time), from the hourly files",
+                          time_label=local_time_label(data.timezone, w))
         week_imgs.append(save_png(fig, out, f"week_{w:%Y%m%d}.png"))
         week_qa.append((worst <= 1e-6, f"hourly files of the week from {w:%Y-%m-%d} agree with "
                         f"annual.nc × temporal factors (largest difference {worst:.1e} of the "
@@ -963,8 +542,9 @@ def write_report(build_dir: str | Path, out_dir: str | Path | None = None, *,
          "grey: no emissions; lines: district boundaries.</p><div class='figs'>"
          + "".join(maps) + "</div>" + (f"<p class='note'>No emissions of: {', '.join(zero)}.</p>"
                                        if zero else "")),
-        ("hourly", "Hourly weeks", "".join(f"<figure>{img}</figure>" for img in week_imgs)
-         or "<p class='note'>No hourly files to plot.</p>"),
+        ("hourly", "Hourly weeks", _zone_note(data) + (
+            "".join(f"<figure>{img}</figure>" for img in week_imgs)
+            or "<p class='note'>No hourly files to plot.</p>")),
         ("monthly", "Monthly", f"<figure>{monthly_img}</figure>{monthly_tab}"),
         ("topcells", "Top cells", _top_cells(data, dnames, weights)),
         ("stacks", "Top stacks", _top_stacks(data, sources, emissions)),
@@ -997,12 +577,11 @@ def summary_markdown(build_dir: str | Path) -> str:
         Build id, a table of ledger totals per species (read and gridded, t/yr) and the number
         of same-source check errors and warnings.
     """
-    path = Path(build_dir).resolve()
-    manifest = json.loads(_require(path / "manifest.json", "manifest").read_text())
-    ledger = pd.read_csv(_require(path / "ledger.csv", "ledger"))
-    per = ledger.groupby("species", sort=False)[["read_kg", "gridded_kg", "outside_domain_kg",
+    data = open_build(build_dir)
+    path = data.path
+    per = data.ledger.groupby("species", sort=False)[["read_kg", "gridded_kg", "outside_domain_kg",
                                                  "rejected_kg"]].sum() / 1e3
-    lines = [f"## Tongyuan build `{manifest.get('build_id', path.name)}` ({manifest.get('year')})",
+    lines = [f"## Tongyuan build `{data.build_id}` ({data.year})",
              "", "| species | read t/yr | gridded t/yr | outside domain t/yr | rejected t/yr |",
              "|---|---:|---:|---:|---:|"]
     for sp, r in per.iterrows():
