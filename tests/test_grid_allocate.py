@@ -388,11 +388,11 @@ def test_build_on_a_distributed_local_cluster_is_bit_identical(world, prefect_ha
                       dashboard_address=None) as cluster:
         remote = build_inventory(str(world), out_dir=str(tmp_path / "b"), period=day,
                                  scheduler=cluster.scheduler_address)
-    assert {n: c["allocation"] for n, c in remote["cache"].items()} == {
+    assert {n: c["allocation"] for n, c in remote.cache.items()} == {
         "points": "computed", "lines": "computed", "areas": "computed"}
     for name in ("annual.nc", "hourly/20240301.nc"):
-        a = xr.open_dataset(Path(local["build_dir"]) / name)
-        b = xr.open_dataset(Path(remote["build_dir"]) / name)
+        a = xr.open_dataset(Path(local.build_dir) / name)
+        b = xr.open_dataset(Path(remote.build_dir) / name)
         with a, b:
             for v in a.data_vars:
                 np.testing.assert_array_equal(a[v].values, b[v].values, err_msg=f"{name}: {v}")
@@ -505,13 +505,13 @@ def test_lonlat_build_writes_cf_files_with_longitude_latitude(world, prefect_har
     _lonlat_world(world)
     s = build_inventory(str(world), out_dir=str(tmp_path / "out"),
                         period=("2024-03-01", "2024-03-01"))
-    path = Path(s["build_dir"]) / "hourly" / "20240301.nc"
+    path = Path(s.build_dir) / "hourly" / "20240301.nc"
     with xr.open_dataset(path) as ds:
         assert ds["x"].attrs["standard_name"] == "longitude"
         assert ds["y"].attrs["units"] == "degrees_north"
         assert ds["crs"].attrs["grid_mapping_name"] == "latitude_longitude"
         co2 = float((ds["CO2"] * ds["cell_area"] * 3600).sum())
-    assert co2 == pytest.approx(s["totals"].loc["CO2", "written_kg"], rel=1e-12)
+    assert co2 == pytest.approx(s.totals.loc["CO2", "written_kg"], rel=1e-12)
     exe = Path(sys.executable).with_name("compliance-checker")
     res = subprocess.run([str(exe), "--test", "cf:1.8", "--criteria", "strict", str(path)],
                          capture_output=True, text=True, timeout=120)

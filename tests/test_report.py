@@ -23,7 +23,7 @@ from pipeline.report.qa import local_time_label, monthly_totals, week_series
 from sources.errors import ConfigError
 from tests.world import write_world
 
-pytestmark = pytest.mark.usefixtures("prefect_harness")
+pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("prefect_harness")]
 
 # CO2 kg/yr per flat cell index (tests/test_build.py)
 EXPECTED_CO2 = {0: 2_201_500, 1: 200_500, 6: 2000, 7: 50_000, 11: 1_001_000}

@@ -91,6 +91,7 @@ def _run_and_wait(api: str, deployment_id: str, timeout: float = 300) -> dict:
     return _wait(f"flow run {run['name']}", finished, timeout)
 
 
+@pytest.mark.slow
 def test_nightly_served_beside_a_prefect_server(world, prefect_server, tmp_path):
     """``tongyuan serve`` registers the nightly deployment with its cron in Asia/Shanghai (the
     server schedules its runs at 18:00 UTC); a run triggered on the server is executed by the
