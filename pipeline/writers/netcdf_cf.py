@@ -11,6 +11,7 @@ complete or does not exist.
 from __future__ import annotations
 
 import os
+import re
 from pathlib import Path
 from typing import Any
 
@@ -63,12 +64,17 @@ def check_grid(grid: Grid) -> None:
     """Every grid Tongyuan reads has a CF grid mapping: nothing to refuse."""
 
 
+def _pint_units(udunits: str) -> str:
+    """A UDUNITS unit string (``g m-2 s-1``) as pint reads it (``g m**-2 s**-1``)."""
+    return re.sub(r"(?<=[A-Za-z])(-?\d+)", r"**\1", udunits)
+
+
 def _in_cf_units(ds: xr.Dataset) -> xr.Dataset:
     """Species in kg m-2 s-1 (through pint; a variable already in them is left as it is)."""
     for v in ds.data_vars:
         units = ds[v].attrs.get("units", UNITS)
         if units != UNITS:
-            ds[v] = ds[v] * factor_to(units, UNITS)
+            ds[v] = ds[v] * factor_to(_pint_units(units), _pint_units(UNITS))
             ds[v].attrs["units"] = UNITS
     return ds
 
