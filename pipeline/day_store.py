@@ -24,7 +24,7 @@ import xarray as xr
 
 from pipeline.cube import SECONDS_PER_HOUR
 from pipeline.publish import has_manifest, read_manifest
-from pipeline.writers import netcdf_cf
+from pipeline.writers import WriteMeta, netcdf_cf
 from sources.errors import ConfigError
 
 
@@ -128,6 +128,8 @@ def write_days(cube: xr.Dataset, days: list[pd.Timestamp], ctx: WriteContext,
     reused: dict[str, str] = {}
     seconds = SECONDS_PER_HOUR
     stored = stored_days(ctx.store)  # days differ in content: this call adds none it could use
+    meta = WriteMeta(attrs=ctx.attrs, year=ctx.year, dtype=ctx.dtype, complevel=ctx.complevel,
+                     shuffle=ctx.shuffle, static=ctx.static)
     for day in days:
         start = np.datetime64(day.to_datetime64(), "h")
         sel = cube.sel(time=slice(start, start + np.timedelta64(23, "h")))
@@ -155,8 +157,7 @@ def write_days(cube: xr.Dataset, days: list[pd.Timestamp], ctx: WriteContext,
                 shutil.copy2(source, path)
             reused[key] = origin  # the build that wrote the file
         else:
-            netcdf_cf.write(day_ds, path, ctx.attrs, static=ctx.static, year=ctx.year,
-                            dtype=ctx.dtype, complevel=ctx.complevel, shuffle=ctx.shuffle)
+            netcdf_cf.write(day_ds, path, meta)
             store_day(ctx.store, h, path, ctx.attrs["tongyuan_build_id"])
         written[key] = mass
         files.append(str(path))

@@ -20,14 +20,17 @@ from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
 
+import dask
+import dask.array as da
 import numpy as np
 import pandas as pd
 import scipy.sparse as sp
+import xarray as xr
 
 from grids.grid import Grid
 from grids.vertical import Layers, briggs_rise, plume_bounds, sigma_to_heights
-from pipeline.writers import FORMATS, MODEL_FORMATS, cmaq, wrfchem
-from sources.errors import ConfigError
+from pipeline.writers import FORMATS, MODEL_FORMATS, WriteMeta
+from sources.errors import ConfigError, MassBalanceError
 from sources.speciation import DERIVED, Speciation, load_speciation
 from sources.validate import STACK_COLUMNS
 
@@ -254,62 +257,48 @@ def _day_hours(times: np.ndarray, day: pd.Timestamp, n: int) -> np.ndarray:
     return np.where(idx < times.size, idx, idx - 24)
 
 
+def day_fields(mo: ModelOutputs, day: pd.Timestamp, factors) -> xr.Dataset:
+    """The model species of UTC ``day``, per second per grid cell (``mol/s`` for gases, ``g/s``
+    for aerosols), ``(time = 25, z, y, x)`` from 00 UTC: the 25th step is 00 UTC of the next day
+    (on the year's last day the day's own 00 UTC hour again). Lazy: each species is one dask
+    task (:func:`species_hours`), computed when a writer reads it."""
+    ma = mo.annual
+    sectors = [str(s) for s in factors["sector"].values]
+    times = factors["time"].values.astype("datetime64[h]")
+    h25 = _day_hours(times, day, 25)
+    f25 = factors.to_numpy()[:, h25]
+    shape = (25, ma.n_layers, ma.grid.ny, ma.grid.nx)
+    data_vars = {}
+    for k, m in enumerate(mo.speciation.species):
+        kind = "gas" if m.gas else "aerosol"
+        task = dask.delayed(species_hours, pure=False)(ma, k, f25, sectors, mo.cems, h25)
+        data_vars[m.name] = (("time", "z", "y", "x"), da.from_delayed(task, shape, float), {
+            "units": "mol/s" if m.gas else "g/s", "long_name": m.name,
+            "var_desc": f"{m.name} emission rate ({kind})",
+            "description": f"{m.name} emissions ({kind})"})
+    steps = pd.date_range(day, periods=25, freq="h")
+    return xr.Dataset(data_vars, coords={"time": steps, "z": np.arange(1, ma.n_layers + 1)})
+
+
 def write_days(mo: ModelOutputs, days: list[pd.Timestamp], factors, build_dir: Path,
                meta: dict) -> dict[str, dict[str, dict[str, float]]]:
-    """Write the model files of ``days``; return per format, day and model species the amount
-    the files carry over the day's 24 hours [mol or g], measured from the float32 arrays."""
-    ma, spec = mo.annual, mo.speciation
-    sectors = [str(s) for s in factors["sector"].values]
-    fac = factors.to_numpy()
-    times = factors["time"].values.astype("datetime64[h]")
-    names = [m.name for m in spec.species]
-    gas = {m.name: m.gas for m in spec.species}
-    area = ma.grid.cell_area_m2
+    """Write the model files of ``days`` (each format's writer converts :func:`day_fields` to
+    its units); return per format, day and model species the amount the files carry over the
+    day's 24 hours [mol or g], measured by the writers from the float32 arrays."""
+    ma = mo.annual
     measured: dict[str, dict[str, dict[str, float]]] = {f: {} for f in mo.formats}
-    meta = {**meta, "mechanism": mo.mechanism}
+    layers_m = tuple(float(z) for z in ma.layers.interfaces)
     for day in days:
-        key = f"{day:%Y%m%d}"
-        h25 = _day_hours(times, day, 25)
-        f25 = fac[:, h25]
-        if "cmaq" in mo.formats:
+        fields = day_fields(mo, day, factors)
+        for name in mo.formats:
             got: dict[str, float] = {}
-
-            def cmaq_field(name: str) -> np.ndarray:
-                v = species_hours(ma, names.index(name), f25, sectors, mo.cems,
-                                  h25).astype(np.float32)
-                got[name] = float(v[:24].astype(np.float64).sum() * 3600.0)
-                return v
-
-            fmt = FORMATS["cmaq"]
+            fmt = FORMATS[name]
             path = build_dir / fmt.folder / fmt.file_name(day, mechanism=mo.mechanism,
                                                           grid=ma.grid.name)
-            cmaq.write(path, day,
-                       names, cmaq_field, {n: "moles/s" if gas[n] else "g/s" for n in names},
-                       {n: f"{n} emission rate ({'gas' if gas[n] else 'aerosol'})"
-                        for n in names}, ma.grid, ma.layers.interfaces[:ma.n_layers + 1],
-                       meta)
-            measured["cmaq"][key] = got
-        if "wrfchem" in mo.formats:
-            got_w: dict[str, float] = {}
-            # mol/s per cell → mol km-2 h-1; g/s per cell → µg m-2 s-1
-            to_wrf = {n: (3600.0 * 1e6 / area if gas[n] else 1e6 / area) for n in names}
-            back = {n: (area / 1e6 / 3600.0 if gas[n] else area / 1e6) for n in names}
-
-            def wrf_field(ename: str) -> np.ndarray:
-                n = ename[2:]
-                v = (species_hours(ma, names.index(n), f25[:, :24], sectors, mo.cems,
-                                   h25[:24]) * to_wrf[n]).astype(np.float32)
-                got_w[n] = float((v.astype(np.float64) * back[n]).sum() * 3600.0)
-                return v
-
-            fmt = FORMATS["wrfchem"]
-            wrfchem.write(build_dir / fmt.folder / fmt.file_name(day), day,
-                          [f"E_{n}" for n in names], wrf_field,
-                          {f"E_{n}": "mol km^-2 hr^-1" if gas[n] else "ug m^-2 s^-1"
-                           for n in names},
-                          {f"E_{n}": f"{n} emissions ({'gas' if gas[n] else 'aerosol'})"
-                           for n in names}, ma.grid, ma.n_layers, meta)
-            measured["wrfchem"][key] = got_w
+            fmt.writer.write(fields, path, WriteMeta(
+                grid=ma.grid, attrs=meta, mechanism=mo.mechanism, layers_m=layers_m,
+                on_written=got.__setitem__))
+            measured[name][f"{day:%Y%m%d}"] = got
     return measured
 
 
@@ -317,8 +306,6 @@ def check_days(mo: ModelOutputs, annual, factors, measured: dict, rtol: float = 
     """Every model file carries, per day and model species, what the inventory's gridded mass
     gives through the speciation table: ``Σ_sector kg[sector, pollutant, day] · S``. Raises
     :class:`MassBalanceError` naming format, day and species otherwise."""
-    from sources.errors import MassBalanceError
-
     totals = annual.sum(dim=("y", "x")).to_pandas()  # sector × species, kg/yr
     times = factors["time"].values.astype("datetime64[D]")
     problems = []

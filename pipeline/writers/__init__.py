@@ -1,17 +1,81 @@
 """The output formats of a build: one writer module per format, listed once in :data:`FORMATS`.
 
-Every writer module exposes ``write(...)`` (one UTC day to one file) and ``check_grid(grid)``
-(raise :class:`~sources.errors.ConfigError` at the start of a build if the format cannot describe
-the grid). The configuration, the CLI, the download service and the model-ready step read the
-list of formats, their folders and file names from here.
+Every writer module exposes the same two functions:
+
+``write(day: xarray.Dataset, path, meta: WriteMeta) -> None``
+    Write one UTC day to the file ``path`` (atomically: a temporary name, renamed when complete).
+    ``day`` holds one data variable per species, each with a ``units`` attribute that pint
+    (:data:`sources.units.ureg`) reads; the writer converts them to its format's units itself:
+
+    * ``cf`` (:mod:`~pipeline.writers.netcdf_cf`): the 24 computed hours of the hourly cube,
+      dims ``(time, y, x)``, fluxes per area (written in kg m-2 s-1);
+    * ``cmaq`` (:mod:`~pipeline.writers.cmaq`) and ``wrfchem`` (:mod:`~pipeline.writers.wrfchem`):
+      model species, dims ``(time, z, y, x)``, amounts per second per grid cell (``mol/s`` for
+      gases, ``g/s`` for aerosols), 25 hourly steps from 00 UTC (the 25th, 00 UTC of the next day,
+      is CMAQ's; WRF-Chem writes the first 24). The variables are lazy (dask): a writer
+      materialises one species at a time, so a day's species are never all in memory. Attributes
+      ``long_name``, ``var_desc`` (I/O API) and ``description`` (WRF) describe them.
+
+    ``meta`` (:class:`WriteMeta`) carries what is not per day: grid, global attributes, encoding,
+    mechanism, layer heights.
+
+``check_grid(grid)``
+    Raise :class:`~sources.errors.ConfigError` at the start of a build if the format cannot
+    describe the grid.
+
+The configuration, the CLI, the download service and the model-ready step read the list of
+formats, their folders and file names from here.
 """
 
 from __future__ import annotations
 
 import importlib
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
 from types import ModuleType
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:  # the configuration reads this registry: no pyproj, shapely or netCDF here
+    from grids.grid import Grid
+
+
+@dataclass(frozen=True)
+class WriteMeta:
+    """What a writer needs besides the day's fields; the same for every day of a build.
+
+    Each writer reads the fields it needs and ignores the others.
+    """
+
+    #: the horizontal grid (CMAQ and WRF-Chem: projection header, cell areas [m2] for the
+    #: per-area WRF-Chem units, XLONG/XLAT); None for a CF day whose :attr:`static` is given
+    grid: Grid | None = None
+    #: global attributes of the build (provenance: ``tongyuan_build_id``, ``history`` ...);
+    #: CF writes them all, CMAQ takes EXEC_ID/HISTORY and WRF-Chem ``tongyuan_build_id`` from them
+    attrs: Mapping[str, Any] = field(default_factory=dict)
+    #: CF: the year whose 1 January 00 UTC the time axis counts hours from (None: the day's year)
+    year: int | None = None
+    #: CF: numpy dtype of the species variables (``float64`` or ``float32``); the model formats
+    #: are always float32 (REAL)
+    dtype: str = "float64"
+    #: CF: zlib (deflate) level of the species variables, 0 (none) to 9
+    complevel: int = 1
+    #: CF: byte-shuffle filter before deflate
+    shuffle: bool = False
+    #: CF: coordinates and ancillary variables of every file, name → (dims, values, attrs), as
+    #: :func:`pipeline.writers.netcdf_cf.static_coords` computes them once per build (None:
+    #: computed from :attr:`grid`)
+    static: Mapping[str, Any] | None = None
+    #: chemical mechanism of the model species (CMAQ FILEDESC, WRF-Chem TITLE)
+    mechanism: str = ""
+    #: model layer interfaces [m above ground], ascending from 0; a day with ``n`` layers (its
+    #: ``z`` size) is written with the first ``n + 1`` (CMAQ VGLVLS, VGTOP)
+    layers_m: tuple[float, ...] = ()
+    #: CMAQ GDNAM, the grid's name in GRIDDESC (None: the grid's name) [≤ 16 characters]
+    gdnam: str | None = None
+    #: CMAQ and WRF-Chem: called once per species, as it is written, with the species name and
+    #: the amount its float32 array carries over the day's 24 hours [mol or g] (how the
+    #: model-ready step checks the files against the inventory); None: not reported
+    on_written: Callable[[str, float], None] | None = None
 
 
 @dataclass(frozen=True)

@@ -18,19 +18,24 @@ day the day's own 00 UTC hour is repeated).
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pandas as pd
 import pyproj
+import xarray as xr
 
 from grids.grid import Grid
+from pipeline.writers import WriteMeta
 from pipeline.writers.classic import classic_file
 from sources.errors import ConfigError
+from sources.units import factor_to, ureg
 
 VGHVAL3 = 6  # I/O API: H (m) above ground (VGZVAL3 = 5 is above sea level)
+#: the file's units, per grid cell: gases (amount of substance) and aerosols (mass)
+GAS_UNITS, AEROSOL_UNITS = "moles/s", "g/s"
+HOUR_S = factor_to("hour", "s")
 
 
 def _pad(text: str, n: int) -> str:
@@ -80,19 +85,28 @@ def _yyyyddd(ts: pd.Timestamp) -> int:
     return ts.year * 1000 + ts.dayofyear
 
 
-def write(path: str | Path, day: pd.Timestamp, names: list[str],
-          field: Callable[[str], np.ndarray], units: dict[str, str],
-          descriptions: dict[str, str], grid: Grid, interfaces_m: np.ndarray,
-          meta: dict[str, Any], *, gdnam: str | None = None) -> None:
-    """Write one day; ``field(name)`` gives (25, LAY, ROW, COL) float32 per cell [moles/s or
-    g/s], asked for one species at a time after the header is defined."""
-    path = Path(path)
-    n_t, n_lay, n_row, n_col = 25, len(interfaces_m) - 1, grid.ny, grid.nx
+def file_units(units: str) -> str:
+    """The I/O API unit of a species given in ``units`` (amount or mass per second per cell)."""
+    return GAS_UNITS if ureg.Unit(units).is_compatible_with(GAS_UNITS) else AEROSOL_UNITS
+
+
+def write(day: xr.Dataset, path: str | Path, meta: WriteMeta) -> None:
+    """Write one day: ``day`` holds model species ``(time = 25, z, y, x)`` per grid cell (any
+    unit of amount or mass per second), converted to moles/s or g/s and materialised one species
+    at a time after the header is defined (see :mod:`pipeline.writers` for the interface)."""
+    path, grid = Path(path), meta.grid
+    names = [str(n) for n in day.data_vars]
+    start = pd.Timestamp(day["time"].values[0])
+    n_t, n_lay, n_row, n_col = 25, day.sizes["z"], grid.ny, grid.nx
+    if len(meta.layers_m) < n_lay + 1:
+        raise ValueError(f"{n_lay} layers need {n_lay + 1} interfaces, got {meta.layers_m}")
+    interfaces_m = np.asarray(meta.layers_m[:n_lay + 1], dtype=float)
     for n in names:
         if len(n) > 16:
             raise ConfigError(f"model species name {n!r} is longer than 16 characters")
+    units = {n: file_units(day[n].attrs["units"]) for n in names}
     now = time.gmtime()
-    steps = [day + pd.Timedelta(hours=h) for h in range(25)]
+    steps = [start + pd.Timedelta(hours=h) for h in range(25)]
     horiz = ioapi_horizontal(grid)
     with classic_file(path, {"TSTEP": None, "DATE-TIME": 2, "LAY": n_lay, "VAR": len(names),
                              "ROW": n_row, "COL": n_col}) as nc:
@@ -103,43 +117,54 @@ def write(path: str | Path, day: pd.Timestamp, names: list[str],
         variables = {}
         for n in names:
             v = nc.createVariable(n, "f4", ("TSTEP", "LAY", "ROW", "COL"))
-            v.setncattr("long_name", _pad(n, 16))
+            v.setncattr("long_name", _pad(day[n].attrs.get("long_name", n), 16))
             v.setncattr("units", _pad(units[n], 16))
-            v.setncattr("var_desc", _pad(descriptions.get(n, n), 80))
+            v.setncattr("var_desc", _pad(day[n].attrs.get("var_desc", n), 80))
             variables[n] = v
-        attrs: dict[str, Any] = {
-            "IOAPI_VERSION": _pad("ioapi-3.2 (written by Tongyuan)", 80),
-            "EXEC_ID": _pad(str(meta.get("tongyuan_build_id", "tongyuan")), 80),
-            "FTYPE": np.int32(1),
-            "CDATE": np.int32(now.tm_year * 1000 + now.tm_yday),
-            "CTIME": np.int32(now.tm_hour * 10000 + now.tm_min * 100 + now.tm_sec),
-            "WDATE": np.int32(now.tm_year * 1000 + now.tm_yday),
-            "WTIME": np.int32(now.tm_hour * 10000 + now.tm_min * 100 + now.tm_sec),
-            "SDATE": np.int32(_yyyyddd(day)), "STIME": np.int32(0), "TSTEP": np.int32(10000),
-            "NTHIK": np.int32(horiz["NTHIK"]), "NCOLS": np.int32(n_col),
-            "NROWS": np.int32(n_row), "NLAYS": np.int32(n_lay), "NVARS": np.int32(len(names)),
-            "GDTYP": np.int32(horiz["GDTYP"]),
-            **{k: np.float64(horiz[k]) for k in ("P_ALP", "P_BET", "P_GAM", "XCENT", "YCENT",
-                                                 "XORIG", "YORIG", "XCELL", "YCELL")},
-            "VGTYP": np.int32(VGHVAL3), "VGTOP": np.float32(interfaces_m[-1]),
-            "VGLVLS": np.asarray(interfaces_m, dtype=np.float32),
-            "GDNAM": _pad(gdnam or grid.name, 16),
-            "UPNAM": _pad("TONGYUAN", 16),
-            "VAR-LIST": "".join(_pad(n, 16) for n in names),
-            "FILEDESC": _pad(f"Tongyuan model-ready emissions, {meta.get('mechanism', '')}, "
-                             f"{day:%Y-%m-%d} UTC, gases moles/s and aerosols g/s per cell; "
-                             f"build {meta.get('tongyuan_build_id', '')}", 80 * 60),
-            "HISTORY": _pad(str(meta.get("history", "")), 80),
-        }
-        for k, v in attrs.items():
+        for k, v in _global_attrs(meta, start, horiz, interfaces_m, names, now).items():
             nc.setncattr(k, v)
         # header complete (define everything before any data: a classic file whose header
         # grows after data are written is rewritten); variables are then filled one at a time
         flags = np.array([[_yyyyddd(t), t.hour * 10000] for t in steps], dtype=np.int32)
         tflag[:] = np.repeat(flags[:, None, :], len(names), axis=1)
         for n in names:
-            values = field(n)
+            factor = factor_to(day[n].attrs["units"], units[n])
+            values = np.asarray(day[n].transpose("time", "z", "y", "x").values)
             if values.shape != (n_t, n_lay, n_row, n_col):
                 raise ValueError(f"{n}: expected {(n_t, n_lay, n_row, n_col)}, got "
                                  f"{values.shape}")
+            values = (values if factor == 1.0 else values * factor).astype(np.float32)
             variables[n][:] = values
+            if meta.on_written is not None:  # the day's 24 hours, back in the day's units
+                amount = float(values[:24].astype(np.float64).sum() * HOUR_S)
+                meta.on_written(n, amount if factor == 1.0 else amount / factor)
+
+
+def _global_attrs(meta: WriteMeta, start: pd.Timestamp, horiz: dict[str, Any],
+                  interfaces_m: np.ndarray, names: list[str], now: time.struct_time
+                  ) -> dict[str, Any]:
+    """The I/O API global attributes of the day starting at ``start``."""
+    return {
+        "IOAPI_VERSION": _pad("ioapi-3.2 (written by Tongyuan)", 80),
+        "EXEC_ID": _pad(str(meta.attrs.get("tongyuan_build_id", "tongyuan")), 80),
+        "FTYPE": np.int32(1),
+        "CDATE": np.int32(now.tm_year * 1000 + now.tm_yday),
+        "CTIME": np.int32(now.tm_hour * 10000 + now.tm_min * 100 + now.tm_sec),
+        "WDATE": np.int32(now.tm_year * 1000 + now.tm_yday),
+        "WTIME": np.int32(now.tm_hour * 10000 + now.tm_min * 100 + now.tm_sec),
+        "SDATE": np.int32(_yyyyddd(start)), "STIME": np.int32(0), "TSTEP": np.int32(10000),
+        "NTHIK": np.int32(horiz["NTHIK"]), "NCOLS": np.int32(horiz["NCOLS"]),
+        "NROWS": np.int32(horiz["NROWS"]), "NLAYS": np.int32(len(interfaces_m) - 1),
+        "NVARS": np.int32(len(names)), "GDTYP": np.int32(horiz["GDTYP"]),
+        **{k: np.float64(horiz[k]) for k in ("P_ALP", "P_BET", "P_GAM", "XCENT", "YCENT",
+                                             "XORIG", "YORIG", "XCELL", "YCELL")},
+        "VGTYP": np.int32(VGHVAL3), "VGTOP": np.float32(interfaces_m[-1]),
+        "VGLVLS": np.asarray(interfaces_m, dtype=np.float32),
+        "GDNAM": _pad(meta.gdnam or meta.grid.name, 16),
+        "UPNAM": _pad("TONGYUAN", 16),
+        "VAR-LIST": "".join(_pad(n, 16) for n in names),
+        "FILEDESC": _pad(f"Tongyuan model-ready emissions, {meta.mechanism}, "
+                         f"{start:%Y-%m-%d} UTC, gases moles/s and aerosols g/s per cell; "
+                         f"build {meta.attrs.get('tongyuan_build_id', '')}", 80 * 60),
+        "HISTORY": _pad(str(meta.attrs.get("history", "")), 80),
+    }

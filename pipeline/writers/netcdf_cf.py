@@ -11,15 +11,21 @@ complete or does not exist.
 from __future__ import annotations
 
 import os
+import re
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+import pandas as pd
 import xarray as xr
 
 from grids.grid import Grid
+from pipeline.writers import WriteMeta
+from sources.units import factor_to
 
 CONVENTIONS = "CF-1.8"
+#: the unit of every species variable
+UNITS = "kg m-2 s-1"
 
 
 def static_coords(grid: Grid) -> dict[str, Any]:
@@ -58,27 +64,43 @@ def check_grid(grid: Grid) -> None:
     """Every grid Tongyuan reads has a CF grid mapping: nothing to refuse."""
 
 
-def write(cube_day: xr.Dataset, path: str | Path, meta: dict[str, Any], *,
-          static: dict[str, Any], year: int, dtype: str = "float64", complevel: int = 1,
-          shuffle: bool = False) -> None:
-    """Write one day of the cube (already computed) to ``path`` atomically."""
+def _pint_units(udunits: str) -> str:
+    """A UDUNITS unit string (``g m-2 s-1``) as pint reads it (``g m**-2 s**-1``)."""
+    return re.sub(r"(?<=[A-Za-z])(-?\d+)", r"**\1", udunits)
+
+
+def _in_cf_units(ds: xr.Dataset) -> xr.Dataset:
+    """Species in kg m-2 s-1 (through pint; a variable already in them is left as it is)."""
+    for v in ds.data_vars:
+        units = ds[v].attrs.get("units", UNITS)
+        if units != UNITS:
+            ds[v] = ds[v] * factor_to(_pint_units(units), _pint_units(UNITS))
+            ds[v].attrs["units"] = UNITS
+    return ds
+
+
+def write(day: xr.Dataset, path: str | Path, meta: WriteMeta) -> None:
+    """Write one day of the cube (already computed, 24 hours of fluxes per area) to ``path``
+    atomically, in kg m-2 s-1 (see :mod:`pipeline.writers` for the interface)."""
     path = Path(path)
-    ds = cube_day.copy()
+    dtype, complevel = meta.dtype, meta.complevel
+    year = meta.year if meta.year is not None else pd.Timestamp(day["time"].values[0]).year
+    static = meta.static if meta.static is not None else static_coords(meta.grid)
+    ds = _in_cf_units(day.copy())
+    species = list(ds.data_vars)
     for name, (dims, values, attrs) in static.items():
-        if name in ("x", "y"):
-            ds = ds.assign_coords({name: (dims, values, attrs)})
-        elif name in ("lon", "lat"):
+        if name in ("x", "y", "lon", "lat"):
             ds = ds.assign_coords({name: (dims, values, attrs)})
         else:
             ds[name] = xr.Variable(dims, values, attrs)
     ds["time"].attrs.update({"standard_name": "time", "long_name": "start of the hourly "
                              "emission interval (UTC)", "axis": "T"})
-    ds.attrs = {"Conventions": CONVENTIONS, **meta}
-    species = [v for v in cube_day.data_vars]
+    ds.attrs = {"Conventions": CONVENTIONS, **meta.attrs}
     ny, nx = ds.sizes["y"], ds.sizes["x"]
     encoding: dict[str, dict[str, Any]] = {
-        v: {"dtype": dtype, "zlib": complevel > 0, "complevel": complevel, "shuffle": shuffle,
-            "chunksizes": (1, ny, nx), "_FillValue": None} for v in species}
+        v: {"dtype": dtype, "zlib": complevel > 0, "complevel": complevel,
+            "shuffle": meta.shuffle, "chunksizes": (1, ny, nx), "_FillValue": None}
+        for v in species}
     encoding["time"] = {"dtype": "int32", "units": f"hours since {year}-01-01 00:00:00",
                         "calendar": "proleptic_gregorian", "_FillValue": None}
     for c in ("x", "y", "lon", "lat", "cell_area"):

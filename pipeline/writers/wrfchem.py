@@ -15,17 +15,23 @@ DY then in metres along the equator, as WPS writes them) and must match the WRF 
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import netCDF4
 import numpy as np
 import pandas as pd
+import xarray as xr
 
 from grids.grid import Grid
+from pipeline.writers import WriteMeta
 from pipeline.writers.classic import classic_file
 from sources.errors import ConfigError
+from sources.units import factor_to, ureg
+
+#: the file's units, per area: gases (amount of substance) and aerosols (mass)
+GAS_UNITS, AEROSOL_UNITS = "mol km^-2 hr^-1", "ug m^-2 s^-1"
+HOUR_S = factor_to("hour", "s")
 
 
 def check_grid(grid: Grid) -> None:
@@ -55,29 +61,38 @@ def wrf_projection(grid: Grid) -> dict[str, Any]:
             "CEN_LAT": cen_lat, "CEN_LON": cen_lon}
 
 
-def write(path: str | Path, day: pd.Timestamp, names: list[str],
-          field: Callable[[str], np.ndarray], units: dict[str, str],
-          descriptions: dict[str, str], grid: Grid, n_z: int, meta: dict[str, Any]) -> None:
-    """Write one day; ``field(E_name)`` gives (24, emissions_zdim, south_north, west_east)
-    float32 in the WRF-Chem units (mol km-2 hr-1 or ug m-2 s-1), one species at a time."""
-    path = Path(path)
+def file_units(units: str) -> str:
+    """The WRF-Chem unit of a species given in ``units`` (amount or mass per second per cell)."""
+    per_area = ureg.Unit(units) / ureg.Unit("m**2")
+    return GAS_UNITS if per_area.is_compatible_with(GAS_UNITS) else AEROSOL_UNITS
+
+
+def write(day: xr.Dataset, path: str | Path, meta: WriteMeta) -> None:
+    """Write one day: the first 24 hours of ``day``'s model species ``(time, z, y, x)`` per grid
+    cell (any unit of amount or mass per second) as ``E_<species>``, divided by the cell areas
+    into mol km-2 hr-1 or ug m-2 s-1, materialised one species at a time (see
+    :mod:`pipeline.writers` for the interface)."""
+    path, grid = Path(path), meta.grid
+    names = [str(n) for n in day.data_vars]
+    start = pd.Timestamp(day["time"].values[0])
     proj = wrf_projection(grid)
-    n_t, ny, nx = 24, grid.ny, grid.nx
+    n_t, n_z, ny, nx = 24, day.sizes["z"], grid.ny, grid.nx
+    units = {n: file_units(day[n].attrs["units"]) for n in names}
     with classic_file(path, {"Time": None, "DateStrLen": 19, "west_east": nx,
                              "south_north": ny, "emissions_zdim": n_z}) as nc:
         times = nc.createVariable("Times", "S1", ("Time", "DateStrLen"))
-        stamps = [f"{day + pd.Timedelta(hours=h):%Y-%m-%d_%H:%M:%S}" for h in range(n_t)]
+        stamps = [f"{start + pd.Timedelta(hours=h):%Y-%m-%d_%H:%M:%S}" for h in range(n_t)]
         variables = {}
-        for name in names:
-            v = nc.createVariable(name, "f4", ("Time", "emissions_zdim", "south_north",
-                                               "west_east"))
+        for n in names:
+            v = nc.createVariable(f"E_{n}", "f4", ("Time", "emissions_zdim", "south_north",
+                                                   "west_east"))
             v.FieldType = np.int32(104)
             v.MemoryOrder = "XYZ"
-            v.description = descriptions.get(name, name)
-            v.units = units[name]
+            v.description = day[n].attrs.get("description", f"E_{n}")
+            v.units = units[n]
             v.stagger = ""
             v.coordinates = "XLONG XLAT"
-            variables[name] = v
+            variables[n] = v
         lon, lat = grid.lonlat()
         coords = {}
         for name, arr, desc in (("XLONG", lon, "LONGITUDE, WEST IS NEGATIVE"),
@@ -89,32 +104,46 @@ def write(path: str | Path, day: pd.Timestamp, names: list[str],
             v.units = "degree_east" if name == "XLONG" else "degree_north"
             v.stagger = ""
             coords[name] = (v, arr)
-        attrs: dict[str, Any] = {
-            "TITLE": f" OUTPUT FROM TONGYUAN, WRF V4.0 COMPATIBLE emissions, "
-                     f"{meta.get('mechanism', '')}",
-            "START_DATE": f"{day:%Y-%m-%d_%H:%M:%S}",
-            "SIMULATION_START_DATE": f"{day:%Y-%m-%d_%H:%M:%S}",
-            "WEST-EAST_GRID_DIMENSION": np.int32(nx + 1),
-            "SOUTH-NORTH_GRID_DIMENSION": np.int32(ny + 1),
-            "BOTTOM-TOP_GRID_DIMENSION": np.int32(n_z + 1),
-            "DX": np.float32(proj["DX"]), "DY": np.float32(proj["DY"]),
-            "GRIDTYPE": "C", "MAP_PROJ": np.int32(proj["MAP_PROJ"]),
-            "TRUELAT1": np.float32(proj["TRUELAT1"]), "TRUELAT2": np.float32(proj["TRUELAT2"]),
-            "STAND_LON": np.float32(proj["STAND_LON"]),
-            "CEN_LAT": np.float32(proj["CEN_LAT"]), "CEN_LON": np.float32(proj["CEN_LON"]),
-            "MOAD_CEN_LAT": np.float32(proj["CEN_LAT"]),
-            "POLE_LAT": np.float32(90.0), "POLE_LON": np.float32(0.0),
-            "tongyuan_build_id": str(meta.get("tongyuan_build_id", "")),
-        }
-        for k, v in attrs.items():
+        for k, v in _global_attrs(meta, start, proj, n_z).items():
             nc.setncattr(k, v)
         # data only after the whole header is defined (a classic file whose header grows after
         # data are written is rewritten)
         times[:] = netCDF4.stringtochar(np.array(stamps, dtype="S19"))
         for v, arr in coords.values():
             v[:] = arr.astype(np.float32)
-        for name in names:
-            values = field(name)
+        area = grid.cell_area_m2
+        for n in names:
+            # per cell → per m2 of the cell → the file's unit (pint: 3.6e9 for mol/s → mol km-2
+            # hr-1, 1e6 for g/s → ug m-2 s-1)
+            factor = factor_to(f"({day[n].attrs['units']}) / m**2", units[n])
+            values = np.asarray(day[n].isel(time=slice(0, n_t))
+                                .transpose("time", "z", "y", "x").values)
             if values.shape != (n_t, n_z, ny, nx):
-                raise ValueError(f"{name}: expected {(n_t, n_z, ny, nx)}, got {values.shape}")
-            variables[name][:] = values
+                raise ValueError(f"E_{n}: expected {(n_t, n_z, ny, nx)}, got {values.shape}")
+            values = (values * (factor / area)).astype(np.float32)
+            variables[n][:] = values
+            if meta.on_written is not None:  # the day's 24 hours, back in the day's units
+                back = area / factor
+                meta.on_written(n, float((values.astype(np.float64) * back).sum() * HOUR_S))
+
+
+def _global_attrs(meta: WriteMeta, start: pd.Timestamp, proj: dict[str, Any], n_z: int
+                  ) -> dict[str, Any]:
+    """The global attributes WRF checks against its domain, for the day starting at ``start``."""
+    grid = meta.grid
+    return {
+        "TITLE": f" OUTPUT FROM TONGYUAN, WRF V4.0 COMPATIBLE emissions, {meta.mechanism}",
+        "START_DATE": f"{start:%Y-%m-%d_%H:%M:%S}",
+        "SIMULATION_START_DATE": f"{start:%Y-%m-%d_%H:%M:%S}",
+        "WEST-EAST_GRID_DIMENSION": np.int32(grid.nx + 1),
+        "SOUTH-NORTH_GRID_DIMENSION": np.int32(grid.ny + 1),
+        "BOTTOM-TOP_GRID_DIMENSION": np.int32(n_z + 1),
+        "DX": np.float32(proj["DX"]), "DY": np.float32(proj["DY"]),
+        "GRIDTYPE": "C", "MAP_PROJ": np.int32(proj["MAP_PROJ"]),
+        "TRUELAT1": np.float32(proj["TRUELAT1"]), "TRUELAT2": np.float32(proj["TRUELAT2"]),
+        "STAND_LON": np.float32(proj["STAND_LON"]),
+        "CEN_LAT": np.float32(proj["CEN_LAT"]), "CEN_LON": np.float32(proj["CEN_LON"]),
+        "MOAD_CEN_LAT": np.float32(proj["CEN_LAT"]),
+        "POLE_LAT": np.float32(90.0), "POLE_LON": np.float32(0.0),
+        "tongyuan_build_id": str(meta.attrs.get("tongyuan_build_id", "")),
+    }

@@ -1,0 +1,155 @@
+"""The one writer interface: every format's ``write(day, path, meta)`` takes the same arguments,
+converts the day's fields to its own units and materialises one species at a time."""
+
+import inspect
+
+import dask
+import dask.array as da
+import netCDF4
+import numpy as np
+import pandas as pd
+import pytest
+import xarray as xr
+
+from grids.grid import Grid, griddesc_crs
+from pipeline.writers import FORMATS, WriteMeta
+from pipeline.writers.netcdf_cf import static_coords
+
+DAY = pd.Timestamp("2024-03-01")
+GRID = Grid(griddesc_crs(2, 25, 40, 110, 110, 34), 300_000.0, -600_000.0, 3000.0, 3000.0, 4, 3,
+            name="T3KM")
+LAYERS_M = (0.0, 50.0, 150.0, 1000.0)
+
+
+def _model_day(computed: list[str], n_z: int = 2) -> xr.Dataset:
+    """NO (gas, 1 mol/s per cell and hour index) and PSO4 (aerosol, 2 g/s) per grid cell, 25
+    steps, lazily: ``computed`` records each species when it is materialised."""
+    shape = (25, n_z, GRID.ny, GRID.nx)
+
+    def field(name: str, value: float) -> np.ndarray:
+        computed.append(name)
+        return np.full(shape, value) * (1 + np.arange(25))[:, None, None, None]
+
+    def lazy(name, value, units, kind):
+        arr = da.from_delayed(dask.delayed(field, pure=False)(name, value), shape, float)
+        return (("time", "z", "y", "x"), arr, {
+            "units": units, "long_name": name, "var_desc": f"{name} emission rate ({kind})",
+            "description": f"{name} emissions ({kind})"})
+
+    return xr.Dataset({"NO": lazy("NO", 1.0, "mol/s", "gas"),
+                       "PSO4": lazy("PSO4", 2.0, "g/s", "aerosol")},
+                      coords={"time": pd.date_range(DAY, periods=25, freq="h"),
+                              "z": np.arange(1, n_z + 1)})
+
+
+def _cf_day() -> xr.Dataset:
+    t = pd.date_range(DAY, periods=24, freq="h")
+    flux = np.full((24, GRID.ny, GRID.nx), 1e-9)
+    return xr.Dataset({
+        "SO2": (("time", "y", "x"), flux, {"units": "kg m-2 s-1", "long_name": "SO2 flux"}),
+        "NOx": (("time", "y", "x"), flux * 1e3, {"units": "g m-2 s-1"})},  # converted to kg
+        coords={"time": t, "y": GRID.y, "x": GRID.x})
+
+
+def _meta(got: dict | None = None) -> WriteMeta:
+    return WriteMeta(grid=GRID, attrs={"tongyuan_build_id": "b1", "history": "test"}, year=2024,
+                     static=static_coords(GRID), mechanism="t1", layers_m=LAYERS_M,
+                     on_written=None if got is None else got.__setitem__)
+
+
+def test_every_writer_has_the_same_signature():
+    sigs = {name: inspect.signature(f.writer.write) for name, f in FORMATS.items()}
+    assert {name: list(s.parameters) for name, s in sigs.items()} == {
+        name: ["day", "path", "meta"] for name in FORMATS}
+    for s in sigs.values():
+        assert all(p.kind is p.POSITIONAL_OR_KEYWORD for p in s.parameters.values())
+    for f in FORMATS.values():
+        f.writer.check_grid(GRID)  # the Lambert grid suits all three
+
+
+def test_write_meta_is_frozen():
+    with pytest.raises(AttributeError):
+        _meta().mechanism = "cb6"
+
+
+def test_cf_writer_writes_kg_per_m2_per_second(tmp_path):
+    path = tmp_path / FORMATS["cf"].file_name(DAY)
+    FORMATS["cf"].writer.write(_cf_day(), path, _meta())
+    with netCDF4.Dataset(path) as nc:
+        assert nc.Conventions == "CF-1.8" and nc.tongyuan_build_id == "b1"
+        assert nc["SO2"].units == nc["NOx"].units == "kg m-2 s-1"
+        assert nc["NOx"].dtype == np.float64 and nc["NOx"].chunking() == [1, GRID.ny, GRID.nx]
+        np.testing.assert_allclose(nc["NOx"][:], 1e-9, rtol=1e-15)
+        np.testing.assert_array_equal(nc["SO2"][:], 1e-9)
+        assert nc["time"].units.startswith("hours since 2024-01-01")
+        assert {"x", "y", "lon", "lat", "crs", "cell_area"} <= set(nc.variables)
+    # without static coordinates or year: computed from the grid and the day
+    FORMATS["cf"].writer.write(_cf_day(), tmp_path / "b.nc", WriteMeta(grid=GRID))
+    with xr.open_dataset(path) as a, xr.open_dataset(tmp_path / "b.nc") as b:
+        xr.testing.assert_identical(a.drop_attrs(deep=False), b.drop_attrs(deep=False))
+
+
+def test_cmaq_writer_units_layers_and_mass(tmp_path):
+    computed: list[str] = []
+    got: dict[str, float] = {}
+    path = tmp_path / FORMATS["cmaq"].file_name(DAY, mechanism="t1", grid=GRID.name)
+    FORMATS["cmaq"].writer.write(_model_day(computed), path, _meta(got))
+    assert computed == ["NO", "PSO4"]  # each species materialised once, one after the other
+    with netCDF4.Dataset(path) as nc:
+        assert [v for v in nc.variables] == ["TFLAG", "NO", "PSO4"]
+        assert nc["NO"].units.strip() == "moles/s" and nc["PSO4"].units.strip() == "g/s"
+        assert nc["NO"].var_desc.strip() == "NO emission rate (gas)"
+        assert nc["NO"].dtype == np.float32 and nc["NO"].shape == (25, 2, GRID.ny, GRID.nx)
+        assert list(nc.VGLVLS) == [0, 50, 150] and nc.VGTOP == 150 and nc.NLAYS == 2
+        assert nc.GDNAM.strip() == "T3KM" and "t1" in nc.FILEDESC and nc.SDATE == 2024061
+        assert nc.EXEC_ID.strip() == "b1"
+        np.testing.assert_array_equal(nc["PSO4"][:, 0, 0, 0], 2.0 * np.arange(1, 26))
+    hours = np.arange(1, 25).sum()
+    cells = 2 * GRID.ny * GRID.nx
+    assert got == {"NO": 1.0 * hours * cells * 3600, "PSO4": 2.0 * hours * cells * 3600}
+
+
+def test_wrfchem_writer_units_per_area_and_mass(tmp_path):
+    computed: list[str] = []
+    got: dict[str, float] = {}
+    path = tmp_path / FORMATS["wrfchem"].file_name(DAY)
+    FORMATS["wrfchem"].writer.write(_model_day(computed), path, _meta(got))
+    assert computed == ["NO", "PSO4"]
+    area = GRID.cell_area_m2
+    with netCDF4.Dataset(path) as nc:
+        assert [v for v in nc.variables] == ["Times", "E_NO", "E_PSO4", "XLONG", "XLAT"]
+        assert nc["E_NO"].units == "mol km^-2 hr^-1" and nc["E_PSO4"].units == "ug m^-2 s^-1"
+        assert nc["E_PSO4"].description == "PSO4 emissions (aerosol)"
+        assert nc["E_NO"].shape == (24, 2, GRID.ny, GRID.nx)
+        assert netCDF4.chartostring(nc["Times"][:])[-1] == "2024-03-01_23:00:00"
+        assert "t1" in nc.TITLE and nc.tongyuan_build_id == "b1"
+        # 1 mol/s per cell = 3600 mol/h over the cell's area in km2; 2 g/s = 2e6 ug/s per area
+        np.testing.assert_array_equal(nc["E_NO"][0, 0], (3600.0 * 1e6 / area).astype(np.float32))
+        np.testing.assert_array_equal(nc["E_PSO4"][3, 1], (4 * 2e6 / area).astype(np.float32))
+    hours = np.arange(1, 25).sum()
+    cells = 2 * GRID.ny * GRID.nx
+    assert got["NO"] == pytest.approx(hours * cells * 3600, rel=1e-7)
+    assert got["PSO4"] == pytest.approx(2 * hours * cells * 3600, rel=1e-7)
+
+
+def test_model_writers_read_the_same_day(tmp_path):
+    """One Dataset serves both model formats: CMAQ writes its 25 steps, WRF-Chem the first 24,
+    and the two carry the same amounts."""
+    day = _model_day([])
+    amounts = {}
+    for name in ("cmaq", "wrfchem"):
+        got: dict[str, float] = {}
+        FORMATS[name].writer.write(day, tmp_path / name, _meta(got))
+        amounts[name] = got
+    for sp in ("NO", "PSO4"):
+        assert amounts["wrfchem"][sp] == pytest.approx(amounts["cmaq"][sp], rel=1e-7)
+
+
+def test_model_writers_refuse_a_day_of_the_wrong_shape(tmp_path):
+    with pytest.raises(ValueError, match="3 layers need 4 interfaces"):
+        FORMATS["cmaq"].writer.write(_model_day([], n_z=3), tmp_path / "c.nc",
+                                     WriteMeta(grid=GRID, layers_m=(0.0, 50.0, 150.0)))
+    with pytest.raises(ValueError, match=r"NO: expected \(25, 2, 3, 4\), got \(24, 2, 3, 4\)"):
+        FORMATS["cmaq"].writer.write(_model_day([]).isel(time=slice(0, 24)), tmp_path / "c.nc",
+                                     _meta())
+    assert not (tmp_path / "c.nc").exists()
