@@ -33,6 +33,7 @@ import xarray as xr
 from grids.allocate import Allocation, allocate
 from grids.regions import read_regions, region_of_points
 from pipeline.cube import annual_grid
+from pipeline.writers.netcdf_cf import write_grid_dataset
 from sources.emissions import EmissionsResult, compute_emissions
 from sources.errors import ConfigError
 from sources.measures import Applier, MeasureEffect, Scenario, emission_scale, prepare_base
@@ -221,20 +222,15 @@ def write_scenario_files(run: ScenarioRun, build_dir: Path, static: dict[str, An
     ds["base_emissions"].attrs = {"long_name": "base inventory annual emissions per grid cell",
                                   "units": "kg year-1", "grid_mapping": "crs",
                                   "coordinates": "lat lon"}
-    for name in ("x", "y", "lon", "lat"):
-        dims, values, a = static[name]
-        ds = ds.assign_coords({name: (dims, values, a)})
-    dims, values, a = static["crs"]
-    ds["crs"] = xr.Variable(dims, values, a)
     sc = run.scenario
-    ds.attrs = {"Conventions": "CF-1.8", **attrs, "tongyuan_scenario": sc.name,
-                "tongyuan_scenario_title": sc.title, "tongyuan_base_year": sc.base_year,
-                "tongyuan_target_year": sc.target_year, "references": sc.reference}
     shape = run.difference.shape
     enc = {"emission_difference": {"zlib": True, "complevel": 1,
                                    "chunksizes": (1, 1, *shape[2:])},
            "base_emissions": {"zlib": True, "complevel": 1, "chunksizes": (1, *shape[2:])}}
-    ds.to_netcdf(build_dir / "difference.nc", engine="netcdf4", encoding=enc)
+    write_grid_dataset(ds, build_dir / "difference.nc", static, {
+        **attrs, "tongyuan_scenario": sc.name, "tongyuan_scenario_title": sc.title,
+        "tongyuan_base_year": sc.base_year, "tongyuan_target_year": sc.target_year,
+        "references": sc.reference}, enc)
 
 
 def check_base_year(scenario: Scenario, year: int) -> None:

@@ -24,6 +24,7 @@ from pipeline.config import BuildConfig, InputConfig
 from pipeline.cube import annual_grid
 from pipeline.ledger import RTOL, Ledger
 from pipeline.temporal import load_profiles, load_sectors, temporal_factors
+from pipeline.writers.netcdf_cf import write_grid_dataset
 from sources.emissions import EmissionsResult, compute_emissions
 from sources.errors import ConfigError, MassBalanceError
 from sources.factors import FactorLibrary, load_factor_library
@@ -255,15 +256,10 @@ def write_annual(build_dir: Path, annual: xr.DataArray, factors: xr.DataArray,
     ds["annual_emissions"].attrs = {"long_name": "annual emissions per grid cell",
                                     "units": "kg year-1", "grid_mapping": "crs",
                                     "coordinates": "lat lon"}
-    for name in ("x", "y", "lon", "lat"):
-        dims, values, a = static[name]
-        ds = ds.assign_coords({name: (dims, values, a)})
-    dims, values, a = static["crs"]
-    ds["crs"] = xr.Variable(dims, values, a)
-    ds.attrs = {"Conventions": "CF-1.8", **attrs}
-    enc = {"annual_emissions": {"zlib": True, "complevel": 1, "chunksizes": (1, 1) + annual.shape[2:]},
+    enc = {"annual_emissions": {"zlib": True, "complevel": 1,
+                                "chunksizes": (1, 1) + annual.shape[2:]},
            "time": {"dtype": "int32", "units": f"hours since {str(factors.time.values[0])[:10]}"}}
-    ds.to_netcdf(build_dir / "annual.nc", engine="netcdf4", encoding=enc)
+    write_grid_dataset(ds, build_dir / "annual.nc", static, attrs, enc)
 
 
 def totals_markdown(build_id: str, totals: pd.DataFrame) -> str:

@@ -108,3 +108,17 @@ def write(day: xr.Dataset, path: str | Path, meta: WriteMeta) -> None:
     tmp = path.with_name(f".{path.name}.tmp")
     ds.to_netcdf(tmp, engine="netcdf4", format="NETCDF4", encoding=encoding)
     os.replace(tmp, path)
+
+
+def write_grid_dataset(ds: xr.Dataset, path: str | Path, static: dict[str, Any],
+                       attrs: dict[str, Any], encoding: dict[str, dict[str, Any]]) -> None:
+    """Write a dataset of gridded fields (``annual.nc``, ``difference.nc``) as CF: the grid's
+    coordinates and ``crs`` variable from ``static`` (:func:`static_coords`), ``Conventions``
+    and the build's global ``attrs``."""
+    for name in ("x", "y", "lon", "lat"):
+        dims, values, a = static[name]
+        ds = ds.assign_coords({name: (dims, values, a)})
+    dims, values, a = static["crs"]
+    ds["crs"] = xr.Variable(dims, values, a)
+    ds.attrs = {"Conventions": CONVENTIONS, **attrs}
+    ds.to_netcdf(path, engine="netcdf4", encoding=encoding)
