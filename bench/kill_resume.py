@@ -46,7 +46,7 @@ def check_pointer(out: Path, pointer: str = "latest-period") -> tuple[bool, str]
 
 def run_build(cfg: Path, out: Path, env: dict) -> subprocess.Popen:
     return subprocess.Popen([sys.executable, "-m", "pipeline.cli", "build", "--config", str(cfg),
-                             "--out", str(out), "--period", "2024-03-01:2024-03-03"],
+                             "--out", str(out), "--period", "2024-03-01:2024-03-03", "--force"],
                             cwd=REPO, env=env, stdout=subprocess.DEVNULL,
                             stderr=subprocess.DEVNULL, start_new_session=True)
 

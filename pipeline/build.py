@@ -21,7 +21,7 @@ from collections import defaultdict
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import geopandas as gpd
 import pandas as pd
@@ -93,6 +93,9 @@ from sources.errors import ConfigError
 from sources.measures import load_scenario
 from sources.readers import InputMeta
 
+if TYPE_CHECKING:
+    from pipeline.progress import ProgressDisplay
+
 # ---------------------------------------------------------------------------------------------
 # The recipe: prepare → write and publish. ``run_build`` and ``run_scenario_build`` are the
 # whole build; pipeline.flows runs the same functions through a Prefect :class:`Runner`.
@@ -106,7 +109,18 @@ class Runner:
     :class:`pipeline.flows.PrefectRunner` runs every step as a Prefect task instead: ``cached``
     steps persist their result under ``<cache dir>/tasks`` by content key, ``io`` steps are
     retried on transient I/O errors, and each step shows in the Prefect UI.
+
+    ``display`` (a :class:`~pipeline.progress.ProgressDisplay`, or None) shows the progress the
+    recipe reports through :meth:`progress`.
     """
+
+    def __init__(self, display: ProgressDisplay | None = None) -> None:
+        self.display = display
+
+    def progress(self, stage: str, done: int, total: int) -> None:
+        """``done`` of ``total`` units of ``stage`` (inputs read, days written …) finished."""
+        if self.display is not None:
+            self.display.update(stage, done, total)
 
     def run(self, name: str, fn: Callable[..., Any], *args: Any) -> Any:
         """Run a step of the build."""
@@ -259,7 +273,8 @@ def read_all_inputs(cfg: BuildConfig, tables: Tables, runner: Runner,
     recomputes that input only. Returns a state without grid yet, and the task records."""
     code = code_version()
     parts, results, cache, records = [], [], {}, []
-    for spec in cfg.inputs:
+    runner.progress("read inputs", 0, len(cfg.inputs))
+    for i, spec in enumerate(cfg.inputs):
         key = read_key(cfg, tables, spec, code)
         em_key = emissions_key(cfg, key)
         (table, meta), hit = runner.cached(f"read-{spec.name}", read_input, (cfg, tables, spec),
@@ -271,6 +286,7 @@ def read_all_inputs(cfg: BuildConfig, tables: Tables, runner: Runner,
         cache[spec.name] = {"read": "hit" if hit else "computed",
                             "emissions": "hit" if em_hit else "computed"}
         records += [f"tasks/{key}", f"tasks/{em_key}"]
+        runner.progress("read inputs", i + 1, len(cfg.inputs))
     activity, metas, rejected = combine_inputs(cfg, tables, parts)
     emissions, rejected_kg = combine_emissions(results, activity, rejected)
     state = BuildState(cfg=cfg, tables=tables, activity=activity, metas=metas,
@@ -352,8 +368,11 @@ def _write_files(state: BuildState, staging: Path, ctx: WriteContext, runner: Ru
     for day in utc_days(s.cfg.year, s.cfg.output.period):
         by_month[f"{day:%Y-%m}"].append(day)
     days = DaysWritten()
+    n_days = sum(len(m) for m in by_month.values())
+    runner.progress("write days", 0, n_days)
     for label, month in by_month.items():
         days.update(runner.io(f"write-{label}", write_days, cube, month, ctx, grid.cell_area_m2))
+        runner.progress("write days", len(days.files), n_days)
     s.clock.lap("write")
     # float32 files carry the mass at float32 precision (~1e-7), float64 files to 1e-9
     record_written(s.ledger, s.annual, s.factors, days.written,
@@ -490,11 +509,12 @@ def run_build(config: str | Path, runner: Runner | None = None, **overrides: Any
     return result
 
 
-def up_to_date(config: str | Path, out: str | Path | None = None) -> Manifest | None:
+def up_to_date(config: str | Path, **overrides: Any) -> Manifest | None:
     """The manifest of the published build (under ``latest``, or ``latest-period`` for a
-    period build) whose input fingerprint equals the configuration's now: a build would
-    publish the same inventory again. None when something changed or nothing is published."""
-    cfg = load_config(config, {"output.dir": str(out) if out else None})
+    period build) whose input fingerprint equals the configuration's now (with the same
+    ``overrides`` as :func:`run_build`): a build would publish the same inventory again.
+    None when something changed or nothing is published."""
+    cfg = load_config(config, _overrides(overrides))
     pointer = Path(cfg.output.dir) / _pointer(cfg)
     if not (pointer.is_symlink() and has_manifest(pointer)):
         return None

@@ -54,6 +54,9 @@ def _parser() -> argparse.ArgumentParser:
                     "wrfchemi); default: output.formats of the config")
     bp.add_argument("--mechanism", help="chemical mechanism of the cmaq/wrfchem files, a "
                     "mechanism of the speciation table (default: output.mechanism, cb6r3_ae6)")
+    bp.add_argument("--force", action="store_true", help="build and publish even when nothing "
+                    "changed since the published build (default: say which build is current "
+                    "and exit)")
     bp.add_argument("-v", "--verbose", action="store_true", help="show Prefect's logs")
     sp = sub.add_parser("scenario", help="build a policy scenario next to its base and assess "
                         "the synergy of its measures (synergy.csv, difference maps)")
@@ -176,6 +179,7 @@ def _print_synergy(result: BuildResult) -> None:
 
 def _build_command(args: argparse.Namespace, started: float) -> int:
     """``tongyuan build`` and ``tongyuan scenario``: the flow, its summary, exit status."""
+    from pipeline.build import up_to_date
     from pipeline.flows import build_inventory, command_settings, scenario_inventory
     from sources.errors import TongyuanError
 
@@ -192,11 +196,20 @@ def _build_command(args: argparse.Namespace, started: float) -> int:
         return 2
     out = str(args.out) if args.out else None
     try:
+        if args.command == "build" and not args.force:
+            current = up_to_date(path, out=out, year=args.year, period=period, formats=formats,
+                                 mechanism=args.mechanism)
+            if current is not None:
+                print(f"nothing to do: build {current.build_id} is current (its inputs, tables, "
+                      "configuration, output settings and code are unchanged); nothing "
+                      "published. --force rebuilds.")
+                return 0
         with command_settings():
             if args.command == "build":
                 result = build_inventory(str(path), out_dir=out, year=args.year, period=period,
                                          scheduler=args.scheduler, formats=formats,
-                                         mechanism=args.mechanism)
+                                         mechanism=args.mechanism,
+                                         show_progress=sys.stderr.isatty())
             else:
                 result = scenario_inventory(str(path), out_dir=out, period=period)
     except TongyuanError as exc:

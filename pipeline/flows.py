@@ -16,13 +16,18 @@ from pathlib import Path
 from typing import Any
 
 from prefect import flow, serve, task
-from prefect.artifacts import create_markdown_artifact
+from prefect.artifacts import (
+    create_markdown_artifact,
+    create_progress_artifact,
+    update_progress_artifact,
+)
 from prefect.cache_policies import NO_CACHE
 from prefect.schedules import Cron
 from prefect.settings import PREFECT_FLOWS_HEARTBEAT_FREQUENCY, temporary_settings
 
 from pipeline import build
 from pipeline.config import load_config
+from pipeline.progress import ProgressDisplay, for_terminal
 
 T = {"cache_policy": NO_CACHE, "persist_result": False}
 
@@ -65,7 +70,25 @@ def cached_task(fn: Callable[..., Any], args: tuple[Any, ...], key: str) -> Any:
 
 
 class PrefectRunner(build.Runner):
-    """Runs each step of :mod:`pipeline.build` as a Prefect task (see the module docstring)."""
+    """Runs each step of :mod:`pipeline.build` as a Prefect task (see the module docstring);
+    the progress of the day writes is also a Prefect progress artifact (``build-progress``)."""
+
+    def __init__(self, display: ProgressDisplay | None = None) -> None:
+        super().__init__(display)
+        self._artifact: Any = None
+        self._shown = -1
+
+    def progress(self, stage: str, done: int, total: int) -> None:
+        super().progress(stage, done, total)
+        if stage != "write days" or total <= 0:
+            return
+        percent = int(100 * done / total)
+        if self._artifact is None:
+            self._artifact = create_progress_artifact(
+                progress=0.0, key="build-progress", description="days of hourly files written")
+        if percent >= self._shown + 5 or done == total:  # a few updates, not one per day
+            update_progress_artifact(artifact_id=self._artifact, progress=float(percent))
+            self._shown = percent
 
     def run(self, name: str, fn: Callable[..., Any], *args: Any) -> Any:
         return step_task.with_options(name=name)(fn, args)
@@ -89,10 +112,18 @@ class PrefectRunner(build.Runner):
 def build_inventory(config_path: str, out_dir: str | None = None, year: int | None = None,
                     period: tuple[str, str] | None = None,
                     scheduler: str | None = None, formats: list[str] | None = None,
-                    mechanism: str | None = None) -> build.BuildResult:
-    """Annual build (:func:`pipeline.build.run_build`) with every step a Prefect task."""
-    return build.run_build(config_path, PrefectRunner(), out=out_dir, year=year, period=period,
-                           scheduler=scheduler, formats=formats, mechanism=mechanism)
+                    mechanism: str | None = None, show_progress: bool = False
+                    ) -> build.BuildResult:
+    """Annual build (:func:`pipeline.build.run_build`) with every step a Prefect task;
+    ``show_progress``: progress bars on standard error when it is a terminal."""
+    display = for_terminal() if show_progress else None
+    try:
+        return build.run_build(config_path, PrefectRunner(display), out=out_dir, year=year,
+                               period=period, scheduler=scheduler, formats=formats,
+                               mechanism=mechanism)
+    finally:
+        if display is not None:
+            display.close()
 
 
 @flow(name="scenario-inventory", log_prints=True)
@@ -109,7 +140,7 @@ def nightly_inventory(config_path: str, out_dir: str | None = None) -> dict[str,
     """The scheduled regeneration: rebuild and publish only when something the inventory
     depends on changed (:func:`pipeline.build.up_to_date`); otherwise finish at once,
     publishing nothing."""
-    current = build.up_to_date(config_path, out_dir)
+    current = build.up_to_date(config_path, out=out_dir)
     if current is not None:
         print(f"nothing changed since build {current.build_id}: nothing published")
         return {"published": False, "build_id": current.build_id,

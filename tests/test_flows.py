@@ -14,7 +14,7 @@ from sources.errors import BuildLockedError, InputError
 from sources.files import sha256_file
 from tests.world import write_world
 
-pytestmark = pytest.mark.usefixtures("prefect_harness")
+pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("prefect_harness")]
 
 # CO2 kg/yr per flat cell index, by hand (see tests/world.py)
 EXPECTED_CO2 = {0: 2_000_000 + 100_000 + 100_000 + 1500, 1: 200_000 + 500, 6: 2000,
@@ -575,3 +575,27 @@ def test_killed_build_leaves_latest_valid_and_the_next_run_resumes(world, prefec
                 xr.open_dataset(Path(fresh.build_dir) / "hourly" / f"{day}.nc") as b:
             for v in a.data_vars:
                 np.testing.assert_array_equal(a[v].values, b[v].values)
+
+
+def test_cli_build_with_nothing_changed_publishes_nothing(world, tmp_path, capsys):
+    """``tongyuan build`` compares the input fingerprint with the published build: equal, it
+    says which build is current and exits 0 without publishing; ``--force`` rebuilds; a changed
+    input builds again."""
+    from pipeline.cli import main
+
+    out = tmp_path / "out"
+    args = ["build", "--config", str(world), "--out", str(out), "--period",
+            "2024-03-01:2024-03-01"]
+    assert main(args) == 0
+    first = (out / "latest-period").resolve().name
+    capsys.readouterr()
+    assert main(args) == 0
+    said = capsys.readouterr().out
+    assert f"nothing to do: build {first} is current" in said and "--force rebuilds" in said
+    assert (out / "latest-period").resolve().name == first
+    assert main([*args, "--force"]) == 0
+    forced = (out / "latest-period").resolve().name
+    assert forced != first
+    lines = world.parent.parent / "data" / "lines.csv"
+    lines.write_text(lines.read_text().replace(",1000000,km,", ",2000000,km,"))
+    assert main(args) == 0 and (out / "latest-period").resolve().name not in (first, forced)
