@@ -44,7 +44,6 @@ import os
 import re
 import shutil
 import tempfile
-import time
 import weakref
 from concurrent.futures import Future, ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
@@ -252,7 +251,7 @@ class _File(FileResponse):
 def _unlink_result(fut: Future) -> None:
     """Remove the file of a subset nobody waits for any more."""
     if not fut.cancelled() and fut.exception() is None:
-        Path(fut.result()).unlink(missing_ok=True)
+        Path(fut.result()[0]).unlink(missing_ok=True)
 
 
 class SubsetPool:
@@ -265,7 +264,7 @@ class SubsetPool:
         self.in_flight = 0
         self.done = 0
         self.crashes = 0
-        self.seconds = 1.0  # moving average of one subset's duration
+        self.seconds = 1.0  # moving average of the time a worker takes for one subset
         self.tmpdir = tempfile.mkdtemp(prefix="tongyuan-subsets-")
         weakref.finalize(self, shutil.rmtree, self.tmpdir, True)
         self._pool: ProcessPoolExecutor | None = None
@@ -305,7 +304,6 @@ class SubsetPool:
                                 f"{self.limit}); try again in {self.retry_after()} s",
                                 headers={"Retry-After": str(self.retry_after())})
         self.in_flight += 1
-        t0 = time.monotonic()
         try:
             for _ in range(2):
                 pool = self.executor()
@@ -315,7 +313,7 @@ class SubsetPool:
                     self._replace(pool)
                     continue
                 try:
-                    path = await asyncio.wrap_future(fut)
+                    path, seconds = await asyncio.wrap_future(fut)
                 except BrokenProcessPool:
                     self._replace(pool)
                     continue
@@ -325,7 +323,7 @@ class SubsetPool:
                     fut.add_done_callback(_unlink_result)
                     raise
                 self.done += 1
-                self.seconds = 0.8 * self.seconds + 0.2 * (time.monotonic() - t0)
+                self.seconds = 0.8 * self.seconds + 0.2 * seconds
                 return path
             raise HTTPException(500, "the subset worker died twice making this subset; "
                                 "the server is still up: ask for less or another window")

@@ -15,6 +15,7 @@ from __future__ import annotations
 import logging
 import os
 import tempfile
+import time
 from dataclasses import dataclass
 
 import numpy as np
@@ -23,6 +24,9 @@ log = logging.getLogger("tongyuan.files_service")
 
 #: most values (hours × cells × species) one subset request may carry (400 MB of float64)
 MAX_SUBSET_VALUES = 50_000_000
+#: a subset up to this size is read into memory at once; a larger one is written a day file's
+#: chunk at a time, so that a worker holds at most this plus one chunk of one species
+IN_MEMORY_BYTES = 64 * 2**20
 #: the rule a subset's bbox follows, also written into the subset's global attributes
 BBOX_RULE = ("the enclosing index rectangle of the cells whose centre (lon, lat) lies in the box "
              "(bounds inclusive); emission values of the rectangle's cells whose centre lies "
@@ -55,10 +59,13 @@ class SubsetRequest:
 def init_worker() -> None:
     """Worker start-up: import the NetCDF stack once, and make dask single-threaded."""
     import dask
+    import dask.array  # noqa: F401
     import netCDF4  # noqa: F401
-    import xarray  # noqa: F401
+    import pandas  # noqa: F401
+    import xarray
 
     dask.config.set(scheduler="synchronous")
+    xarray.backends.list_engines()  # the backends' entry points, found once (about 1 s)
 
 
 def ping() -> int:
@@ -82,14 +89,16 @@ def bbox_cells(lon: np.ndarray, lat: np.ndarray,
     return ys, xs, inside[ys, xs]
 
 
-def make_subset(req: SubsetRequest) -> str:
-    """Write the subset into a new file under ``req.tmpdir`` and return its path.
+def make_subset(req: SubsetRequest) -> tuple[str, float]:
+    """Write the subset into a new file under ``req.tmpdir``; return its path and the seconds
+    it took (the server's estimate for ``Retry-After``).
 
     Raises :class:`SubsetError` for what the client asked wrongly (400, 413) and for files that
     cannot be read (500; the cause is logged, not told).
     """
+    t0 = time.perf_counter()
     try:
-        return _make_subset(req)
+        return _make_subset(req), time.perf_counter() - t0
     except SubsetError:
         raise
     except Exception as exc:  # noqa: BLE001 - the message could name server paths
@@ -136,6 +145,8 @@ def _make_subset(req: SubsetRequest) -> str:
             src = ds.variables[name].encoding if name in ds.variables else {}
             var.encoding = {**src, "_FillValue": _default_fill(var.dtype) if name in species
                             else None}
+        if size * 8 <= IN_MEMORY_BYTES:  # small: read at once (dask's per-task cost dominates)
+            sub = sub.load()
         fd, tmp = tempfile.mkstemp(suffix=".nc", prefix="subset-", dir=req.tmpdir)
         os.close(fd)
         try:

@@ -229,7 +229,6 @@ def test_concurrent_subsets_never_crash_the_server(served, live, tmp_path):
     """40 subsets 8 at a time on the real uvicorn server in this process: before the subsets
     moved to worker processes this ended in SIGBUS after 8 (HDF5 is not thread-safe)."""
     out, build = served
-    live_pids = set(live.app.state.subsets.pids())
 
     def one(i):
         with httpx.Client(base_url=live.url, timeout=120) as c:
@@ -254,7 +253,8 @@ def test_concurrent_subsets_never_crash_the_server(served, live, tmp_path):
     status = live.client.get("/api/status").json()
     assert status["subsets"]["worker_crashes"] == 0 and status["subsets"]["in_flight"] == 0
     assert status["rss_bytes"]["server"] > 0 and status["rss_bytes"]["workers"] > 0
-    assert set(live.app.state.subsets.pids()) != {os.getpid()} and live_pids is not None
+    workers = live.app.state.subsets.pids()
+    assert workers and os.getpid() not in workers  # the NetCDF work ran in other processes
     assert not list(Path(live.app.state.subsets.tmpdir).iterdir())  # every subset file removed
 
 
