@@ -89,6 +89,16 @@ def _parser() -> argparse.ArgumentParser:
     fp.add_argument("--host", default="127.0.0.1", help="address to listen on (default "
                     "127.0.0.1; 0.0.0.0 for every interface)")
     fp.add_argument("--port", type=int, default=8000, help="port (default 8000)")
+    fp.add_argument("--token-file", type=Path, metavar="PATH", help="read-only bearer tokens, "
+                    "one a line: every request then needs 'Authorization: Bearer <token>' "
+                    "(401 otherwise; the file is read again when it changes)")
+    fp.add_argument("--cors-origin", action="append", default=[], metavar="ORIGIN",
+                    help="let pages of ORIGIN (e.g. https://maps.example.org, or *) read the "
+                    "answers from a browser; repeatable (default: none)")
+    fp.add_argument("--subset-workers", type=int, default=2, metavar="N", help="worker "
+                    "processes making NetCDF subsets (default 2)")
+    fp.add_argument("--max-subsets", type=int, default=8, metavar="N", help="subsets running "
+                    "or waiting; beyond, 503 with Retry-After (default 8)")
     return p
 
 
@@ -278,10 +288,24 @@ def main(argv: list[str] | None = None) -> int:
                 print(f"tongyuan: error: --port {args.port} is not a port number",
                       file=sys.stderr)
                 return 2
-            from pipeline.files_service import serve
+            if args.token_file is not None and not args.token_file.is_file():
+                print(f"tongyuan: error: token file {args.token_file} not found",
+                      file=sys.stderr)
+                return 2
+            if args.subset_workers < 1 or args.max_subsets < 1:
+                print("tongyuan: error: --subset-workers and --max-subsets must be at least 1",
+                      file=sys.stderr)
+                return 2
+            from pipeline.files_service import ServiceSettings, load_tokens, serve
 
-            print(f"serving the published builds of {args.out} on http://{args.host}:{args.port}/")
-            serve(args.out, args.host, args.port)
+            if args.token_file is not None:
+                load_tokens(args.token_file)  # no token in it: a one-line error now
+            settings = ServiceSettings(subset_workers=args.subset_workers,
+                                       max_subsets=args.max_subsets, token_file=args.token_file,
+                                       cors_origins=tuple(args.cors_origin))
+            print(f"serving the published builds of {args.out} on http://{args.host}:{args.port}/"
+                  + (" (bearer tokens needed)" if args.token_file else ""))
+            serve(args.out, args.host, args.port, settings)
     except TongyuanError as exc:
         print(f"tongyuan: error: {exc}", file=sys.stderr)
         return 1
