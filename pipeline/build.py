@@ -32,8 +32,7 @@ from pipeline import model_ready
 from pipeline.cems import Cems, read_cems
 from pipeline.checks import Finding, findings_frame, raise_on_errors
 from pipeline.config import BuildConfig, load_config
-from pipeline.cube import hourly_cube
-from pipeline.day_store import DaysWritten, WriteContext, previous_days, write_days
+from pipeline.day_store import DayInputs, DaysWritten, WriteContext, previous_days, write_days
 from pipeline.ledger import FLOAT32_RTOL, RTOL, Ledger, check_balance
 from pipeline.provenance import (
     code_version,
@@ -361,34 +360,38 @@ def write_build_report(build_dir: Path) -> bool:
 
 def _write_files(state: BuildState, staging: Path, ctx: WriteContext, runner: Runner
                  ) -> DaysWritten:
-    """Hourly CF days, then the model formats, each checked against the ledger."""
-    s, grid = state, state.tables.grid
-    cube = hourly_cube(s.annual, s.factors, grid, s.tables.registry, cems=s.cems)
-    by_month: dict[str, list[pd.Timestamp]] = defaultdict(list)
-    for day in utc_days(s.cfg.year, s.cfg.output.period):
-        by_month[f"{day:%Y-%m}"].append(day)
-    days = DaysWritten()
-    n_days = sum(len(m) for m in by_month.values())
-    runner.progress("write days", 0, n_days)
-    for label, month in by_month.items():
-        days.update(runner.io(f"write-{label}", write_days, cube, month, ctx, grid.cell_area_m2))
-        runner.progress("write days", len(days.files), n_days)
+    """Hourly CF days, then the model formats, each checked against the ledger. Each day is
+    an independent task on ``output.scheduler`` (:mod:`pipeline.parallel`)."""
+    s, cfg = state, state.cfg
+    days_ = utc_days(cfg.year, cfg.output.period)
+    inputs = DayInputs(annual=s.annual, factors=s.factors, grid=s.tables.grid,
+                       registry=s.tables.registry, cems=s.cems, ctx=ctx)
+    runner.progress("write days", 0, len(days_))
+    days = runner.io("write-days", write_days, inputs, days_, cfg.output.scheduler,
+                     lambda done, total: runner.progress("write days", done, total))
     s.clock.lap("write")
     # float32 files carry the mass at float32 precision (~1e-7), float64 files to 1e-9
     record_written(s.ledger, s.annual, s.factors, days.written,
-                   rtol=RTOL if s.cfg.output.dtype == "float64" else FLOAT32_RTOL, cems=s.cems)
-    check_balance(s.ledger, written=s.cfg.output.period is None)
+                   rtol=RTOL if cfg.output.dtype == "float64" else FLOAT32_RTOL, cems=s.cems)
+    check_balance(s.ledger, written=cfg.output.period is None)
     if s.cems is not None:
         s.cems.table.to_csv(staging / "cems.csv", index=False, float_format="%.9g")
-    mo = runner.run("model-outputs", model_ready.prepare, s.cfg, s.tables, s.activity,
-                   s.emissions, s.alloc.matrix, s.cems)
+    mo = runner.run("model-outputs", model_ready.prepare, cfg, s.tables, s.activity,
+                    s.emissions, s.alloc.matrix, s.cems)
     if mo is not None:  # CMAQ / WRF-Chem: float32 files, checked per day and species
+        by_month: dict[str, list[pd.Timestamp]] = defaultdict(list)
+        for day in days_:
+            by_month[f"{day:%Y-%m}"].append(day)
         measured: dict[str, dict[str, dict[str, float]]] = {f: {} for f in mo.formats}
+        done = 0
+        runner.progress("write model days", 0, len(days_))
         for label, month in by_month.items():
             got = runner.io(f"write-models-{label}", model_ready.write_days, mo, month,
-                           s.factors, staging, ctx.attrs)
+                            s.factors, staging, ctx.attrs)
             for f in mo.formats:
                 measured[f].update(got[f])
+            done += len(month)
+            runner.progress("write model days", done, len(days_))
         model_ready.check_days(mo, s.annual, s.factors, measured, rtol=FLOAT32_RTOL)
         s.clock.lap("models")
     return days
@@ -455,15 +458,19 @@ def write_and_publish(state: BuildState, out: Path, publication: Publication,
 
 #: keyword overrides of :func:`run_build` → the config keys they set
 OVERRIDES = {"out": "output.dir", "year": "year", "period": "output.period",
-             "scheduler": "allocation.scheduler", "formats": "output.formats",
-             "mechanism": "output.mechanism"}
+             "scheduler": ("allocation.scheduler", "output.scheduler"),
+             "formats": "output.formats", "mechanism": "output.mechanism"}
 
 
 def _overrides(overrides: dict[str, Any]) -> dict[str, Any]:
     unknown = sorted(set(overrides) - set(OVERRIDES))
     if unknown:
         raise ConfigError(f"unknown build override(s) {unknown}; known: {sorted(OVERRIDES)}")
-    out = {OVERRIDES[k]: v for k, v in overrides.items()}
+    out: dict[str, Any] = {}
+    for key, value in overrides.items():
+        for target in (OVERRIDES[key] if isinstance(OVERRIDES[key], tuple)
+                       else (OVERRIDES[key],)):
+            out[target] = value
     if out.get("output.period") is not None:
         out["output.period"] = list(out["output.period"])
     if out.get("output.dir") is not None:
@@ -482,7 +489,8 @@ def run_build(config: str | Path, runner: Runner | None = None, **overrides: Any
     runner : how steps run (default: in this process, no Prefect; the CLI passes
         :class:`pipeline.flows.PrefectRunner`)
     **overrides : ``out`` (output directory), ``year``, ``period`` (two UTC dates, inclusive),
-        ``scheduler`` (dask scheduler of the allocation), ``formats`` (``cf``, ``cmaq``,
+        ``scheduler`` (dask scheduler of the allocation and of the day writes: ``processes``,
+        ``synchronous`` or a ``dask.distributed`` address), ``formats`` (``cf``, ``cmaq``,
         ``wrfchem``), ``mechanism``
 
     Examples

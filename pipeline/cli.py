@@ -45,10 +45,12 @@ def _parser() -> argparse.ArgumentParser:
     bp.add_argument("--year", type=int, help="output year (default: year of the config)")
     bp.add_argument("--period", metavar="START:END", help="write only these UTC days, e.g. "
                     "2024-01-15:2024-01-21 (default: the whole year)")
-    bp.add_argument("--scheduler", metavar="S", help="where to compute allocation matrices: "
-                    "threads (default), processes, synchronous, or a dask.distributed scheduler "
-                    "address such as tcp://10.0.0.5:8786 (default: allocation.scheduler of the "
-                    "config)")
+    bp.add_argument("--scheduler", metavar="S", help="where allocation matrices and day files "
+                    "are computed: processes (every core), synchronous (this process), or a "
+                    "dask.distributed scheduler address such as tcp://10.0.0.5:8786 (default: "
+                    "allocation.scheduler and output.scheduler of the config: threads for "
+                    "allocation, worker processes for the day files of builds of 8 days or "
+                    "more)")
     bp.add_argument("--format", metavar="F[,F]", help="file formats, comma-separated: cf "
                     "(hourly/, always written), cmaq (cmaq/, I/O API), wrfchem (wrfchem/, "
                     "wrfchemi); default: output.formats of the config")

@@ -113,9 +113,21 @@ class OutputConfig(FrozenModel):
     formats: list[FormatName] = Field(default_factory=lambda: ["cf"])
     #: chemical mechanism of the model formats (a ``mechanism`` of the speciation table)
     mechanism: str = "cb6r3_ae6"
+    #: where the day files are written, each day a task: ``auto`` (worker processes on every
+    #: core from 8 days on, else in this process), ``processes``, ``synchronous``, or the
+    #: address of a dask.distributed scheduler (``tcp://host:8786``). The files are the same.
+    scheduler: str = "auto"
     #: published builds kept in the output directory (older ones are pruned after each
     #: publish; builds a ``latest*`` pointer refers to are always kept); null keeps all
     keep_builds: int | None = Field(10, ge=1)
+
+    @field_validator("scheduler")
+    @classmethod
+    def _scheduler(cls, value: str) -> str:
+        if value not in ("auto", "threads", "processes", "synchronous") and "://" not in value:
+            raise ValueError(f"unknown scheduler {value!r}; use auto, processes, synchronous "
+                             "or a dask.distributed address such as tcp://127.0.0.1:8786")
+        return value
 
     @field_validator("period", mode="before")
     @classmethod

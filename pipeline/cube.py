@@ -40,15 +40,18 @@ def annual_grid(matrix: sp.csr_matrix, emissions: pd.DataFrame, sectors: np.ndar
 
 
 def hourly_cube(annual: xr.DataArray, factors: xr.DataArray, grid: Grid,
-                registry: SpeciesRegistry, cems=None) -> xr.Dataset:
-    """Lazy (dask) hourly fluxes for the whole output year, chunked by UTC day.
+                registry: SpeciesRegistry, cems=None, hours_per_chunk: int = 24) -> xr.Dataset:
+    """Lazy (dask) hourly fluxes for the hours of ``factors``, in chunks of
+    ``hours_per_chunk`` hours (24: one UTC day).
 
     ``cems`` (:class:`pipeline.cems.Cems`) adds, in each measured stack's cell, the difference
-    between its measured/gap-filled series and its profiled one (zero over the year).
+    between its measured/gap-filled series and its profiled one (zero over the year); its
+    ``correction`` has one column per hour of ``factors``.
     """
     sectors = list(annual["sector"].values)
     f = factors.sel(sector=sectors).transpose("sector", "time")
-    f_dask = da.from_array(f.to_numpy(), chunks=(len(sectors), 24))
+    n = hours_per_chunk
+    f_dask = da.from_array(f.to_numpy(), chunks=(len(sectors), n))
     a = annual.to_numpy()
     area = grid.cell_area_m2
     data_vars = {}
@@ -62,10 +65,10 @@ def hourly_cube(annual: xr.DataArray, factors: xr.DataArray, grid: Grid,
                 onehot = np.zeros((len(k), grid.size))
                 onehot[np.arange(len(k)), cems.cells[k]] = 1.0
                 onehot /= area.ravel() * SECONDS_PER_HOUR
-                corr = da.from_array(cems.correction[k].T, chunks=(24, -1))
+                corr = da.from_array(cems.correction[k].T, chunks=(n, -1))
                 flux = flux + corr @ da.from_array(onehot, chunks=-1)
         flux = flux.reshape(f.sizes["time"], grid.ny, grid.nx)
-        flux = flux.rechunk((24, grid.ny, grid.nx))
+        flux = flux.rechunk((n, grid.ny, grid.nx))
         meta = registry.species[str(s)]
         attrs = {"long_name": f"emission flux of {meta.long_name}", "units": "kg m-2 s-1",
                  "grid_mapping": "crs", "coordinates": "lat lon", "cell_measures": "area: cell_area"}

@@ -14,18 +14,24 @@ import hashlib
 import json
 import os
 import shutil
-from dataclasses import dataclass, field
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
+import dask
 import numpy as np
 import pandas as pd
 import xarray as xr
 
-from pipeline.cube import SECONDS_PER_HOUR
+from grids.grid import Grid
+from pipeline.cems import Cems
+from pipeline.cube import SECONDS_PER_HOUR, hourly_cube
+from pipeline.parallel import RunStats, map_days
 from pipeline.publish import has_manifest, read_manifest
 from pipeline.writers import WriteMeta, netcdf_cf
 from sources.errors import ConfigError
+from sources.species import SpeciesRegistry
 
 
 @dataclass
@@ -46,6 +52,9 @@ class WriteContext:
     #: builds wrote): a build killed after some days resumes from them, and builds under other
     #: pointers share their days. None: no cache.
     store: Path | None = None
+    #: hours computed, hashed and written at a time: a worker holds a few hours of one
+    #: species, whatever the grid size
+    slab_hours: int = 6
 
 
 def stored_days(store: Path | None) -> dict[str, Path]:
@@ -73,9 +82,7 @@ def store_day(store: Path | None, content: str, path: Path, build_id: str) -> No
         tmp.unlink(missing_ok=True)
 
 
-def day_content_hash(day_ds: xr.Dataset, ctx: WriteContext) -> str:
-    """sha256 of what a day file carries apart from the build's global attributes: every array
-    (bytes, dtype, shape, attributes), the time axis, the static coordinates and the encoding."""
+def _header(ctx: WriteContext, times: np.ndarray) -> hashlib._Hash:
     h = hashlib.sha256(json.dumps({"dtype": ctx.dtype, "complevel": ctx.complevel,
                                    "shuffle": ctx.shuffle, "year": ctx.year,
                                    "code": ctx.attrs.get("tongyuan_code_version")},
@@ -83,12 +90,35 @@ def day_content_hash(day_ds: xr.Dataset, ctx: WriteContext) -> str:
     for name, (dims, values, attrs) in sorted(ctx.static.items()):
         h.update(f"{name}{dims}{json.dumps(attrs, sort_keys=True, default=str)}".encode())
         h.update(np.ascontiguousarray(values).tobytes())
-    h.update(np.ascontiguousarray(day_ds["time"].values).tobytes())
+    h.update(np.ascontiguousarray(times).tobytes())
+    return h
+
+
+def measure_day(day_ds: xr.Dataset, ctx: WriteContext, cell_area: np.ndarray,
+                slab_hours: int = 6) -> tuple[str, dict[str, float]]:
+    """The day's content hash and the mass each species' array carries [kg], computed a few
+    hours at a time (``slab_hours``): a lazy ``day_ds`` is never held whole.
+
+    The hash covers what a day file carries apart from the build's global attributes: every
+    array at the file's dtype (bytes, shape, attributes), the time axis, the static coordinates,
+    the encoding and the code version.
+    """
+    h = _header(ctx, day_ds["time"].values)
+    mass: dict[str, float] = {}
+    n = day_ds.sizes["time"]
     for v in sorted(day_ds.data_vars):
-        a = np.ascontiguousarray(day_ds[v].values)
-        h.update(f"{v}{a.dtype}{a.shape}{json.dumps(day_ds[v].attrs, sort_keys=True)}".encode())
-        h.update(a.tobytes())
-    return h.hexdigest()
+        hv = hashlib.sha256()
+        total = 0.0
+        for t0 in range(0, n, slab_hours):
+            a = np.ascontiguousarray(day_ds[v].isel(time=slice(t0, t0 + slab_hours)).values,
+                                     dtype=ctx.dtype)
+            hv.update(a.tobytes())
+            total += float((a.astype(np.float64) * cell_area).sum())
+        shape = (n, *day_ds[v].shape[1:])
+        h.update(f"{v}{np.dtype(ctx.dtype)}{shape}"
+                 f"{json.dumps(day_ds[v].attrs, sort_keys=True)}".encode() + hv.digest())
+        mass[v] = total * SECONDS_PER_HOUR
+    return h.hexdigest(), mass
 
 
 @dataclass
@@ -102,12 +132,14 @@ class DaysWritten:
     files : the day files, in day order
     content : day → content hash (:func:`day_content_hash`)
     reused : day → id of the build that wrote the file hard-linked for it (unchanged days)
+    stats : the scheduler the days were written on and each worker's peak memory [MB]
     """
 
     written: dict[str, dict[str, float]] = field(default_factory=dict)
     files: list[str] = field(default_factory=list)
     content: dict[str, str] = field(default_factory=dict)
     reused: dict[str, str] = field(default_factory=dict)
+    stats: RunStats = field(default_factory=RunStats)
 
     def update(self, other: DaysWritten) -> None:
         self.written.update(other.written)
@@ -116,52 +148,91 @@ class DaysWritten:
         self.reused.update(other.reused)
 
 
-def write_days(cube: xr.Dataset, days: list[pd.Timestamp], ctx: WriteContext,
-               cell_area: np.ndarray) -> DaysWritten:
-    """Compute and write the given UTC days into ``ctx.hourly_dir`` (created if missing):
-    per day the mass each file carries, its content hash, and whether an unchanged file of an
-    earlier build was hard-linked instead of written."""
+def write_day_dataset(day_ds: xr.Dataset, key: str, ctx: WriteContext, cell_area: np.ndarray,
+                      stored: dict[str, Path]) -> DaysWritten:
+    """One day's file from its (lazy or computed) 24 hours: hashed and measured a few hours at
+    a time, then hard-linked from the previous build or the store when its content is there
+    already, else written (a few hours at a time). ``stored``: :func:`stored_days`."""
     ctx.hourly_dir.mkdir(parents=True, exist_ok=True)
-    written = {}
-    files = []
-    content: dict[str, str] = {}
-    reused: dict[str, str] = {}
-    seconds = SECONDS_PER_HOUR
-    stored = stored_days(ctx.store)  # days differ in content: this call adds none it could use
-    meta = WriteMeta(attrs=ctx.attrs, year=ctx.year, dtype=ctx.dtype, complevel=ctx.complevel,
-                     shuffle=ctx.shuffle, static=ctx.static)
-    for day in days:
-        start = np.datetime64(day.to_datetime64(), "h")
-        sel = cube.sel(time=slice(start, start + np.timedelta64(23, "h")))
-        if sel.sizes["time"] != 24:
-            raise ConfigError(f"day {day:%Y-%m-%d} has {sel.sizes['time']} hours in the cube")
-        day_ds = sel.compute()
-        if ctx.dtype != "float64":
-            day_ds = day_ds.astype(ctx.dtype)
-        mass = {v: float((day_ds[v].to_numpy().astype(np.float64) * cell_area).sum() * seconds)
-                for v in day_ds.data_vars}
-        key = f"{day:%Y%m%d}"
-        path = ctx.hourly_dir / f"{key}.nc"
-        h = day_content_hash(day_ds, ctx)
-        content[key] = h
-        prev = ctx.previous.get(key)
-        source = origin = None
-        if prev is not None and prev[0] == h and Path(prev[1]).is_file():
-            source, origin = Path(prev[1]), prev[2]
-        elif (found := stored.get(h)) is not None:
-            source, origin = found, found.name.split(".")[1]
-        if source is not None:
-            try:  # same content: the same file, not a new one (same bytes, same checksum)
-                os.link(source, path)
-            except OSError:
-                shutil.copy2(source, path)
-            reused[key] = origin  # the build that wrote the file
-        else:
+    path = ctx.hourly_dir / f"{key}.nc"
+    with dask.config.set(scheduler="synchronous"):  # a few hours at a time, in this process
+        h, mass = measure_day(day_ds, ctx, cell_area, ctx.slab_hours)
+    prev = ctx.previous.get(key)
+    source = origin = None
+    if prev is not None and prev[0] == h and Path(prev[1]).is_file():
+        source, origin = Path(prev[1]), prev[2]
+    elif (found := stored.get(h)) is not None:
+        source, origin = found, found.name.split(".")[1]
+    reused = {}
+    if source is not None:
+        path.unlink(missing_ok=True)  # a retried write finds its own earlier link
+        try:  # same content: the same file, not a new one (same bytes, same checksum)
+            os.link(source, path)
+        except OSError:
+            shutil.copy2(source, path)
+        reused[key] = origin  # the build that wrote the file
+    else:
+        meta = WriteMeta(attrs=ctx.attrs, year=ctx.year, dtype=ctx.dtype,
+                         complevel=ctx.complevel, shuffle=ctx.shuffle, static=ctx.static,
+                         slab_hours=ctx.slab_hours)
+        with dask.config.set(scheduler="synchronous"):
             netcdf_cf.write(day_ds, path, meta)
-            store_day(ctx.store, h, path, ctx.attrs["tongyuan_build_id"])
-        written[key] = mass
-        files.append(str(path))
-    return DaysWritten(written=written, files=files, content=content, reused=reused)
+        store_day(ctx.store, h, path, ctx.attrs["tongyuan_build_id"])
+    return DaysWritten(written={key: mass}, files=[str(path)], content={key: h}, reused=reused)
+
+
+@dataclass(frozen=True)
+class DayInputs:
+    """What every hourly day file is made from: sent to each worker once.
+
+    Attributes
+    ----------
+    annual : annual grid ``(sector, species, y, x)`` [kg/yr per cell]
+    factors : temporal factors ``(sector, time)`` [share of the year per UTC hour]
+    grid : the grid (cell areas)
+    registry : species metadata (attributes of the variables)
+    cems : measured stack hours, or None
+    ctx : where and how the files are written
+    """
+
+    annual: xr.DataArray
+    factors: xr.DataArray
+    grid: Grid
+    registry: SpeciesRegistry
+    cems: Cems | None
+    ctx: WriteContext
+
+
+def day_cube(inputs: DayInputs, day: pd.Timestamp) -> xr.Dataset:
+    """The 24 hours of UTC ``day``, lazy, in chunks of ``ctx.slab_hours`` hours."""
+    times = inputs.factors["time"].values.astype("datetime64[h]")
+    start = np.datetime64(day.to_datetime64(), "h")
+    idx = np.flatnonzero((times >= start) & (times < start + np.timedelta64(24, "h")))
+    if idx.size != 24:
+        raise ConfigError(f"day {day:%Y-%m-%d} has {idx.size} hours in the cube")
+    cems = inputs.cems
+    if cems is not None:
+        cems = replace(cems, correction=cems.correction[:, idx])
+    return hourly_cube(inputs.annual, inputs.factors.isel(time=idx), inputs.grid,
+                       inputs.registry, cems=cems, hours_per_chunk=inputs.ctx.slab_hours)
+
+
+def write_day(inputs: DayInputs, day: pd.Timestamp) -> DaysWritten:
+    """Write (or link) the hourly file of one UTC day: the task a worker runs."""
+    stored = stored_days(inputs.ctx.store)
+    return write_day_dataset(day_cube(inputs, day), f"{day:%Y%m%d}", inputs.ctx,
+                             inputs.grid.cell_area_m2, stored)
+
+
+def write_days(inputs: DayInputs, days: list[pd.Timestamp], scheduler: str | None = "auto",
+               on_day: Callable[[int, int], None] | None = None) -> DaysWritten:
+    """Write the hourly files of ``days``, each an independent task on ``scheduler``
+    (:func:`pipeline.parallel.map_days`); ``on_day(done, total)`` after each day. The files are
+    the same bytes on every scheduler."""
+    out = DaysWritten()
+    for got in map_days(write_day, inputs, days, scheduler, on_day, out.stats):
+        out.update(got)
+    return out
 
 
 def previous_days(pointer: Path) -> dict[str, tuple[str, str, str]]:

@@ -1,5 +1,7 @@
 """The day files and their content-addressed store, without a build."""
 
+from pathlib import Path
+
 import netCDF4
 import numpy as np
 import pandas as pd
@@ -7,11 +9,12 @@ import pytest
 import xarray as xr
 
 from pipeline.day_store import (
+    DaysWritten,
     WriteContext,
-    day_content_hash,
+    measure_day,
     previous_days,
     stored_days,
-    write_days,
+    write_day_dataset,
 )
 from pipeline.writers.netcdf_cf import static_coords
 
@@ -33,9 +36,19 @@ def _ctx(tables, folder, build_id="20240101T000000000Z-aaaaaaaa", store=None, pr
                         previous=previous or {}, store=store)
 
 
+def _write(cube, days, ctx, area) -> DaysWritten:
+    out = DaysWritten()
+    for day in days:
+        start = np.datetime64(day.to_datetime64(), "h")
+        day_ds = cube.sel(time=slice(start, start + np.timedelta64(23, "h")))
+        out.update(write_day_dataset(day_ds, f"{day:%Y%m%d}", ctx, area,
+                                     stored_days(ctx.store)))
+    return out
+
+
 def test_write_days_measures_the_mass_each_file_carries(tables, tmp_path):
     cube, area = _cube(tables), tables.grid.cell_area_m2
-    got = write_days(cube, [pd.Timestamp("2024-03-01")], _ctx(tables, tmp_path / "h"), area)
+    got = _write(cube, [pd.Timestamp("2024-03-01")], _ctx(tables, tmp_path / "h"), area)
     assert got.files == [str(tmp_path / "h" / "20240301.nc")] and got.reused == {}
     expected = float((cube["CO2"].isel(time=slice(0, 24)) * area).sum()) * 3600.0
     assert got.written["20240301"]["CO2"] == pytest.approx(expected, rel=1e-12)
@@ -45,24 +58,29 @@ def test_write_days_measures_the_mass_each_file_carries(tables, tmp_path):
 
 
 def test_content_hash_ignores_global_attributes_but_not_values(tables):
-    day = _cube(tables).isel(time=slice(0, 24))
-    a = day_content_hash(day, _ctx(tables, None, build_id="20240101T000000000Z-aaaaaaaa"))
-    b = day_content_hash(day, _ctx(tables, None, build_id="20240202T000000000Z-bbbbbbbb"))
+    day, area = _cube(tables).isel(time=slice(0, 24)), tables.grid.cell_area_m2
+
+    def digest(ds, ctx, slab=6):
+        return measure_day(ds, ctx, area, slab)[0]
+
+    a = digest(day, _ctx(tables, None, build_id="20240101T000000000Z-aaaaaaaa"))
+    b = digest(day, _ctx(tables, None, build_id="20240202T000000000Z-bbbbbbbb"))
     changed = day.copy(deep=True)
     changed["CO2"][3, 1, 1] *= 1 + 1e-15
-    assert a == b != day_content_hash(changed, _ctx(tables, None))
+    assert a == b != digest(changed, _ctx(tables, None))
+    assert digest(day, _ctx(tables, None), slab=24) == a  # the slab size is not content
     other_code = _ctx(tables, None)
     other_code.attrs["tongyuan_code_version"] = "u"
-    assert day_content_hash(day, other_code) != a
+    assert digest(day, other_code) != a
 
 
 def test_a_stored_day_is_linked_not_rewritten_by_the_next_build(tables, tmp_path):
     store, cube, area = tmp_path / "store", _cube(tables), tables.grid.cell_area_m2
     days = [pd.Timestamp("2024-03-01"), pd.Timestamp("2024-03-02")]
-    first = write_days(cube, days, _ctx(tables, tmp_path / "b1", store=store), area)
+    first = _write(cube, days, _ctx(tables, tmp_path / "b1", store=store), area)
     assert len(stored_days(store)) == 2
-    second = write_days(cube, days, _ctx(tables, tmp_path / "b2", store=store,
-                                         build_id="20240202T000000000Z-bbbbbbbb"), area)
+    second = _write(cube, days, _ctx(tables, tmp_path / "b2", store=store,
+                                     build_id="20240202T000000000Z-bbbbbbbb"), area)
     assert second.reused == {"20240301": "20240101T000000000Z-aaaaaaaa",
                              "20240302": "20240101T000000000Z-aaaaaaaa"}
     assert second.content == first.content and second.written == first.written
@@ -85,3 +103,49 @@ def test_previous_days_reads_the_pointed_build(tmp_path):
     assert previous_days(out / "latest") == {
         "20240301": ("h1", str(build / "hourly" / "20240301.nc"), bid),
         "20240302": ("h2", str(build / "hourly" / "20240302.nc"), "older")}
+
+
+def _inputs(tables, folder, store=None):
+    from pipeline.cube import annual_grid
+    from pipeline.day_store import DayInputs
+    from pipeline.temporal import temporal_factors
+
+    g = tables.grid
+    rng = np.random.default_rng(7)
+    sectors = list(tables.sectors["sector"])
+    matrix = __import__("scipy.sparse").sparse.random(g.size, 6, density=0.3, random_state=7,
+                                                      format="csr")
+    em = pd.DataFrame(rng.uniform(1e3, 1e6, (6, 2)), columns=["CO2", "NOx"])
+    annual = annual_grid(matrix, em, np.array(sectors[:2] * 3), g, ["CO2", "NOx"], sectors)
+    factors = temporal_factors(tables.sectors, tables.profiles, 2024, "Asia/Shanghai", True)
+    return DayInputs(annual=annual, factors=factors, grid=g, registry=tables.registry, cems=None,
+                     ctx=_ctx(tables, folder, store=store))
+
+
+def test_days_are_the_same_bytes_on_every_scheduler(tables, tmp_path):
+    """Serial, 2 local worker processes and a LocalCluster of 2 single-threaded workers
+    reached by address write byte-identical files and report the same masses."""
+    from distributed import LocalCluster
+
+    from pipeline.day_store import write_days
+    from sources.files import sha256_file
+
+    days = list(pd.date_range("2024-03-09", periods=4, freq="D"))
+    runs = {}
+    with LocalCluster(n_workers=2, threads_per_worker=1, processes=True,
+                      dashboard_address=":0") as cluster:
+        for name, scheduler in (("serial", "synchronous"), ("processes", "processes"),
+                                ("cluster", cluster.scheduler_address)):
+            seen = []
+            got = write_days(_inputs(tables, tmp_path / name), days, scheduler,
+                             lambda done, total: seen.append((done, total)))
+            assert seen[-1] == (4, 4) and got.stats.peak_rss_mb
+            runs[name] = (got, {Path(f).name: sha256_file(f) for f in got.files})
+    serial = runs["serial"]
+    assert serial[0].stats.scheduler == "synchronous"
+    assert runs["processes"][0].stats.scheduler == "processes"
+    for name in ("processes", "cluster"):
+        got, sums = runs[name]
+        assert sums == serial[1], name
+        assert got.written == serial[0].written and got.content == serial[0].content
+    assert len(runs["cluster"][0].stats.peak_rss_mb) == 2  # both workers wrote days

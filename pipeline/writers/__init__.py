@@ -61,6 +61,9 @@ class WriteMeta:
     complevel: int = 1
     #: CF: byte-shuffle filter before deflate
     shuffle: bool = False
+    #: CF: hours of a lazy (dask) species computed and written at a time: a writer holds
+    #: this many hours of one species, whatever the grid size
+    slab_hours: int = 6
     #: CF: coordinates and ancillary variables of every file, name → (dims, values, attrs), as
     #: :func:`pipeline.writers.netcdf_cf.static_coords` computes them once per build (None:
     #: computed from :attr:`grid`)

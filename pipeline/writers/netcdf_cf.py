@@ -15,9 +15,11 @@ import re
 from pathlib import Path
 from typing import Any
 
+import netCDF4
 import numpy as np
 import pandas as pd
 import xarray as xr
+from dask.base import is_dask_collection
 
 from grids.grid import Grid
 from pipeline.writers import WriteMeta
@@ -106,8 +108,29 @@ def write(day: xr.Dataset, path: str | Path, meta: WriteMeta) -> None:
     for c in ("x", "y", "lon", "lat", "cell_area"):
         encoding[c] = {"_FillValue": None}
     tmp = path.with_name(f".{path.name}.tmp")
-    ds.to_netcdf(tmp, engine="netcdf4", format="NETCDF4", encoding=encoding)
+    lazy = [v for v in species if is_dask_collection(ds[v].data)]
+    ds.drop_vars(lazy).to_netcdf(tmp, engine="netcdf4", format="NETCDF4",
+                                 encoding={k: e for k, e in encoding.items() if k not in lazy})
+    if lazy:
+        _stream(tmp, ds, lazy, encoding, meta.slab_hours)
     os.replace(tmp, path)
+
+
+def _stream(path: Path, ds: xr.Dataset, names: list[str], encoding: dict[str, dict[str, Any]],
+            slab_hours: int) -> None:
+    """Append the lazy species ``names`` to the file ``path`` a few hours at a time, one species
+    after another: the file is the same bytes whatever computes the slabs, and memory holds
+    ``slab_hours`` hours of one species."""
+    with netCDF4.Dataset(path, "a") as nc:
+        for name in names:
+            var, enc = ds[name], encoding[name]
+            out = nc.createVariable(name, enc["dtype"], var.dims, zlib=enc["zlib"],
+                                    complevel=enc["complevel"], shuffle=enc["shuffle"],
+                                    chunksizes=enc["chunksizes"], fill_value=False)
+            out.setncatts(var.attrs)
+            for t0 in range(0, var.sizes["time"], slab_hours):
+                slab = var.isel(time=slice(t0, t0 + slab_hours)).values
+                out[t0:t0 + slab.shape[0]] = slab.astype(enc["dtype"])
 
 
 def write_grid_dataset(ds: xr.Dataset, path: str | Path, static: dict[str, Any],

@@ -1,0 +1,121 @@
+"""Days written in parallel: each UTC day's files are an independent task on Dask.
+
+Writing is compression-bound (zlib) and each day is independent, so days spread over every
+core, or over a ``dask.distributed`` cluster, with no change to a file's bytes. The data every
+day needs (annual grid, temporal factors, measured stacks) is sent to each worker once
+(``Client.scatter(..., broadcast=True)``), not pickled into every task; a worker returns each
+day's measured mass, content hash and path.
+
+Schedulers (``output.scheduler``, ``tongyuan build --scheduler``):
+
+- ``auto`` (default): local worker processes, one per core, for builds of at least
+  :data:`PARALLEL_FROM_DAYS` days; in this process for shorter builds (a cluster takes seconds
+  to start, more than a day takes to write);
+- ``processes``: local worker processes, one per core (a ``dask.distributed.LocalCluster``);
+- ``synchronous``: one day after another in this process (``threads`` means the same here:
+  HDF5 is not thread-safe);
+- ``tcp://host:8786``: the workers of that ``dask.distributed`` scheduler (they must see the
+  output directory and import this package).
+"""
+
+from __future__ import annotations
+
+import os
+import resource
+import socket
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from typing import Any, TypeVar
+
+import pandas as pd
+
+R = TypeVar("R")
+
+#: ``auto`` writes in worker processes from this many days on
+PARALLEL_FROM_DAYS = 8
+
+
+def local_workers() -> int:
+    """Cores this process may use."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # pragma: no cover - not Linux
+        return os.cpu_count() or 1
+
+
+def resolve(scheduler: str | None, n_days: int) -> str:
+    """The scheduler a build of ``n_days`` days writes on (``auto`` made concrete)."""
+    name = scheduler or "auto"
+    if name == "auto":
+        return "processes" if n_days >= PARALLEL_FROM_DAYS and local_workers() > 1 \
+            else "synchronous"
+    return "synchronous" if name == "threads" else name
+
+
+@contextmanager
+def dask_client(scheduler: str) -> Iterator[Any]:
+    """A ``dask.distributed`` client for ``processes`` (a local cluster of one single-threaded
+    worker process per core, closed afterwards) or a scheduler address."""
+    from distributed import Client, LocalCluster  # 0.4 s to import: only when used
+
+    if "://" in scheduler:
+        with Client(scheduler) as client:
+            yield client
+        return
+    with LocalCluster(n_workers=local_workers(), threads_per_worker=1, processes=True,
+                      dashboard_address=":0", silence_logs=40) as cluster, \
+            Client(cluster) as client:
+        yield client
+
+
+def peak_rss_mb() -> float:
+    """Peak resident memory of this process so far [MB]."""
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+@dataclass
+class RunStats:
+    """How a :func:`map_days` run went: the scheduler it ran on and the peak resident memory
+    of each process that ran days [MB] (``this process`` when run here)."""
+
+    scheduler: str = ""
+    peak_rss_mb: dict[str, float] = field(default_factory=dict)
+
+
+def _on_worker(fn: Callable[..., R], shared: Any, day: pd.Timestamp
+               ) -> tuple[R, str, float]:
+    return fn(shared, day), f"{socket.gethostname()}:{os.getpid()}", peak_rss_mb()
+
+
+def map_days(fn: Callable[[Any, pd.Timestamp], R], shared: Any, days: list[pd.Timestamp],
+             scheduler: str | None = "auto", on_day: Callable[[int, int], None] | None = None,
+             stats: RunStats | None = None) -> list[R]:
+    """``[fn(shared, day) for day in days]``, each day a task on ``scheduler`` (see the module
+    docstring), results in day order; ``on_day(done, total)`` as days finish; ``stats`` gets
+    the scheduler and each worker's peak memory."""
+    total = len(days)
+    stats = stats if stats is not None else RunStats()
+    stats.scheduler = resolve(scheduler, total)
+    if stats.scheduler == "synchronous":
+        out = []
+        for i, day in enumerate(days):
+            out.append(fn(shared, day))
+            if on_day is not None:
+                on_day(i + 1, total)
+        stats.peak_rss_mb["this process"] = peak_rss_mb()
+        return out
+    from distributed import as_completed
+
+    with dask_client(stats.scheduler) as client:
+        handle = client.scatter(shared, broadcast=True, hash=False)
+        futures = {client.submit(_on_worker, fn, handle, day, pure=False): i
+                   for i, day in enumerate(days)}
+        results: list[Any] = [None] * total
+        for done, future in enumerate(as_completed(futures), start=1):
+            value, worker, rss = future.result()
+            results[futures[future]] = value
+            stats.peak_rss_mb[worker] = max(rss, stats.peak_rss_mb.get(worker, 0.0))
+            if on_day is not None:
+                on_day(done, total)
+    return results
