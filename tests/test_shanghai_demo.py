@@ -85,7 +85,7 @@ def demo(shanghai):
 
 def test_demo_inputs(demo):
     activity, metas, *_ = demo
-    assert {m["format"] for m in metas} == {"csv", "parquet", "shapefile", "gpkg", "geotiff"}
+    assert {m.format for m in metas} == {"csv", "parquet", "shapefile", "gpkg", "geotiff"}
     kinds = activity["kind"].value_counts()
     points = activity[activity.kind == "point"]
     assert 200 <= len(points) <= 400
