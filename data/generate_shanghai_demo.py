@@ -53,8 +53,6 @@ TARGET_POWER_GAS_M3 = 4.0e9             # m**3 natural gas, combined-cycle units
 TARGET_BOILER_COAL_T = 4.0e6            # t coal, industrial boilers
 TARGET_BOILER_GAS_M3 = 3.0e9            # m**3 natural gas, industrial boilers
 TARGET_BOILER_OIL_T = 0.5e6             # t fuel oil, industrial boilers
-TARGET_STEEL_T = 16.0e6                 # t crude steel, integrated steel works
-TARGET_REFINERY_T = 25.0e6              # t crude oil throughput
 TARGET_MSW_T = 10.0e6                   # t municipal solid waste incinerated
 TARGET_VKM = {                          # vehicle-km per year
     "passenger_car": 5.4e10,
@@ -483,32 +481,56 @@ GAS_PLANTS = [
     ("Caojing gas CHP", 121.425, 30.790, [(300, 2)]),
     ("Fengxian gas power", 121.540, 30.870, [(400, 2)]),
 ]
-# (subsector, stacks, share of crude steel per stack weight, control, height range, diameter,
-#  temperature K, velocity)
+# Integrated steel works, one row per stack and PROCESS (issue 17): each process has its own
+# technology key (its own factors in config/emission_factors.csv, per unit of its own throughput)
+# and its own control; no plant-level factor is split over stacks.
+# (process = technology, stacks, control, height range, diameter, temperature K, velocity)
 STEEL_STACKS = [
-    ("sinter", 6, 3.0, "scr+sdfgd+ff", (100, 120), (5.0, 7.0), (350, 380), (12, 18)),
-    ("pellet", 1, 1.5, "sdfgd+ff", (80, 100), (4.0, 5.0), (350, 370), (12, 16)),
-    ("coke_oven", 6, 2.0, "sdfgd+ff", (100, 120), (3.5, 4.5), (420, 460), (8, 12)),
-    ("blast_furnace", 4, 2.5, "esp", (60, 90), (3.0, 4.0), (400, 440), (10, 15)),
-    ("bof", 4, 1.5, "esp", (40, 70), (3.0, 4.5), (330, 360), (12, 18)),
-    ("eaf", 1, 1.0, "esp", (30, 50), (3.0, 4.0), (330, 350), (12, 16)),
-    ("hot_rolling", 5, 0.8, "sdfgd+ff", (60, 80), (2.5, 3.5), (420, 480), (8, 12)),
-    ("lime_kiln", 3, 0.5, "esp", (30, 50), (1.5, 2.5), (380, 420), (10, 14)),
-    ("boiler_plant", 3, 1.0, "scr+sdfgd+ff", (80, 120), (3.5, 5.0), (340, 360), (12, 18)),
+    ("sinter_strand", 6, "scr+sdfgd+ff", (100, 120), (5.0, 7.0), (350, 380), (12, 18)),
+    ("pellet_plant", 1, "sdfgd+ff", (80, 100), (4.0, 5.0), (350, 370), (12, 16)),
+    ("coke_oven", 6, "sdfgd+ff", (100, 120), (3.5, 4.5), (420, 460), (8, 12)),
+    ("blast_furnace", 4, "ff", (60, 90), (3.0, 4.0), (400, 440), (10, 15)),
+    ("basic_oxygen_furnace", 4, "esp", (40, 70), (3.0, 4.5), (330, 360), (12, 18)),
+    ("electric_arc_furnace", 1, "none", (30, 50), (3.0, 4.0), (330, 350), (12, 16)),
+    ("reheating_furnace", 5, "lnb", (60, 80), (2.5, 3.5), (420, 480), (8, 12)),
+    ("lime_kiln", 3, "ff", (30, 50), (1.5, 2.5), (380, 420), (10, 14)),
+    ("steelworks_gas_boiler", 3, "scr+sdfgd+ff", (80, 120), (3.5, 5.0), (340, 360), (12, 18)),
 ]
+# annual throughput per steel process (t of the process product, GJ for the gas boilers)
+STEEL_ACTIVITY = {
+    "sinter_strand": (13.2e6, "t"),          # 1.1 t sinter per t BOF steel (IPCC 2006 V3C4 Tier 1)
+    "pellet_plant": (1.5e6, "t"),
+    "coke_oven": (3.84e6, "t"),              # 0.32 t coke per t BOF steel (IPCC 2006 V3C4)
+    "blast_furnace": (11.0e6, "t"),          # t hot metal
+    "basic_oxygen_furnace": (12.0e6, "t"),   # t crude steel, BOF route
+    "electric_arc_furnace": (1.0e6, "t"),    # t crude steel, EAF route
+    "reheating_furnace": (10.0e6, "t"),      # t steel rolled
+    "lime_kiln": (0.8e6, "t"),               # t lime
+    "steelworks_gas_boiler": (4.8e7, "GJ"),  # GJ blast-furnace and coke-oven gas fired
+}
 STEEL_SITE = ("Baowu Baoshan steel works", 121.455, 31.390, 1800.0)
 REFINERIES = [("Jinshan petrochemical refinery", 121.330, 30.738, 14.0),
               ("Gaoqiao refinery", 121.588, 31.330, 11.0)]
-REFINERY_UNITS = [  # subsector, weight, height range, diameter, temperature K, velocity
-    ("crude_unit_heater", 3.0, (80, 100), (3.0, 4.0), (420, 460), (8, 12)),
-    ("vacuum_heater", 1.5, (70, 90), (2.5, 3.5), (420, 460), (8, 12)),
-    ("fcc_regenerator", 3.0, (90, 120), (3.0, 4.0), (330, 345), (12, 18)),
-    ("reformer_heater", 1.0, (60, 80), (2.5, 3.5), (430, 470), (8, 12)),
-    ("hydrocracker_heater", 1.0, (60, 80), (2.0, 3.0), (430, 470), (8, 12)),
-    ("coker_heater", 1.0, (70, 90), (2.0, 3.0), (430, 470), (8, 12)),
-    ("sulphur_recovery", 0.5, (80, 100), (1.5, 2.5), (330, 350), (10, 14)),
-    ("utility_boiler", 2.0, (120, 150), (4.0, 5.5), (325, 340), (15, 20)),
+REFINERY_UNITS = [  # process, technology, weight, height range, diameter, temperature K, velocity
+    ("crude_unit_heater", "process_heater", 3.0, (80, 100), (3.0, 4.0), (420, 460), (8, 12)),
+    ("vacuum_heater", "process_heater", 1.5, (70, 90), (2.5, 3.5), (420, 460), (8, 12)),
+    ("fcc_regenerator", "fcc_regenerator", 1.0, (90, 120), (3.0, 4.0), (330, 345), (12, 18)),
+    ("reformer_heater", "process_heater", 1.0, (60, 80), (2.5, 3.5), (430, 470), (8, 12)),
+    ("hydrocracker_heater", "process_heater", 1.0, (60, 80), (2.0, 3.0), (430, 470), (8, 12)),
+    ("coker_heater", "process_heater", 1.0, (70, 90), (2.0, 3.0), (430, 470), (8, 12)),
+    ("sulphur_recovery", "sulphur_recovery", 1.0, (80, 100), (1.5, 2.5), (330, 350), (10, 14)),
+    ("utility_boiler", "refinery_gas_boiler", 1.0, (120, 150), (4.0, 5.5), (325, 340), (15, 20)),
+    ("fugitive_and_storage", "refinery_fugitive", 1.0, (10, 20), (1.0, 1.5), (290, 300), (1, 2)),
 ]
+# per refinery process: fuel, control, activity unit, city total (25 Mt crude; 2.8 GJ refinery
+# fuel per t crude; 0.32 t FCC feed per t crude)
+REFINERY_PROCESS = {
+    "process_heater": ("refinery_gas", "lnb", "GJ", 5.5e7),
+    "fcc_regenerator": ("none", "scr+wfgd+esp", "t", 8.0e6),
+    "sulphur_recovery": ("none", "wfgd", "t", 25.0e6),
+    "refinery_gas_boiler": ("refinery_gas", "lnb+scr", "GJ", 3.0e7),
+    "refinery_fugitive": ("none", "none", "t", 25.0e6),
+}
 INCINERATORS = [  # name, lon, lat, capacity t/d, stacks
     ("Laogang waste-to-energy phase I", 121.855, 31.052, 3000, 2),
     ("Laogang waste-to-energy phase II", 121.862, 31.040, 6000, 3),
@@ -591,15 +613,18 @@ def build_points(siting: Siting, seed: int) -> pd.DataFrame:
                     (lon, lat), 500.0, _u(rng, (60, 80), 0), _u(rng, (5.0, 7.0)),
                     _u(rng, (360, 385), 0), _u(rng, (15, 20)))
     sname, slon, slat, srad = STEEL_SITE
-    for sub, n, w, control, hr, dr, tr, vr in STEEL_STACKS:
+    for tech, n, control, hr, dr, tr, vr in STEEL_STACKS:
+        unit = STEEL_ACTIVITY[tech][1]
+        fuel = "steelworks_gas" if tech == "steelworks_gas_boiler" else "none"
         for k in range(1, n + 1):
-            add(f"{sname} {sub.replace('_', ' ')} stack {k}", "industry_process", sub, "none",
-                "integrated_steel", control, w * rng.uniform(0.8, 1.2), "t", (slon, slat),
+            add(f"{sname} {tech.replace('_', ' ')} stack {k}", "industry_process", tech, fuel,
+                tech, control, rng.uniform(0.8, 1.2), unit, (slon, slat),
                 srad, _u(rng, hr, 0), _u(rng, dr), _u(rng, tr, 0), _u(rng, vr))
     for name, lon, lat, mt in REFINERIES:
-        for sub, w, hr, dr, tr, vr in REFINERY_UNITS:
-            add(f"{name} {sub.replace('_', ' ')}", "industry_process", sub, "none", "refinery",
-                "scr+wfgd+esp", mt * w * rng.uniform(0.85, 1.15), "t", (lon, lat), 1200.0,
+        for sub, tech, w, hr, dr, tr, vr in REFINERY_UNITS:
+            fuel, control, unit, _total = REFINERY_PROCESS[tech]
+            add(f"{name} {sub.replace('_', ' ')}", "industry_process", sub, fuel, tech,
+                control, mt * w * rng.uniform(0.85, 1.15), unit, (lon, lat), 1200.0,
                 _u(rng, hr, 0), _u(rng, dr), _u(rng, tr, 0), _u(rng, vr))
     for name, lon, lat, tpd, n in INCINERATORS:
         for k in range(1, n + 1):
@@ -632,8 +657,8 @@ def build_points(siting: Siting, seed: int) -> pd.DataFrame:
         (("industry_combustion", "coal"), TARGET_BOILER_COAL_T, 1),
         (("industry_combustion", "natural_gas"), TARGET_BOILER_GAS_M3, 0),
         (("industry_combustion", "fuel_oil"), TARGET_BOILER_OIL_T, 1),
-        (("industry_process", "integrated_steel"), TARGET_STEEL_T, 1),
-        (("industry_process", "refinery"), TARGET_REFINERY_T, 1),
+        *((("industry_process", tech), total, 1) for tech, (total, _u) in STEEL_ACTIVITY.items()),
+        *((("industry_process", tech), spec[3], 1) for tech, spec in REFINERY_PROCESS.items()),
         (("waste", "msw"), TARGET_MSW_T, 1),
     ]
     df["activity"] = np.nan

@@ -82,3 +82,54 @@ def test_checks_count_the_unverified_rows(tables):
     findings = run_checks(table, act, tables.library, checks, city_total=False)
     [f] = [f for f in findings if f.check == "unverified_factors"]
     assert f.value == len(tables.library.unverified) and f.severity == "warning"
+
+
+@pytest.fixture(scope="module")
+def demo(tables):
+    from pipeline.steps import compute_input_emissions, read_inputs
+
+    activity, _, _ = read_inputs(load_config(CONFIG / "shanghai.yaml"), tables)
+    return activity, compute_input_emissions(activity, tables)
+
+
+STEEL = {"sinter_strand", "pellet_plant", "coke_oven", "blast_furnace", "basic_oxygen_furnace",
+         "electric_arc_furnace", "reheating_furnace", "lime_kiln", "steelworks_gas_boiler"}
+
+
+def test_steel_stacks_take_their_own_process_factor_and_control(tables, demo):
+    """Issue 17: a works is several stacks, each with its own process key, factor and control;
+    the sinter-dominated SO2 is no longer split over blast-furnace, BOF and lime-kiln stacks."""
+    activity, em = demo
+    ef = tables.library.factors
+    steel = activity[activity["technology"].isin(STEEL).to_numpy()]
+    assert set(steel["technology"]) == STEEL and set(steel["kind"]) == {"point"}
+    assert "integrated_steel" not in set(ef["technology"])
+    for _, src in steel.iterrows():
+        rows = ef[(ef.sector == src.sector) & (ef.fuel == src.fuel)
+                  & (ef.technology == src.technology) & (ef.species == "SO2")]
+        factor = float(rows["value_num"].iloc[0])
+        unit_kg = 1.0 if rows["unit"].iloc[0] == "kg/t" else 1e-3  # kg/t × t, or g/GJ × GJ
+        remaining = tables.library.remaining_fraction(src.control, ["SO2"])["SO2"]
+        expected = src.activity * factor * unit_kg * remaining
+        assert em.table.loc[src.source_id, "SO2"] == pytest.approx(expected, rel=1e-12)
+    so2 = em.table.loc[steel["source_id"], "SO2"].groupby(steel["technology"].to_numpy()).sum()
+    assert so2.idxmax() == "sinter_strand" and so2["sinter_strand"] > 0.6 * so2.sum()
+    # the sinter stacks' SO2 is the sinter factor after the sinter stacks' own FGD
+    sinter = steel[steel.technology == "sinter_strand"]
+    assert set(sinter["control"]) == {"scr+sdfgd+ff"}
+    rem = tables.library.remaining_fraction("scr+sdfgd+ff", ["SO2"])["SO2"]
+    assert so2["sinter_strand"] == pytest.approx(sinter["activity"].sum() * 3.9 * rem)
+    # a reviewer follows each stack's kg to its factor row: the provenance names it
+    prov = em.provenance
+    one = prov[(prov.source_id == sinter["source_id"].iloc[0]) & (prov.species == "SO2")]
+    assert one["factor_value"].iloc[0] == 3.9 and one["control_remaining_fraction"].iloc[0] == rem
+
+
+def test_refinery_is_split_by_process(demo):
+    activity, _ = demo
+    procs = {"process_heater", "fcc_regenerator", "sulphur_recovery", "refinery_gas_boiler",
+             "refinery_fugitive"}
+    ref = activity[activity["technology"].isin(procs).to_numpy()]
+    assert set(ref["technology"]) == procs and len(ref) == 18  # 2 refineries × 9 units
+    assert ref.groupby("technology")["control"].nunique().max() == 1
+    assert ref.groupby("technology")["activity_unit"].first()["process_heater"] == "GJ"
