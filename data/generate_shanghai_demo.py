@@ -48,28 +48,41 @@ DEFAULT_SEED = 20240101
 YEAR = 2024
 DAYS_IN_YEAR = 366  # 2024 is a leap year
 
-TARGET_POWER_COAL_T = 50.0e6            # t raw coal (calibrated: city CO2 ≈ 190 Mt), pulverised-coal power units
-TARGET_POWER_GAS_M3 = 4.0e9             # m**3 natural gas, combined-cycle units
-TARGET_BOILER_COAL_T = 4.0e6            # t coal, industrial boilers
-TARGET_BOILER_GAS_M3 = 3.0e9            # m**3 natural gas, industrial boilers
-TARGET_BOILER_OIL_T = 0.5e6             # t fuel oil, industrial boilers
+# Calibrated sector by sector to CEADs Shanghai 2019 (IPCC sectoral CO2; config/checks.yaml
+# published.sector_co2), with aviation cruise and bunker fuel as memo items (config/memo_items.csv)
+TARGET_POWER_COAL_T = 26.3e6            # t raw coal, PC units (CEADs power raw coal 49.1 Mt CO2)
+TARGET_POWER_GAS_M3 = 6.3e9             # m**3 natural gas, combined-cycle units
+TARGET_BOILER_COAL_T = 6.0e6            # t coal, industrial boilers
+TARGET_BOILER_GAS_M3 = 4.0e9            # m**3 natural gas, industrial boilers
+TARGET_BOILER_OIL_T = 0.8e6             # t fuel oil, industrial boilers
 TARGET_MSW_T = 10.0e6                   # t municipal solid waste incinerated
 TARGET_VKM = {                          # vehicle-km per year
-    "passenger_car": 5.4e10,
+    "passenger_car": 6.6e10,            # 3.66 Mt gasoline = CEADs household gasoline 10.9 Mt CO2
     "bus": 1.0e9,
     "light_truck": 3.0e9,
-    "heavy_truck": 4.0e9,
+    "heavy_truck": 5.0e9,
 }
-TARGET_SHIP_OCEAN_T = 2.0e6             # t marine diesel, ocean-going vessels
-TARGET_SHIP_INLAND_T = 0.5e6            # t marine diesel, inland vessels
+TARGET_SHIP_OCEAN_T = 0.5e6             # t marine diesel, ocean-going vessels in port/coastal
+TARGET_SHIP_INLAND_T = 0.32e6           # t marine diesel, inland vessels (port 2003: 0.95 Mt)
 TARGET_RES_GAS_M3 = 3.0e9               # m**3, residential natural gas
 TARGET_RES_LPG_T = 0.3e6                # t, residential LPG
+TARGET_COMMERCIAL_DIESEL_T = 1.42e6     # t diesel, commercial boilers/generators (CEADs comm.)
 TARGET_SOLVENT_T = 0.4e6                # t solvent-containing products
-TARGET_OFFROAD_DIESEL_T = 1.0e6         # t diesel, construction machinery
+TARGET_OFFROAD_DIESEL_T = 0.63e6        # t diesel, construction machinery (CEADs construction 2.0)
+TARGET_AGRI_DIESEL_T = 0.28e6           # t diesel, agricultural machinery (CEADs agriculture 0.9)
 TARGET_PIG_HEAD = 1.0e6                 # head, annual average
 TARGET_CATTLE_HEAD = 6.0e4
 TARGET_POULTRY_HEAD = 1.0e7
-TARGET_FERTILISER_T_N = 5.0e4           # t N applied
+TARGET_FERTILISER_T_N = 5.0e4           # t N applied, of which RICE_N_SHARE on flooded rice
+RICE_N_SHARE = 0.6
+TARGET_RICE_HA = 1.0e5                  # ha harvested rice (single crop)
+TARGET_RESIDUE_BURNED_T = 5.0e4         # t crop residue burned in the open (despite the ban)
+TARGET_ROAD_DUST_VKM = 7.5e10           # vehicle-km on paved roads (all classes)
+TARGET_CONSTRUCTION_M2 = 1.5e8          # m**2 of active construction sites over the year
+TARGET_GASOLINE_SOLD_T = 3.7e6          # t gasoline through depots and service stations
+TARGET_CAR_STOCK = 4.4e6                # gasoline cars (evaporative emissions)
+TARGET_LANDFILL_T = 2.0e6               # t MSW landfilled per year (Laogang)
+TARGET_LTO_KEROSENE_T = 0.74e6          # t jet kerosene in LTO cycles (10 % of airport sales)
 TARGET_POPULATION = 24.9e6              # residents, sum of proxies/population.tif
 
 # --------------------------------------------------------------------------------------------
@@ -495,6 +508,7 @@ STEEL_STACKS = [
     ("reheating_furnace", 5, "lnb", (60, 80), (2.5, 3.5), (420, 480), (8, 12)),
     ("lime_kiln", 3, "ff", (30, 50), (1.5, 2.5), (380, 420), (10, 14)),
     ("steelworks_gas_boiler", 3, "scr+sdfgd+ff", (80, 120), (3.5, 5.0), (340, 360), (12, 18)),
+    ("steel_fugitive", 1, "none", (10, 20), (10.0, 20.0), (295, 305), (0.5, 1.0)),  # no stack
 ]
 # annual throughput per steel process (t of the process product, GJ for the gas boilers)
 STEEL_ACTIVITY = {
@@ -507,6 +521,7 @@ STEEL_ACTIVITY = {
     "reheating_furnace": (10.0e6, "t"),      # t steel rolled
     "lime_kiln": (0.8e6, "t"),               # t lime
     "steelworks_gas_boiler": (4.8e7, "GJ"),  # GJ blast-furnace and coke-oven gas fired
+    "steel_fugitive": (13.0e6, "t"),         # t crude steel: stockyards, cast house, roads
 }
 STEEL_SITE = ("Baowu Baoshan steel works", 121.455, 31.390, 1800.0)
 REFINERIES = [("Jinshan petrochemical refinery", 121.330, 30.738, 14.0),
@@ -567,6 +582,8 @@ INDUSTRIAL_ZONES = [  # name, lon, lat, radius m, weight; boilers are spread ove
     ("Chongming industrial park", 121.450, 31.620, 2000, 0.2),
 ]
 BOILER_COUNTS = {"coal": 30, "natural_gas": 100, "fuel_oil": 20}
+AIRPORTS = [("Pudong international airport LTO", 121.805, 31.143, 0.62),  # share of LTO fuel
+            ("Hongqiao airport LTO", 121.336, 31.198, 0.38)]
 
 
 def _u(rng, lo_hi, decimals=1):
@@ -650,6 +667,12 @@ def build_points(siting: Siting, seed: int) -> pd.DataFrame:
                 float(rng.lognormal(0.0, 0.8)), "t" if fuel != "natural_gas" else "m**3",
                 (zlon, zlat), zrad, _u(rng, hr, 0), _u(rng, dr), _u(rng, tr, 0), _u(rng, vr))
 
+    for name, lon, lat, share in AIRPORTS:  # LTO below 3 000 ft, one point per airport
+        add(name, "aviation", "lto", "jet_kerosene", "lto_cycle", "none", share, "t",
+            (lon, lat), 800.0, 10.0, 5.0, 600.0, 30.0)
+    add("Laogang landfill (gas flare)", "waste", "landfill", "msw", "landfill", "none", 1.0, "t",
+        (121.86, 31.06), 800.0, 10.0, 1.0, 300.0, 1.0)
+
     df = pd.DataFrame(rows)
     targets = [  # (mask columns, total, decimals)
         (("power", "coal"), TARGET_POWER_COAL_T, 1),
@@ -659,7 +682,9 @@ def build_points(siting: Siting, seed: int) -> pd.DataFrame:
         (("industry_combustion", "fuel_oil"), TARGET_BOILER_OIL_T, 1),
         *((("industry_process", tech), total, 1) for tech, (total, _u) in STEEL_ACTIVITY.items()),
         *((("industry_process", tech), spec[3], 1) for tech, spec in REFINERY_PROCESS.items()),
-        (("waste", "msw"), TARGET_MSW_T, 1),
+        (("waste", "incinerator"), TARGET_MSW_T, 1),
+        (("waste", "landfill"), TARGET_LANDFILL_T, 1),
+        (("aviation", "lto_cycle"), TARGET_LTO_KEROSENE_T, 1),
     ]
     df["activity"] = np.nan
     for (sector, key), total, dec in targets:
@@ -953,11 +978,43 @@ def build_areas(dist: gpd.GeoDataFrame, crop_by_district: dict) -> gpd.GeoDataFr
          "t", "population", TARGET_OFFROAD_DIESEL_T, 1,
          {c: people[c] * _factor(OFFROAD_FACTOR, c) for c in codes}),
     ]
+    pop = {c: people[c] for c in codes}
+    specs += [
+        ("com_diesel", "residential", "commercial_combustion", "diesel", "commercial_combustion",
+         "t", "population", TARGET_COMMERCIAL_DIESEL_T, 1, pop),
+        ("cooking", "cooking", "commercial_cooking", "none", "commercial_cooking", "head",
+         "population", TARGET_POPULATION, 0, pop),
+        ("road_dust", "fugitive_dust", "paved_road_dust", "none", "paved_road_dust", "km",
+         "population", TARGET_ROAD_DUST_VKM, 0, pop),
+        ("constr_dust", "fugitive_dust", "construction_site", "none", "construction_site",
+         "m**2", "population", TARGET_CONSTRUCTION_M2, 0,
+         {c: people[c] * _factor(OFFROAD_FACTOR, c) for c in codes}),
+        ("gas_distr", "storage_transport", "gasoline_distribution", "gasoline",
+         "gasoline_distribution", "t", "population", TARGET_GASOLINE_SOLD_T, 1, pop),
+        ("evap", "road", "evaporative", "gasoline", "evaporative", "head", "population",
+         TARGET_CAR_STOCK, 0, pop),
+        ("wastewater", "waste", "wastewater", "none", "domestic_wastewater", "head",
+         "population", TARGET_POPULATION, 0, pop),
+        ("human_nh3", "waste", "human_excreta", "none", "human_excreta", "head",
+         "population", TARGET_POPULATION, 0, pop),
+    ]
+    ag = {c: crop_by_district[c] for c in codes if c in LIVESTOCK_FACTOR}
+    specs += [
+        ("agri_mach", "offroad", "agricultural_machinery", "diesel", "agricultural_machinery",
+         "t", "cropland", TARGET_AGRI_DIESEL_T, 1, ag),
+        ("rice", "rice", "rice_paddies", "none", "flooded_rice", "ha", "cropland",
+         TARGET_RICE_HA, 0, ag),
+        ("burn", "biomass_burning", "crop_residue", "biomass", "open_crop_residue", "t",
+         "cropland", TARGET_RESIDUE_BURNED_T, 1, ag),
+        ("fert_rice", "fertiliser", "cropland", "none", "synthetic_n_rice", "t", "cropland",
+         TARGET_FERTILISER_T_N * RICE_N_SHARE, 1, ag),
+    ]
     for k, (tag, tech, unit, total, sub) in enumerate([
             ("pig", "pig", "head", TARGET_PIG_HEAD, "livestock_farming"),
             ("cattle", "cattle", "head", TARGET_CATTLE_HEAD, "livestock_farming"),
             ("poultry", "poultry", "head", TARGET_POULTRY_HEAD, "livestock_farming"),
-            ("fert", "synthetic_n_fertiliser", "t", TARGET_FERTILISER_T_N, "cropland")]):
+            ("fert", "synthetic_n_fertiliser", "t", TARGET_FERTILISER_T_N * (1 - RICE_N_SHARE),
+             "cropland")]):
         sector = "fertiliser" if tag == "fert" else "livestock"
         w = {c: crop_by_district[c] * LIVESTOCK_FACTOR[c][k] for c in codes
              if c in LIVESTOCK_FACTOR and LIVESTOCK_FACTOR[c][k] > 0}

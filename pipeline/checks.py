@@ -23,6 +23,7 @@ import numpy as np
 import pandas as pd
 from pydantic import Field, ValidationError, field_validator, model_validator
 
+from pipeline.published import PublishedChecks, published_findings
 from sources.errors import ConfigError, TongyuanError
 from sources.factors import KEY, NO_CONTROL, FactorLibrary
 from sources.tables import FrozenModel, format_validation_error, read_yaml
@@ -177,6 +178,8 @@ class ChecksConfig(FrozenModel):
     city_co2: CityCO2 | None = None
     #: one warning finding counting the factor rows marked ``verified=no``
     report_unverified_factors: bool = False
+    #: published sector CO2, sector shares and totals (pipeline/published.py)
+    published: PublishedChecks | None = None
     path: str = "<checks>"
 
 
@@ -565,6 +568,8 @@ def run_checks(emissions_table: pd.DataFrame, activity: pd.DataFrame, library: F
                 findings.append(f)
         if rule.source_severity is not None:
             findings += _source_subset_findings(name, rule, frame, library)
+    if city_total and checks_cfg.published is not None:
+        findings += published_findings(frame, checks_cfg.published, Finding)
     if checks_cfg.report_unverified_factors:
         f = _unverified_finding(library)
         if f is not None:
