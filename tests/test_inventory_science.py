@@ -160,3 +160,21 @@ def test_sector_crosswalk_covers_every_sector(tables):
     assert set(sec["mee_code"].astype(int)) == set(range(1, 11))
     assert {"aviation", "cooking", "fugitive_dust", "storage_transport", "rice",
             "biomass_burning"} <= set(sec.index)
+
+
+def test_totals_by_ipcc_and_mee_with_memo_items(tmp_path, tables, demo):
+    from pipeline.writers.tables import write_inventory_totals
+
+    activity, em = demo
+    write_inventory_totals(tmp_path, em.table, activity, tables.sectors, CONFIG)
+    ipcc = pd.read_csv(tmp_path / "totals_ipcc.csv")
+    mee = pd.read_csv(tmp_path / "totals_mee.csv", dtype={"mee_code": str})
+    territorial = ipcc[ipcc.memo == "no"]
+    for sp in ("CO2", "NOx", "PM2_5"):
+        total = em.table[sp].sum()
+        assert territorial.loc[territorial.species == sp, "kg"].sum() == pytest.approx(total)
+        assert mee.loc[mee.species == sp, "kg"].sum() == pytest.approx(total)
+    assert set(mee["mee_code"]) == {str(i) for i in range(1, 11)}
+    memo = ipcc[(ipcc.memo == "yes") & (ipcc.species == "CO2")]
+    assert memo["kg"].sum() / 1e9 == pytest.approx(20.4 + 21.1, rel=0.05)  # bunkers + cruise
+    assert {"5.A", "5.D", "3.C", "1.A.3.a", "2.C.1"} <= set(territorial["ipcc"])
