@@ -48,30 +48,41 @@ DEFAULT_SEED = 20240101
 YEAR = 2024
 DAYS_IN_YEAR = 366  # 2024 is a leap year
 
-TARGET_POWER_COAL_T = 50.0e6            # t raw coal (calibrated: city CO2 ≈ 190 Mt), pulverised-coal power units
-TARGET_POWER_GAS_M3 = 4.0e9             # m**3 natural gas, combined-cycle units
-TARGET_BOILER_COAL_T = 4.0e6            # t coal, industrial boilers
-TARGET_BOILER_GAS_M3 = 3.0e9            # m**3 natural gas, industrial boilers
-TARGET_BOILER_OIL_T = 0.5e6             # t fuel oil, industrial boilers
-TARGET_STEEL_T = 16.0e6                 # t crude steel, integrated steel works
-TARGET_REFINERY_T = 25.0e6              # t crude oil throughput
+# Calibrated sector by sector to CEADs Shanghai 2019 (IPCC sectoral CO2; config/checks.yaml
+# published.sector_co2), with aviation cruise and bunker fuel as memo items (config/memo_items.csv)
+TARGET_POWER_COAL_T = 26.3e6            # t raw coal, PC units (CEADs power raw coal 49.1 Mt CO2)
+TARGET_POWER_GAS_M3 = 6.3e9             # m**3 natural gas, combined-cycle units
+TARGET_BOILER_COAL_T = 6.0e6            # t coal, industrial boilers
+TARGET_BOILER_GAS_M3 = 4.0e9            # m**3 natural gas, industrial boilers
+TARGET_BOILER_OIL_T = 0.8e6             # t fuel oil, industrial boilers
 TARGET_MSW_T = 10.0e6                   # t municipal solid waste incinerated
 TARGET_VKM = {                          # vehicle-km per year
-    "passenger_car": 5.4e10,
+    "passenger_car": 6.6e10,            # 3.66 Mt gasoline = CEADs household gasoline 10.9 Mt CO2
     "bus": 1.0e9,
     "light_truck": 3.0e9,
-    "heavy_truck": 4.0e9,
+    "heavy_truck": 5.0e9,
 }
-TARGET_SHIP_OCEAN_T = 2.0e6             # t marine diesel, ocean-going vessels
-TARGET_SHIP_INLAND_T = 0.5e6            # t marine diesel, inland vessels
+TARGET_SHIP_OCEAN_T = 0.5e6             # t marine diesel, ocean-going vessels in port/coastal
+TARGET_SHIP_INLAND_T = 0.32e6           # t marine diesel, inland vessels (port 2003: 0.95 Mt)
 TARGET_RES_GAS_M3 = 3.0e9               # m**3, residential natural gas
 TARGET_RES_LPG_T = 0.3e6                # t, residential LPG
+TARGET_COMMERCIAL_DIESEL_T = 1.42e6     # t diesel, commercial boilers/generators (CEADs comm.)
 TARGET_SOLVENT_T = 0.4e6                # t solvent-containing products
-TARGET_OFFROAD_DIESEL_T = 1.0e6         # t diesel, construction machinery
+TARGET_OFFROAD_DIESEL_T = 0.63e6        # t diesel, construction machinery (CEADs construction 2.0)
+TARGET_AGRI_DIESEL_T = 0.28e6           # t diesel, agricultural machinery (CEADs agriculture 0.9)
 TARGET_PIG_HEAD = 1.0e6                 # head, annual average
 TARGET_CATTLE_HEAD = 6.0e4
 TARGET_POULTRY_HEAD = 1.0e7
-TARGET_FERTILISER_T_N = 5.0e4           # t N applied
+TARGET_FERTILISER_T_N = 5.0e4           # t N applied, of which RICE_N_SHARE on flooded rice
+RICE_N_SHARE = 0.6
+TARGET_RICE_HA = 1.0e5                  # ha harvested rice (single crop)
+TARGET_RESIDUE_BURNED_T = 5.0e4         # t crop residue burned in the open (despite the ban)
+TARGET_ROAD_DUST_VKM = 7.5e10           # vehicle-km on paved roads (all classes)
+TARGET_CONSTRUCTION_M2 = 1.5e8          # m**2 of active construction sites over the year
+TARGET_GASOLINE_SOLD_T = 3.7e6          # t gasoline through depots and service stations
+TARGET_CAR_STOCK = 4.4e6                # gasoline cars (evaporative emissions)
+TARGET_LANDFILL_T = 2.0e6               # t MSW landfilled per year (Laogang)
+TARGET_LTO_KEROSENE_T = 0.74e6          # t jet kerosene in LTO cycles (10 % of airport sales)
 TARGET_POPULATION = 24.9e6              # residents, sum of proxies/population.tif
 
 # --------------------------------------------------------------------------------------------
@@ -483,32 +494,58 @@ GAS_PLANTS = [
     ("Caojing gas CHP", 121.425, 30.790, [(300, 2)]),
     ("Fengxian gas power", 121.540, 30.870, [(400, 2)]),
 ]
-# (subsector, stacks, share of crude steel per stack weight, control, height range, diameter,
-#  temperature K, velocity)
+# Integrated steel works, one row per stack and PROCESS (issue 17): each process has its own
+# technology key (its own factors in config/emission_factors.csv, per unit of its own throughput)
+# and its own control; no plant-level factor is split over stacks.
+# (process = technology, stacks, control, height range, diameter, temperature K, velocity)
 STEEL_STACKS = [
-    ("sinter", 6, 3.0, "scr+sdfgd+ff", (100, 120), (5.0, 7.0), (350, 380), (12, 18)),
-    ("pellet", 1, 1.5, "sdfgd+ff", (80, 100), (4.0, 5.0), (350, 370), (12, 16)),
-    ("coke_oven", 6, 2.0, "sdfgd+ff", (100, 120), (3.5, 4.5), (420, 460), (8, 12)),
-    ("blast_furnace", 4, 2.5, "esp", (60, 90), (3.0, 4.0), (400, 440), (10, 15)),
-    ("bof", 4, 1.5, "esp", (40, 70), (3.0, 4.5), (330, 360), (12, 18)),
-    ("eaf", 1, 1.0, "esp", (30, 50), (3.0, 4.0), (330, 350), (12, 16)),
-    ("hot_rolling", 5, 0.8, "sdfgd+ff", (60, 80), (2.5, 3.5), (420, 480), (8, 12)),
-    ("lime_kiln", 3, 0.5, "esp", (30, 50), (1.5, 2.5), (380, 420), (10, 14)),
-    ("boiler_plant", 3, 1.0, "scr+sdfgd+ff", (80, 120), (3.5, 5.0), (340, 360), (12, 18)),
+    ("sinter_strand", 6, "scr+sdfgd+ff", (100, 120), (5.0, 7.0), (350, 380), (12, 18)),
+    ("pellet_plant", 1, "sdfgd+ff", (80, 100), (4.0, 5.0), (350, 370), (12, 16)),
+    ("coke_oven", 6, "sdfgd+ff", (100, 120), (3.5, 4.5), (420, 460), (8, 12)),
+    ("blast_furnace", 4, "ff", (60, 90), (3.0, 4.0), (400, 440), (10, 15)),
+    ("basic_oxygen_furnace", 4, "esp", (40, 70), (3.0, 4.5), (330, 360), (12, 18)),
+    ("electric_arc_furnace", 1, "none", (30, 50), (3.0, 4.0), (330, 350), (12, 16)),
+    ("reheating_furnace", 5, "lnb", (60, 80), (2.5, 3.5), (420, 480), (8, 12)),
+    ("lime_kiln", 3, "ff", (30, 50), (1.5, 2.5), (380, 420), (10, 14)),
+    ("steelworks_gas_boiler", 3, "scr+sdfgd+ff", (80, 120), (3.5, 5.0), (340, 360), (12, 18)),
+    ("steel_fugitive", 1, "none", (10, 20), (10.0, 20.0), (295, 305), (0.5, 1.0)),  # no stack
 ]
+# annual throughput per steel process (t of the process product, GJ for the gas boilers)
+STEEL_ACTIVITY = {
+    "sinter_strand": (13.2e6, "t"),          # 1.1 t sinter per t BOF steel (IPCC 2006 V3C4 Tier 1)
+    "pellet_plant": (1.5e6, "t"),
+    "coke_oven": (3.84e6, "t"),              # 0.32 t coke per t BOF steel (IPCC 2006 V3C4)
+    "blast_furnace": (11.0e6, "t"),          # t hot metal
+    "basic_oxygen_furnace": (12.0e6, "t"),   # t crude steel, BOF route
+    "electric_arc_furnace": (1.0e6, "t"),    # t crude steel, EAF route
+    "reheating_furnace": (10.0e6, "t"),      # t steel rolled
+    "lime_kiln": (0.8e6, "t"),               # t lime
+    "steelworks_gas_boiler": (4.8e7, "GJ"),  # GJ blast-furnace and coke-oven gas fired
+    "steel_fugitive": (13.0e6, "t"),         # t crude steel: stockyards, cast house, roads
+}
 STEEL_SITE = ("Baowu Baoshan steel works", 121.455, 31.390, 1800.0)
 REFINERIES = [("Jinshan petrochemical refinery", 121.330, 30.738, 14.0),
               ("Gaoqiao refinery", 121.588, 31.330, 11.0)]
-REFINERY_UNITS = [  # subsector, weight, height range, diameter, temperature K, velocity
-    ("crude_unit_heater", 3.0, (80, 100), (3.0, 4.0), (420, 460), (8, 12)),
-    ("vacuum_heater", 1.5, (70, 90), (2.5, 3.5), (420, 460), (8, 12)),
-    ("fcc_regenerator", 3.0, (90, 120), (3.0, 4.0), (330, 345), (12, 18)),
-    ("reformer_heater", 1.0, (60, 80), (2.5, 3.5), (430, 470), (8, 12)),
-    ("hydrocracker_heater", 1.0, (60, 80), (2.0, 3.0), (430, 470), (8, 12)),
-    ("coker_heater", 1.0, (70, 90), (2.0, 3.0), (430, 470), (8, 12)),
-    ("sulphur_recovery", 0.5, (80, 100), (1.5, 2.5), (330, 350), (10, 14)),
-    ("utility_boiler", 2.0, (120, 150), (4.0, 5.5), (325, 340), (15, 20)),
+REFINERY_UNITS = [  # process, technology, weight, height range, diameter, temperature K, velocity
+    ("crude_unit_heater", "process_heater", 3.0, (80, 100), (3.0, 4.0), (420, 460), (8, 12)),
+    ("vacuum_heater", "process_heater", 1.5, (70, 90), (2.5, 3.5), (420, 460), (8, 12)),
+    ("fcc_regenerator", "fcc_regenerator", 1.0, (90, 120), (3.0, 4.0), (330, 345), (12, 18)),
+    ("reformer_heater", "process_heater", 1.0, (60, 80), (2.5, 3.5), (430, 470), (8, 12)),
+    ("hydrocracker_heater", "process_heater", 1.0, (60, 80), (2.0, 3.0), (430, 470), (8, 12)),
+    ("coker_heater", "process_heater", 1.0, (70, 90), (2.0, 3.0), (430, 470), (8, 12)),
+    ("sulphur_recovery", "sulphur_recovery", 1.0, (80, 100), (1.5, 2.5), (330, 350), (10, 14)),
+    ("utility_boiler", "refinery_gas_boiler", 1.0, (120, 150), (4.0, 5.5), (325, 340), (15, 20)),
+    ("fugitive_and_storage", "refinery_fugitive", 1.0, (10, 20), (1.0, 1.5), (290, 300), (1, 2)),
 ]
+# per refinery process: fuel, control, activity unit, city total (25 Mt crude; 2.8 GJ refinery
+# fuel per t crude; 0.32 t FCC feed per t crude)
+REFINERY_PROCESS = {
+    "process_heater": ("refinery_gas", "lnb", "GJ", 5.5e7),
+    "fcc_regenerator": ("none", "scr+wfgd+esp", "t", 8.0e6),
+    "sulphur_recovery": ("none", "wfgd", "t", 25.0e6),
+    "refinery_gas_boiler": ("refinery_gas", "lnb+scr", "GJ", 3.0e7),
+    "refinery_fugitive": ("none", "none", "t", 25.0e6),
+}
 INCINERATORS = [  # name, lon, lat, capacity t/d, stacks
     ("Laogang waste-to-energy phase I", 121.855, 31.052, 3000, 2),
     ("Laogang waste-to-energy phase II", 121.862, 31.040, 6000, 3),
@@ -545,6 +582,8 @@ INDUSTRIAL_ZONES = [  # name, lon, lat, radius m, weight; boilers are spread ove
     ("Chongming industrial park", 121.450, 31.620, 2000, 0.2),
 ]
 BOILER_COUNTS = {"coal": 30, "natural_gas": 100, "fuel_oil": 20}
+AIRPORTS = [("Pudong international airport LTO", 121.805, 31.143, 0.62),  # share of LTO fuel
+            ("Hongqiao airport LTO", 121.336, 31.198, 0.38)]
 
 
 def _u(rng, lo_hi, decimals=1):
@@ -591,15 +630,18 @@ def build_points(siting: Siting, seed: int) -> pd.DataFrame:
                     (lon, lat), 500.0, _u(rng, (60, 80), 0), _u(rng, (5.0, 7.0)),
                     _u(rng, (360, 385), 0), _u(rng, (15, 20)))
     sname, slon, slat, srad = STEEL_SITE
-    for sub, n, w, control, hr, dr, tr, vr in STEEL_STACKS:
+    for tech, n, control, hr, dr, tr, vr in STEEL_STACKS:
+        unit = STEEL_ACTIVITY[tech][1]
+        fuel = "steelworks_gas" if tech == "steelworks_gas_boiler" else "none"
         for k in range(1, n + 1):
-            add(f"{sname} {sub.replace('_', ' ')} stack {k}", "industry_process", sub, "none",
-                "integrated_steel", control, w * rng.uniform(0.8, 1.2), "t", (slon, slat),
+            add(f"{sname} {tech.replace('_', ' ')} stack {k}", "industry_process", tech, fuel,
+                tech, control, rng.uniform(0.8, 1.2), unit, (slon, slat),
                 srad, _u(rng, hr, 0), _u(rng, dr), _u(rng, tr, 0), _u(rng, vr))
     for name, lon, lat, mt in REFINERIES:
-        for sub, w, hr, dr, tr, vr in REFINERY_UNITS:
-            add(f"{name} {sub.replace('_', ' ')}", "industry_process", sub, "none", "refinery",
-                "scr+wfgd+esp", mt * w * rng.uniform(0.85, 1.15), "t", (lon, lat), 1200.0,
+        for sub, tech, w, hr, dr, tr, vr in REFINERY_UNITS:
+            fuel, control, unit, _total = REFINERY_PROCESS[tech]
+            add(f"{name} {sub.replace('_', ' ')}", "industry_process", sub, fuel, tech,
+                control, mt * w * rng.uniform(0.85, 1.15), unit, (lon, lat), 1200.0,
                 _u(rng, hr, 0), _u(rng, dr), _u(rng, tr, 0), _u(rng, vr))
     for name, lon, lat, tpd, n in INCINERATORS:
         for k in range(1, n + 1):
@@ -625,6 +667,12 @@ def build_points(siting: Siting, seed: int) -> pd.DataFrame:
                 float(rng.lognormal(0.0, 0.8)), "t" if fuel != "natural_gas" else "m**3",
                 (zlon, zlat), zrad, _u(rng, hr, 0), _u(rng, dr), _u(rng, tr, 0), _u(rng, vr))
 
+    for name, lon, lat, share in AIRPORTS:  # LTO below 3 000 ft, one point per airport
+        add(name, "aviation", "lto", "jet_kerosene", "lto_cycle", "none", share, "t",
+            (lon, lat), 800.0, 10.0, 5.0, 600.0, 30.0)
+    add("Laogang landfill (gas flare)", "waste", "landfill", "msw", "landfill", "none", 1.0, "t",
+        (121.86, 31.06), 800.0, 10.0, 1.0, 300.0, 1.0)
+
     df = pd.DataFrame(rows)
     targets = [  # (mask columns, total, decimals)
         (("power", "coal"), TARGET_POWER_COAL_T, 1),
@@ -632,9 +680,11 @@ def build_points(siting: Siting, seed: int) -> pd.DataFrame:
         (("industry_combustion", "coal"), TARGET_BOILER_COAL_T, 1),
         (("industry_combustion", "natural_gas"), TARGET_BOILER_GAS_M3, 0),
         (("industry_combustion", "fuel_oil"), TARGET_BOILER_OIL_T, 1),
-        (("industry_process", "integrated_steel"), TARGET_STEEL_T, 1),
-        (("industry_process", "refinery"), TARGET_REFINERY_T, 1),
-        (("waste", "msw"), TARGET_MSW_T, 1),
+        *((("industry_process", tech), total, 1) for tech, (total, _u) in STEEL_ACTIVITY.items()),
+        *((("industry_process", tech), spec[3], 1) for tech, spec in REFINERY_PROCESS.items()),
+        (("waste", "incinerator"), TARGET_MSW_T, 1),
+        (("waste", "landfill"), TARGET_LANDFILL_T, 1),
+        (("aviation", "lto_cycle"), TARGET_LTO_KEROSENE_T, 1),
     ]
     df["activity"] = np.nan
     for (sector, key), total, dec in targets:
@@ -928,11 +978,43 @@ def build_areas(dist: gpd.GeoDataFrame, crop_by_district: dict) -> gpd.GeoDataFr
          "t", "population", TARGET_OFFROAD_DIESEL_T, 1,
          {c: people[c] * _factor(OFFROAD_FACTOR, c) for c in codes}),
     ]
+    pop = {c: people[c] for c in codes}
+    specs += [
+        ("com_diesel", "residential", "commercial_combustion", "diesel", "commercial_combustion",
+         "t", "population", TARGET_COMMERCIAL_DIESEL_T, 1, pop),
+        ("cooking", "cooking", "commercial_cooking", "none", "commercial_cooking", "head",
+         "population", TARGET_POPULATION, 0, pop),
+        ("road_dust", "fugitive_dust", "paved_road_dust", "none", "paved_road_dust", "km",
+         "population", TARGET_ROAD_DUST_VKM, 0, pop),
+        ("constr_dust", "fugitive_dust", "construction_site", "none", "construction_site",
+         "m**2", "population", TARGET_CONSTRUCTION_M2, 0,
+         {c: people[c] * _factor(OFFROAD_FACTOR, c) for c in codes}),
+        ("gas_distr", "storage_transport", "gasoline_distribution", "gasoline",
+         "gasoline_distribution", "t", "population", TARGET_GASOLINE_SOLD_T, 1, pop),
+        ("evap", "road", "evaporative", "gasoline", "evaporative", "head", "population",
+         TARGET_CAR_STOCK, 0, pop),
+        ("wastewater", "waste", "wastewater", "none", "domestic_wastewater", "head",
+         "population", TARGET_POPULATION, 0, pop),
+        ("human_nh3", "waste", "human_excreta", "none", "human_excreta", "head",
+         "population", TARGET_POPULATION, 0, pop),
+    ]
+    ag = {c: crop_by_district[c] for c in codes if c in LIVESTOCK_FACTOR}
+    specs += [
+        ("agri_mach", "offroad", "agricultural_machinery", "diesel", "agricultural_machinery",
+         "t", "cropland", TARGET_AGRI_DIESEL_T, 1, ag),
+        ("rice", "rice", "rice_paddies", "none", "flooded_rice", "ha", "cropland",
+         TARGET_RICE_HA, 0, ag),
+        ("burn", "biomass_burning", "crop_residue", "biomass", "open_crop_residue", "t",
+         "cropland", TARGET_RESIDUE_BURNED_T, 1, ag),
+        ("fert_rice", "fertiliser", "cropland", "none", "synthetic_n_rice", "t", "cropland",
+         TARGET_FERTILISER_T_N * RICE_N_SHARE, 1, ag),
+    ]
     for k, (tag, tech, unit, total, sub) in enumerate([
             ("pig", "pig", "head", TARGET_PIG_HEAD, "livestock_farming"),
             ("cattle", "cattle", "head", TARGET_CATTLE_HEAD, "livestock_farming"),
             ("poultry", "poultry", "head", TARGET_POULTRY_HEAD, "livestock_farming"),
-            ("fert", "synthetic_n_fertiliser", "t", TARGET_FERTILISER_T_N, "cropland")]):
+            ("fert", "synthetic_n_fertiliser", "t", TARGET_FERTILISER_T_N * (1 - RICE_N_SHARE),
+             "cropland")]):
         sector = "fertiliser" if tag == "fert" else "livestock"
         w = {c: crop_by_district[c] * LIVESTOCK_FACTOR[c][k] for c in codes
              if c in LIVESTOCK_FACTOR and LIVESTOCK_FACTOR[c][k] > 0}

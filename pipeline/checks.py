@@ -23,6 +23,7 @@ import numpy as np
 import pandas as pd
 from pydantic import Field, ValidationError, field_validator, model_validator
 
+from pipeline.published import PublishedChecks, published_findings
 from sources.errors import ConfigError, TongyuanError
 from sources.factors import KEY, NO_CONTROL, FactorLibrary
 from sources.tables import FrozenModel, format_validation_error, read_yaml
@@ -175,6 +176,10 @@ class ChecksConfig(FrozenModel):
     sectors: dict[str, SectorChecks]
     subset_rules: dict[str, SubsetRule] = Field(default_factory=dict)
     city_co2: CityCO2 | None = None
+    #: one warning finding counting the factor rows marked ``verified=no``
+    report_unverified_factors: bool = False
+    #: published sector CO2, sector shares and totals (pipeline/published.py)
+    published: PublishedChecks | None = None
     path: str = "<checks>"
 
 
@@ -464,6 +469,22 @@ def _city_finding(cfg: ChecksConfig, frame: pd.DataFrame) -> Finding | None:
                    f"([{lo:.4g}, {hi:.4g}] Mt)", message=msg, source_ids=ids)
 
 
+def _unverified_finding(library: FactorLibrary) -> Finding | None:
+    """``verified=no`` rows of the factor table, counted (the rows themselves in factor_rows)."""
+    rows = library.unverified
+    if rows.empty:
+        return None
+    path = _table_path(library, "emission_factors")
+    listed = tuple(f"{path} row {int(i) + 1}: {r['sector']},{r['fuel']},{r['technology']},"
+                   f"{r['species']} {r['value']} {r['unit']}" for i, r in rows.iterrows())
+    n, total = len(rows), len(library.factors)
+    msg = (f"{n} of {total} emission-factor rows are verified=no: their value was not checked "
+           "against the primary table they cite (see the reference column)")
+    return Finding(check="unverified_factors", severity="warning", sector="all",
+                   pair="verified=no", value=float(n), unit="rows", expected="0 rows",
+                   message=msg, factor_rows=listed)
+
+
 # --------------------------------------------------------------------------- public API
 
 
@@ -499,8 +520,9 @@ def run_checks(emissions_table: pd.DataFrame, activity: pd.DataFrame, library: F
     list of Finding, one per failed check: per sector (config order) and ratio the sector-total
     finding, then key-level findings (``ratio_key``: a (fuel, technology) key whose own ratio is
     outside the sector's range and which is not already named as a driver of the sector
-    finding); then subset rules (sector totals, then sources); then the city total. Empty when
-    everything passes.
+    finding); then subset rules (sector totals, then sources); then the count of unverified
+    factor rows (if ``report_unverified_factors``); then the city total. Empty when everything
+    passes.
 
     Raises
     ------
@@ -546,6 +568,12 @@ def run_checks(emissions_table: pd.DataFrame, activity: pd.DataFrame, library: F
                 findings.append(f)
         if rule.source_severity is not None:
             findings += _source_subset_findings(name, rule, frame, library)
+    if city_total and checks_cfg.published is not None:
+        findings += published_findings(frame, checks_cfg.published, Finding)
+    if checks_cfg.report_unverified_factors:
+        f = _unverified_finding(library)
+        if f is not None:
+            findings.append(f)
     if city_total and checks_cfg.city_co2 is not None:
         _check_species(checks_cfg, "city_co2.species", [checks_cfg.city_co2.species],
                        emissions_table.columns)

@@ -20,6 +20,8 @@ from sources.units import parse_unit
 
 KEY = ["sector", "fuel", "technology"]
 NO_CONTROL = "none"
+#: values of the optional ``verified`` column: was the row checked against its primary table?
+VERIFIED = ("yes", "no")
 
 
 def _numeric(df: pd.DataFrame, col: str, path: Path, lo: float, hi: float) -> np.ndarray:
@@ -45,7 +47,7 @@ def _units(df: pd.DataFrame, col: str, path: Path) -> None:
 class FactorLibrary:
     """The emission-factor, control and fuel tables of one build."""
 
-    factors: pd.DataFrame  # sector fuel technology species value unit reference
+    factors: pd.DataFrame  # sector fuel technology species value unit [verified] reference
     controls: pd.DataFrame  # control species efficiency reference
     fuels: pd.DataFrame  # fuel ncv ncv_unit reference
     paths: dict[str, str]
@@ -53,6 +55,14 @@ class FactorLibrary:
     @property
     def keys(self) -> pd.DataFrame:
         return self.factors[KEY].drop_duplicates().reset_index(drop=True)
+
+    @property
+    def unverified(self) -> pd.DataFrame:
+        """Factor rows marked ``verified=no`` (not checked against their primary table); a
+        table without the column counts every row as unverified."""
+        if "verified" not in self.factors.columns:
+            return self.factors
+        return self.factors[(self.factors["verified"] == "no").to_numpy()]
 
     @property
     def devices(self) -> set[str]:
@@ -82,13 +92,19 @@ def load_factor_library(factors_path: str | Path, controls_path: str | Path,
     """Load and check the three tables.
 
     Checks: columns, references, parseable units, non-negative values, known species, no
-    duplicate (key, species) rows, efficiencies in [0, 1], and that every fuel with a per-energy
-    factor has a calorific value.
+    duplicate (key, species) rows, ``verified`` (optional column) ``yes`` or ``no``,
+    efficiencies in [0, 1], and that every fuel with a per-energy factor has a calorific value.
     """
     fp, cp, up = Path(factors_path), Path(controls_path), Path(fuels_path)
     ef = read_table(fp, KEY + ["species", "value", "unit", "reference"], "emission-factor")
     ef["value_num"] = _numeric(ef, "value", fp, 0.0, np.inf)
     _units(ef, "unit", fp)
+    if "verified" in ef.columns:
+        bad = np.flatnonzero(~ef["verified"].isin(VERIFIED).to_numpy())
+        if bad.size:
+            i = int(bad[0])
+            raise InputError(fp, "bad 'verified' value", row=i + 1, column="verified",
+                             value=ef["verified"].iloc[i], expected="yes or no")
     unknown = np.flatnonzero(~ef["species"].isin(species).to_numpy())
     if unknown.size:
         i = unknown[0]
@@ -98,7 +114,8 @@ def load_factor_library(factors_path: str | Path, controls_path: str | Path,
     if dup.any():
         i = int(np.flatnonzero(dup)[0])
         raise ConfigError(f"{fp}, row {i + 1}: duplicate factor for "
-                          f"{tuple(ef.loc[i, KEY + ['species']])}; keep one row per key and species")
+                          f"{tuple(ef.loc[i, KEY + ['species']])}; keep one row per key and "
+                          "species")
 
     ctl = read_table(cp, ["control", "species", "efficiency", "reference"], "control-efficiency")
     ctl["efficiency_value"] = _numeric(ctl, "efficiency", cp, 0.0, 1.0)
@@ -114,3 +131,27 @@ def load_factor_library(factors_path: str | Path, controls_path: str | Path,
     return FactorLibrary(factors=ef, controls=ctl, fuels=fuels,
                          paths={"emission_factors": str(fp), "control_efficiencies": str(cp),
                                 "fuels": str(up)})
+
+
+def with_condensables(library: FactorLibrary, path: str | Path) -> FactorLibrary:
+    """The library with condensable PM added to its (filterable) PM10 and PM2_5 factors.
+
+    Tongyuan's PM definition is *filterable* primary PM (EMEP/EEA Tier 1/2, the coal ash
+    method). ``path`` (``config/pm_condensable.csv``, same columns as the factor table) lists
+    the condensable part per key; each value is added to the factor row of the same key, species
+    and unit. A row without a matching factor row is an error.
+    """
+    path = Path(path)
+    add = read_table(path, KEY + ["species", "value", "unit", "reference"], "condensable-PM")
+    add["value_num"] = _numeric(add, "value", path, 0.0, np.inf)
+    ef = library.factors.copy()
+    for i, row in add.iterrows():
+        mask = ((ef[KEY + ["species", "unit"]] == row[KEY + ["species", "unit"]]).all(axis=1)
+                ).to_numpy()
+        if mask.sum() != 1:
+            raise ConfigError(f"{path}, row {int(i) + 1}: no factor row with the same key, "
+                              f"species and unit ({', '.join(row[KEY + ['species', 'unit']])})")
+        ef.loc[mask, "value_num"] += row["value_num"]
+        ef.loc[mask, "reference"] += f" + condensable PM ({path.name} row {int(i) + 1})"
+    return FactorLibrary(factors=ef, controls=library.controls, fuels=library.fuels,
+                         paths={**library.paths, "pm_condensable": str(path)})

@@ -144,7 +144,7 @@ def test_every_sector_is_covered(checks):
     assert set(checks.sectors) == set(sectors)
     for sector in ("solvents", "livestock", "fertiliser"):
         assert not any(p.endswith("/CO2") for p in checks.sectors[sector].ratios)
-    assert checks.city_co2 is not None and checks.city_co2.reference_mt == pytest.approx(192.9)
+    assert checks.city_co2 is not None and checks.city_co2.reference_mt == pytest.approx(151.9)
 
 
 # --------------------------------------------------------------------------- (2) factor ×1000
@@ -321,9 +321,9 @@ def test_city_co2_far_from_reference(checks):
     mt = table["CO2"].sum() / 1e9
     assert 5 < mt < 20 and f.value == pytest.approx(mt)
     assert (f.severity, f.sector, f.pair, f.unit) == ("warning", "all", "CO2", "Mt")
-    assert "192.9 Mt" in f.message and "CEADs" in f.message
+    assert "151.9 Mt" in f.message and "CEADs" in f.message
     assert f.source_ids[0] == "COAL1"
-    assert f.expected.startswith("192.9 Mt ± 10%")
+    assert f.expected.startswith("151.9 Mt ± 10%")
     assert not [f for f in run_checks(table, activity, lib, checks, city_total=False)
                 if f.check == "city_co2"]
     frame = findings_frame(findings)

@@ -39,3 +39,58 @@ def write_details(build_dir: Path, activity: gpd.GeoDataFrame, alloc: Allocation
                                                                index=False)
     pd.DataFrame([asdict(m) for m in metas], columns=INPUTS_COLUMNS).to_csv(
         build_dir / "inputs.csv", index=False)
+
+
+#: memo items and the per-technology IPCC/MEE codes live next to ``sectors.csv``
+MEMO_ITEMS = "memo_items.csv"
+IPCC_KEYS = "ipcc_keys.csv"
+
+
+def memo_totals(path: Path) -> pd.DataFrame:
+    """Memo items (international aviation, bunker fuel): kg per item and species, computed from
+    ``memo_items.csv`` (activity × factor, both per t); never part of the territorial totals."""
+    from sources.units import Q_, parse_unit
+
+    memo = pd.read_csv(path, dtype={"activity": float, "value": float})
+    kg = [float((Q_(a, parse_unit(au)) * Q_(v, parse_unit(u))).to("kg").magnitude)
+          for a, au, v, u in zip(memo["activity"], memo["activity_unit"], memo["value"],
+                                 memo["unit"], strict=True)]
+    return memo.assign(kg=kg)[["memo_item", "ipcc", "species", "kg"]]
+
+
+def write_inventory_totals(build_dir: Path, emissions_table: pd.DataFrame,
+                           activity: pd.DataFrame, sectors: pd.DataFrame,
+                           config_dir: Path) -> None:
+    """``totals_ipcc.csv`` and ``totals_mee.csv``: the build's kg/yr by IPCC category and by MEE
+    first-level source class (long format: code, name, species, kg, memo).
+
+    Codes come from ``sectors.csv`` (``ipcc``, ``mee_code``, ``mee_class``), overridden per
+    (sector, technology) by ``config_dir/ipcc_keys.csv`` where it exists. Memo items from
+    ``config_dir/memo_items.csv`` are appended to the IPCC table with ``memo=yes``; they are not
+    sources of the build and never enter the territorial rows.
+    """
+    config_dir = Path(config_dir)
+    keys = activity[["source_id", "sector", "technology"]].drop_duplicates("source_id")
+    keys = keys.merge(sectors[["sector", "ipcc", "mee_code", "mee_class"]], on="sector",
+                      how="left")
+    if (config_dir / IPCC_KEYS).exists():
+        over = pd.read_csv(config_dir / IPCC_KEYS, dtype=str)
+        keys = keys.merge(over[["sector", "technology", "ipcc", "mee_code"]],
+                          on=["sector", "technology"], how="left", suffixes=("", "_key"))
+        for col in ("ipcc", "mee_code"):
+            keys[col] = keys[f"{col}_key"].fillna(keys[col])
+    keys = keys.set_index("source_id").reindex(emissions_table.index)
+    long = emissions_table.rename_axis("source_id").reset_index().melt(
+        id_vars="source_id", var_name="species", value_name="kg")
+    long = long.join(keys, on="source_id")
+    ipcc = long.groupby(["ipcc", "species"], sort=True)["kg"].sum().reset_index()
+    ipcc["memo"] = "no"
+    if (config_dir / MEMO_ITEMS).exists():
+        memo = memo_totals(config_dir / MEMO_ITEMS)
+        memo = memo.assign(ipcc=memo["memo_item"] + " " + memo["ipcc"], memo="yes")
+        ipcc = pd.concat([ipcc, memo[["ipcc", "species", "kg", "memo"]]], ignore_index=True)
+    ipcc.to_csv(build_dir / "totals_ipcc.csv", index=False, float_format="%.9g")
+    mee = long.groupby(["mee_code", "species"], sort=True)["kg"].sum().reset_index()
+    names = sectors.drop_duplicates("mee_code").set_index("mee_code")["mee_class"]
+    mee.insert(1, "mee_class", mee["mee_code"].map(names).str.split("-").str[0])
+    mee.to_csv(build_dir / "totals_mee.csv", index=False, float_format="%.9g")
