@@ -86,7 +86,7 @@ from pipeline.steps import (
     write_annual,
 )
 from pipeline.writers.netcdf_cf import static_coords
-from pipeline.writers.tables import write_details
+from pipeline.writers.tables import write_details, write_inventory_totals
 from sources.emissions import EmissionsResult
 from sources.errors import ConfigError
 from sources.measures import load_scenario
@@ -421,6 +421,8 @@ def write_and_publish(state: BuildState, out: Path, publication: Publication,
         s.ledger.to_csv(staging / "ledger.csv")
         s.emissions.table.to_csv(staging / "emissions_by_source.csv", float_format="%.9g")
         write_details(staging, s.activity, s.alloc, s.rejected, s.metas)
+        write_inventory_totals(staging, s.emissions.table, s.activity, s.tables.sectors,
+                               Path(s.cfg.tables.sectors).parent)
         write_annual(staging, s.annual, s.factors, ctx.static, ctx.attrs)
         findings_frame(s.findings).to_csv(staging / "checks.csv", index=False)
         if pub.extra is not None:

@@ -70,6 +70,8 @@ def write_inventory_totals(build_dir: Path, emissions_table: pd.DataFrame,
     sources of the build and never enter the territorial rows.
     """
     config_dir = Path(config_dir)
+    sectors = sectors.assign(**{c: sectors[c] if c in sectors.columns else "unmapped"
+                                for c in ("ipcc", "mee_code", "mee_class")})
     keys = activity[["source_id", "sector", "technology"]].drop_duplicates("source_id")
     keys = keys.merge(sectors[["sector", "ipcc", "mee_code", "mee_class"]], on="sector",
                       how="left")
