@@ -10,7 +10,6 @@ import re
 from pathlib import Path
 from typing import Any
 
-
 #: longest message an error carries (a YAML alias bomb or a huge cell must not give megabytes)
 MAX_MESSAGE = 4000
 #: longest rendering of one offending value in a message
