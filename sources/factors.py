@@ -31,8 +31,10 @@ def _units(df: pd.DataFrame, col: str, path: Path) -> None:
         try:
             parse_unit(text)
         except UnitError as exc:
-            raise UnitError(path, "unparseable unit", row=i + 1, column=col, value=text,
-                            expected="a pint unit string such as 'kg/t', 'g/GJ', 'g/km'") from exc
+            ambiguous = exc.problem.startswith("ambiguous")
+            raise UnitError(path, exc.problem if ambiguous else "unparseable unit", row=i + 1,
+                            column=col, value=text, expected=exc.expected if ambiguous else
+                            "a pint unit string such as 'kg/t', 'g/GJ', 'g/km'") from exc
 
 
 @dataclass(frozen=True)

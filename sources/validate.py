@@ -89,10 +89,12 @@ def check_activity(df: pd.DataFrame, path: str) -> pd.DataFrame:
         try:
             parse_unit(text)
         except UnitError as exc:
-            raise UnitError(path, "unparseable unit", row=int(df["input_row"].iloc[i]),
-                            column="activity_unit", value=text, source_id=df["source_id"].iloc[i],
-                            expected="a pint unit string such as 't', 'm**3', 'km', 'head'"
-                            ) from exc
+            ambiguous = exc.problem.startswith("ambiguous")
+            raise UnitError(path, exc.problem if ambiguous else "unparseable unit",
+                            row=int(df["input_row"].iloc[i]), column="activity_unit",
+                            value=text, source_id=df["source_id"].iloc[i],
+                            expected=exc.expected if ambiguous else
+                            "a pint unit string such as 't', 'm**3', 'km', 'head'") from exc
     return df
 
 
