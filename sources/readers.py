@@ -415,7 +415,8 @@ def _checked(opened: _Opened, kind: str, lay: FileLayout, voc: Vocabulary,
             empty = gdf["proxy"] == ""
             gdf.loc[empty, "proxy"] = gdf.loc[empty, "sector"].map(
                 dict(voc.sector_proxies)).fillna("")
-    validate.check_geometry(gdf, kind, str(path))
+    with np.errstate(over="ignore", invalid="ignore"):  # a vertex at 1e300: refused below
+        validate.check_geometry(gdf, kind, str(path))
     if voc.keys is not None:
         validate.check_keys(gdf, voc.keys, voc.devices or set(), str(path), voc.proxies)
     with np.errstate(over="ignore", invalid="ignore"):

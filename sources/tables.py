@@ -132,6 +132,11 @@ def read_yaml(path: str | Path, what: str) -> dict[str, Any]:
                           f"{exc.start})") from exc
     except RecursionError as exc:
         raise ConfigError(f"{path}: not valid YAML (nested too deeply)") from exc
+    except yaml.MarkedYAMLError as exc:
+        mark = exc.problem_mark
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        what_ = "; ".join(str(t) for t in (exc.context, exc.problem) if t)
+        raise ConfigError(f"{path}: not valid YAML ({what_}{where})") from exc
     except yaml.YAMLError as exc:
         raise ConfigError(f"{path}: not valid YAML ({exc})") from exc
     if not isinstance(doc, dict):
