@@ -76,6 +76,12 @@ class InputConfig(FrozenModel):
     #: the worksheet of an ``.xlsx`` input (default: the first)
     sheet: str | None = None
 
+    @model_validator(mode="after")
+    def _sheet_of_a_workbook(self) -> InputConfig:
+        if self.sheet is not None and self.path.suffix.lower() != ".xlsx":
+            raise ValueError(f"'sheet' is for .xlsx workbooks; {self.path.name} is not one")
+        return self
+
 
 #: the shipped plausibility bounds of activity (cited per row)
 DEFAULT_ACTIVITY_BOUNDS = Path(__file__).resolve().parents[1] / "config" / "activity_bounds.csv"

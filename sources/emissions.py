@@ -161,7 +161,8 @@ def compute_emissions(activity: pd.DataFrame, library: FactorLibrary,
         given = activity[col].to_numpy(dtype=float)
         mask = np.isfinite(given)
         values[mask, sp_index[sp]] = given[mask]
-        long.loc[long["species"].eq(sp) & long["_pos"].isin(np.flatnonzero(mask)), "reported"] = True
+        rows = long["species"].eq(sp) & long["_pos"].isin(np.flatnonzero(mask))
+        long.loc[rows, "reported"] = True
     if scale is not None:
         unknown = sorted(set(scale.columns) - set(species))
         if unknown:

@@ -80,7 +80,8 @@ def check_activity(df: pd.DataFrame, path: str) -> pd.DataFrame:
     bad = ~np.isfinite(values) | (values < 0)
     if bad.any():
         i = int(np.flatnonzero(bad)[0])
-        what = "negative activity" if np.isfinite(values[i]) else "activity is missing or not a number"
+        what = ("negative activity" if np.isfinite(values[i])
+                else "activity is missing or not a number")
         raise ActivityError(path, what, row=int(df["input_row"].iloc[i]), column="activity",
                             value=raw.iloc[i], source_id=df["source_id"].iloc[i],
                             expected="a finite number >= 0")
@@ -113,7 +114,8 @@ def check_numeric_optional(df: pd.DataFrame, columns: list[str], path: str,
             i = int(np.flatnonzero(bad)[0])
             raise ActivityError(path, "invalid number", row=int(df["input_row"].iloc[i]),
                                 column=col, value=raw.iloc[i], source_id=df["source_id"].iloc[i],
-                                expected="empty or a finite number " + ("> 0" if positive else ">= 0"))
+                                expected="empty or a finite number "
+                                + ("> 0" if positive else ">= 0"))
         df[col] = np.where(given, values, np.nan)
     return df
 
@@ -295,7 +297,8 @@ def check_reported(df: pd.DataFrame, species: list[str], path: str) -> pd.DataFr
         sp = col[len("reported_"):-len("_kg")]
         if sp not in species:
             raise UnknownKeyError(path, "reported column for an unknown species", column=col,
-                                  value=sp, expected=f"reported_<species>_kg with species in {species}")
+                                  value=sp,
+                                  expected=f"reported_<species>_kg with species in {species}")
     return check_numeric_optional(df, cols, path)
 
 
@@ -306,7 +309,8 @@ def check_unique_across(tables: list[tuple[str, pd.DataFrame]]) -> None:
         for sid, row in zip(df["source_id"], df["input_row"], strict=True):
             if sid in seen:
                 other = seen[sid]
-                raise DuplicateSourceError(path, f"source_id also used in {other[0]} row {other[1]}",
+                raise DuplicateSourceError(path,
+                                           f"source_id also used in {other[0]} row {other[1]}",
                                            row=int(row), column="source_id", value=sid,
                                            expected="source ids unique across all inputs")
             seen[sid] = (path, int(row))

@@ -169,6 +169,7 @@ def test_swapped_lon_lat_is_refused(world, tables):
 def test_empty_csv_and_bad_crs(world, tables):
     with pytest.raises(E.InputError, match=r"points.csv: the file is empty"):
         build_with(world, tables, "points.csv", "")
-    world.write_text(world.read_text().replace('crs: "EPSG:32651", x_column', 'crs: "EPSG:99", x_column'))
+    world.write_text(world.read_text().replace('crs: "EPSG:32651", x_column',
+                                               'crs: "EPSG:99", x_column'))
     with pytest.raises(E.CRSMissingError, match=r"the config's CRS cannot be understood"):
         build_with(world, tables, "points.csv", HEAD + OK)
