@@ -7,6 +7,7 @@ NetCDF); the flat cell index is ``iy * nx + ix``. Cell ``(iy, ix)`` covers the h
 
 from __future__ import annotations
 
+import os
 import re
 from dataclasses import dataclass
 from functools import cached_property
@@ -22,6 +23,18 @@ from sources.errors import ConfigError
 
 #: the sphere WRF and CMAQ (MCIP, I/O API) assume for their map projections [m]
 MODEL_EARTH_RADIUS_M = 6_370_000.0
+
+#: the least memory one grid cell costs a build [bytes]: one UTC day of hourly fields of the 12
+#: primary species and CO2e in float64 (8 × 24 × 13)
+BYTES_PER_CELL = 8 * 24 * 13
+
+
+def memory_bytes() -> int:
+    """Physical memory of this machine [bytes] (64 GiB if the system does not say)."""
+    try:
+        return int(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES"))
+    except (ValueError, OSError, AttributeError):  # pragma: no cover - not POSIX
+        return 64 << 30
 
 
 def griddesc_crs(gdtyp: int, p_alp: float, p_bet: float, p_gam: float, xcent: float,
@@ -157,6 +170,13 @@ class Grid:
         if self.dx <= 0 or self.dy <= 0 or self.nx <= 0 or self.ny <= 0:
             raise ConfigError(f"grid {self.name!r}: dx, dy, nx, ny must be positive; got "
                               f"dx={self.dx}, dy={self.dy}, nx={self.nx}, ny={self.ny}")
+        need, have = self.nx * self.ny * BYTES_PER_CELL, memory_bytes()
+        if need > have:
+            raise ConfigError(f"grid {self.name!r}: {self.nx} × {self.ny} = "
+                              f"{self.nx * self.ny:.3g} cells need at least {need / 2**30:,.1f} "
+                              f"GiB (one day of hourly fields, {BYTES_PER_CELL} bytes a cell), "
+                              f"more than this machine's {have / 2**30:,.1f} GiB of memory; use "
+                              "larger cells (dx, dy) or a smaller domain (nx, ny)")
         if not (self.crs.is_projected or self.is_geographic):
             raise ConfigError(f"grid {self.name!r}: CRS {self.crs.to_string()} is neither "
                               "projected (UTM, Lambert, ...) nor a 2-D geographic CRS in "

@@ -14,6 +14,8 @@ from pathlib import Path
 import numpy as np
 import pyproj
 import rasterio
+import rasterio.errors
+import rasterio.io
 import shapely
 
 from sources.errors import InputError
@@ -38,19 +40,51 @@ class Proxy:
             self._cache["read"] = self._read()
         return self._cache["read"]
 
-    def _read(self) -> tuple[np.ndarray, object, pyproj.CRS]:
+    def _open(self) -> rasterio.io.DatasetReader:
+        """The raster opened; missing, empty, directory or unreadable paths are one-line
+        :class:`InputError` naming the path."""
         path = Path(self.path)
         if not path.exists():
             raise InputError(path, f"proxy raster {self.name!r} not found",
                              expected="an existing GeoTIFF (paths are relative to the config)")
-        with rasterio.open(path) as src:
+        if path.is_dir():
+            raise InputError(path, f"proxy raster {self.name!r} is a directory",
+                             expected="a GeoTIFF file")
+        if path.stat().st_size == 0:
+            raise InputError(path, f"proxy raster {self.name!r} is an empty file",
+                             expected="a GeoTIFF file")
+        try:
+            return rasterio.open(path)
+        except rasterio.errors.RasterioError as exc:
+            raise InputError(path, f"proxy raster {self.name!r} cannot be read "
+                             f"({str(exc).splitlines()[0][:200]})",
+                             expected="a GeoTIFF (or another raster GDAL reads)") from exc
+
+    def _read(self) -> tuple[np.ndarray, object, pyproj.CRS]:
+        path = Path(self.path)
+        with self._open() as src:
             if src.crs is None:
                 raise InputError(path, f"proxy raster {self.name!r} has no CRS", column="crs",
                                  expected="a GeoTIFF with a CRS")
-            data = src.read(self.band, masked=True).astype(np.float64)
+            if not 1 <= self.band <= src.count:
+                raise InputError(path, f"proxy raster {self.name!r} has no band {self.band}",
+                                 column="band", value=self.band,
+                                 expected=f"a band 1..{src.count}")
+            try:
+                data = src.read(self.band, masked=True).astype(np.float64)
+            except rasterio.errors.RasterioError as exc:
+                raise InputError(path, f"proxy raster {self.name!r} is corrupt "
+                                 f"({str(exc).splitlines()[0][:200]})",
+                                 expected="a readable GeoTIFF") from exc
             values = np.where(np.ma.getmaskarray(data), 0.0, np.ma.getdata(data))
             transform, crs = src.transform, pyproj.CRS.from_wkt(src.crs.to_wkt())
         values = np.where(np.isnan(values), 0.0, values)
+        if not np.isfinite(values).all():
+            r, c = np.argwhere(~np.isfinite(values))[0]
+            raise InputError(path, f"infinite value in proxy raster {self.name!r}",
+                             row=int(r) + 1, column=f"pixel column {int(c) + 1}",
+                             value=float(values[r, c]), expected="finite values >= 0 (or "
+                             "nodata)")
         if (values < 0).any():
             r, c = np.argwhere(values < 0)[0]
             raise InputError(path, f"negative value in proxy raster {self.name!r}",
@@ -60,7 +94,7 @@ class Proxy:
 
     def crs(self) -> pyproj.CRS:
         """The raster's CRS (header only)."""
-        with rasterio.open(self.path) as src:
+        with self._open() as src:
             if src.crs is None:
                 raise InputError(self.path, f"proxy raster {self.name!r} has no CRS",
                                  column="crs", expected="a GeoTIFF with a CRS")
@@ -68,7 +102,7 @@ class Proxy:
 
     def extent(self, target_crs: pyproj.CRS) -> shapely.Geometry:
         """The raster's footprint in ``target_crs`` (edges densified when reprojected)."""
-        with rasterio.open(self.path) as src:
+        with self._open() as src:
             transform, width, height = src.transform, src.width, src.height
             crs = pyproj.CRS.from_wkt(src.crs.to_wkt()) if src.crs else None
         if crs is None:

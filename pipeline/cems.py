@@ -32,7 +32,7 @@ import numpy as np
 import pandas as pd
 import pint
 
-from sources.errors import InputError, UnitError
+from sources.errors import InputError, TongyuanError, UnitError
 from sources.tables import read_table
 from sources.units import factor_to
 
@@ -61,6 +61,93 @@ def _read(path: Path) -> pd.DataFrame:
     return df
 
 
+@dataclass(frozen=True)
+class RowContext:
+    """What a CEMS row is checked against: the stacks (None: ids not checked), the species and
+    the hours of the build year."""
+
+    pos: dict[str, int] | None
+    kinds: np.ndarray
+    species: list[str]
+    hour_of: dict
+    year: int
+
+
+def _bad(r, column: str, message: str, value=None, expected: str | None = None):
+    raise InputError(r.input_file, message, row=int(r.input_row), column=column,
+                     value=value, source_id=str(r.source_id), expected=expected)
+
+
+def convert_row(r, ctx: RowContext) -> tuple[int, str, int, float]:
+    """(activity row, species, hour of the year, kg) of one CEMS row, or an
+    :class:`InputError` naming its file, row, column and value."""
+    j = -1
+    if ctx.pos is not None:
+        j = ctx.pos.get(str(r.source_id), -1)
+        if j < 0:
+            _bad(r, "source_id", "unknown stack", r.source_id, "a source_id of a point source")
+        if ctx.kinds[j] != "point":
+            _bad(r, "source_id", f"CEMS data for a {ctx.kinds[j]} source", r.source_id,
+                 "a point source (stack)")
+    if r.species not in ctx.species:
+        _bad(r, "species", "unknown species", r.species, f"one of {list(ctx.species)}")
+    try:
+        t = pd.Timestamp(r.time_utc)
+    except (ValueError, TypeError):
+        _bad(r, "time_utc", "not a time", r.time_utc, "ISO 8601, e.g. 2024-07-01T05:00")
+    if t is pd.NaT:
+        _bad(r, "time_utc", "not a time", r.time_utc, "ISO 8601, e.g. 2024-07-01T05:00")
+    if t.tzinfo is not None:
+        t = t.tz_convert("UTC").tz_localize(None)
+    if t != t.floor("h"):
+        _bad(r, "time_utc", "not the start of an hour", r.time_utc, "HH:00")
+    h = ctx.hour_of.get(np.datetime64(t, "h"))
+    if h is None:
+        _bad(r, "time_utc", f"outside the build year {ctx.year} (UTC)", r.time_utc)
+    try:
+        value = float(r.value)
+    except (TypeError, ValueError):
+        _bad(r, "value", "not a number", r.value, "a finite number >= 0")
+    if not np.isfinite(value) or value < 0:
+        _bad(r, "value", "negative or missing measurement", r.value, "a finite number >= 0")
+    try:
+        kg_per_unit = factor_to(str(r.unit), "kg")
+    except UnitError as exc:  # unparsable or ambiguous ('ton' is 907 kg to pint)
+        _bad(r, "unit", exc.problem, r.unit, "kg, t, g, ...")
+    except pint.errors.DimensionalityError:
+        _bad(r, "unit", "not a mass unit", r.unit, "kg, t, g, ...")
+    kg = value * kg_per_unit
+    if not np.isfinite(kg):
+        _bad(r, "value", "measurement beyond the float range in kg", r.value,
+             "a finite mass")
+    return j, str(r.species), int(h), kg
+
+
+def cems_errors(paths: list[Path], activity: pd.DataFrame | None, species: list[str],
+                year: int) -> list[InputError]:
+    """Every problem of the CEMS files, row by row (``tongyuan check``); with ``activity``
+    None the stack ids are not checked."""
+    errors: list[InputError] = []
+    hours = pd.date_range(f"{year}-01-01", f"{year + 1}-01-01", freq="h", inclusive="left")
+    ids = None if activity is None else activity["source_id"].astype(str).to_numpy()
+    ctx = RowContext(pos=None if ids is None else {s: i for i, s in enumerate(ids)},
+                     kinds=np.array([]) if activity is None else activity["kind"].to_numpy(),
+                     species=species, year=year,
+                     hour_of={t: i for i, t in enumerate(hours.values.astype("datetime64[h]"))})
+    for path in paths:
+        try:
+            df = _read(Path(path))
+        except TongyuanError as exc:
+            errors.append(exc)
+            continue
+        for r in df.itertuples():
+            try:
+                convert_row(r, ctx)
+            except InputError as exc:
+                errors.append(exc)
+    return errors
+
+
 def read_cems(paths: list[Path], activity: pd.DataFrame, emissions: pd.DataFrame,
               factors, matrix, year: int) -> Cems | None:
     """Read, check and gap-fill the CEMS series (see the module docstring)."""
@@ -69,55 +156,17 @@ def read_cems(paths: list[Path], activity: pd.DataFrame, emissions: pd.DataFrame
     frames = [_read(Path(p)) for p in paths]
     df = pd.concat(frames, ignore_index=True)
     ids = activity["source_id"].astype(str).to_numpy()
-    pos = {s: i for i, s in enumerate(ids)}
-    kinds = activity["kind"].to_numpy()
     times = factors["time"].values.astype("datetime64[h]")
-    hour_of = {t: i for i, t in enumerate(times)}
-
-    def bad(r, column, message, value=None, expected=None):
-        raise InputError(r.input_file, message, row=int(r.input_row), column=column,
-                         value=value, source_id=str(r.source_id), expected=expected)
-
-    rows = []
-    for r in df.itertuples():
-        j = pos.get(str(r.source_id))
-        if j is None:
-            bad(r, "source_id", "unknown stack", r.source_id, "a source_id of a point source")
-        if kinds[j] != "point":
-            bad(r, "source_id", f"CEMS data for a {kinds[j]} source", r.source_id,
-                "a point source (stack)")
-        if r.species not in emissions.columns:
-            bad(r, "species", "unknown species", r.species, f"one of {list(emissions.columns)}")
-        try:
-            t = pd.Timestamp(r.time_utc)
-        except (ValueError, TypeError):
-            bad(r, "time_utc", "not a time", r.time_utc, "ISO 8601, e.g. 2024-07-01T05:00")
-        if t.tzinfo is not None:
-            t = t.tz_convert("UTC").tz_localize(None)
-        if t != t.floor("h"):
-            bad(r, "time_utc", "not the start of an hour", r.time_utc, "HH:00")
-        h = hour_of.get(np.datetime64(t, "h"))
-        if h is None:
-            bad(r, "time_utc", f"outside the build year {year} (UTC)", r.time_utc)
-        try:
-            kg_per_unit = factor_to(str(r.unit), "kg")
-        except UnitError as exc:  # unparsable or ambiguous ('ton' is 907 kg to pint)
-            bad(r, "unit", exc.problem, r.unit, "kg, t, g, ...")
-        except pint.errors.DimensionalityError:
-            bad(r, "unit", "not a mass unit", r.unit, "kg, t, g, ...")
-        try:
-            kg = float(r.value) * kg_per_unit
-        except (TypeError, ValueError):
-            bad(r, "value", "not a number", r.value, ">= 0")
-        if not np.isfinite(kg) or kg < 0:
-            bad(r, "value", "negative or missing measurement", r.value, ">= 0")
-        rows.append((j, r.species, h, kg, r))
+    ctx = RowContext(pos={s: i for i, s in enumerate(ids)}, kinds=activity["kind"].to_numpy(),
+                     species=list(emissions.columns), year=year,
+                     hour_of={t: i for i, t in enumerate(times)})
+    rows = [(*convert_row(r, ctx), r) for r in df.itertuples()]
     m = pd.DataFrame([(j, s, h, kg) for j, s, h, kg, _ in rows],
                      columns=["src", "species", "hour", "kg"])
     dup = m.duplicated(["src", "species", "hour"])
     if dup.any():
         r = rows[int(np.flatnonzero(dup.to_numpy())[0])][4]
-        bad(r, "time_utc", "hour measured twice for this stack and species", r.time_utc)
+        _bad(r, "time_utc", "hour measured twice for this stack and species", r.time_utc)
 
     fac = factors.to_numpy()
     sector_index = {str(s): i for i, s in enumerate(factors["sector"].values)}

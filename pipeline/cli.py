@@ -85,6 +85,12 @@ def _parser() -> argparse.ArgumentParser:
                      "0 2 * * *)")
     np_.add_argument("--timezone", help="time zone of the cron (default: schedule.timezone, "
                      "Asia/Shanghai)")
+    kp = sub.add_parser("check", help="validate every input and table of a configuration and "
+                        "list every problem (also as errors.csv), without building")
+    kp.add_argument("--config", required=True, type=Path, help="build configuration (YAML)")
+    kp.add_argument("--errors", type=Path, default=Path("errors.csv"), help="CSV of the "
+                    "problems (file, sheet, row, column, value, expected, problem; default "
+                    "errors.csv)")
     fp = sub.add_parser("serve-files", help="serve the published builds of an output directory "
                         "over HTTP: catalogue, JSON API, downloads with Range, NetCDF subsets")
     fp.add_argument("--out", type=Path, required=True, help="output directory of the builds")
@@ -282,6 +288,10 @@ def main(argv: list[str] | None = None) -> int:
             serve_nightly(str(args.config), str(args.out) if args.out else None,
                           args.cron or cfg.schedule.cron,
                           args.timezone or cfg.schedule.timezone)
+        elif args.command == "check":
+            from pipeline.check import check_command
+
+            return check_command(args.config, args.errors)
         elif args.command == "serve-files":
             if not args.out.is_dir():
                 print(f"tongyuan: error: output directory {args.out} not found", file=sys.stderr)

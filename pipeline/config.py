@@ -73,6 +73,36 @@ class InputConfig(FrozenModel):
     x_column: str = "lon"
     y_column: str = "lat"
     wkt_column: str = "geometry"
+    #: the worksheet of an ``.xlsx`` input (default: the first)
+    sheet: str | None = None
+
+    @model_validator(mode="after")
+    def _sheet_of_a_workbook(self) -> InputConfig:
+        if self.sheet is not None and self.path.suffix.lower() != ".xlsx":
+            raise ValueError(f"'sheet' is for .xlsx workbooks; {self.path.name} is not one")
+        return self
+
+
+#: the shipped plausibility bounds of activity (cited per row)
+DEFAULT_ACTIVITY_BOUNDS = Path(__file__).resolve().parents[1] / "config" / "activity_bounds.csv"
+
+
+class ValidationConfig(FrozenModel):
+    """Limits beyond which an input is refused as implausible (they never change the result
+    of a build that passes them, so they are not part of the config hash)."""
+
+    #: largest credible activity of one source per sector and unit (sector,unit,max_value,
+    #: reference); default: ``config/activity_bounds.csv`` of Tongyuan
+    activity_bounds: Path | None = None
+    #: largest share of an input's mass that may fall outside the grid before the build stops
+    #: (a wrong CRS or UTM zone, or swapped lon/lat, puts most of it outside)
+    max_outside_share: float = Field(0.5, ge=0, le=1)
+
+    @property
+    def bounds_path(self) -> Path | None:
+        if self.activity_bounds is not None:
+            return self.activity_bounds
+        return DEFAULT_ACTIVITY_BOUNDS if DEFAULT_ACTIVITY_BOUNDS.exists() else None
 
 
 def _known_zone(value: str) -> str:
@@ -221,13 +251,14 @@ class BuildConfig(FrozenModel):
     proxies: dict[str, Path] = Field(default_factory=dict)
     #: proxy per sector for area sources that name none (their ``proxy`` column empty or absent)
     sector_proxies: dict[str, str] = Field(default_factory=dict)
-    sectors: list[str] | None = None
+    sectors: list[str] | None = Field(None, min_length=1)
     temporal: TemporalConfig = TemporalConfig()
     output: OutputConfig = OutputConfig()
     cache: CacheConfig = CacheConfig()
     allocation: AllocationConfig = AllocationConfig()
     vertical: VerticalConfig = VerticalConfig()
     schedule: ScheduleConfig = ScheduleConfig()
+    validation: ValidationConfig = ValidationConfig()
     #: hourly measured stack emissions (CSV/Parquet: source_id, time_utc, species, value, unit)
     cems: list[Path] = Field(default_factory=list)
     boundaries: Path | None = None
@@ -241,6 +272,13 @@ class BuildConfig(FrozenModel):
             raise ValueError(f"input names must be unique, got {names}")
         if not value:
             raise ValueError("at least one input is needed")
+        return value
+
+    @field_validator("sectors")
+    @classmethod
+    def _sectors_once(cls, value: list[str] | None) -> list[str] | None:
+        if value is not None and len(set(value)) != len(value):
+            raise ValueError(f"a sector is listed twice in {value}; list each once")
         return value
 
     @model_validator(mode="after")
@@ -287,6 +325,9 @@ def resolve_paths(doc: dict[str, Any], base: Path) -> dict[str, Any]:
         out["grid"] = {**out["grid"], "griddesc": res(out["grid"]["griddesc"])}
     if isinstance(out.get("cache"), dict) and out["cache"].get("dir"):
         out["cache"] = {**out["cache"], "dir": res(out["cache"]["dir"])}
+    if isinstance(out.get("validation"), dict) and out["validation"].get("activity_bounds"):
+        out["validation"] = {**out["validation"],
+                             "activity_bounds": res(out["validation"]["activity_bounds"])}
     if isinstance(out.get("output"), dict) and out["output"].get("dir"):
         out["output"] = {**out["output"], "dir": res(out["output"]["dir"])}
     return out
@@ -317,6 +358,12 @@ def load_config(path: str | Path, overrides: dict[str, Any] | None = None) -> Bu
     for name, p in cfg.table_paths().items():
         if not p.exists():
             raise ConfigError(f"{path}: tables.{name} = {p} does not exist")
+        if p.is_dir():
+            raise ConfigError(f"{path}: tables.{name} = {p} is a directory, expected a file")
+    for key, d in (("output.dir", cfg.output.dir), ("cache.dir", cfg.cache_dir)):
+        if d is not None and Path(d).exists() and not Path(d).is_dir():
+            raise ConfigError(f"{path}: {key} = {d} is a file, expected a directory (or a path "
+                              "that does not exist yet)")
     return cfg
 
 
@@ -324,7 +371,10 @@ def config_hash(cfg: BuildConfig) -> str:
     """sha256 over the canonical config (paths made relative to the config file) and the tables."""
     base = cfg.config_path.parent if cfg.config_path else Path.cwd()
     doc = json.loads(cfg.model_dump_json(exclude={"config_path", "output", "cache",
-                                                "allocation", "schedule"}))
+                                                "allocation", "schedule", "validation"}))
+    for spec in doc["inputs"]:  # the hash of a config without workbooks is what it was
+        if spec.get("sheet") is None:
+            spec.pop("sheet", None)
 
     def rel(v: Any) -> Any:
         if isinstance(v, dict):

@@ -64,13 +64,14 @@ def global_attributes(*, build_id: str, cfg_hash: str, inputs: dict[str, str], v
 def read_key(cfg: BuildConfig, tables: Tables, spec: InputConfig, code: str) -> str:
     """Content key of :func:`read_input`: the file's bytes (every part of a Shapefile), its
     config entry, what validation checks it against (factor keys, control devices, proxy
-    names, species, sector proxies), the grid's CRS and the code version. A change anywhere
-    else (another input, a factor value, a profile) leaves it unchanged."""
+    names, species, sector proxies, plausibility bounds), the grid's CRS and the code version.
+    A change anywhere else (another input, a factor value, a profile) leaves it unchanged."""
     return "read-" + digest({
         "code": code, "input": spec.model_dump(mode="json"), "sha256": sha256_or_missing(spec.path),
         "crs": tables.grid.crs.to_wkt(), "keys": frame_digest(tables.library.keys),
         "devices": sorted(tables.library.devices), "proxies": sorted(tables.proxies),
-        "species": tables.registry.emitted, "sector_proxies": cfg.sector_proxies})
+        "species": tables.registry.emitted, "sector_proxies": cfg.sector_proxies,
+        "bounds": None if tables.bounds is None else frame_digest(tables.bounds)})
 
 
 def emissions_key(cfg: BuildConfig, source_key: str) -> str:

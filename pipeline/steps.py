@@ -26,10 +26,11 @@ from pipeline.ledger import RTOL, Ledger
 from pipeline.temporal import load_profiles, load_sectors, temporal_factors
 from pipeline.writers.netcdf_cf import write_grid_dataset
 from sources.emissions import EmissionsResult, compute_emissions
-from sources.errors import ConfigError, MassBalanceError
+from sources.errors import ConfigError, InputError, MassBalanceError
 from sources.factors import FactorLibrary, load_factor_library
 from sources.readers import FileLayout, InputMeta, Vocabulary, combine_activity, read_sources
 from sources.species import SpeciesRegistry, load_species
+from sources.validate import load_activity_bounds
 
 
 @dataclass(frozen=True)
@@ -43,6 +44,10 @@ class Tables:
     grid: Grid
     proxies: dict[str, Proxy] = field(default_factory=dict)
     checks: ChecksConfig | None = None
+    #: plausibility bounds of activity per sector and unit (None: not checked)
+    bounds: pd.DataFrame | None = None
+    #: largest share of an input's mass allowed outside the grid
+    max_outside_share: float = 0.5
 
 
 def load_tables(cfg: BuildConfig) -> Tables:
@@ -68,21 +73,31 @@ def load_tables(cfg: BuildConfig) -> Tables:
     grid = Grid.from_config(cfg.grid.model_dump())
     proxies = {name: Proxy(name=name, path=str(path)) for name, path in cfg.proxies.items()}
     checks = load_checks(cfg.tables.checks) if cfg.tables.checks else None
+    bounds_path = cfg.validation.bounds_path
+    bounds = load_activity_bounds(bounds_path) if bounds_path is not None else None
     return Tables(registry=registry, library=library, sectors=sectors, profiles=profiles,
-                  grid=grid, proxies=proxies, checks=checks)
+                  grid=grid, proxies=proxies, checks=checks, bounds=bounds,
+                  max_outside_share=cfg.validation.max_outside_share)
 
 
 def read_input(cfg: BuildConfig, tables: Tables, spec: InputConfig
                ) -> tuple[gpd.GeoDataFrame, InputMeta]:
     """Read and validate one input of the config (every row, whatever its sector)."""
-    layout = FileLayout(crs=spec.crs, columns=spec.columns, layer=spec.layer,
-                        x_column=spec.x_column, y_column=spec.y_column,
-                        wkt_column=spec.wkt_column)
-    vocabulary = Vocabulary(keys=tables.library.keys, devices=tables.library.devices,
-                            proxies=set(tables.proxies), species=tables.registry.emitted,
-                            sector_proxies=cfg.sector_proxies)
+    layout, vocabulary = input_layout(cfg, tables, spec)
     return read_sources(spec.path, spec.kind, target_crs=tables.grid.crs, layout=layout,
                         vocabulary=vocabulary, name=spec.name)
+
+
+def input_layout(cfg: BuildConfig, tables: Tables, spec: InputConfig
+                 ) -> tuple[FileLayout, Vocabulary]:
+    """How one input of the config is laid out, and the names its rows are checked against."""
+    layout = FileLayout(crs=spec.crs, columns=spec.columns, layer=spec.layer,
+                        x_column=spec.x_column, y_column=spec.y_column,
+                        wkt_column=spec.wkt_column, sheet=spec.sheet)
+    vocabulary = Vocabulary(keys=tables.library.keys, devices=tables.library.devices,
+                            proxies=set(tables.proxies), species=tables.registry.emitted,
+                            sector_proxies=cfg.sector_proxies, bounds=tables.bounds)
+    return layout, vocabulary
 
 
 def combine_inputs(cfg: BuildConfig, tables: Tables,
@@ -102,7 +117,8 @@ def combine_inputs(cfg: BuildConfig, tables: Tables,
     activity = combine_activity([table for table, _ in parts])
     enabled = activity["sector"].isin(cfg.sectors) if cfg.sectors is not None else \
         pd.Series(True, index=activity.index)
-    rejected = activity.loc[~enabled.to_numpy()].assign(reject_reason="sector not enabled in config")
+    rejected = activity.loc[~enabled.to_numpy()].assign(
+        reject_reason="sector not enabled in config")
     return activity.loc[enabled.to_numpy()].reset_index(drop=True), metas, rejected
 
 
@@ -154,9 +170,51 @@ def allocate_sources(activity: gpd.GeoDataFrame, tables: Tables, cache_dir: Path
     computed in chunks on the dask ``scheduler`` where not. With ``inputs`` (input file → input
     name), each input's sources have their own matrix (and cache entry and ``stats`` line)."""
     groups = activity["input_file"].map(inputs).to_numpy() if inputs else None
-    return allocate(activity, tables.grid, tables.proxies,
-                    cache_dir=Path(cache_dir) / "allocation" if cache_dir else None, stats=stats,
-                    scheduler=scheduler, groups=groups)
+    alloc = allocate(activity, tables.grid, tables.proxies,
+                     cache_dir=Path(cache_dir) / "allocation" if cache_dir else None,
+                     stats=stats, scheduler=scheduler, groups=groups)
+    check_outside(activity, alloc, tables, inputs)
+    return alloc
+
+
+def check_outside(activity: gpd.GeoDataFrame, alloc: Allocation, tables: Tables,
+                  inputs: dict[str, str] | None = None) -> None:
+    """Stop the build when more than ``tables.max_outside_share`` of one input's mass lies
+    beyond the grid: that is a wrong CRS or UTM zone, swapped lon/lat or a grid that misses
+    the data, not sources outside the city.
+
+    Mass is the input's emissions summed over the emitted species; they are computed only for
+    an input with some source beyond the limit (the share cannot exceed its largest source's).
+    """
+    limit = tables.max_outside_share
+    outside = np.asarray(alloc.outside_fraction, dtype=float)
+    files = activity["input_file"].to_numpy()
+    for path in dict.fromkeys(files):
+        rows = np.flatnonzero(files == path)
+        if not rows.size or outside[rows].max() <= limit:
+            continue
+        part = activity.iloc[rows]
+        mass = compute_emissions(part, tables.library, tables.registry).table[
+            tables.registry.emitted].sum(axis=1).to_numpy()
+        weight = mass if mass.sum() > 0 else np.ones(rows.size)
+        share = float((weight * outside[rows]).sum() / weight.sum())
+        if share > limit:
+            raise _outside_error(path, share, limit, part, tables.grid,
+                                 (inputs or {}).get(path))
+
+
+def _outside_error(path: str, share: float, limit: float, part: gpd.GeoDataFrame, grid: Grid,
+                   name: str | None) -> InputError:
+    x0, y0, x1, y1 = part.total_bounds
+    g = grid.bounds
+    return InputError(path, f"{share:.0%} of the mass of input {name or path!r} lies outside "
+                      f"the grid (limit {limit:.0%}, validation.max_outside_share): its sources "
+                      f"span x {x0:.6g}..{x1:.6g}, y {y0:.6g}..{y1:.6g} and the grid x "
+                      f"{g[0]:.6g}..{g[2]:.6g}, y {g[1]:.6g}..{g[3]:.6g} in "
+                      f"{grid.crs.to_string()}", expected="sources on the grid: check the "
+                      "input's CRS (a wrong UTM zone, e.g. EPSG:32650 for data in zone 51N, "
+                      "moves every source ~600 km), swapped lon/lat (x_column/y_column), or "
+                      "the grid's extent")
 
 
 def compute_annual(alloc: Allocation, emissions: EmissionsResult, activity: gpd.GeoDataFrame,
@@ -211,7 +269,8 @@ def record_written(ledger: Ledger, annual: xr.DataArray, factors: xr.DataArray,
         if scale > 0 and abs(a - b) / scale > rtol:
             problems.append(f"{sp}: files carry {a:.9g} kg, ledger expects {b:.9g} kg")
     if problems:
-        raise MassBalanceError("written files disagree with the ledger:\n  " + "\n  ".join(problems))
+        raise MassBalanceError("written files disagree with the ledger:\n  "
+                               + "\n  ".join(problems))
 
 
 def utc_days(year: int, period: tuple[str, str] | None = None) -> list[pd.Timestamp]:

@@ -15,7 +15,7 @@ import numpy as np
 import pandas as pd
 import pint
 
-from sources.errors import UnitError
+from sources.errors import ActivityError, UnitError
 from sources.factors import KEY, FactorLibrary
 from sources.species import SpeciesRegistry
 from sources.units import Q_, parse_unit, ureg
@@ -80,6 +80,20 @@ def _size_resolved_pm10(values: np.ndarray, long: pd.DataFrame, cells: tuple, ac
                              + coarse[has_both] * rem10[has_both])
 
 
+def check_finite(table: pd.DataFrame, act: pd.DataFrame) -> None:
+    """Every emission a finite number: activity × factor beyond the float range (1.8e308 kg)
+    is an :class:`ActivityError` naming the source, never an ``inf`` in the ledger."""
+    bad = ~np.isfinite(table.to_numpy())
+    if bad.any():
+        i, j = (int(k[0]) for k in np.nonzero(bad))
+        r = act.iloc[i]
+        raise ActivityError(r["input_file"], f"{table.columns[j]} emission is not a finite "
+                            "number (activity × emission factor overflows)",
+                            row=int(r["input_row"]), column="activity", value=r["activity"],
+                            source_id=str(r["source_id"]), expected="an activity and factor "
+                            "whose product is below 1.8e308 kg; check the value and its unit")
+
+
 def compute_emissions(activity: pd.DataFrame, library: FactorLibrary,
                       registry: SpeciesRegistry, *,
                       scale: pd.DataFrame | None = None) -> EmissionsResult:
@@ -129,32 +143,39 @@ def compute_emissions(activity: pd.DataFrame, library: FactorLibrary,
     cid, first_rows = _groups(long, ["control", "species"])
     long["remaining"] = np.asarray([remaining[long["control"].iloc[int(i)]][
         long["species"].iloc[int(i)]] for i in first_rows])[cid]
-    long["kg"] = long["activity"] * long["value_num"] * long["kg_per_unit"] * long["remaining"]
+    with np.errstate(over="ignore", invalid="ignore"):
+        long["kg"] = (long["activity"] * long["value_num"] * long["kg_per_unit"]
+                      * long["remaining"])
 
     sp_index = {s: i for i, s in enumerate(species)}
     values = np.zeros((len(act), len(species)))
     sp_codes = pd.Categorical(long["species"], categories=species).codes
     cells = (long["_pos"].to_numpy(), sp_codes.astype(np.int64))
-    np.add.at(values, cells, long["kg"].to_numpy())
-    if {"PM10", "PM2_5"} <= set(species):
-        _size_resolved_pm10(values, long, cells, act, remaining, sp_index)
+    with np.errstate(over="ignore", invalid="ignore"):
+        np.add.at(values, cells, long["kg"].to_numpy())
+        if {"PM10", "PM2_5"} <= set(species):
+            _size_resolved_pm10(values, long, cells, act, remaining, sp_index)
     long["reported"] = False
     for col in [c for c in activity.columns if c.startswith("reported_") and c.endswith("_kg")]:
         sp = col[len("reported_"):-len("_kg")]
         given = activity[col].to_numpy(dtype=float)
         mask = np.isfinite(given)
         values[mask, sp_index[sp]] = given[mask]
-        long.loc[long["species"].eq(sp) & long["_pos"].isin(np.flatnonzero(mask)), "reported"] = True
+        rows = long["species"].eq(sp) & long["_pos"].isin(np.flatnonzero(mask))
+        long.loc[rows, "reported"] = True
     if scale is not None:
         unknown = sorted(set(scale.columns) - set(species))
         if unknown:
             raise ValueError(f"scale has columns {unknown} that are not emitted species")
         for sp, col in scale.reindex(act["source_id"]).items():
             f = col.to_numpy(dtype=float)
-            values[:, sp_index[sp]] *= np.where(np.isfinite(f), f, 1.0)
+            with np.errstate(over="ignore", invalid="ignore"):
+                values[:, sp_index[sp]] *= np.where(np.isfinite(f), f, 1.0)
     table = pd.DataFrame(values, index=pd.Index(act["source_id"], name="source_id"),
                          columns=species)
-    table = registry.add_co2e(table)
+    with np.errstate(over="ignore", invalid="ignore"):
+        table = registry.add_co2e(table)
+    check_finite(table, act)
     prov = long[["source_id", "species", "activity", "activity_unit", "value_num", "unit",
                  "ncv_used", "remaining", "kg", "reported", "reference"]].rename(
         columns={"value_num": "factor_value", "unit": "factor_unit",

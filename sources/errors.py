@@ -6,29 +6,50 @@ would be right, so that inventory staff can fix the input without reading code.
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Any
 
+#: longest message an error carries (a YAML alias bomb or a huge cell must not give megabytes)
+MAX_MESSAGE = 4000
+#: longest rendering of one offending value in a message
+MAX_VALUE = 200
+
+
+def _cap(text: str, limit: int) -> str:
+    return text if len(text) <= limit else (
+        text[:limit - 40] + f" ... [{len(text) - limit + 40} more characters]")
+
 
 class TongyuanError(Exception):
-    """Base class of every error Tongyuan raises on purpose."""
+    """Base class of every error Tongyuan raises on purpose; its message is capped at
+    :data:`MAX_MESSAGE` characters."""
+
+    def __init__(self, *args: Any) -> None:
+        super().__init__(*(_cap(a, MAX_MESSAGE) if isinstance(a, str) else a for a in args))
 
 
 def located(path: str | Path | None, problem: str, *, row: int | None = None,
             column: str | None = None, value: Any = None, expected: str | None = None,
-            source_id: str | None = None) -> str:
-    """``"<file>, row <n>, source_id <id>, column <c>: <problem>; got <v>; expected <e>"``,
-    leaving out what is not given: the one way Tongyuan writes where a problem is."""
+            source_id: str | None = None, sheet: str | None = None) -> str:
+    """``"<file>, sheet <s>, row <n>, source_id <id>, column <c>: <problem>; got <v>; expected
+    <e>"``, leaving out what is not given: the one way Tongyuan writes where a problem is.
+
+    In a workbook (``sheet`` given) ``row`` is the Excel row number and ``column`` may lead with
+    its letter (``"C 'fuel'"``, see :meth:`InputError.in_sheet`)."""
     where = [str(path) if path is not None else "<input>"]
+    if sheet is not None:
+        where.append(f"sheet {sheet!r}")
     if row is not None:
         where.append(f"row {row}")
     if source_id is not None:
         where.append(f"source_id {source_id!r}")
     if column is not None:
-        where.append(f"column {column!r}")
+        lettered = sheet is not None and re.match(r"[A-Z]{1,3} '", str(column))
+        where.append(f"column {column}" if lettered else f"column {column!r}")
     msg = ", ".join(where) + f": {problem}"
     if value is not None or (row is not None and column is not None):
-        msg += f"; got {value!r}"
+        msg += f"; got {_cap(repr(value), MAX_VALUE)}"
     if expected:
         msg += f"; expected {expected}"
     return msg
@@ -67,6 +88,24 @@ class InputError(TongyuanError):
         self.source_id = source_id
         super().__init__(located(path, problem, row=row, column=column, value=value,
                                  expected=expected, source_id=source_id))
+
+    #: the workbook sheet the problem is in (see :meth:`in_sheet`)
+    sheet: str | None = None
+
+    def in_sheet(self, sheet: str, column: str | None) -> InputError:
+        """The same error located in a workbook: ``sheet`` named and ``column`` given with its
+        letter (``"C 'fuel'"``); ``row`` is already the Excel row number."""
+        new = type(self)(self.path, self.problem, row=self.row, column=column or self.column,
+                         value=self.value, expected=self.expected, source_id=self.source_id)
+        new.sheet = sheet
+        new.args = (_cap(located(self.path, self.problem, **new.where()), MAX_MESSAGE),)
+        return new
+
+    def where(self) -> dict[str, Any]:
+        """The location and values of the problem as keywords of this class (to re-raise it
+        elsewhere, or write it as a row of ``errors.csv``)."""
+        return {"row": self.row, "column": self.column, "value": self.value,
+                "expected": self.expected, "source_id": self.source_id, "sheet": self.sheet}
 
 
 class MissingColumnError(InputError):

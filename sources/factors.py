@@ -14,8 +14,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from sources.errors import ConfigError, InputError, UnitError, UnknownKeyError
-from sources.tables import read_table
+from sources.errors import ConfigError, UnitError, UnknownKeyError
+from sources.tables import check_unique, numbers, read_table
 from sources.units import parse_unit
 
 KEY = ["sector", "fuel", "technology"]
@@ -25,13 +25,7 @@ VERIFIED = ("yes", "no")
 
 
 def _numeric(df: pd.DataFrame, col: str, path: Path, lo: float, hi: float) -> np.ndarray:
-    values = pd.to_numeric(df[col], errors="coerce").to_numpy(dtype=float)
-    bad = np.flatnonzero(~np.isfinite(values) | (values < lo) | (values > hi))
-    if bad.size:
-        i = bad[0]
-        raise InputError(path, "value out of range", row=int(i) + 1, column=col,
-                         value=df[col].iloc[i], expected=f"a number in [{lo}, {hi}]")
-    return values
+    return numbers(df, col, path, lo, hi)
 
 
 def _units(df: pd.DataFrame, col: str, path: Path) -> None:
@@ -39,8 +33,10 @@ def _units(df: pd.DataFrame, col: str, path: Path) -> None:
         try:
             parse_unit(text)
         except UnitError as exc:
-            raise UnitError(path, "unparseable unit", row=i + 1, column=col, value=text,
-                            expected="a pint unit string such as 'kg/t', 'g/GJ', 'g/km'") from exc
+            ambiguous = exc.problem.startswith("ambiguous")
+            raise UnitError(path, exc.problem if ambiguous else "unparseable unit", row=i + 1,
+                            column=col, value=text, expected=exc.expected if ambiguous else
+                            "a pint unit string such as 'kg/t', 'g/GJ', 'g/km'") from exc
 
 
 @dataclass(frozen=True)
@@ -103,21 +99,27 @@ def load_factor_library(factors_path: str | Path, controls_path: str | Path,
         bad = np.flatnonzero(~ef["verified"].isin(VERIFIED).to_numpy())
         if bad.size:
             i = int(bad[0])
-            raise InputError(fp, "bad 'verified' value", row=i + 1, column="verified",
-                             value=ef["verified"].iloc[i], expected="yes or no")
+            raise ConfigError.at(fp, "bad 'verified' value", row=i + 1, column="verified",
+                                 value=ef["verified"].iloc[i], expected="yes or no")
     unknown = np.flatnonzero(~ef["species"].isin(species).to_numpy())
     if unknown.size:
         i = unknown[0]
         raise UnknownKeyError(fp, "unknown species", row=int(i) + 1, column="species",
                               value=ef["species"].iloc[i], expected=f"one of {species}")
-    dup = ef.duplicated(KEY + ["species"], keep="first").to_numpy()
-    if dup.any():
-        i = int(np.flatnonzero(dup)[0])
-        raise ConfigError(f"{fp}, row {i + 1}: duplicate factor for "
-                          f"{tuple(ef.loc[i, KEY + ['species']])}; keep one row per key and "
-                          "species")
+    if ef.empty:
+        raise ConfigError(f"{fp}: emission-factor table has no rows; expected one row per "
+                          "sector, fuel, technology and species")
+    check_unique(ef, KEY + ["species"], fp, "emission-factor")
 
-    ctl = read_table(cp, ["control", "species", "efficiency", "reference"], "control-efficiency")
+    ctl = read_table(cp, ["control", "species", "efficiency", "reference"], "control-efficiency",
+                     unique=["control", "species"])
+    bad = np.flatnonzero(~ctl["control"].str.fullmatch(r"[A-Za-z0-9_\-]+").to_numpy()
+                         | ctl["control"].isin(["none", ""]).to_numpy())
+    if bad.size:
+        i = int(bad[0])
+        raise ConfigError.at(cp, "not a device name", row=i + 1, column="control",
+                             value=ctl["control"].iloc[i], expected="a name of letters, digits, "
+                             "'_' or '-' (not 'none'; devices are joined with '+' in inputs)")
     ctl["efficiency_value"] = _numeric(ctl, "efficiency", cp, 0.0, 1.0)
     bad = np.flatnonzero(~ctl["species"].isin(species).to_numpy())
     if bad.size:
@@ -125,7 +127,7 @@ def load_factor_library(factors_path: str | Path, controls_path: str | Path,
         raise UnknownKeyError(cp, "unknown species", row=int(i) + 1, column="species",
                               value=ctl["species"].iloc[i], expected=f"one of {species}")
 
-    fuels = read_table(up, ["fuel", "ncv", "ncv_unit", "reference"], "fuel")
+    fuels = read_table(up, ["fuel", "ncv", "ncv_unit", "reference"], "fuel", unique=["fuel"])
     fuels["ncv_value"] = _numeric(fuels, "ncv", up, 0.0, np.inf)
     _units(fuels, "ncv_unit", up)
     return FactorLibrary(factors=ef, controls=ctl, fuels=fuels,

@@ -5,6 +5,7 @@ The registry is the only home of species metadata; code asks it, never hard-code
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -68,6 +69,23 @@ class SpeciesRegistry:
         return out
 
 
+def _short(value: object, n: int = 80) -> str:
+    text = repr(value)
+    return text if len(text) <= n else text[:n - 3] + "..."
+
+
+def _number(value: object, where: str, path: Path) -> object:
+    """``value`` if it is a finite number >= 0 or None (``null``); ``True`` and text are
+    refused."""
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, (int, float)) \
+            or not math.isfinite(value) or value < 0:
+        raise ConfigError(f"{path}: {where} is {_short(value)}; expected a finite number >= 0 "
+                          "or null")
+    return value
+
+
 def load_species(path: str | Path) -> SpeciesRegistry:
     """Load ``species.yaml``; refuse unknown kinds, missing primary species and bad GWP sets."""
     path = Path(path)
@@ -85,17 +103,41 @@ def load_species(path: str | Path) -> SpeciesRegistry:
         if kind not in {"pollutant", "greenhouse_gas", "derived"}:
             raise ConfigError(f"{path}: species {sid!r}: kind {kind!r}; expected pollutant, "
                               "greenhouse_gas or derived")
-        attrs = {k: v for k, v in meta.items() if k in known}
+        attrs = {k: v for k, v in meta.items() if k in known and k != "id"}
+        for k in ("molar_mass_g_mol", "gwp100_ar5", "gwp100_ar6"):
+            attrs[k] = _number(attrs.get(k), f"species {sid!r}: {k}", path)
+        for k in ("long_name", "cf_standard_name", "note", "reference"):
+            if attrs.get(k) is not None and not isinstance(attrs[k], str):
+                raise ConfigError(f"{path}: species {sid!r}: {k} is {_short(attrs[k])}; "
+                                  "expected text")
+        if not isinstance(attrs.get("long_name"), str):
+            raise ConfigError(f"{path}: species {sid!r} has no long_name; expected text")
         species[str(sid)] = Species(id=str(sid), **attrs)
     missing = [s for s in PRIMARY if s not in species]
     if missing:
         raise ConfigError(f"{path}: missing species {missing}; a same-source build needs all of "
                           f"{list(PRIMARY)}")
     co2e = doc.get("co2e") or {}
+    if not isinstance(co2e, dict):
+        raise ConfigError(f"{path}: co2e is {_short(co2e)}; expected a mapping with gwp_set and "
+                          "components")
     gwp_set = str(co2e.get("gwp_set", "ar6")).lower()
     if gwp_set not in {"ar5", "ar6"}:
         raise ConfigError(f"{path}: co2e.gwp_set {gwp_set!r}; expected 'ar5' or 'ar6'")
-    components = tuple(co2e.get("components", ("CO2", "CH4", "N2O")))
+    components = co2e.get("components", ["CO2", "CH4", "N2O"])
+    if not isinstance(components, list) or not components \
+            or not all(isinstance(c, str) for c in components):
+        raise ConfigError(f"{path}: co2e.components is {_short(components)}; expected a "
+                          "non-empty list of species, e.g. [CO2, CH4, N2O]")
+    emitted = [s for s in species if species[s].kind != "derived"]
+    unknown = [c for c in components if c not in emitted]
+    if unknown:
+        raise ConfigError(f"{path}: co2e.components names {unknown}, not emitted species of "
+                          f"the registry; expected some of {emitted}")
+    if len(set(components)) != len(components):
+        raise ConfigError(f"{path}: co2e.components lists a species twice ({components}); "
+                          "expected each once")
+    components = tuple(components)
     reg = SpeciesRegistry(species=species, gwp_set=gwp_set, co2e_components=components,
                           path=str(path))
     for s in components:

@@ -3,7 +3,7 @@
 Canonical units are kg, s and m. Tables carry unit strings; code converts with pint and never with
 hand-written factors. Every unit read from a file goes through :func:`parse_unit` (a unit) or
 :func:`parse_quantity` (a number with its unit), which refuse names pint reads differently from
-inventory practice (``ton``, ``kt``, ``Nm3``).
+inventory practice (``ton``, ``kt``, ``mt``, ``MT``, ``Nm3``).
 """
 
 from __future__ import annotations
@@ -26,11 +26,15 @@ ureg.define("gce = 29.3076 * kJ")
 Q_ = ureg.Quantity
 
 
-#: unit names pint reads differently from what inventory staff mean
+#: unit names pint reads differently from what inventory staff mean. ``Mt`` is read as megatonne
+#: (10^9 kg), which is what an inventory means by it, and is kept; ``mt`` and ``MT`` are not.
 AMBIGUOUS = {
     "ton": "pint's 'ton' is the US short ton (907 kg): write 't' for tonnes",
     "tons": "pint's 'tons' are US short tons (907 kg): write 't' for tonnes",
     "kt": "pint's 'kt' is a knot: write 'kilotonne' (or 'Gg') for thousand tonnes",
+    "mt": "pint's 'mt' is a millitonne (1 kg): write 't' for tonnes, or 'megatonne' for "
+          "million tonnes",
+    "MT": "pint's 'MT' is a megatesla: write 't' for (metric) tonnes",
     "Nm": "'Nm' reads as newton-metre: write 'm**3' for normal cubic metres",
     "Nm3": "write 'm**3' for normal cubic metres",
 }
@@ -43,7 +47,7 @@ def parse_unit(text: str) -> pint.Unit:
     for token in re.findall(r"[A-Za-z_]+[0-9]?", str(text)):
         if token in AMBIGUOUS:
             raise UnitError(None, f"ambiguous unit {text!r}: {AMBIGUOUS[token]}", value=text,
-                            expected="t, kg, g, m**3, km, GJ, TJ, head")
+                            expected="t, kg, g, kilotonne, megatonne, m**3, km, GJ, TJ, head")
     try:
         return ureg.Unit(str(text).strip())
     except (pint.errors.UndefinedUnitError, pint.errors.DefinitionSyntaxError, ValueError,

@@ -7,6 +7,8 @@ column, the value and what would be right.
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pandas as pd
 import shapely
@@ -19,7 +21,8 @@ from sources.errors import (
     UnitError,
     UnknownKeyError,
 )
-from sources.units import parse_unit
+from sources.tables import numbers, read_table
+from sources.units import factor_to, parse_unit
 
 BASE_COLUMNS = ["source_id", "sector", "fuel", "technology", "activity", "activity_unit"]
 OPTIONAL_TEXT = {"subsector": "", "control": "none"}
@@ -77,7 +80,8 @@ def check_activity(df: pd.DataFrame, path: str) -> pd.DataFrame:
     bad = ~np.isfinite(values) | (values < 0)
     if bad.any():
         i = int(np.flatnonzero(bad)[0])
-        what = "negative activity" if np.isfinite(values[i]) else "activity is missing or not a number"
+        what = ("negative activity" if np.isfinite(values[i])
+                else "activity is missing or not a number")
         raise ActivityError(path, what, row=int(df["input_row"].iloc[i]), column="activity",
                             value=raw.iloc[i], source_id=df["source_id"].iloc[i],
                             expected="a finite number >= 0")
@@ -86,10 +90,12 @@ def check_activity(df: pd.DataFrame, path: str) -> pd.DataFrame:
         try:
             parse_unit(text)
         except UnitError as exc:
-            raise UnitError(path, "unparseable unit", row=int(df["input_row"].iloc[i]),
-                            column="activity_unit", value=text, source_id=df["source_id"].iloc[i],
-                            expected="a pint unit string such as 't', 'm**3', 'km', 'head'"
-                            ) from exc
+            ambiguous = exc.problem.startswith("ambiguous")
+            raise UnitError(path, exc.problem if ambiguous else "unparseable unit",
+                            row=int(df["input_row"].iloc[i]), column="activity_unit",
+                            value=text, source_id=df["source_id"].iloc[i],
+                            expected=exc.expected if ambiguous else
+                            "a pint unit string such as 't', 'm**3', 'km', 'head'") from exc
     return df
 
 
@@ -108,7 +114,8 @@ def check_numeric_optional(df: pd.DataFrame, columns: list[str], path: str,
             i = int(np.flatnonzero(bad)[0])
             raise ActivityError(path, "invalid number", row=int(df["input_row"].iloc[i]),
                                 column=col, value=raw.iloc[i], source_id=df["source_id"].iloc[i],
-                                expected="empty or a finite number " + ("> 0" if positive else ">= 0"))
+                                expected="empty or a finite number "
+                                + ("> 0" if positive else ">= 0"))
         df[col] = np.where(given, values, np.nan)
     return df
 
@@ -165,9 +172,24 @@ def check_geometry(df: pd.DataFrame, kind: str, path: str) -> None:
                                 else "a polygon of positive area")
 
 
-def check_projected(df: pd.DataFrame, path: str) -> None:
-    """After reprojection every coordinate must be finite (swapped lon/lat give inf)."""
-    bad = ~np.isfinite(shapely.bounds(df.geometry.to_numpy())).all(axis=1)
+#: largest coordinate magnitude after reprojection [m, or degrees on a lon/lat grid]: the
+#: Earth's circumference is 4e7 m
+MAX_COORDINATE = {"m": 1e8, "degree": 540.0}
+
+
+def check_projected(df: pd.DataFrame, path: str, units: str = "m") -> None:
+    """After reprojection every coordinate must be finite (swapped lon/lat give inf) and on
+    the Earth (a vertex at x = 1e300 is a typo, not a source)."""
+    bounds = shapely.bounds(df.geometry.to_numpy())
+    far = np.isfinite(bounds).all(axis=1) & (np.abs(bounds) > MAX_COORDINATE[units]).any(axis=1)
+    if far.any():
+        i = int(np.flatnonzero(far)[0])
+        raise GeometryError(path, "coordinate far beyond the Earth in the grid CRS",
+                            row=int(df["input_row"].iloc[i]), column="geometry",
+                            value=[float(b) for b in bounds[i]], source_id=df["source_id"].iloc[i],
+                            expected=f"coordinates within ±{MAX_COORDINATE[units]:g} {units} "
+                            "(a typo in a vertex, or the wrong CRS?)")
+    bad = ~np.isfinite(bounds).all(axis=1)
     if bad.any():
         i = int(np.flatnonzero(bad)[0])
         raise GeometryError(path, "coordinates cannot be projected to the grid CRS (swapped "
@@ -202,7 +224,14 @@ def check_keys(df: pd.DataFrame, keys: pd.DataFrame, devices: set[str], path: st
     for i, control in enumerate(df["control"]):
         if control == "none":
             continue
-        unknown = [d for d in control.split("+") if d not in devices]
+        parts = [d.strip() for d in control.split("+")]
+        twice = sorted({d for d in parts if parts.count(d) > 1})
+        if twice:
+            raise UnknownKeyError(path, f"control device {twice[0]!r} listed twice",
+                                  row=int(df["input_row"].iloc[i]), column="control",
+                                  value=control, source_id=df["source_id"].iloc[i],
+                                  expected="each device once (its efficiency applies once)")
+        unknown = [d for d in parts if d not in devices]
         if unknown:
             raise UnknownKeyError(path, f"unknown control device {unknown[0]!r}",
                                   row=int(df["input_row"].iloc[i]), column="control", value=control,
@@ -225,6 +254,42 @@ def check_keys(df: pd.DataFrame, keys: pd.DataFrame, devices: set[str], path: st
                                   expected=f"one of the configured proxies {sorted(proxies)}")
 
 
+def check_bounds(df: pd.DataFrame, bounds: pd.DataFrame, path: str) -> None:
+    """Activity of each source at most the plausibility bound of its sector and unit.
+
+    ``bounds`` has columns ``sector`` (or ``*``: every sector), ``unit`` and ``max_value``
+    (the largest credible activity of one source per year, in ``unit``). A source is checked
+    against the rows whose unit has the dimension of its activity unit, its sector's row
+    before ``*``.
+    """
+    for (sector, unit), grp in df.groupby(["sector", "activity_unit"], sort=False):
+        bound = _bound_for(bounds, str(sector), str(unit))
+        if bound is None:
+            continue
+        limit, bound_unit, reference = bound
+        values = grp["activity"].to_numpy(dtype=float) * factor_to(str(unit), bound_unit)
+        over = np.flatnonzero(~(values <= limit))
+        if over.size:
+            i = int(over[0])
+            raise ActivityError(path, f"implausible activity for one {sector} source "
+                                f"({values[i]:.3g} {bound_unit}, more than the bound "
+                                f"{limit:.3g} {bound_unit})", row=int(grp["input_row"].iloc[i]),
+                                column="activity", value=grp["activity"].iloc[i],
+                                source_id=grp["source_id"].iloc[i],
+                                expected=f"at most {limit:g} {bound_unit} per source and year "
+                                f"({reference}); check the value and its activity_unit")
+
+
+def _bound_for(bounds: pd.DataFrame, sector: str, unit: str) -> tuple[float, str, str] | None:
+    dim = parse_unit(unit).dimensionality
+    for key in (sector, "*"):
+        rows = bounds[bounds["sector"] == key]
+        for r in rows.itertuples():
+            if parse_unit(r.unit).dimensionality == dim:
+                return float(r.max_value), str(r.unit), str(r.reference)
+    return None
+
+
 def check_reported(df: pd.DataFrame, species: list[str], path: str) -> pd.DataFrame:
     """``reported_<species>_kg`` columns: known species, empty or a number >= 0."""
     cols = [c for c in df.columns if c.startswith("reported_") and c.endswith("_kg")]
@@ -232,7 +297,8 @@ def check_reported(df: pd.DataFrame, species: list[str], path: str) -> pd.DataFr
         sp = col[len("reported_"):-len("_kg")]
         if sp not in species:
             raise UnknownKeyError(path, "reported column for an unknown species", column=col,
-                                  value=sp, expected=f"reported_<species>_kg with species in {species}")
+                                  value=sp,
+                                  expected=f"reported_<species>_kg with species in {species}")
     return check_numeric_optional(df, cols, path)
 
 
@@ -243,7 +309,24 @@ def check_unique_across(tables: list[tuple[str, pd.DataFrame]]) -> None:
         for sid, row in zip(df["source_id"], df["input_row"], strict=True):
             if sid in seen:
                 other = seen[sid]
-                raise DuplicateSourceError(path, f"source_id also used in {other[0]} row {other[1]}",
+                raise DuplicateSourceError(path,
+                                           f"source_id also used in {other[0]} row {other[1]}",
                                            row=int(row), column="source_id", value=sid,
                                            expected="source ids unique across all inputs")
             seen[sid] = (path, int(row))
+
+
+def load_activity_bounds(path: str | Path) -> pd.DataFrame:
+    """The plausibility bounds table (``sector``, ``unit``, ``max_value``, ``reference``):
+    units parsed, bounds finite and positive, one row per sector and unit."""
+    path = Path(path)
+    df = read_table(path, ["sector", "unit", "max_value", "reference"], "activity-bounds",
+                    unique=["sector", "unit"])
+    df["max_value"] = numbers(df, "max_value", path, 0.0)
+    for i, text in enumerate(df["unit"]):
+        try:
+            parse_unit(text)
+        except UnitError as exc:
+            raise UnitError(path, exc.problem, row=i + 1, column="unit", value=text,
+                            expected=exc.expected) from exc
+    return df

@@ -139,9 +139,13 @@ def test_geospatial_formats_round_trip(world, tables, tmp_path, fmt):
 
 
 def test_unsupported_format(tmp_path, tables):
-    p = tmp_path / "x.xlsx"
+    p = tmp_path / "x.xls"  # the old binary workbook: save it as .xlsx
     p.write_text("")
-    with pytest.raises(E.InputError, match=re.escape("x.xlsx: unsupported file format; got '.xlsx'")):
+    with pytest.raises(E.InputError, match=re.escape("x.xls: unsupported file format; got '.xls'")):
+        read_sources(p, "point", target_crs=tables.grid.crs)
+    p = tmp_path / "x.xlsx"
+    p.write_text("not a workbook")
+    with pytest.raises(E.InputError, match=r"x.xlsx: cannot read workbook"):
         read_sources(p, "point", target_crs=tables.grid.crs)
 
 
@@ -163,8 +167,9 @@ def test_swapped_lon_lat_is_refused(world, tables):
 
 
 def test_empty_csv_and_bad_crs(world, tables):
-    with pytest.raises(E.InputError, match=r"points.csv: cannot parse CSV"):
+    with pytest.raises(E.InputError, match=r"points.csv: the file is empty"):
         build_with(world, tables, "points.csv", "")
-    world.write_text(world.read_text().replace('crs: "EPSG:32651", x_column', 'crs: "EPSG:99", x_column'))
+    world.write_text(world.read_text().replace('crs: "EPSG:32651", x_column',
+                                               'crs: "EPSG:99", x_column'))
     with pytest.raises(E.CRSMissingError, match=r"the config's CRS cannot be understood"):
         build_with(world, tables, "points.csv", HEAD + OK)

@@ -1,0 +1,270 @@
+"""The hostile campaign (issue 19), staff formats and properties: ``.xlsx`` and ``.geojson``
+inputs build as CSV does, workbook errors name sheet, Excel row and column letter,
+``tongyuan check`` lists every problem at once (and writes ``errors.csv``), and whatever builds
+balances (hypothesis).
+"""
+
+from __future__ import annotations
+
+import csv
+import math
+import shutil
+from pathlib import Path
+
+import geopandas as gpd
+import netCDF4
+import numpy as np
+import pandas as pd
+import pytest
+import shapely
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from pipeline.build import run_build
+from pipeline.check import check_config
+from pipeline.cli import main
+from pipeline.config import load_config
+from pipeline.steps import (
+    allocate_sources,
+    compute_annual,
+    compute_input_emissions,
+    compute_ledger,
+    load_tables,
+    read_inputs,
+)
+from sources import errors as E
+from sources.emissions import compute_emissions
+from sources.readers import FileLayout, Vocabulary, source_errors
+from sources.tables import read_table
+from tests.test_hostile import HEAD, LHEAD, _corrupt, cfg_dir, data_dir, edit_config, read_points
+from tests.world import X0, Y0, write_world
+
+# ---------------------------------------------------------------------------------------------
+# 7. staff formats and every error at once
+
+def _points_frame() -> pd.DataFrame:
+    return pd.DataFrame({
+        "source_id": ["P1", "P2", "P3"], "sector": ["power"] * 3, "fuel": ["coal"] * 3,
+        "technology": ["boiler"] * 3, "control": ["fgd+esp", "none", "none"],
+        "activity": [1000, 500, 100], "activity_unit": ["t"] * 3,
+        "x": [300500, 303500, 310000], "y": [3400500, 3402500, 3400500],
+        "stack_height_m": [100, 60, 30]})
+
+
+def _use_workbook(world: Path, df: pd.DataFrame, sheet: str = "点源") -> Path:
+    path = data_dir(world) / "points.xlsx"
+    with pd.ExcelWriter(path, engine="openpyxl") as xw:
+        pd.DataFrame({"note": ["cover sheet"]}).to_excel(xw, sheet_name="cover", index=False)
+        df.to_excel(xw, sheet_name=sheet, index=False)
+    if "points.csv" in world.read_text():
+        edit_config(world, "path: ../data/points.csv,",
+                    f"path: ../data/points.xlsx, sheet: {sheet},")
+    return path
+
+
+def _emissions(world, tables):
+    activity, _, _ = read_inputs(load_config(world), tables)
+    return compute_emissions(activity, tables.library, tables.registry).table
+
+
+def test_xlsx_input_gives_the_csv_emissions(world, tables):
+    expected = _emissions(world, tables)
+    _use_workbook(world, _points_frame())
+    got = _emissions(world, tables)
+    pd.testing.assert_frame_equal(got, expected)
+
+
+def test_geojson_input_gives_the_csv_emissions(world, tables):
+    expected = _emissions(world, tables)
+    df = pd.read_csv(data_dir(world) / "lines.csv")
+    gdf = gpd.GeoDataFrame(df.drop(columns="geometry"), geometry=shapely.from_wkt(df.geometry),
+                           crs="EPSG:32651").to_crs("EPSG:4326")
+    gdf.to_file(data_dir(world) / "lines.geojson", driver="GeoJSON")
+    edit_config(world, 'path: ../data/lines.csv, crs: "EPSG:32651"',
+                "path: ../data/lines.geojson")
+    got = _emissions(world, tables)
+    pd.testing.assert_frame_equal(got.sort_index(), expected.sort_index(), rtol=1e-9)
+
+
+BAD_SHEET_ROWS = {  # data row index → (column, value, expected words)
+    0: ("fuel", "peat", "unknown fuel"),
+    2: ("activity", -5, "negative activity"),
+    4: ("activity_unit", "mt", "ambiguous unit 'mt'"),
+    6: ("control", "fgd+fgd", "listed twice"),
+    8: ("x", "east", "coordinate is missing or not a number"),
+}
+
+
+def _sheet_with_bad_rows(n: int = 12) -> pd.DataFrame:
+    df = pd.concat([_points_frame().iloc[[1]]] * n, ignore_index=True).astype(object)
+    df["source_id"] = [f"S{i:02d}" for i in range(n)]
+    for i, (col, value, _) in BAD_SHEET_ROWS.items():
+        df.loc[i, col] = value
+    return df
+
+
+def test_workbook_row_errors_name_sheet_excel_row_and_column_letter(world, tables):
+    _use_workbook(world, _sheet_with_bad_rows())
+    with pytest.raises(E.GeometryError, match=r"points.xlsx, sheet '点源', row 10, column H "
+                       r"'x': coordinate is missing or not a number; got 'east'"):
+        read_inputs(load_config(world), tables)
+    df = _sheet_with_bad_rows()
+    df.loc[8, "x"] = 303500
+    _use_workbook(world, df)
+    with pytest.raises(E.ActivityError, match=r"points.xlsx, sheet '点源', row 4, source_id "
+                       r"'S02', column F 'activity': negative activity; got '-5'"):
+        read_inputs(load_config(world), tables)
+
+
+def test_unknown_sheet(world, tables):
+    _use_workbook(world, _points_frame())
+    edit_config(world, "sheet: 点源", "sheet: Points")
+    with pytest.raises(E.InputError, match=r"points.xlsx, column 'sheet': no such sheet; got "
+                       r"'Points'; expected one of the sheets \['cover', '点源'\]"):
+        read_inputs(load_config(world), tables)
+
+
+def test_workbook_column_given_twice(world, tables):
+    df = _points_frame()
+    df.insert(1, "activity ", df["activity"])  # stripped: 'activity' twice
+    df.columns = [c.strip() if c == "activity " else c for c in df.columns]
+    _use_workbook(world, df)
+    with pytest.raises(E.InputError, match=r"column 'activity' given twice in sheet '点源'"):
+        read_inputs(load_config(world), tables)
+
+
+def test_csv_column_given_twice(world, tables):
+    with pytest.raises(E.InputError, match=r"points.csv, column 'activity': column 'activity' "
+                       r"given twice"):
+        read_points(world, tables, HEAD.replace("x,y", "x,activity") +
+                    "P1,power,coal,boiler,none,10,t,300500,3400500\n")
+
+
+def test_every_bad_row_of_a_file_at_once(world, tables):
+    _use_workbook(world, _sheet_with_bad_rows())
+    cfg = load_config(world)
+    spec = cfg.inputs[0]
+    errors = source_errors(spec.path, "point", target_crs=tables.grid.crs,
+                           layout=FileLayout(crs=spec.crs, x_column="x", y_column="y",
+                                             sheet=spec.sheet),
+                           vocabulary=Vocabulary(keys=tables.library.keys,
+                                                 devices=tables.library.devices))
+    assert sorted(e.row for e in errors) == [i + 2 for i in BAD_SHEET_ROWS]
+    for e in errors:
+        col, _, words = BAD_SHEET_ROWS[e.row - 2]
+        assert e.sheet == "点源" and words in str(e) and col in e.column
+
+
+def test_check_lists_all_problems_and_writes_errors_csv(world, tmp_path, capsys):
+    _use_workbook(world, _sheet_with_bad_rows())
+    (data_dir(world) / "lines.csv").write_text(
+        LHEAD + 'X,road,gasoline,car,1,ton,"LINESTRING (300000 3400500, 302000 3400500)"\n')
+    out = tmp_path / "errors.csv"
+    assert main(["check", "--config", str(world), "--errors", str(out)]) == 1
+    err = capsys.readouterr().err
+    assert "6 problems in 2 files" in err
+    with out.open(encoding="utf-8-sig") as fh:
+        rows = list(csv.DictReader(fh))
+    assert list(rows[0]) == ["file", "sheet", "row", "column", "value", "expected", "problem"]
+    sheet_rows = [r for r in rows if r["file"].endswith("points.xlsx")]
+    assert [r["row"] for r in sheet_rows] == ["2", "4", "6", "8", "10"]
+    assert {r["sheet"] for r in sheet_rows} == {"点源"}
+    assert sheet_rows[0]["column"] == "C 'fuel'" and sheet_rows[0]["value"] == "peat"
+    line = [r for r in rows if r["file"].endswith("lines.csv")]
+    assert line[0]["row"] == "1" and "ambiguous unit 'ton'" in line[0]["problem"]
+
+
+def test_check_of_a_valid_config_passes(world, tmp_path, capsys):
+    out = tmp_path / "errors.csv"
+    assert main(["check", "--config", str(world), "--errors", str(out)]) == 0
+    assert "every table and input is valid" in capsys.readouterr().out
+    assert out.read_text(encoding="utf-8-sig").strip() == ",".join(
+        ["file", "sheet", "row", "column", "value", "expected", "problem"])
+
+
+def test_check_reports_every_broken_table(world):
+    (cfg_dir(world) / "fuels.csv").write_text("")
+    (cfg_dir(world) / "temporal_profiles.csv").write_text("profile_id,kind\n")
+    _corrupt(data_dir(world) / "population.tif")
+    problems = check_config(world)
+    files = sorted(Path(p.file).name for p in problems)
+    assert files == ["population.tif", "temporal_profiles.csv", "fuels.csv"] or \
+        set(files) == {"population.tif", "temporal_profiles.csv", "fuels.csv"}
+
+
+def test_check_reports_each_config_problem(world):
+    edit_config(world, "nx: 4,", "nx: 0,")
+    edit_config(world, "year: 2024", "year: 1800")
+    problems = check_config(world)
+    assert sorted(p.column for p in problems) == ["grid.nx", "year"]
+
+
+def test_check_with_missing_config_exits_2(tmp_path, capsys):
+    assert main(["check", "--config", str(tmp_path / "nope.yaml"),
+                 "--errors", str(tmp_path / "e.csv")]) == 2
+
+
+def test_read_table_of_a_missing_file(tmp_path):
+    with pytest.raises(E.ConfigError, match=r"x.csv: fuel table not found"):
+        read_table(tmp_path / "x.csv", ["fuel"], "fuel")
+
+
+# ---------------------------------------------------------------------------------------------
+# 8. whatever builds balances: a hypothesis property test over small random inventories
+
+POINT = st.tuples(
+    st.floats(0, 1e6, allow_nan=False),                              # activity [t]
+    st.sampled_from(["none", "fgd", "esp", "fgd+esp"]),              # control
+    st.floats(X0 - 500, X0 + 4500, allow_nan=False),                 # x: partly outside
+    st.floats(Y0 + 1, Y0 + 2999, allow_nan=False),                   # y
+)
+
+
+def _random_world(root: Path, points: list[tuple[float, str, float, float]]) -> Path:
+    if root.exists():
+        shutil.rmtree(root)
+    world = write_world(root)
+    rows = [f"R{i},power,coal,boiler,{c},{a!r},t,{x!r},{y!r}" for i, (a, c, x, y)
+            in enumerate(points)]
+    (data_dir(world) / "points.csv").write_text(HEAD + "\n".join(rows) + "\n")
+    return world
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[
+    HealthCheck.too_slow, HealthCheck.function_scoped_fixture])
+@given(points=st.lists(POINT, min_size=1, max_size=4))
+def test_any_inventory_that_builds_balances(tmp_path, points):
+    """Read, emissions, allocation, annual grid and ledger of a random inventory (the steps
+    :func:`pipeline.build.prepare` runs before the temporal ones): a clean refusal, or a
+    balanced ledger of finite values."""
+    world = _random_world(tmp_path / "w", points)
+    cfg = load_config(world)
+    tables = load_tables(cfg)
+    activity, _, rejected = read_inputs(cfg, tables)
+    emissions = compute_input_emissions(activity, tables)
+    try:
+        alloc = allocate_sources(activity, tables, scheduler="synchronous")
+    except E.InputError as exc:  # most of the mass beyond the grid: a clean refusal
+        assert "lies outside the grid" in str(exc)
+        return
+    annual = compute_annual(alloc, emissions, activity, tables)
+    ledger = compute_ledger(emissions, activity, alloc, annual, None)
+    t = ledger.totals()
+    assert np.isfinite(t.to_numpy()).all() and np.isfinite(annual.values).all()
+    rest = t["gridded_kg"] + t["outside_domain_kg"] + t["rejected_kg"]
+    np.testing.assert_allclose(rest.to_numpy(), t["read_kg"].to_numpy(), rtol=1e-9, atol=1e-6)
+    assert (annual.values >= 0).all()
+
+
+@pytest.mark.parametrize("points", [
+    [(1000.0, "fgd+esp", 300500.0, 3400500.0), (0.0, "none", 303900.0, 3402900.0),
+     (123456.789, "esp", 300000.0, 3400001.0)],
+])
+def test_tiny_builds_write_files_equal_to_their_ledger(tmp_path, points):
+    world = _random_world(tmp_path / "w", points)
+    r = run_build(world, out=tmp_path / "out", period=("2024-03-01", "2024-03-01"))
+    with netCDF4.Dataset(r.files[0]) as nc:
+        for sp in ("CO2", "SO2", "NOx"):
+            mass = float((nc[sp][:].astype(np.float64) * nc["cell_area"][:]).sum() * 3600.0)
+            assert math.isfinite(mass)
+            assert mass == pytest.approx(r.totals.loc[sp, "written_kg"], rel=1e-9, abs=1e-9)
