@@ -58,6 +58,7 @@ from pipeline.publish import (
     record_changes,
     staging_dir,
     sweep_stale,
+    verify_build,
     write_manifest,
 )
 from pipeline.report import summary_markdown, write_report, write_synergy_page
@@ -519,17 +520,25 @@ def run_build(config: str | Path, runner: Runner | None = None, **overrides: Any
     return result
 
 
-def up_to_date(config: str | Path, **overrides: Any) -> Manifest | None:
+def up_to_date(config: str | Path, *, verify: bool = False,
+               **overrides: Any) -> Manifest | None:
     """The manifest of the published build (under ``latest``, or ``latest-period`` for a
     period build) whose input fingerprint equals the configuration's now (with the same
     ``overrides`` as :func:`run_build`): a build would publish the same inventory again.
-    None when something changed or nothing is published."""
+    None when something changed or nothing is published, and, with ``verify``, when a file of
+    the build differs from its manifest (the problems are printed): rebuilding then writes the
+    broken days again, since a day is reused only while its sha256 matches."""
     cfg = load_config(config, _overrides(overrides))
     pointer = Path(cfg.output.dir) / _pointer(cfg)
     if not (pointer.is_symlink() and has_manifest(pointer)):
         return None
     manifest = read_manifest(pointer)
-    return manifest if manifest.fingerprint == input_fingerprint(cfg) else None
+    if manifest.fingerprint != input_fingerprint(cfg):
+        return None
+    problems = verify_build(pointer.resolve()) if verify else []
+    for problem in problems:
+        print(f"published build is damaged: {problem}")
+    return None if problems else manifest
 
 
 def run_scenario_build(scenario_path: str | Path, runner: Runner | None = None,

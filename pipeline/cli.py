@@ -72,6 +72,9 @@ def _parser() -> argparse.ArgumentParser:
     rp.add_argument("build", type=Path, help="a build directory, e.g. out/latest")
     rp.add_argument("--out", type=Path, help="report directory (default: BUILD/report)")
     rp.add_argument("--boundaries", type=Path, help="district GeoPackage (default: the build's)")
+    vp = sub.add_parser("verify", help="check every file of a published build against its "
+                        "manifest (sha256); exit 1 on any difference")
+    vp.add_argument("build", type=Path, help="a build directory, e.g. out/latest")
     cp = sub.add_parser("compare", help="compare two builds: totals, difference maps, top cells")
     cp.add_argument("build_a", type=Path)
     cp.add_argument("build_b", type=Path)
@@ -259,6 +262,16 @@ def main(argv: list[str] | None = None) -> int:
                   file=sys.stderr)
             return 2
     try:
+        if args.command == "verify":
+            from pipeline.publish import verify_build
+
+            problems = verify_build(args.build.resolve())
+            for problem in problems:
+                print(f"tongyuan: {problem}", file=sys.stderr)
+            if problems:
+                return 1
+            print(f"{args.build}: every file matches the manifest")
+            return 0
         if args.command == "report":
             from pipeline.report import write_report
 

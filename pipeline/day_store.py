@@ -31,6 +31,7 @@ from pipeline.parallel import RunStats, map_days
 from pipeline.publish import has_manifest, read_manifest
 from pipeline.writers import WriteMeta, netcdf_cf
 from sources.errors import ConfigError
+from sources.files import sha256_file
 from sources.species import SpeciesRegistry
 
 
@@ -45,12 +46,14 @@ class WriteContext:
     dtype: str
     complevel: int
     shuffle: bool
-    #: day (YYYYMMDD) → (content hash, file, build that wrote it) of the build the pointer
-    #: refers to: a day whose content is unchanged is hard-linked from there, not rewritten
-    previous: dict[str, tuple[str, str, str]] = field(default_factory=dict)
-    #: content-addressed day files (``<content hash>.<build id>.nc``, hard links to the files
-    #: builds wrote): a build killed after some days resumes from them, and builds under other
-    #: pointers share their days. None: no cache.
+    #: day (YYYYMMDD) → (content hash, file, build that wrote it, the file's sha256 in that
+    #: build's manifest) of the build the pointer refers to: a day whose content is unchanged
+    #: is hard-linked from there, not rewritten, if the file still has its published sha256
+    previous: dict[str, tuple[str, str, str, str | None]] = field(default_factory=dict)
+    #: content-addressed day files (``<content hash>.<build id>.<sha256>.nc``, hard links to
+    #: the files builds wrote): a build killed after some days resumes from them, and builds
+    #: under other pointers share their days, if a file's bytes still have the sha256 in its
+    #: name. None: no cache.
     store: Path | None = None
     #: hours computed, hashed and written at a time: a worker holds a few hours of one
     #: species, whatever the grid size
@@ -63,21 +66,28 @@ def stored_days(store: Path | None) -> dict[str, Path]:
     if store is None or not store.is_dir():
         return {}
     found: dict[str, Path] = {}
-    for path in sorted(store.glob("*.*.nc")):
+    for path in sorted(store.glob("*.*.*.nc")):
         found.setdefault(path.name.split(".")[0], path)
     return found
 
 
+def intact(path: Path, sha256: str | None) -> bool:
+    """Whether ``path`` is a file whose bytes still have ``sha256`` (a corrupted or truncated
+    day is never reused: it is written again)."""
+    return sha256 is not None and path.is_file() and sha256_file(path) == sha256
+
+
 def store_day(store: Path | None, content: str, path: Path, build_id: str) -> None:
-    """Hard-link a written day file into the store (atomically; nothing on another file system:
-    a copy would double the disk it takes)."""
+    """Hard-link a written day file into the store, named by its content hash, the writing
+    build and its sha256 (atomically; nothing on another file system: a copy would double the
+    disk it takes)."""
     if store is None:
         return
     store.mkdir(parents=True, exist_ok=True)
     tmp = store / f".{content}.{build_id}.{os.getpid()}.tmp"
     try:
         os.link(path, tmp)
-        os.replace(tmp, store / f"{content}.{build_id}.nc")
+        os.replace(tmp, store / f"{content}.{build_id}.{sha256_file(path)}.nc")
     except OSError:
         tmp.unlink(missing_ok=True)
 
@@ -159,9 +169,9 @@ def write_day_dataset(day_ds: xr.Dataset, key: str, ctx: WriteContext, cell_area
         h, mass = measure_day(day_ds, ctx, cell_area, ctx.slab_hours)
     prev = ctx.previous.get(key)
     source = origin = None
-    if prev is not None and prev[0] == h and Path(prev[1]).is_file():
+    if prev is not None and prev[0] == h and intact(Path(prev[1]), prev[3]):
         source, origin = Path(prev[1]), prev[2]
-    elif (found := stored.get(h)) is not None:
+    elif (found := stored.get(h)) is not None and intact(found, found.name.split(".")[2]):
         source, origin = found, found.name.split(".")[1]
     reused = {}
     if source is not None:
@@ -235,11 +245,16 @@ def write_days(inputs: DayInputs, days: list[pd.Timestamp], scheduler: str | Non
     return out
 
 
-def previous_days(pointer: Path) -> dict[str, tuple[str, str, str]]:
-    """Content hash, file and writing build of each day of the build ``pointer`` refers to."""
+def previous_days(pointer: Path) -> dict[str, tuple[str, str, str, str | None]]:
+    """Content hash, file, writing build and published sha256 of each day of the build
+    ``pointer`` refers to."""
     if not (pointer.is_symlink() and has_manifest(pointer)):
         return {}
     build = pointer.resolve()
     m = read_manifest(build)
-    return {day: (h, str(build / "hourly" / f"{day}.nc"), m.reused_days.get(day, build.name))
-            for day, h in m.day_content.items()}
+    out = {}
+    for day, h in m.day_content.items():
+        entry = m.files.get(f"hourly/{day}.nc")
+        out[day] = (h, str(build / "hourly" / f"{day}.nc"), m.reused_days.get(day, build.name),
+                    entry.sha256 if entry is not None else None)
+    return out

@@ -138,9 +138,10 @@ def scenario_inventory(scenario_path: str, out_dir: str | None = None,
 @flow(name="nightly-inventory", log_prints=True)
 def nightly_inventory(config_path: str, out_dir: str | None = None) -> dict[str, Any]:
     """The scheduled regeneration: rebuild and publish only when something the inventory
-    depends on changed (:func:`pipeline.build.up_to_date`); otherwise finish at once,
-    publishing nothing."""
-    current = build.up_to_date(config_path, out=out_dir)
+    depends on changed or a published file no longer matches its manifest
+    (:func:`pipeline.build.up_to_date` with ``verify``); otherwise finish at once, publishing
+    nothing."""
+    current = build.up_to_date(config_path, verify=True, out=out_dir)
     if current is not None:
         print(f"nothing changed since build {current.build_id}: nothing published")
         return {"published": False, "build_id": current.build_id,

@@ -177,10 +177,29 @@ def read_manifest(build: str | Path) -> Manifest:
         raise ConfigError(f"{path}: not a readable Tongyuan manifest ({exc})") from exc
 
 
+def fsync_path(path: Path) -> None:
+    """Flush a file's or a directory's entries to disk (so that a rename after it publishes
+    data that a power cut cannot undo)."""
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def fsync_tree(root: Path) -> None:
+    """:func:`fsync_path` every file and directory under ``root``, and ``root`` itself."""
+    for p in sorted(root.rglob("*")):
+        if not p.is_symlink():
+            fsync_path(p)
+    fsync_path(root)
+
+
 def _write_json(build_dir: Path, manifest: Manifest) -> Path:
     path = build_dir / MANIFEST
     tmp = build_dir / f".{MANIFEST}.tmp"
     tmp.write_text(json.dumps(manifest.to_json(), indent=1, sort_keys=True), encoding="utf-8")
+    fsync_path(tmp)
     os.replace(tmp, path)
     return path
 
@@ -213,12 +232,15 @@ def publish(out: Path, staging: Path, build_id: str, pointer: str = "latest") ->
     if final.exists():
         raise BuildLockedError(f"{final} already exists; build ids are unique per second and "
                                "config, so another build just published the same id")
+    fsync_tree(staging)  # every file on disk before the renames make it visible
     os.replace(staging, final)
     tmp_link = out / f".{pointer}-{build_id}"
     if tmp_link.is_symlink():
         tmp_link.unlink()
     os.symlink(build_id, tmp_link)
+    fsync_path(out)
     os.replace(tmp_link, out / pointer)
+    fsync_path(out)
     return final
 
 

@@ -99,3 +99,19 @@ def test_run_build_equals_the_cli_build_in_every_array_cems_included(prefect_har
                 "checks.csv", "notices.csv"):
         pd.testing.assert_frame_equal(pd.read_csv(plain.build_dir / rel), pd.read_csv(cli / rel))
     assert read_manifest(cli).day_content == plain.manifest.day_content
+
+
+def test_tongyuan_verify_finds_a_flipped_byte(world, tmp_path, capsys):
+    from pipeline.cli import main
+
+    r = run_build(world, out=tmp_path / "out", period=DAY)
+    assert main(["verify", str(r.latest)]) == 0
+    assert "every file matches the manifest" in capsys.readouterr().out
+    day = r.files[0]
+    data = bytearray(day.read_bytes())
+    data[-100] ^= 0xFF
+    day.write_bytes(bytes(data))
+    assert main(["verify", str(r.latest)]) == 1
+    assert f"{r.build_id}/hourly/20240301.nc: sha256 differs from the manifest" in \
+        capsys.readouterr().err
+    assert main(["verify", str(tmp_path)]) == 2

@@ -88,8 +88,25 @@ def test_a_stored_day_is_linked_not_rewritten_by_the_next_build(tables, tmp_path
         assert (tmp_path / a).stat().st_ino == (tmp_path / b).stat().st_ino  # the same file
 
 
+def test_a_corrupted_stored_day_is_written_again_not_linked(tables, tmp_path):
+    """A day file changed in place after it was written (here: one cell_area value doubled,
+    same size) is never reused by a later build: its sha256 no longer matches."""
+    store, cube, area = tmp_path / "store", _cube(tables), tables.grid.cell_area_m2
+    days = [pd.Timestamp("2024-03-01")]
+    first = _write(cube, days, _ctx(tables, tmp_path / "b1", store=store), area)
+    with netCDF4.Dataset(first.files[0], "a") as nc:
+        nc["cell_area"][0, 0] = nc["cell_area"][0, 0] * 2
+    second = _write(cube, days, _ctx(tables, tmp_path / "b2", store=store,
+                                     build_id="20240202T000000000Z-bbbbbbbb"), area)
+    assert second.reused == {}
+    assert Path(second.files[0]).stat().st_ino != Path(first.files[0]).stat().st_ino
+    with netCDF4.Dataset(second.files[0]) as nc:
+        assert float(nc["cell_area"][0, 0]) == pytest.approx(float(area[0, 0]))
+
+
 def test_previous_days_reads_the_pointed_build(tmp_path):
     from pipeline.publish import Manifest, publish, staging_dir, write_manifest
+    from sources.files import sha256_file
 
     out, bid = tmp_path / "out", "20240101T000000000Z-aaaaaaaa"
     staging = staging_dir(out, bid)
@@ -100,9 +117,10 @@ def test_previous_days_reads_the_pointed_build(tmp_path):
     assert previous_days(out / "latest") == {}
     publish(out, staging, bid)
     build = out / bid
+    sha = sha256_file(build / "hourly" / "20240301.nc")
     assert previous_days(out / "latest") == {
-        "20240301": ("h1", str(build / "hourly" / "20240301.nc"), bid),
-        "20240302": ("h2", str(build / "hourly" / "20240302.nc"), "older")}
+        "20240301": ("h1", str(build / "hourly" / "20240301.nc"), bid, sha),
+        "20240302": ("h2", str(build / "hourly" / "20240302.nc"), "older", None)}
 
 
 def _inputs(tables, folder, store=None):

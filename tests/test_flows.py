@@ -599,3 +599,28 @@ def test_cli_build_with_nothing_changed_publishes_nothing(world, tmp_path, capsy
     lines = world.parent.parent / "data" / "lines.csv"
     lines.write_text(lines.read_text().replace(",1000000,km,", ",2000000,km,"))
     assert main(args) == 0 and (out / "latest-period").resolve().name not in (first, forced)
+
+
+def test_nightly_rebuilds_a_damaged_build_and_never_reuses_the_damaged_day(world, tmp_path):
+    """A published day changed in place (one cell_area value doubled: same size, still a valid
+    NetCDF) makes the nightly flow rebuild, and the new build writes that day again instead of
+    linking the damaged file through the day store."""
+    from pipeline.flows import nightly_inventory
+    from pipeline.publish import verify_build
+
+    world.write_text(world.read_text().replace("output: {dir: ../out}",
+                                               "output: {dir: ../out, period: [2024-03-01, "
+                                               "2024-03-01]}"))
+    out = tmp_path / "out"
+    first = nightly_inventory(str(world), out_dir=str(out))
+    assert first["published"]
+    build = out / first["build_id"]
+    with netCDF4.Dataset(build / "hourly" / "20240301.nc", "a") as nc:
+        nc["cell_area"][0, 0] = nc["cell_area"][0, 0] * 2
+    assert verify_build(build)
+    again = nightly_inventory(str(world), out_dir=str(out))
+    assert again["published"] and again["build_id"] != first["build_id"]
+    fresh = out / again["build_id"]
+    assert verify_build(fresh) == []
+    assert (fresh / "hourly" / "20240301.nc").stat().st_ino != \
+        (build / "hourly" / "20240301.nc").stat().st_ino
