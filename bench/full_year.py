@@ -1,25 +1,33 @@
-"""Benchmark: the full-year demo build against a bare xarray + netCDF4 write of the same cube.
+"""Benchmark: the full-year demo build against two baselines measured in the same run.
 
-Runs ``tongyuan build`` on the embedded Shanghai demo in a subprocess (peak RSS from
-``getrusage``), then, in this process, writes a cube of the same size, variables, dtype,
-chunking and compression with plain xarray/netCDF4, using real day fields of the build so the
-data compress alike. Also measures zlib-1 with and without shuffle on those days. Prints medians
-over ``--repeat`` runs and ends with one line::
+1. **build**: ``tongyuan build`` of the embedded Shanghai demo (a fresh output directory each
+   run, so every day is written), in a subprocess; its own summary gives the parent's and each
+   writing worker's peak RSS.
+2. **bare write**: the same number of day files written one after another in this process by
+   plain xarray + netCDF4 (zlib 1, one hour per chunk), from real day fields of the build.
+3. **compression floor**: zlib level 1 of the same arrays, hour by hour, split over every core
+   (a process pool), with no NetCDF/HDF5 work at all: what compression alone costs.
 
-    RESULT build_s=… bare_write_s=… ratio=… peak_rss_mb=…
+Medians over ``--repeat`` runs of each. Ends with one line::
+
+    RESULT build_s=… floor_s=… bare_write_s=… ratio_floor=… ratio_bare=… peak_rss_mb=…
+
+where ``peak_rss_mb`` is the build's parent plus the sum of its workers' peaks.
 """
 
 from __future__ import annotations
 
 import argparse
 import os
-import resource
+import re
 import shutil
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
+import zlib
+from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
 import numpy as np
@@ -28,79 +36,97 @@ import xarray as xr
 REPO = Path(__file__).resolve().parent.parent
 
 
-def run_build(config: Path, out: Path) -> tuple[float, float]:
-    """Wall seconds and peak RSS (MB) of one ``tongyuan build`` subprocess."""
+def run_build(config: Path, out: Path) -> tuple[float, float, list[float], str]:
+    """Wall seconds, the parent's and each worker's peak RSS [MB] and the scheduler of one
+    ``tongyuan build`` subprocess (read from its summary)."""
     exe = Path(sys.executable).with_name("tongyuan")
     t0 = time.perf_counter()
-    subprocess.run([str(exe), "build", "--config", str(config), "--out", str(out)], check=True,
-                   stdout=subprocess.DEVNULL)
+    done = subprocess.run([str(exe), "build", "--config", str(config), "--out", str(out)],
+                          check=True, capture_output=True, text=True)
     seconds = time.perf_counter() - t0
-    peak_kb = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
-    return seconds, peak_kb / 1024
+    m = re.search(r"memory:  peak (\d+) MB in this process; day files written on (\S+?)"
+                  r"(?:, peak per worker ([\d, ]+) MB)?$", done.stdout, re.M)
+    if m is None:
+        raise SystemExit(f"no memory line in the build's summary:\n{done.stdout[-2000:]}")
+    workers = [float(v) for v in m.group(3).split(",")] if m.group(3) else []
+    return seconds, float(m.group(1)), workers, m.group(2)
 
 
-def bare_write(days: list[xr.Dataset], n_days: int, target: Path, shuffle: bool) -> float:
+def bare_write(days: list[xr.Dataset], n_days: int, target: Path) -> float:
     """Seconds to write ``n_days`` files of the given day fields with plain xarray."""
     target.mkdir(parents=True, exist_ok=True)
     t0 = time.perf_counter()
     for i in range(n_days):
         ds = days[i % len(days)]
-        enc = {v: {"zlib": True, "complevel": 1, "shuffle": shuffle,
+        enc = {v: {"zlib": True, "complevel": 1, "shuffle": False,
                    "chunksizes": (1, ds.sizes["y"], ds.sizes["x"])} for v in ds.data_vars}
         ds.to_netcdf(target / f"{i:03d}.nc", engine="netcdf4", encoding=enc)
     return time.perf_counter() - t0
 
 
+def _compress_day(hours: list[bytes]) -> int:
+    return sum(len(zlib.compress(h, 1)) for h in hours)
+
+
+def compression_floor(days: list[xr.Dataset], n_days: int, workers: int) -> float:
+    """Seconds for zlib level 1 of ``n_days`` days of the fields (each hour of each species
+    one chunk, as in the files), spread over ``workers`` processes."""
+    payload = [[np.ascontiguousarray(ds[v].values[h]).tobytes() for v in ds.data_vars
+                for h in range(ds.sizes["time"])] for ds in days]
+    with ProcessPoolExecutor(workers) as pool:
+        list(pool.map(_compress_day, payload[:1]))  # start the workers before timing
+        t0 = time.perf_counter()
+        list(pool.map(_compress_day, [payload[i % len(payload)] for i in range(n_days)],
+                      chunksize=4))
+        return time.perf_counter() - t0
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--config", type=Path, default=REPO / "config" / "shanghai.yaml")
-    ap.add_argument("--repeat", type=int, default=1, help="runs of each measurement (median)")
-    ap.add_argument("--keep", type=Path, help="keep the build output here")
+    ap.add_argument("--repeat", type=int, default=3, help="runs of each measurement (median)")
     args = ap.parse_args()
-
+    cores = len(os.sched_getaffinity(0))
     work = Path(tempfile.mkdtemp(prefix="tongyuan-bench-"))
     try:
-        builds, rss = [], []
+        builds, parents, worker_peaks, scheduler = [], [], [], ""
         for i in range(args.repeat):
-            out = work / f"build{i}"
-            s, peak = run_build(args.config, out)
+            s, parent, workers, scheduler = run_build(args.config, work / f"build{i}")
             builds.append(s)
-            rss.append(peak)
-            print(f"build run {i + 1}: {s:.1f} s, peak RSS so far {peak:.0f} MB", flush=True)
+            parents.append(parent)
+            worker_peaks.append(workers)
+            print(f"build run {i + 1}: {s:.1f} s on {scheduler}; peak RSS parent {parent:.0f} "
+                  f"MB, workers {', '.join(f'{w:.0f}' for w in workers) or '-'} MB",
+                  flush=True)
+            if i:
+                shutil.rmtree(work / f"build{i}")
         hourly = sorted((work / "build0" / "latest" / "hourly").glob("*.nc"))
         n_days = len(hourly)
-        species = [v for v in xr.open_dataset(hourly[0]).data_vars if v not in ("crs", "cell_area")]
-        picks = [hourly[i] for i in np.linspace(0, n_days - 1, 7).astype(int)]
+        with xr.open_dataset(hourly[0]) as ds0:
+            species = [v for v in ds0.data_vars if v not in ("crs", "cell_area")]
         days = []
-        for p in picks:
+        for p in [hourly[i] for i in np.linspace(0, n_days - 1, 7).astype(int)]:
             with xr.open_dataset(p) as ds:
                 days.append(ds[species].load().drop_vars(["lat", "lon"], errors="ignore"))
-        raw_mb = sum(d.nbytes for d in days) / len(days) * n_days / 1e6
-        bare, bare_shuffle = [], []
+        bare, floor = [], []
         for i in range(args.repeat):
-            bare.append(bare_write(days, n_days, work / f"bare{i}", shuffle=False))
+            bare.append(bare_write(days, n_days, work / f"bare{i}"))
             shutil.rmtree(work / f"bare{i}")
-        sizes = {}
-        for shuffle in (False, True):
-            tdir = work / f"sample-shuffle-{shuffle}"
-            t = bare_write(days, len(days), tdir, shuffle=shuffle)
-            sizes[shuffle] = (sum(f.stat().st_size for f in tdir.glob("*.nc")) / len(days) / 1e6, t)
-            if shuffle:
-                bare_shuffle.append(t)
-        build_s = statistics.median(builds)
-        bare_s = statistics.median(bare)
+            floor.append(compression_floor(days, n_days, cores))
+        build_s, bare_s, floor_s = (statistics.median(x) for x in (builds, bare, floor))
+        peak = max(p + sum(w) for p, w in zip(parents, worker_peaks, strict=True))
         on_disk = sum(f.stat().st_size for f in hourly) / 1e6
-        print(f"\nfull-year demo build: {build_s:.1f} s (median of {args.repeat}), "
-              f"{n_days} files, {on_disk:,.0f} MB on disk, {raw_mb:,.0f} MB raw")
-        print(f"bare xarray+netCDF4 write of the same cube (zlib 1, no shuffle): {bare_s:.1f} s")
-        print(f"ratio build/bare: {build_s / bare_s:.2f}")
-        print(f"peak RSS of the build: {max(rss):.0f} MB")
-        print(f"zlib 1 per file: no shuffle {sizes[False][0]:.2f} MB ({sizes[False][1] / 7:.2f} s), "
-              f"shuffle {sizes[True][0]:.2f} MB ({sizes[True][1] / 7:.2f} s)")
-        if args.keep:
-            shutil.copytree(work / "build0", args.keep, symlinks=True, dirs_exist_ok=True)
-        print(f"RESULT build_s={build_s:.1f} bare_write_s={bare_s:.1f} ratio={build_s / bare_s:.2f} "
-              f"peak_rss_mb={max(rss):.0f}")
+        print(f"\nfull-year demo build: {build_s:.1f} s (median of {args.repeat}, day files on "
+              f"{scheduler}, {cores} cores), {n_days} files, {on_disk:,.0f} MB on disk")
+        print(f"bare xarray+netCDF4 write, one process: {bare_s:.1f} s")
+        print(f"compression floor, zlib 1 of the same arrays on {cores} cores: {floor_s:.1f} s")
+        print(f"ratio build/floor: {build_s / floor_s:.2f}; build/bare: {build_s / bare_s:.2f}")
+        print(f"peak RSS: parent {max(parents):.0f} MB, workers "
+              f"{', '.join(f'{w:.0f}' for w in worker_peaks[0]) or '-'} MB; "
+              f"parent + workers {peak:.0f} MB")
+        print(f"RESULT build_s={build_s:.1f} floor_s={floor_s:.1f} bare_write_s={bare_s:.1f} "
+              f"ratio_floor={build_s / floor_s:.2f} ratio_bare={build_s / bare_s:.2f} "
+              f"peak_rss_mb={peak:.0f}")
     finally:
         shutil.rmtree(work, ignore_errors=True)
 

@@ -34,6 +34,7 @@ from pipeline.checks import Finding, findings_frame, raise_on_errors
 from pipeline.config import BuildConfig, load_config
 from pipeline.day_store import DayInputs, DaysWritten, WriteContext, previous_days, write_days
 from pipeline.ledger import FLOAT32_RTOL, RTOL, Ledger, check_balance
+from pipeline.parallel import RunStats
 from pipeline.provenance import (
     code_version,
     emissions_key,
@@ -208,6 +209,8 @@ class BuildResult:
     period : the UTC days written (first, last), or None for the whole year
     formats, mechanism : the file formats written and the model mechanism
     manifest : the build's manifest (:class:`~pipeline.publish.Manifest`)
+    writes : the scheduler the day files were written on and the peak resident memory of each
+        process that wrote them [MB]
     scenario : the scenario name for a scenario build, else None
     synergy : the scenario's synergy table (per measure Δ per species [t/yr]), or None
     synergy_page : the scenario's synergy page, or None
@@ -230,6 +233,7 @@ class BuildResult:
     formats: list[str]
     mechanism: str
     manifest: Manifest
+    writes: RunStats = field(default_factory=RunStats)
     scenario: str | None = None
     synergy: pd.DataFrame | None = None
     synergy_page: Path | None = None
@@ -456,7 +460,7 @@ def write_and_publish(state: BuildState, out: Path, publication: Publication,
         report=final / "report" / "index.html" if reported else None,
         timings=dict(s.clock.steps), seconds=s.clock.total, period=s.cfg.output.period,
         formats=list(s.cfg.output.formats), mechanism=s.cfg.output.mechanism,
-        manifest=read_manifest(final))
+        manifest=read_manifest(final), writes=days.stats)
 
 
 #: keyword overrides of :func:`run_build` → the config keys they set

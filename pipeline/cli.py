@@ -7,9 +7,12 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
+import sqlite3
 import sys
 import time
+import urllib.request
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -26,13 +29,48 @@ def prefect_environment(verbose: bool) -> None:
     os.environ.setdefault("PREFECT_HOME", str(Path.home() / ".tongyuan" / "prefect"))
     # Prefect creates only the last level of its home: on a fresh machine its database could not
     # be opened and the temporary server timed out after two minutes
-    Path(os.environ["PREFECT_HOME"]).expanduser().mkdir(parents=True, exist_ok=True)
+    with contextlib.suppress(OSError):  # an unwritable home is reported by prefect_problem
+        Path(os.environ["PREFECT_HOME"]).expanduser().mkdir(parents=True, exist_ok=True)
     os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
     os.environ.setdefault("DO_NOT_TRACK", "1")
     os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "120")
     # Tongyuan prints its own one-line errors; Prefect's tracebacks only with --verbose
     os.environ.setdefault("PREFECT_LOGGING_LEVEL", "INFO" if verbose else "CRITICAL")
     os.environ.setdefault("PREFECT_SERVER_LOGGING_LEVEL", "WARNING")
+
+
+def prefect_problem() -> str | None:
+    """What would make Prefect fail slowly (a 2-minute time-out, thousands of lines of
+    tracebacks), said in one line at once: a Prefect home that cannot be written, a database in
+    it that is not a readable SQLite file, an API address that does not answer. None if none."""
+    home = Path(os.environ["PREFECT_HOME"]).expanduser()
+    try:
+        home.mkdir(parents=True, exist_ok=True)
+        probe = home / f".tongyuan-probe-{os.getpid()}"
+        probe.write_text("")
+        probe.unlink()
+    except OSError as exc:
+        return (f"Prefect's home {home} (PREFECT_HOME) cannot be written ({exc.strerror}); set "
+                "PREFECT_HOME to a writable directory")
+    db = home / "prefect.db"
+    if db.exists() and "PREFECT_API_URL" not in os.environ:
+        try:
+            with contextlib.closing(sqlite3.connect(f"file:{db}?mode=ro", uri=True)) as con:
+                status = con.execute("PRAGMA quick_check").fetchone()[0]
+        except sqlite3.Error as exc:
+            status = str(exc)
+        if status != "ok":
+            return (f"Prefect's database {db} is damaged ({status}); move it away (Prefect "
+                    "makes a new one) or set PREFECT_HOME to another directory")
+    api = os.environ.get("PREFECT_API_URL")
+    if api:
+        try:
+            with urllib.request.urlopen(api.rstrip("/") + "/health", timeout=5):
+                pass
+        except (OSError, ValueError) as exc:
+            return (f"the Prefect API at {api} (PREFECT_API_URL) does not answer ({exc}); start "
+                    "it (prefect server start) or unset PREFECT_API_URL for a temporary one")
+    return None
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -114,6 +152,8 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def _print_summary(result: BuildResult) -> None:
+    from pipeline.parallel import peak_rss_mb
+
     totals = result.totals
     print(f"\nBuild {result.build_id} published")
     print(f"  files:   {result.build_dir}/hourly/  ({len(result.files)} daily NetCDF files)")
@@ -155,6 +195,11 @@ def _print_summary(result: BuildResult) -> None:
               + (f"; computed: {', '.join(redone)}" if redone else ""))
     steps_ = ", ".join(f"{k} {v:.1f} s" for k, v in result.timings.items())
     print(f"\n  time:    {result.seconds:.1f} s ({steps_})")
+    workers = result.writes.peak_rss_mb
+    print(f"  memory:  peak {peak_rss_mb():.0f} MB in this process; day files written on "
+          f"{result.writes.scheduler}" + (", peak per worker " + ", ".join(
+              f"{v:.0f}" for v in workers.values()) + " MB" if workers and
+              "this process" not in workers else ""))
 
 
 def _period(text: str | None) -> tuple[str, str] | None:
@@ -200,11 +245,17 @@ def _print_synergy(result: BuildResult) -> None:
 
 def _build_command(args: argparse.Namespace, started: float) -> int:
     """``tongyuan build`` and ``tongyuan scenario``: the flow, its summary, exit status."""
+    path = args.config if args.command == "build" else args.scenario
+    problem = prefect_problem()
+    if problem is not None:
+        print(f"tongyuan: error: {problem}", file=sys.stderr)
+        return 1
     from pipeline.build import up_to_date
     from pipeline.flows import build_inventory, command_settings, scenario_inventory
+    from pipeline.watchdog import guard
     from sources.errors import TongyuanError
 
-    path = args.config if args.command == "build" else args.scenario
+    guard()  # Prefect's temporary server and Dask's workers end with this process
     if not path.exists():
         what = "config file" if args.command == "build" else "scenario file"
         print(f"tongyuan: error: {what} {path} not found", file=sys.stderr)
@@ -275,13 +326,14 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "report":
             from pipeline.report import write_report
 
-            if args.out is None:  # inside a published build: under its lock, manifest updated
-                from pipeline.publish import add_to_manifest, build_lock
+            if args.out is None:  # inside a published build: swapped in, manifest updated
+                from pipeline.publish import build_lock, replace_subdir
 
                 build = args.build.resolve()
                 with build_lock(build.parent):
-                    out = write_report(build, None, boundaries=args.boundaries)
-                    add_to_manifest(build, "report")
+                    out = replace_subdir(build, "report", lambda folder: write_report(
+                        build, folder, boundaries=args.boundaries))
+                out = build / "report" / Path(out).name
             else:
                 out = write_report(args.build, args.out, boundaries=args.boundaries)
             print(f"report: {out}")
@@ -294,8 +346,15 @@ def main(argv: list[str] | None = None) -> int:
             if not args.config.exists():
                 print(f"tongyuan: error: config file {args.config} not found", file=sys.stderr)
                 return 2
+            problem = prefect_problem()
+            if problem is not None:
+                print(f"tongyuan: error: {problem}", file=sys.stderr)
+                return 1
             from pipeline.config import load_config
             from pipeline.flows import serve_nightly
+            from pipeline.watchdog import guard
+
+            guard()
 
             cfg = load_config(args.config)
             serve_nightly(str(args.config), str(args.out) if args.out else None,

@@ -13,7 +13,7 @@ import json
 import os
 import re
 import shutil
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
@@ -220,6 +220,33 @@ def add_to_manifest(build_dir: Path, subdir: str) -> None:
     manifest = read_manifest(build_dir)
     added = _entries(build_dir, sorted(p for p in (build_dir / subdir).rglob("*") if p.is_file()))
     _write_json(build_dir, replace(manifest, files={**manifest.files, **added}))
+
+
+def replace_subdir(build_dir: Path, subdir: str, fill: Callable[[Path], Any]) -> Any:
+    """Replace ``build_dir/subdir`` of a published build (its report) without ever leaving it
+    broken: ``fill(folder)`` writes the new content into a hidden sibling folder, which is then
+    fsynced and swapped in by two renames and one manifest write (the manifest then lists the
+    new files, the old ones are gone). A kill while ``fill`` runs leaves the build as it was
+    (the hidden folder is swept the next time). Returns what ``fill`` returns."""
+    for stale in build_dir.glob(f".{subdir}-*"):
+        shutil.rmtree(stale, ignore_errors=True)
+    new = build_dir / f".{subdir}-new-{os.getpid()}"
+    old = build_dir / f".{subdir}-old-{os.getpid()}"
+    new.mkdir()
+    value = fill(new)
+    fsync_tree(new)
+    manifest = read_manifest(build_dir)
+    entries = {f"{subdir}/{k}": v for k, v in _entries(new, sorted(
+        p for p in new.rglob("*") if p.is_file())).items()}
+    kept = {k: v for k, v in manifest.files.items() if not k.startswith(f"{subdir}/")}
+    target = build_dir / subdir
+    if target.exists():
+        os.replace(target, old)
+    os.replace(new, target)
+    _write_json(build_dir, replace(manifest, files={**kept, **entries}))
+    fsync_path(build_dir)
+    shutil.rmtree(old, ignore_errors=True)
+    return value
 
 
 def publish(out: Path, staging: Path, build_id: str, pointer: str = "latest") -> Path:

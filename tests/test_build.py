@@ -115,3 +115,27 @@ def test_tongyuan_verify_finds_a_flipped_byte(world, tmp_path, capsys):
     assert f"{r.build_id}/hourly/20240301.nc: sha256 differs from the manifest" in \
         capsys.readouterr().err
     assert main(["verify", str(tmp_path)]) == 2
+
+
+def test_rewriting_the_report_of_a_published_build_never_breaks_it(world, tmp_path):
+    """The report of a published build is rebuilt aside and swapped in: a failure (a kill)
+    while it is written leaves the old report and a valid manifest; a finished rewrite leaves a
+    valid manifest listing exactly the new files."""
+    from pipeline.publish import replace_subdir
+    from pipeline.report import write_report
+
+    r = run_build(world, out=tmp_path / "out", period=DAY)
+    before = read_manifest(r.build_dir).files["report/index.html"]
+
+    def dies(folder):
+        (folder / "index.html").write_text("half a report")
+        raise KeyboardInterrupt  # as a kill would stop it here
+
+    with pytest.raises(KeyboardInterrupt):
+        replace_subdir(r.build_dir, "report", dies)
+    assert verify_build(r.build_dir) == []
+    assert read_manifest(r.build_dir).files["report/index.html"] == before
+    replace_subdir(r.build_dir, "report", lambda folder: write_report(r.build_dir, folder))
+    assert verify_build(r.build_dir) == [] and not list(r.build_dir.glob(".report-*"))
+    listed = {k for k in read_manifest(r.build_dir).files if k.startswith("report/")}
+    assert listed == {f"report/{p.name}" for p in (r.build_dir / "report").iterdir()}
