@@ -425,7 +425,8 @@ def write_and_publish(state: BuildState, out: Path, publication: Publication,
         days = _write_files(s, staging, ctx, runner)
         s.ledger.to_csv(staging / "ledger.csv")
         s.emissions.table.to_csv(staging / "emissions_by_source.csv", float_format="%.9g")
-        write_details(staging, s.activity, s.alloc, s.rejected, s.metas)
+        write_details(staging, s.activity, s.alloc, s.rejected, s.metas,
+                      Path(s.cfg.config_path).parent if s.cfg.config_path else None)
         write_inventory_totals(staging, s.emissions.table, s.activity, s.tables.sectors,
                                Path(s.cfg.tables.sectors).parent)
         write_annual(staging, s.annual, s.factors, ctx.static, ctx.attrs)

@@ -52,7 +52,8 @@ def test_manifest_checksums(built):
     assert len(hourly) == 366
     top = {f for f in manifest["files"] if "/" not in f}
     assert top == {"annual.nc", "checks.csv", "emissions_by_source.csv", "inputs.csv",
-                   "ledger.csv", "notices.csv", "sources.csv"}
+                   "ledger.csv", "notices.csv", "sources.csv", "totals_ipcc.csv",
+                   "totals_mee.csv"}
     assert "report/index.html" in manifest["files"]
     entry = manifest["files"]["hourly/20240212.nc"]
     assert entry["sha256"] == sha256_file(latest / "hourly" / "20240212.nc")
@@ -208,6 +209,10 @@ def test_annual_file_and_sources_table(built):
     src = pd.read_csv(latest / "sources.csv").set_index("source_id")
     assert src.loc["L2", "outside_domain_fraction"] == pytest.approx(0.75)
     assert src.loc["P1", "x"] == pytest.approx(300500) and src.loc["P1", "input_row"] == 1
+    # published tables name files relative to the config, never by the server's paths
+    assert src.loc["P1", "input_file"] == "../data/points.csv"
+    inputs = pd.read_csv(latest / "inputs.csv").set_index("name")
+    assert inputs.loc["points", "path"] == "../data/points.csv"
 
 
 def test_period_build_writes_only_those_days(tmp_path):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from dataclasses import asdict
 from pathlib import Path
 
@@ -15,13 +16,22 @@ from sources.readers import InputMeta
 INPUTS_COLUMNS = ["path", "format", "kind", "sha256", "source_crs", "rows", "layer", "name"]
 
 
+def _relative(paths: pd.Series | list[str], base: Path | None) -> list[str]:
+    """Paths relative to ``base`` (the config's folder): published tables never carry the
+    server's absolute paths."""
+    return [os.path.relpath(p, base) if base is not None and p and os.path.isabs(p) else p
+            for p in paths]
+
+
 def write_details(build_dir: Path, activity: gpd.GeoDataFrame, alloc: Allocation,
-                  rejected: gpd.GeoDataFrame, metas: list[InputMeta]) -> None:
+                  rejected: gpd.GeoDataFrame, metas: list[InputMeta],
+                  base: Path | None = None) -> None:
     """Per-source details behind the ledger.
 
     ``sources.csv``: every source kept for gridding, its keys, input location, a representative
     point in the grid CRS and the share beyond the grid. ``notices.csv``: area sources spread by
     area (zero proxy) and rejected sources, with the reason. ``inputs.csv``: the input files.
+    File paths are written relative to ``base`` (the configuration's folder).
     """
     point = activity.geometry.representative_point()
     table = pd.DataFrame({
@@ -30,6 +40,7 @@ def write_details(build_dir: Path, activity: gpd.GeoDataFrame, alloc: Allocation
                                                "activity_unit", "input_file", "input_row")},
         "x": point.x.to_numpy(), "y": point.y.to_numpy(),
         "outside_domain_fraction": alloc.outside_fraction})
+    table["input_file"] = _relative(table["input_file"], base)
     table.to_csv(build_dir / "sources.csv", index=False, float_format="%.9g")
     rows = [{"source_id": s, "reason": "area proxy zero inside polygon: spread by area"}
             for s in alloc.fallback]
@@ -37,8 +48,9 @@ def write_details(build_dir: Path, activity: gpd.GeoDataFrame, alloc: Allocation
              zip(rejected["source_id"], rejected.get("reject_reason", []), strict=False)]
     pd.DataFrame(rows, columns=["source_id", "reason"]).to_csv(build_dir / "notices.csv",
                                                                index=False)
-    pd.DataFrame([asdict(m) for m in metas], columns=INPUTS_COLUMNS).to_csv(
-        build_dir / "inputs.csv", index=False)
+    inputs = pd.DataFrame([asdict(m) for m in metas], columns=INPUTS_COLUMNS)
+    inputs["path"] = _relative(inputs["path"], base)
+    inputs.to_csv(build_dir / "inputs.csv", index=False)
 
 
 #: memo items and the per-technology IPCC/MEE codes live next to ``sectors.csv``
