@@ -50,6 +50,7 @@ from pipeline.publish import (
     add_to_manifest,
     build_lock,
     discard,
+    disk_full,
     has_manifest,
     prune,
     prune_cache,
@@ -445,8 +446,11 @@ def write_and_publish(state: BuildState, out: Path, publication: Publication,
         latest = out / pub.pointer
         previous = latest.resolve() if latest.is_symlink() else None
         final = publish(out, staging, pub.build_id, pointer=pub.pointer)
-    except BaseException:
+    except BaseException as exc:
         discard(staging)
+        full = disk_full(exc, out)
+        if full is not None:
+            raise full from exc
         raise
     record_changes(out, previous, final, pub.pointer)
     prune(out, s.cfg.output.keep_builds)

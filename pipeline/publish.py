@@ -8,6 +8,7 @@ what ``latest`` points to. One build at a time per output directory (an ``flock`
 
 from __future__ import annotations
 
+import errno
 import fcntl
 import json
 import os
@@ -19,7 +20,7 @@ from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from sources.errors import BuildLockedError, ConfigError
+from sources.errors import BuildLockedError, ConfigError, OutputError
 from sources.files import sha256_file
 
 #: the name of a published build directory: <UTC time to the ms>Z-<config hash prefix>
@@ -29,8 +30,12 @@ BUILD_ID = re.compile(r"^[0-9]{8}T[0-9]{9}Z-[0-9a-f]{8}$")
 @contextmanager
 def build_lock(out: Path) -> Iterator[None]:
     """Exclusive lock on ``OUT/.lock`` for the duration of a build."""
-    out.mkdir(parents=True, exist_ok=True)
-    fh = open(out / ".lock", "a+")
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        fh = open(out / ".lock", "a+")
+    except OSError as exc:
+        raise OutputError(f"{out}: the output directory cannot be written ({exc.strerror}); "
+                          "use --out with a directory you can write") from exc
     try:
         try:
             fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
@@ -269,6 +274,20 @@ def publish(out: Path, staging: Path, build_id: str, pointer: str = "latest") ->
     os.replace(tmp_link, out / pointer)
     fsync_path(out)
     return final
+
+
+def disk_full(exc: BaseException, out: Path) -> OutputError | None:
+    """An :class:`OutputError` naming ``out`` and its free space when ``exc`` is a full disk
+    (``ENOSPC``, or the HDF error netCDF raises when a write runs out of space), else None."""
+    full = isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EDQUOT)
+    if not full and isinstance(exc, RuntimeError) and "HDF error" in str(exc):
+        full = shutil.disk_usage(out).free < 256 * 2**20  # an HDF error on an almost full disk
+    if not full:
+        return None
+    free = shutil.disk_usage(out).free
+    return OutputError(f"{out}: the disk is full ({free / 2**20:,.0f} MB free) while writing "
+                       f"the build ({exc}); free some space or use --out on another disk; "
+                       "nothing was published")
 
 
 def discard(staging: Path) -> None:

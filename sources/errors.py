@@ -156,3 +156,7 @@ class MassBalanceError(TongyuanError):
 
 class BuildLockedError(TongyuanError):
     """Another build is writing into the same output directory."""
+
+
+class OutputError(TongyuanError):
+    """The output directory cannot take the build: not writable, or the disk is full."""

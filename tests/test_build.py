@@ -139,3 +139,22 @@ def test_rewriting_the_report_of_a_published_build_never_breaks_it(world, tmp_pa
     assert verify_build(r.build_dir) == [] and not list(r.build_dir.glob(".report-*"))
     listed = {k for k in read_manifest(r.build_dir).files if k.startswith("report/")}
     assert listed == {f"report/{p.name}" for p in (r.build_dir / "report").iterdir()}
+
+
+def test_a_full_disk_or_an_unwritable_out_is_one_clear_error(world, tmp_path, monkeypatch):
+    import errno
+
+    from pipeline.writers import netcdf_cf
+    from sources.errors import OutputError
+
+    def full(*args, **kwargs):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(netcdf_cf, "write", full)
+    with pytest.raises(OutputError, match=r"the disk is full \([\d,]+ MB free\) while writing "
+                       r"the build .*nothing was published"):
+        run_build(world, out=tmp_path / "out", period=DAY)
+    assert not (tmp_path / "out" / "latest-period").exists()
+    assert not list((tmp_path / "out").glob(".staging-*"))
+    with pytest.raises(OutputError, match="the output directory cannot be written"):
+        run_build(world, out="/proc/tongyuan-out", period=DAY)
