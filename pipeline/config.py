@@ -178,9 +178,14 @@ class OutputConfig(FrozenModel):
     mechanism: str = "cb6r3_ae6"
     #: WRF-Chem settings (emiss_opt, kemit, domain)
     wrfchem: WrfChemConfig = Field(default_factory=WrfChemConfig)
-    #: what the build does when a model file carries mass its model would not read (the
-    #: model-read columns of ledger.csv below 1 − 1e-6): ``fail`` or ``warn``
-    model_read: Literal["fail", "warn"] = "fail"
+    #: what the build does when a model would not read mass its file carries (the
+    #: ``<format>_read_fraction`` columns of ledger.csv below 1 − 1e-6): ``warn`` (print it) or
+    #: ``fail`` (stop the build)
+    model_read: Literal["fail", "warn"] = "warn"
+    #: the CMAQ namelists the model-read ledger assumes, ``<version>:<mechanism>`` of
+    #: config/cmaq_desid_surrogates.csv (5.3.3, 5.4 or 5.5; cb6r3_ae6_aq, cb6r3_ae7_aq,
+    #: cb6r5_ae7_aq)
+    cmaq_desid: str = "5.3.3:cb6r3_ae6_aq"
     #: where the day files are written, each day a task: ``auto`` (worker processes on every
     #: core from 8 days on, else in this process), ``processes``, ``synchronous``, or the
     #: address of a dask.distributed scheduler (``tcp://host:8786``). The files are the same.

@@ -29,6 +29,7 @@ import xarray as xr
 
 from grids.grid import Grid
 from grids.vertical import Layers, briggs_rise, plume_bounds, sigma_to_heights
+from pipeline.model_read import finish  # noqa: F401  (the build calls model_ready.finish)
 from pipeline.wrfchem_packages import MECHANISM_OF, package, unread
 from pipeline.writers import FORMATS, MODEL_FORMATS, WriteMeta
 from sources.errors import ConfigError, MassBalanceError
@@ -211,7 +212,8 @@ class ModelOutputs:
     parts: list[ModelPart]
     cems_pairs: object = None  # pipeline.cems.Cems, for the per-day check
     wrfchem: object = None     # pipeline.config.WrfChemConfig
-    model_read: str = "fail"
+    model_read: str = "warn"   # output.model_read
+    cmaq_desid: str = "5.3.3:cb6r3_ae6_aq"  # output.cmaq_desid
 
     @property
     def formats(self) -> list[str]:
@@ -268,7 +270,8 @@ def prepare(cfg, tables, activity, emissions, matrix, cems=None) -> ModelOutputs
         spec = _speciation_for(cfg, tables, mechanism)
         ma = model_annual(matrix, emissions.table, activity, frac, spec, layers, tables.grid)
         parts.append(ModelPart(formats, mechanism, spec, ma, _cems_model(cems, spec, frac)))
-    mo = ModelOutputs(parts, cems, cfg.output.wrfchem, cfg.output.model_read)
+    mo = ModelOutputs(parts, cems, cfg.output.wrfchem, cfg.output.model_read,
+                      cfg.output.cmaq_desid)
     if "wrfchem" in mo.formats:
         kemit = cfg.output.wrfchem.kemit_for(layers.n)
         top = mo.part("wrfchem").annual.n_layers

@@ -135,11 +135,29 @@ def test_build_writes_each_format_in_its_folder(model_build):
     build, s = model_build
     assert [p.name for p in (build / "hourly").glob("*.nc")] == ["20240301.nc"]
     assert [p.name for p in (build / "cmaq").glob("*.nc")] == ["emis_t1_T3KM_20240301.nc"]
-    assert [p.name for p in (build / "wrfchem").iterdir()] == ["wrfchemi_d01_2024-03-01_00:00:00"]
+    assert sorted(p.name for p in (build / "wrfchem").iterdir()) == [
+        "namelist.snippet", "wrfchemi_d01_2024-03-01_00:00:00"]
     import json
     files = json.loads((build / "manifest.json").read_text())["files"]
     assert "cmaq/emis_t1_T3KM_20240301.nc" in files
     assert "wrfchem/wrfchemi_d01_2024-03-01_00:00:00" in files
+    assert "wrfchem/namelist.snippet" in files
+
+
+def test_build_writes_the_namelist_lines_and_the_model_read_ledger(model_build):
+    build, _ = model_build
+    text = (build / "wrfchem" / "namelist.snippet").read_text()
+    for line in (" emiss_opt             = 3,", " kemit                 = 4,",
+                 " io_style_emissions    = 2,", " frames_per_auxinput5  = 24,",
+                 " auxinput5_interval_m  = 60,", "wrfchemi_d01_2024-03-01_00:00:00"):
+        assert line in text
+    ledger = pd.read_csv(build / "ledger.csv").set_index(["sector", "species"])
+    for fmt in ("cmaq", "wrfchem"):
+        read = ledger[f"{fmt}_read_kg"].groupby(level="species").sum()
+        grid = ledger["gridded_kg"].groupby(level="species").sum()
+        for sp in ("NOx", "SO2", "CO", "PM2_5", "PM10", "BC", "OC"):
+            assert read[sp] == pytest.approx(grid[sp], rel=1e-9), (fmt, sp)
+        assert (ledger[f"{fmt}_read_fraction"] <= 1 + 1e-12).all()
 
 
 # PseudoNetCDF's reader object raises in its finaliser at garbage collection (its own bug)
@@ -491,3 +509,69 @@ def test_shipped_wrfchem_mechanisms_use_only_what_their_package_reads(emiss_opt)
     elif emiss_opt != 4:  # CBMZ/MOSAIC (emiss_inpt_opt 1) has no coarse PM variable
         want.add("PMC")
     assert want <= set(sp.pollutants)
+
+
+def _fake_outputs(mechanism, fmt, emiss_opt=3, cmaq_desid="5.3.3:cb6r3_ae6_aq"):
+    from types import SimpleNamespace
+
+    from pipeline.config import WrfChemConfig
+    from pipeline.model_ready import ModelOutputs, ModelPart
+    from sources.speciation import load_speciation
+
+    sectors = pd.read_csv(REPO / "config" / "sectors.csv")["sector"].tolist()
+    emitted = ["SO2", "NOx", "CO", "NMVOC", "NH3", "PM10", "PM2_5", "BC", "OC", "CO2", "CH4",
+               "N2O"]
+    spec = load_speciation(REPO / "config" / "speciation.csv", mechanism, emitted, sectors)
+    layers = SimpleNamespace(n=3)
+    part = ModelPart([fmt], mechanism, spec, SimpleNamespace(layers=layers, n_layers=2))
+    mo = ModelOutputs([part], None, WrfChemConfig(emiss_opt=emiss_opt, kemit=5),
+                      "fail", cmaq_desid)
+    kg = {"SO2": 10, "NOx": 20, "CO": 30, "NMVOC": 40, "NH3": 5, "PM10": 12, "PM2_5": 8,
+          "BC": 1, "OC": 2, "CO2": 1e4, "CH4": 50, "N2O": 1}
+    idx = pd.MultiIndex.from_product([["road", "solvents", "power"], list(kg)],
+                                     names=["sector", "species"])
+    ledger = pd.DataFrame({"gridded_kg": [kg[s] for _, s in idx]}, index=idx)
+    return mo, ledger
+
+
+@pytest.mark.parametrize("emiss_opt", [3, 4, 8, 10, 14, 15, 16, 17])
+def test_model_read_fraction_of_every_wrfchem_package(emiss_opt):
+    """What the package reads (Registry facts) of each inventory species, through the shipped
+    mechanism: all of it for every species the package has variables for; PM10's coarse part
+    is not read with emiss_opt 4 (no coarse variable), and that is reported."""
+    from pipeline.model_read import model_read
+    from pipeline.wrfchem_packages import MECHANISM_OF
+
+    mo, ledger = _fake_outputs(MECHANISM_OF[emiss_opt], "wrfchem", emiss_opt)
+    cols, problems, notes = model_read(mo, ledger)
+    frac = cols["wrfchem_read_kg"].groupby(level="species").sum() / \
+        ledger["gridded_kg"].groupby(level="species").sum()
+    carried = (["CO2", "CO"] + (["CH4"] if emiss_opt == 17 else [])) if emiss_opt >= 16 else \
+        ["SO2", "NOx", "CO", "NMVOC", "NH3", "PM2_5", "BC", "OC"] + \
+        (["PM10"] if emiss_opt != 4 else [])
+    for sp in carried:
+        assert frac[sp] == pytest.approx(1.0, abs=1e-9), sp
+    if emiss_opt == 4:
+        assert frac["PM10"] == pytest.approx(8 / 12)
+        assert problems == ["wrfchem (WRF-Chem emiss_opt 4 (ecbmz_mosaic), mechanism "
+                            "cbmz_mosaic): reads 66.6667% of PM10"]
+    else:
+        assert problems == []
+    assert "wrfchem: N2O is not carried by mechanism " + MECHANISM_OF[emiss_opt] in notes
+
+
+def test_model_read_of_cmaq_follows_the_default_desid_rules():
+    """CB6r3 through CMAQ 5.3.3's default EmissCtrl rules: IVOC, UNR and NVOL have no rule
+    (config/cmaq_desid_surrogates.csv), so part of NMVOC is not read; the rest is."""
+    from pipeline.model_read import model_read
+
+    mo, ledger = _fake_outputs("cb6r3_ae6", "cmaq")
+    cols, problems, _ = model_read(mo, ledger)
+    frac = cols["cmaq_read_kg"].groupby(level="species").sum() / \
+        ledger["gridded_kg"].groupby(level="species").sum()
+    for sp in ["SO2", "NOx", "CO", "NH3", "PM2_5", "PM10", "BC", "OC"]:
+        assert frac[sp] == pytest.approx(1.0, abs=1e-9), sp
+    # solvents (SPECIATE 8744): IVOC 26.1 % + UNR 4.4 % + NVOL 0.25 % of TOG, no CH4
+    solv = cols.loc[("solvents", "NMVOC"), "cmaq_read_fraction"]
+    assert solv == pytest.approx(1 - 0.261070 - 0.043968 - 0.002474876, abs=1e-5)
+    assert len(problems) == 1 and "of NMVOC" in problems[0]
