@@ -399,6 +399,7 @@ def _write_files(state: BuildState, staging: Path, ctx: WriteContext, runner: Ru
             done += len(month)
             runner.progress("write model days", done, len(days_))
         model_ready.check_days(mo, s.annual, s.factors, measured, rtol=FLOAT32_RTOL)
+        model_ready.finish(mo, s.ledger, staging, days_)  # model-read ledger, namelist lines
         s.clock.lap("models")
     return days
 

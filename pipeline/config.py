@@ -21,6 +21,7 @@ from pydantic import (
     model_validator,
 )
 
+from pipeline.wrfchem_packages import MECHANISM_OF, package
 from pipeline.writers import FORMATS
 from sources.errors import ConfigError
 from sources.tables import FrozenModel, format_validation_error, read_yaml
@@ -131,6 +132,37 @@ def _known_format(name: str) -> str:
 FormatName = Annotated[str, AfterValidator(_known_format)]
 
 
+class WrfChemConfig(FrozenModel):
+    """How the ``wrfchem`` format is read by WRF-Chem (``output.wrfchem``)."""
+
+    #: the WRF-Chem ``emiss_opt`` whose Registry package the files carry exactly (3 RADM2/
+    #: MADE-SORGAM, 4 CBMZ/MOSAIC, 8 MOZCART, 10 MOZART/MOSAIC, 14/15 CB05, 16/17 WRF-GHG)
+    emiss_opt: int = 3
+    #: mechanism of the speciation table (default: the one made for ``emiss_opt``,
+    #: :data:`pipeline.wrfchem_packages.MECHANISM_OF`); refused when the package does not read
+    #: all its species
+    mechanism: str | None = None
+    #: WRF's ``kemit``: the files' ``emissions_zdim`` (levels above the highest emitting layer
+    #: are zero); default: the number of configured model layers
+    kemit: int | None = Field(None, ge=1)
+    #: the WRF domain the files are for (``wrfchemi_d<NN>_...``)
+    domain: int = Field(1, ge=1, le=99)
+
+    @field_validator("emiss_opt")
+    @classmethod
+    def _supported(cls, value: int) -> int:
+        package(value)  # ValueError naming the supported ones
+        return value
+
+    @property
+    def speciation_mechanism(self) -> str:
+        return self.mechanism or MECHANISM_OF[self.emiss_opt]
+
+    def kemit_for(self, n_layers: int) -> int:
+        """``kemit`` for a build with ``n_layers`` model layers."""
+        return self.kemit if self.kemit is not None else max(n_layers, 1)
+
+
 class OutputConfig(FrozenModel):
     dir: Path = Path("out")
     dtype: Literal["float64", "float32"] = "float64"
@@ -141,8 +173,19 @@ class OutputConfig(FrozenModel):
     #: file formats (``pipeline.writers.FORMATS``), each in its own folder of the build: cf
     #: (hourly/, always), cmaq (cmaq/), wrfchem (wrfchem/)
     formats: list[FormatName] = Field(default_factory=lambda: ["cf"])
-    #: chemical mechanism of the model formats (a ``mechanism`` of the speciation table)
+    #: chemical mechanism of the CMAQ files (a ``mechanism`` of the speciation table); the
+    #: WRF-Chem files take theirs from ``wrfchem``
     mechanism: str = "cb6r3_ae6"
+    #: WRF-Chem settings (emiss_opt, kemit, domain)
+    wrfchem: WrfChemConfig = Field(default_factory=WrfChemConfig)
+    #: what the build does when a model would not read mass its file carries (the
+    #: ``<format>_read_fraction`` columns of ledger.csv below 1 − 1e-6): ``warn`` (print it) or
+    #: ``fail`` (stop the build)
+    model_read: Literal["fail", "warn"] = "warn"
+    #: the CMAQ namelists the model-read ledger assumes, ``<version>:<mechanism>`` of
+    #: config/cmaq_desid_surrogates.csv (5.3.3, 5.4 or 5.5; cb6r3_ae6_aq, cb6r3_ae7_aq,
+    #: cb6r5_ae7_aq)
+    cmaq_desid: str = "5.3.3:cb6r3_ae6_aq"
     #: where the day files are written, each day a task: ``auto`` (worker processes on every
     #: core from 8 days on, else in this process), ``processes``, ``synchronous``, or the
     #: address of a dask.distributed scheduler (``tcp://host:8786``). The files are the same.

@@ -29,6 +29,8 @@ import xarray as xr
 
 from grids.grid import Grid
 from grids.vertical import Layers, briggs_rise, plume_bounds, sigma_to_heights
+from pipeline.model_read import finish  # noqa: F401  (the build calls model_ready.finish)
+from pipeline.wrfchem_packages import MECHANISM_OF, package, unread
 from pipeline.writers import FORMATS, MODEL_FORMATS, WriteMeta
 from sources.errors import ConfigError, MassBalanceError
 from sources.speciation import DERIVED, Speciation, load_speciation
@@ -191,29 +193,53 @@ def _cems_model(cems, spec: Speciation, frac: np.ndarray) -> CemsModel | None:
 
 
 @dataclass
-class ModelOutputs:
-    """Everything the cmaq/wrfchem writers need, computed once per build."""
+class ModelPart:
+    """The formats written in one mechanism: its speciation and model-species annual grid."""
 
     formats: list[str]
     mechanism: str
     speciation: Speciation
     annual: ModelAnnual
     cems: CemsModel | None = None
+
+
+@dataclass
+class ModelOutputs:
+    """Everything the cmaq/wrfchem writers need, computed once per build: one
+    :class:`ModelPart` per mechanism (CMAQ ``output.mechanism``, WRF-Chem the one of
+    ``output.wrfchem``)."""
+
+    parts: list[ModelPart]
     cems_pairs: object = None  # pipeline.cems.Cems, for the per-day check
+    wrfchem: object = None     # pipeline.config.WrfChemConfig
+    model_read: str = "warn"   # output.model_read
+    cmaq_desid: str = "5.3.3:cb6r3_ae6_aq"  # output.cmaq_desid
+
+    @property
+    def formats(self) -> list[str]:
+        return [f for part in self.parts for f in part.formats]
+
+    def part(self, fmt: str) -> ModelPart:
+        return next(p for p in self.parts if fmt in p.formats)
 
 
 def _model_formats(cfg) -> list[str]:
     return [f for f in cfg.output.formats if f in MODEL_FORMATS]
 
 
-def _speciation_for(cfg, tables) -> Speciation:
-    """The speciation table of the config's mechanism; an error when model formats lack one."""
+def mechanism_of(cfg, fmt: str) -> str:
+    """The speciation mechanism of model format ``fmt``."""
+    return cfg.output.wrfchem.speciation_mechanism if fmt == "wrfchem" else cfg.output.mechanism
+
+
+def _speciation_for(cfg, tables, mechanism: str) -> Speciation:
+    """The speciation table's ``mechanism``; an error when model formats lack a table."""
     if cfg.tables.speciation is None:
         raise ConfigError(f"{cfg.config_path}: formats {_model_formats(cfg)} need a speciation "
                           "table (tables.speciation, e.g. config/speciation.csv)")
     path = Path(cfg.tables.speciation)
     digest = hashlib.sha256(path.read_bytes()).hexdigest()
-    return _load_once(path, digest, cfg.output.mechanism, tuple(tables.registry.emitted),
+    return _load_once(path, digest, mechanism, tuple(tables.registry.emitted),
                       tuple(tables.sectors["sector"]))
 
 
@@ -225,29 +251,58 @@ def _load_once(path: Path, digest: str, mechanism: str, emitted: tuple[str, ...]
     return load_speciation(path, mechanism, list(emitted), list(sectors))
 
 
+def _mechanisms(cfg) -> dict[str, list[str]]:
+    groups: dict[str, list[str]] = {}
+    for f in _model_formats(cfg):
+        groups.setdefault(mechanism_of(cfg, f), []).append(f)
+    return groups
+
+
 def prepare(cfg, tables, activity, emissions, matrix, cems=None) -> ModelOutputs | None:
     """Speciation, layers and the model-species annual grid for the configured formats."""
-    formats = _model_formats(cfg)
-    if not formats:
+    groups = _mechanisms(cfg)
+    if not groups:
         return None
-    spec = _speciation_for(cfg, tables)
     layers = layers_from_config(cfg.vertical)
     frac = source_layer_fractions(activity, layers, cfg.vertical)
-    ma = model_annual(matrix, emissions.table, activity, frac, spec, layers, tables.grid)
-    return ModelOutputs(formats, cfg.output.mechanism, spec, ma, _cems_model(cems, spec, frac),
-                        cems)
+    parts = []
+    for mechanism, formats in groups.items():
+        spec = _speciation_for(cfg, tables, mechanism)
+        ma = model_annual(matrix, emissions.table, activity, frac, spec, layers, tables.grid)
+        parts.append(ModelPart(formats, mechanism, spec, ma, _cems_model(cems, spec, frac)))
+    mo = ModelOutputs(parts, cems, cfg.output.wrfchem, cfg.output.model_read,
+                      cfg.output.cmaq_desid)
+    if "wrfchem" in mo.formats:
+        kemit = cfg.output.wrfchem.kemit_for(layers.n)
+        top = mo.part("wrfchem").annual.n_layers
+        if top > kemit:
+            raise ConfigError(f"{cfg.config_path}: emissions reach model layer {top} but "
+                              f"output.wrfchem.kemit is {kemit}: WRF-Chem reads only kemit "
+                              "levels and would drop the rest; raise kemit (and WRF's)")
+    return mo
 
 
 def check_formats(cfg, tables) -> None:
     """Refuse at the start of a build what the model formats cannot write: a grid WRF or the
-    I/O API cannot describe, a missing speciation table or mechanism."""
+    I/O API cannot describe, a missing speciation table or mechanism, a WRF-Chem mechanism
+    whose species the configured ``emiss_opt`` package does not read."""
     formats = _model_formats(cfg)
     if not formats:
         return
-    _speciation_for(cfg, tables)
     layers_from_config(cfg.vertical)
     for name in formats:
         FORMATS[name].writer.check_grid(tables.grid)
+    for name in formats:
+        spec = _speciation_for(cfg, tables, mechanism_of(cfg, name))
+        if name == "wrfchem":
+            eo = cfg.output.wrfchem.emiss_opt
+            problems = unread(eo, [(m.name, m.gas) for m in spec.species])
+            if problems:
+                raise ConfigError(
+                    f"{cfg.config_path}: mechanism {spec.mechanism!r} cannot be written for "
+                    f"WRF-Chem emiss_opt {eo} ({package(eo).name}): "
+                    + "; ".join(problems) + f". Use mechanism {MECHANISM_OF[eo]!r} (the "
+                    "default for this emiss_opt) or another emiss_opt")
 
 
 def _day_hours(times: np.ndarray, day: pd.Timestamp, n: int) -> np.ndarray:
@@ -257,7 +312,7 @@ def _day_hours(times: np.ndarray, day: pd.Timestamp, n: int) -> np.ndarray:
     return np.where(idx < times.size, idx, idx - 24)
 
 
-def day_fields(mo: ModelOutputs, day: pd.Timestamp, factors) -> xr.Dataset:
+def day_fields(mo: ModelPart, day: pd.Timestamp, factors) -> xr.Dataset:
     """The model species of UTC ``day``, per second per grid cell (``mol/s`` for gases, ``g/s``
     for aerosols), ``(time = 25, z, y, x)`` from 00 UTC: the 25th step is 00 UTC of the next day
     (on the year's last day the day's own 00 UTC hour again). Lazy: each species is one dask
@@ -285,20 +340,25 @@ def write_days(mo: ModelOutputs, days: list[pd.Timestamp], factors, build_dir: P
     """Write the model files of ``days`` (each format's writer converts :func:`day_fields` to
     its units); return per format, day and model species the amount the files carry over the
     day's 24 hours [mol or g], measured by the writers from the float32 arrays."""
-    ma = mo.annual
     measured: dict[str, dict[str, dict[str, float]]] = {f: {} for f in mo.formats}
-    layers_m = tuple(float(z) for z in ma.layers.interfaces)
-    for day in days:
-        fields = day_fields(mo, day, factors)
-        for name in mo.formats:
-            got: dict[str, float] = {}
-            fmt = FORMATS[name]
-            path = build_dir / fmt.folder / fmt.file_name(day, mechanism=mo.mechanism,
-                                                          grid=ma.grid.name)
-            fmt.writer.write(fields, path, WriteMeta(
-                grid=ma.grid, attrs=meta, mechanism=mo.mechanism, layers_m=layers_m,
-                on_written=got.__setitem__))
-            measured[name][f"{day:%Y%m%d}"] = got
+    wrf = mo.wrfchem
+    for part in mo.parts:
+        ma = part.annual
+        layers_m = tuple(float(z) for z in ma.layers.interfaces)
+        for day in days:
+            fields = day_fields(part, day, factors)
+            for name in part.formats:
+                got: dict[str, float] = {}
+                fmt = FORMATS[name]
+                path = build_dir / fmt.folder / fmt.file_name(
+                    day, mechanism=part.mechanism, grid=ma.grid.name,
+                    domain=wrf.domain if wrf is not None else 1)
+                fmt.writer.write(fields, path, WriteMeta(
+                    grid=ma.grid, attrs=meta, mechanism=part.mechanism, layers_m=layers_m,
+                    on_written=got.__setitem__,
+                    emiss_opt=wrf.emiss_opt if wrf is not None else None,
+                    kemit=wrf.kemit_for(ma.layers.n) if wrf is not None else None))
+                measured[name][f"{day:%Y%m%d}"] = got
     return measured
 
 
@@ -318,7 +378,7 @@ def check_days(mo: ModelOutputs, annual, factors, measured: dict, rtol: float = 
                 c = mo.cems_pairs
                 for q in np.flatnonzero(c.cells >= 0):
                     kg.loc[c.sectors[q], c.species[q]] += float(c.correction[q, times == d].sum())
-            want = mo.speciation.expected(kg)
+            want = mo.part(fmt).speciation.expected(kg)
             for name, value in got.items():
                 w = float(want[name])
                 scale = max(abs(w), abs(value))

@@ -6,6 +6,7 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import json
+import re
 import subprocess
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -57,7 +58,9 @@ def global_attributes(*, build_id: str, cfg_hash: str, inputs: dict[str, str], v
         "tongyuan_time_basis": "UTC; profiles defined in local time and shifted",
     }
     for name_, sha in sorted(inputs.items()):
-        attrs[f"input_sha256_{name_}"] = sha
+        # CF §2.3: attribute names are letters, digits and underscores (an input named after a
+        # file such as P0001_2024-07.csv would otherwise make an invalid name)
+        attrs[f"input_sha256_{re.sub(r'[^A-Za-z0-9_]', '_', name_)}"] = sha
     return attrs
 
 

@@ -52,6 +52,11 @@ class Speciation:
     pollutants: list[str]
     factors: dict[str, np.ndarray]  # sector → (pollutants × species); "*" the default
     path: str = field(default="", compare=False)
+    #: sector → (pollutants × species): the mass fraction of each pollutant a species carries
+    shares: dict[str, np.ndarray] = field(default_factory=dict, compare=False)
+
+    def shares_for(self, sector: str) -> np.ndarray:
+        return self.shares.get(sector, self.shares.get("*"))
 
     def for_sector(self, sector: str) -> np.ndarray:
         return self.factors.get(sector, self.factors.get("*"))
@@ -142,8 +147,10 @@ def load_speciation(path: str | Path, mechanism: str, emitted: list[str],
     names = list(species)
     pollutants = list(dict.fromkeys(df["pollutant"]))
     factors: dict[str, np.ndarray] = {}
+    shares: dict[str, np.ndarray] = {}
     for sector, g in df.groupby("sector", sort=False):
         mat = np.zeros((len(pollutants), len(names)))
+        share = np.zeros((len(pollutants), len(names)))
         for p, gp in g.groupby("pollutant", sort=False):
             total = gp["mass_fraction"].sum()
             if abs(total - 1.0) > 1e-3:
@@ -156,12 +163,16 @@ def load_speciation(path: str | Path, mechanism: str, emitted: list[str],
                 kg_to = 1000.0 / r.molar_mass_g_mol if m.gas else 1000.0
                 mat[pollutants.index(p), names.index(r.model_species)] += \
                     r.mass_fraction / total * kg_to
+                share[pollutants.index(p), names.index(r.model_species)] += \
+                    r.mass_fraction / total
         factors[str(sector)] = mat
+        shares[str(sector)] = share
     # a sector with own rows for some pollutants takes the default for the others
     if "*" in factors:
-        for mat in factors.values():
+        for s, mat in factors.items():
             missing = ~mat.any(axis=1)
             mat[missing] = factors["*"][missing]
+            shares[s][missing] = shares["*"][missing]
     else:
         uncovered = sorted(set(sectors) - set(factors))
         if uncovered:
@@ -175,4 +186,5 @@ def load_speciation(path: str | Path, mechanism: str, emitted: list[str],
                                      "is no default row", column="sector",
                                      expected="rows for every pollutant, or rows with sector "
                                      "'*'")
-    return Speciation(mechanism, [species[n] for n in names], pollutants, factors, str(path))
+    return Speciation(mechanism, [species[n] for n in names], pollutants, factors, str(path),
+                      shares)

@@ -13,6 +13,19 @@ from sources.errors import ConfigError, InputError
 from tests.world import SPECIATION, lcc_world
 
 G = 9.80665
+REPO = Path(__file__).resolve().parent.parent
+
+#: a WRF-Chem emiss_opt 3 (RADM2/MADE-SORGAM) mechanism for the fixture world
+SPECIATION_W3 = """w3,*,NOx,NO,0.9,46.0055,test
+w3,*,NOx,NO2,0.1,46.0055,test
+w3,*,SO2,SO2,1,64.066,test
+w3,*,CO,CO,1,28.0101,test
+w3,*,PM2_5_other,SO4J,0.25,,test
+w3,*,PM2_5_other,PM25J,0.75,,test
+w3,*,BC,ECJ,1,,test
+w3,*,OC,ORGJ,1,,test
+w3,*,PMC,PM_10,1,,test
+"""
 
 
 # ----------------------------------------------------------------- layers and plume rise
@@ -91,7 +104,7 @@ def _model_world(world, lambert: bool = True):
     """The fixture world (on the Lambert grid) with layers, a speciation table, BC and OC."""
     if lambert:
         lcc_world(world)
-    (world.parent / "speciation.csv").write_text(SPECIATION)
+    (world.parent / "speciation.csv").write_text(SPECIATION + SPECIATION_W3)
     f = world.parent / "emission_factors.csv"
     f.write_text(f.read_text() + "power,coal,boiler,BC,0.1,kg/t,test\n"
                  "power,coal,boiler,OC,0.2,kg/t,test\n")
@@ -100,6 +113,8 @@ def _model_world(world, lambert: bool = True):
     text = world.read_text().replace("  temporal_profiles: temporal_profiles.csv\n",
                                      "  temporal_profiles: temporal_profiles.csv\n"
                                      "  speciation: speciation.csv\n")
+    text = text.replace("output: {dir: ../out}", "output: {dir: ../out, wrfchem: "
+                        "{emiss_opt: 3, mechanism: w3, kemit: 4}}")
     world.write_text(text + "vertical: {layers_m: [0, 50, 150, 1000]}\n")
 
 
@@ -120,11 +135,29 @@ def test_build_writes_each_format_in_its_folder(model_build):
     build, s = model_build
     assert [p.name for p in (build / "hourly").glob("*.nc")] == ["20240301.nc"]
     assert [p.name for p in (build / "cmaq").glob("*.nc")] == ["emis_t1_T3KM_20240301.nc"]
-    assert [p.name for p in (build / "wrfchem").iterdir()] == ["wrfchemi_d01_2024-03-01_00:00:00"]
+    assert sorted(p.name for p in (build / "wrfchem").iterdir()) == [
+        "namelist.snippet", "wrfchemi_d01_2024-03-01_00:00:00"]
     import json
     files = json.loads((build / "manifest.json").read_text())["files"]
     assert "cmaq/emis_t1_T3KM_20240301.nc" in files
     assert "wrfchem/wrfchemi_d01_2024-03-01_00:00:00" in files
+    assert "wrfchem/namelist.snippet" in files
+
+
+def test_build_writes_the_namelist_lines_and_the_model_read_ledger(model_build):
+    build, _ = model_build
+    text = (build / "wrfchem" / "namelist.snippet").read_text()
+    for line in (" emiss_opt             = 3,", " kemit                 = 4,",
+                 " io_style_emissions    = 2,", " frames_per_auxinput5  = 24,",
+                 " auxinput5_interval_m  = 60,", "wrfchemi_d01_2024-03-01_00:00:00"):
+        assert line in text
+    ledger = pd.read_csv(build / "ledger.csv").set_index(["sector", "species"])
+    for fmt in ("cmaq", "wrfchem"):
+        read = ledger[f"{fmt}_read_kg"].groupby(level="species").sum()
+        grid = ledger["gridded_kg"].groupby(level="species").sum()
+        for sp in ("NOx", "SO2", "CO", "PM2_5", "PM10", "BC", "OC"):
+            assert read[sp] == pytest.approx(grid[sp], rel=1e-9), (fmt, sp)
+        assert (ledger[f"{fmt}_read_fraction"] <= 1 + 1e-12).all()
 
 
 # PseudoNetCDF's reader object raises in its finaliser at garbage collection (its own bug)
@@ -165,25 +198,54 @@ def test_cmaq_file_reads_with_pseudonetcdf_and_carries_the_mass(model_build):
     assert so2[:, 1].sum() > 0 and so2[:, 0].sum() == 0
 
 
+def _package_facts(emiss_opt):
+    """The Registry facts copied into the repo (config/wrfchem_packages.csv)."""
+    facts = pd.read_csv(REPO / "config" / "wrfchem_packages.csv", comment="#")
+    return facts[facts["emiss_opt"] == emiss_opt].set_index("variable")
+
+
 def test_wrfchem_file_units_times_and_mass(model_build):
     build, _ = model_build
     path = build / "wrfchem" / "wrfchemi_d01_2024-03-01_00:00:00"
+    facts = _package_facts(3)
     with netCDF4.Dataset(path) as nc, xr.open_dataset(build / "hourly" / "20240301.nc") as cf:
         times = netCDF4.chartostring(nc["Times"][:])
         assert times[0] == "2024-03-01_00:00:00" and times[-1] == "2024-03-01_23:00:00"
-        assert nc.dimensions["emissions_zdim"].size == 2
+        # kemit = 4 levels although emissions reach level 2 only: zero above
+        assert nc.dimensions["emissions_zdim"].size == 4
         assert "V4." in nc.TITLE and nc.MAP_PROJ == 1
         assert nc.getncattr("WEST-EAST_GRID_DIMENSION") == cf.sizes["x"] + 1
-        assert nc["E_NO"].units == "mol km^-2 hr^-1" and nc["E_PSO4"].units == "ug m^-2 s^-1"
+        # exactly the package's variables, with the Registry's units
+        e_vars = {v for v in nc.variables if v.startswith("E_")}
+        assert e_vars == set(facts.index)
+        for v in e_vars:
+            assert nc[v].units == facts.loc[v, "units"], v
+            assert nc[v].dimensions == ("Time", "emissions_zdim", "south_north", "west_east")
+        assert nc["E_NO"].units == "mol km^-2 hr^-1" and nc["E_SO4J"].units == "ug/m3 m/s"
+        assert float(np.abs(nc["E_NO"][:, 2:]).max()) == 0.0
+        assert float(np.abs(nc["E_HC5"][:]).max()) == 0.0  # no NMVOC in the fixture mechanism
         area = cf["cell_area"].values
         nox_mol = sum((nc[v][:].astype(np.float64) * area / 1e6).sum() for v in ("E_NO",
                                                                                    "E_NO2"))
         pm_g = sum((nc[v][:].astype(np.float64) * area).sum() * 3600 / 1e6
-                   for v in ("E_PSO4", "E_PMOTHR", "E_PEC", "E_POC"))
+                   for v in ("E_SO4J", "E_PM25J", "E_ECJ", "E_ORGJ"))
         nox_kg = float((cf["NOx"] * cf["cell_area"]).sum() * 3600)
         pm_kg = float((cf["PM2_5"] * cf["cell_area"]).sum() * 3600)
     assert nox_mol * 46.0055 / 1000 == pytest.approx(nox_kg, rel=1e-6)
     assert pm_g / 1000 == pytest.approx(pm_kg, rel=1e-6)
+
+
+def test_wrfchem_refuses_a_mechanism_the_package_does_not_read(world, prefect_harness,
+                                                               tmp_path):
+    from pipeline.flows import build_inventory
+
+    _model_world(world)
+    world.write_text(world.read_text().replace("mechanism: w3", "mechanism: t1"))
+    with pytest.raises(ConfigError, match=r"mechanism 't1' cannot be written for WRF-Chem "
+                       r"emiss_opt 3 \(eradmsorg\): E_PSO4 \(not in package eradmsorg\)"):
+        build_inventory(str(world), out_dir=str(tmp_path / "o"),
+                        period=("2024-03-01", "2024-03-01"), formats=["wrfchem"])
+    assert not (tmp_path / "o" / "latest-period").exists()
 
 
 def test_wrfchem_refuses_a_utm_grid(world, prefect_harness, tmp_path):
@@ -417,3 +479,99 @@ def test_cems_covering_every_hour_carries_the_annual_total(world, prefect_harnes
     with xr.open_dataset(build / "hourly" / "20240301.nc") as cf:
         kg = (cf["SO2"] * cf["cell_area"] * 3600).values[:, 0, 0]
     np.testing.assert_allclose(kg, 0.1 * 1000 / 878.4, rtol=1e-12)
+
+
+# ----------------------------------------------------------------- WRF-Chem packages
+
+@pytest.mark.parametrize("emiss_opt", [3, 4, 8, 10, 14, 15, 16, 17])
+def test_shipped_wrfchem_mechanisms_use_only_what_their_package_reads(emiss_opt):
+    """Each shipped WRF-Chem mechanism (config/speciation.csv, generated) writes only names its
+    package reads and uses, gas or aerosol as the Registry has them (config/wrfchem_packages.csv,
+    not the project's tables), and every row cites a source."""
+    from pipeline.wrfchem_packages import MECHANISM_OF
+
+    facts = _package_facts(emiss_opt)
+    table = pd.read_csv(REPO / "config" / "speciation.csv", keep_default_na=False)
+    rows = table[table["mechanism"] == MECHANISM_OF[emiss_opt]]
+    assert len(rows) > 0 and (rows["reference"].str.len() > 10).all()
+    for r in rows.itertuples():
+        v = facts.loc[f"E_{r.model_species}"]
+        assert v["used"] == "yes", r.model_species
+        assert (v["kind"] == "gas") == (r.molar_mass_g_mol != ""), r.model_species
+    emitted = ["SO2", "NOx", "CO", "NMVOC", "NH3", "PM10", "PM2_5", "BC", "OC", "CO2", "CH4"]
+    from sources.speciation import load_speciation
+    sectors = pd.read_csv(REPO / "config" / "sectors.csv")["sector"].tolist()
+    sp = load_speciation(REPO / "config" / "speciation.csv", MECHANISM_OF[emiss_opt], emitted,
+                         sectors)
+    want = {"SO2", "NOx", "CO", "NMVOC", "NH3", "PM2_5_other", "BC", "OC"}
+    if emiss_opt in (16, 17):
+        want = {"CO2", "CO"} | ({"CH4"} if emiss_opt == 17 else set())
+    elif emiss_opt != 4:  # CBMZ/MOSAIC (emiss_inpt_opt 1) has no coarse PM variable
+        want.add("PMC")
+    assert want <= set(sp.pollutants)
+
+
+def _fake_outputs(mechanism, fmt, emiss_opt=3, cmaq_desid="5.3.3:cb6r3_ae6_aq"):
+    from types import SimpleNamespace
+
+    from pipeline.config import WrfChemConfig
+    from pipeline.model_ready import ModelOutputs, ModelPart
+    from sources.speciation import load_speciation
+
+    sectors = pd.read_csv(REPO / "config" / "sectors.csv")["sector"].tolist()
+    emitted = ["SO2", "NOx", "CO", "NMVOC", "NH3", "PM10", "PM2_5", "BC", "OC", "CO2", "CH4",
+               "N2O"]
+    spec = load_speciation(REPO / "config" / "speciation.csv", mechanism, emitted, sectors)
+    layers = SimpleNamespace(n=3)
+    part = ModelPart([fmt], mechanism, spec, SimpleNamespace(layers=layers, n_layers=2))
+    mo = ModelOutputs([part], None, WrfChemConfig(emiss_opt=emiss_opt, kemit=5),
+                      "fail", cmaq_desid)
+    kg = {"SO2": 10, "NOx": 20, "CO": 30, "NMVOC": 40, "NH3": 5, "PM10": 12, "PM2_5": 8,
+          "BC": 1, "OC": 2, "CO2": 1e4, "CH4": 50, "N2O": 1}
+    idx = pd.MultiIndex.from_product([["road", "solvents", "power"], list(kg)],
+                                     names=["sector", "species"])
+    ledger = pd.DataFrame({"gridded_kg": [kg[s] for _, s in idx]}, index=idx)
+    return mo, ledger
+
+
+@pytest.mark.parametrize("emiss_opt", [3, 4, 8, 10, 14, 15, 16, 17])
+def test_model_read_fraction_of_every_wrfchem_package(emiss_opt):
+    """What the package reads (Registry facts) of each inventory species, through the shipped
+    mechanism: all of it for every species the package has variables for; PM10's coarse part
+    is not read with emiss_opt 4 (no coarse variable), and that is reported."""
+    from pipeline.model_read import model_read
+    from pipeline.wrfchem_packages import MECHANISM_OF
+
+    mo, ledger = _fake_outputs(MECHANISM_OF[emiss_opt], "wrfchem", emiss_opt)
+    cols, problems, notes = model_read(mo, ledger)
+    frac = cols["wrfchem_read_kg"].groupby(level="species").sum() / \
+        ledger["gridded_kg"].groupby(level="species").sum()
+    carried = (["CO2", "CO"] + (["CH4"] if emiss_opt == 17 else [])) if emiss_opt >= 16 else \
+        ["SO2", "NOx", "CO", "NMVOC", "NH3", "PM2_5", "BC", "OC"] + \
+        (["PM10"] if emiss_opt != 4 else [])
+    for sp in carried:
+        assert frac[sp] == pytest.approx(1.0, abs=1e-9), sp
+    if emiss_opt == 4:
+        assert frac["PM10"] == pytest.approx(8 / 12)
+        assert problems == ["wrfchem (WRF-Chem emiss_opt 4 (ecbmz_mosaic), mechanism "
+                            "cbmz_mosaic): reads 66.6667% of PM10"]
+    else:
+        assert problems == []
+    assert "wrfchem: N2O is not carried by mechanism " + MECHANISM_OF[emiss_opt] in notes
+
+
+def test_model_read_of_cmaq_follows_the_default_desid_rules():
+    """CB6r3 through CMAQ 5.3.3's default EmissCtrl rules: IVOC, UNR and NVOL have no rule
+    (config/cmaq_desid_surrogates.csv), so part of NMVOC is not read; the rest is."""
+    from pipeline.model_read import model_read
+
+    mo, ledger = _fake_outputs("cb6r3_ae6", "cmaq")
+    cols, problems, _ = model_read(mo, ledger)
+    frac = cols["cmaq_read_kg"].groupby(level="species").sum() / \
+        ledger["gridded_kg"].groupby(level="species").sum()
+    for sp in ["SO2", "NOx", "CO", "NH3", "PM2_5", "PM10", "BC", "OC"]:
+        assert frac[sp] == pytest.approx(1.0, abs=1e-9), sp
+    # solvents (SPECIATE 8744): IVOC 26.1 % + UNR 4.4 % + NVOL 0.25 % of TOG, no CH4
+    solv = cols.loc[("solvents", "NMVOC"), "cmaq_read_fraction"]
+    assert solv == pytest.approx(1 - 0.261070 - 0.043968 - 0.002474876, abs=1e-5)
+    assert len(problems) == 1 and "of NMVOC" in problems[0]

@@ -2,6 +2,7 @@
 converts the day's fields to its own units and materialises one species at a time."""
 
 import inspect
+import re
 
 import dask
 import dask.array as da
@@ -12,6 +13,7 @@ import pytest
 import xarray as xr
 
 from grids.grid import Grid, griddesc_crs
+from pipeline.provenance import global_attributes
 from pipeline.writers import FORMATS, WriteMeta
 from pipeline.writers.netcdf_cf import static_coords
 
@@ -153,3 +155,11 @@ def test_model_writers_refuse_a_day_of_the_wrong_shape(tmp_path):
         FORMATS["cmaq"].writer.write(_model_day([]).isel(time=slice(0, 24)), tmp_path / "c.nc",
                                      _meta())
     assert not (tmp_path / "c.nc").exists()
+
+
+def test_input_names_become_cf_attribute_names():
+    attrs = global_attributes(build_id="b", cfg_hash="h", inputs={"cems_P0001_2024-07": "x",
+                                                                   "points": "y"},
+                              version="v", name="n", year=2024, grid_name="G")
+    assert attrs["input_sha256_cems_P0001_2024_07"] == "x" and attrs["input_sha256_points"] == "y"
+    assert all(re.fullmatch(r"[A-Za-z][A-Za-z0-9_]*", k) for k in attrs)

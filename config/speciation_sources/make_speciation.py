@@ -15,6 +15,8 @@ is NO2-equivalent mass (US EPA NEI FAQ "How are Oxides of Nitrogen (NOx) defined
 import csv
 from pathlib import Path
 
+from wrfchem_mechanisms import wrfchem_rows
+
 VOC = {  # profile: "species massfrac divisor" (TOG basis)
     "8750a": """ACET 7.498128e-04 58.080000|ALD2 0.010359 44.053000|ALDX 2.394366e-03 35.211268|BENZ 0.043686 78.114000|CH4 0.139433 16.043000|ETH 0.058635 28.054000|ETHA 0.023007 30.070000|ETHY 0.032166 26.038000|FORM 0.013281 30.026000|IOLE 0.021701 55.520487|IVOC 9.176111e-03 139.074123|KET 1.099632e-04 18.026750|NAPH 3.806768e-04 128.174000|OLE 0.041603 28.142660|PAR 0.350466 14.280433|PRPA 1.981278e-03 44.097000|TOL 0.114017 92.691172|UNR 4.160024e-03 14.284324|XYLMN 0.132699 106.458778""",
     "8774": """ALD2 0.055695 44.053000|ALDX 0.019938 42.538002|APIN 8.746480e-04 136.238000|BENZ 0.032034 78.114000|ETH 0.204502 28.054000|ETHA 0.018481 30.070000|ETHY 0.066883 26.038000|FORM 0.088857 30.026000|IOLE 0.024105 55.208599|ISOP 1.529953e-03 68.119000|IVOC 2.936682e-03 132.163905|KET 7.489033e-03 18.026750|OLE 0.080453 29.385828|PAR 0.322950 14.803498|PRPA 0.022260 44.097000|TERP 3.133474e-04 136.238000|TOL 0.027611 94.791333|UNR 1.171310e-03 14.424999|XYLMN 0.021918 106.192097""",
@@ -81,6 +83,7 @@ rows += [[MEC, "*", "BC", "PEC", "1", "", "inventory BC is elemental carbon (AE6
          [MEC, "*", "SO2", "SO2", "1", "64.0638", "one to one (SULF not split off)"],
          [MEC, "*", "CO", "CO", "1", "28.0101", "one to one"],
          [MEC, "*", "NH3", "NH3", "1", "17.0305", "one to one"]]
+rows += wrfchem_rows(rows)
 out = Path(__file__).resolve().parent.parent / "speciation.csv"
 with out.open("w", newline="") as fh:
     w = csv.writer(fh)

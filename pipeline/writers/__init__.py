@@ -79,6 +79,12 @@ class WriteMeta:
     #: the amount its float32 array carries over the day's 24 hours [mol or g] (how the
     #: model-ready step checks the files against the inventory); None: not reported
     on_written: Callable[[str, float], None] | None = None
+    #: WRF-Chem: the ``emiss_opt`` whose Registry package the file carries, every variable of
+    #: it (zero where the day has no species) and nothing else; None: the day's species only
+    emiss_opt: int | None = None
+    #: WRF-Chem: ``kemit``, the file's ``emissions_zdim`` (levels above the day's are zero);
+    #: None: the day's ``z`` size
+    kemit: int | None = None
 
 
 @dataclass(frozen=True)

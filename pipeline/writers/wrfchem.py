@@ -2,7 +2,11 @@
 
 One file per UTC day with 24 hourly frames (``io_style_emissions = 2``, ``frames_per_auxinput5
 = 24``, ``auxinput5_interval_m = 60``). Variables ``E_<species>`` (Time, emissions_zdim,
-south_north, west_east) in float32 — gases in mol km⁻² h⁻¹, aerosols in µg m⁻² s⁻¹ — with the
+south_north, west_east) in float32 — gases in mol km⁻² h⁻¹, aerosols in µg m⁻² s⁻¹ (the Registry
+writes "ug/m3 m/s") — with ``emissions_zdim = kemit`` (zero above the highest emitting level).
+With ``meta.emiss_opt`` the file carries exactly the variables of that Registry package
+(:mod:`pipeline.wrfchem_packages`), zero where the mechanism has no species, and a day with a
+species the package does not read is refused. Each variable has the
 WRF field attributes (FieldType 104, MemoryOrder "XYZ", description, units, stagger); ``Times``
 (Time × DateStrLen = 19); global attributes WRF checks against its domain (TITLE containing "V4."
 as WRF 4 requires, START_DATE, WEST-EAST/SOUTH-NORTH/BOTTOM-TOP_GRID_DIMENSION as staggered
@@ -24,6 +28,7 @@ import pandas as pd
 import xarray as xr
 
 from grids.grid import Grid
+from pipeline.wrfchem_packages import KIND_UNITS, package, unread
 from pipeline.writers import WriteMeta
 from pipeline.writers.classic import classic_file
 from sources.errors import ConfigError
@@ -67,32 +72,58 @@ def file_units(units: str) -> str:
     return GAS_UNITS if per_area.is_compatible_with(GAS_UNITS) else AEROSOL_UNITS
 
 
+def _variables(day: xr.Dataset, emiss_opt: int | None) -> dict[str, tuple[str | None, str, str]]:
+    """File variable → (species of ``day`` or None for a zero field, pint unit, unit attribute)."""
+    names = [str(n) for n in day.data_vars]
+    if emiss_opt is None:
+        out = {}
+        for n in names:
+            u = file_units(day[n].attrs["units"])
+            out[f"E_{n}"] = (n, u, u)
+        return out
+    gas = {n: ureg.Unit(day[n].attrs["units"]).is_compatible_with("mol/s") for n in names}
+    problems = unread(emiss_opt, [(n, gas[n]) for n in names])
+    if problems:
+        raise ConfigError(f"WRF-Chem emiss_opt {emiss_opt} ({package(emiss_opt).name}) does not "
+                          "read " + "; ".join(problems))
+    out = {}
+    for v in package(emiss_opt).variables.values():
+        n = v.name[2:]
+        attr, unit = KIND_UNITS[v.kind]
+        out[v.name] = (n if n in gas else None, unit, v.units or attr)
+    return out
+
+
 def write(day: xr.Dataset, path: str | Path, meta: WriteMeta) -> None:
     """Write one day: the first 24 hours of ``day``'s model species ``(time, z, y, x)`` per grid
     cell (any unit of amount or mass per second) as ``E_<species>``, divided by the cell areas
     into mol km-2 hr-1 or ug m-2 s-1, materialised one species at a time (see
     :mod:`pipeline.writers` for the interface)."""
     path, grid = Path(path), meta.grid
-    names = [str(n) for n in day.data_vars]
     start = pd.Timestamp(day["time"].values[0])
     proj = wrf_projection(grid)
-    n_t, n_z, ny, nx = 24, day.sizes["z"], grid.ny, grid.nx
-    units = {n: file_units(day[n].attrs["units"]) for n in names}
+    n_t, n_day, ny, nx = 24, day.sizes["z"], grid.ny, grid.nx
+    n_z = meta.kemit if meta.kemit is not None else n_day
+    if n_day > n_z:
+        raise ConfigError(f"{path.name}: the day has emissions in {n_day} levels but kemit is "
+                          f"{n_z}: WRF-Chem would not read the levels above")
+    variables_ = _variables(day, meta.emiss_opt)
     with classic_file(path, {"Time": None, "DateStrLen": 19, "west_east": nx,
                              "south_north": ny, "emissions_zdim": n_z}) as nc:
         times = nc.createVariable("Times", "S1", ("Time", "DateStrLen"))
         stamps = [f"{start + pd.Timedelta(hours=h):%Y-%m-%d_%H:%M:%S}" for h in range(n_t)]
         variables = {}
-        for n in names:
-            v = nc.createVariable(f"E_{n}", "f4", ("Time", "emissions_zdim", "south_north",
-                                                   "west_east"))
+        for name, (n, _, unit_attr) in variables_.items():
+            v = nc.createVariable(name, "f4", ("Time", "emissions_zdim", "south_north",
+                                               "west_east"))
             v.FieldType = np.int32(104)
             v.MemoryOrder = "XYZ"
-            v.description = day[n].attrs.get("description", f"E_{n}")
-            v.units = units[n]
+            v.description = (day[n].attrs.get("description", name) if n is not None
+                             else "EMISSIONS (none in this inventory)")
+            v.units = unit_attr
             v.stagger = ""
             v.coordinates = "XLONG XLAT"
-            variables[n] = v
+            variables[name] = v
         lon, lat = grid.lonlat()
         coords = {}
         for name, arr, desc in (("XLONG", lon, "LONGITUDE, WEST IS NEGATIVE"),
@@ -112,16 +143,20 @@ def write(day: xr.Dataset, path: str | Path, meta: WriteMeta) -> None:
         for v, arr in coords.values():
             v[:] = arr.astype(np.float32)
         area = grid.cell_area_m2
-        for n in names:
+        for name, (n, unit, _) in variables_.items():
+            values = np.zeros((n_t, n_z, ny, nx), dtype=np.float32)
+            if n is None:
+                variables[name][:] = values
+                continue
             # per cell → per m2 of the cell → the file's unit (pint: 3.6e9 for mol/s → mol km-2
             # hr-1, 1e6 for g/s → ug m-2 s-1)
-            factor = factor_to(f"({day[n].attrs['units']}) / m**2", units[n])
-            values = np.asarray(day[n].isel(time=slice(0, n_t))
-                                .transpose("time", "z", "y", "x").values)
-            if values.shape != (n_t, n_z, ny, nx):
-                raise ValueError(f"E_{n}: expected {(n_t, n_z, ny, nx)}, got {values.shape}")
-            values = (values * (factor / area)).astype(np.float32)
-            variables[n][:] = values
+            factor = factor_to(f"({day[n].attrs['units']}) / m**2", unit)
+            got = np.asarray(day[n].isel(time=slice(0, n_t)).transpose("time", "z", "y", "x")
+                             .values)
+            if got.shape != (n_t, n_day, ny, nx):
+                raise ValueError(f"E_{n}: expected {(n_t, n_day, ny, nx)}, got {got.shape}")
+            values[:, :n_day] = got * (factor / area)
+            variables[name][:] = values
             if meta.on_written is not None:  # the day's 24 hours, back in the day's units
                 back = area / factor
                 meta.on_written(n, float((values.astype(np.float64) * back).sum() * HOUR_S))
