@@ -63,6 +63,7 @@ from pipeline.publish import (
     verify_build,
     write_manifest,
 )
+from pipeline.regional import add_regional
 from pipeline.report import summary_markdown, write_report, write_synergy_page
 from pipeline.scenario import (
     ScenarioRun,
@@ -350,6 +351,7 @@ def prepare(cfg: BuildConfig | str | Path, tables: Tables | None = None, *,
     grid_and_time(state, runner)
     state.clock.lap("grid+time")
     state.cache_files = sorted({*records, *matrices})
+    add_regional(state, runner)  # regional background (config 'regional:'): merged, checked
     return state
 
 

@@ -285,6 +285,38 @@ class ScheduleConfig(FrozenModel):
         return value
 
 
+class RegionalInventoryConfig(FrozenModel):
+    """One gridded inventory (:class:`sources.gridded.GriddedSource` fields)."""
+
+    name: str
+    format: Literal["meic_asc", "meic_nc", "edgar", "cf", "geotiff"]
+    path: Path
+    pattern: str | None = None
+    units: str | None = None
+    crs: str | None = None
+    year: int | None = None
+    sector: str | None = None
+    species: str | None = None
+    variable: str | None = None
+
+
+class RegionalConfig(FrozenModel):
+    """A regional background (MEIC, EDGAR, any raster) regridded onto the grid and merged with
+    the city's own sources (pipeline/regional.py)."""
+
+    inventories: list[RegionalInventoryConfig] = Field(min_length=1)
+    #: their sectors → ours (with split fractions) and their species → ours
+    sector_mapping: Path
+    species_mapping: Path
+    #: polygons inside which the local inventory replaces the regional one (any vector file;
+    #: default: the config's ``boundaries``); null with no boundaries: nothing is replaced
+    mask: Path | None = None
+    #: our sectors replaced inside the mask: ``auto`` = every sector the local inventory has
+    replace: Literal["auto"] | list[str] = "auto"
+    #: points per target cell side when regridding between different CRSs
+    densify: int = Field(4, ge=1, le=64)
+
+
 class BuildConfig(FrozenModel):
     name: str
     year: int = Field(2024, ge=2004, le=2100)
@@ -305,6 +337,8 @@ class BuildConfig(FrozenModel):
     #: hourly measured stack emissions (CSV/Parquet: source_id, time_utc, species, value, unit)
     cems: list[Path] = Field(default_factory=list)
     boundaries: Path | None = None
+    #: a regional background inventory merged with the local one (None: local only)
+    regional: RegionalConfig | None = None
     config_path: Path | None = None
 
     @field_validator("inputs")
@@ -371,6 +405,15 @@ def resolve_paths(doc: dict[str, Any], base: Path) -> dict[str, Any]:
     if isinstance(out.get("validation"), dict) and out["validation"].get("activity_bounds"):
         out["validation"] = {**out["validation"],
                              "activity_bounds": res(out["validation"]["activity_bounds"])}
+    if isinstance(out.get("regional"), dict):
+        reg = dict(out["regional"])
+        for key in ("sector_mapping", "species_mapping", "mask"):
+            if reg.get(key):
+                reg[key] = res(reg[key])
+        if isinstance(reg.get("inventories"), list):
+            reg["inventories"] = [{**i, "path": res(i.get("path"))} if isinstance(i, dict)
+                                  else i for i in reg["inventories"]]
+        out["regional"] = reg
     if isinstance(out.get("output"), dict) and out["output"].get("dir"):
         out["output"] = {**out["output"], "dir": res(out["output"]["dir"])}
     return out
@@ -418,6 +461,8 @@ def config_hash(cfg: BuildConfig) -> str:
     for spec in doc["inputs"]:  # the hash of a config without workbooks is what it was
         if spec.get("sheet") is None:
             spec.pop("sheet", None)
+    if doc.get("regional") is None:  # the hash of a config without a regional background
+        doc.pop("regional", None)
 
     def rel(v: Any) -> Any:
         if isinstance(v, dict):
@@ -433,6 +478,9 @@ def config_hash(cfg: BuildConfig) -> str:
         h.update(p.read_bytes())
     if cfg.grid.griddesc is not None and cfg.grid.griddesc.exists():  # defines the grid
         h.update(cfg.grid.griddesc.read_bytes())
+    if cfg.regional is not None:  # the mapping tables are science like the other tables
+        h.update(cfg.regional.sector_mapping.read_bytes())
+        h.update(cfg.regional.species_mapping.read_bytes())
     for _name, p in sorted(cfg.proxies.items()):  # proxies shape the gridding
         if p.exists():
             h.update(p.read_bytes())

@@ -108,6 +108,13 @@ def input_fingerprint(cfg: BuildConfig) -> str:
              + ([("boundaries", "", cfg.boundaries)] if cfg.boundaries else [])
              + ([("griddesc", "", cfg.grid.griddesc)] if getattr(cfg.grid, "griddesc", None)
                 else []))
+    if cfg.regional is not None:  # every file of a regional inventory, and its mask
+        for inv in cfg.regional.inventories:
+            root = Path(inv.path)
+            paths = sorted(p for p in root.rglob("*") if p.is_file()) if root.is_dir() else [root]
+            files += [("regional", inv.name, p) for p in paths]
+        if cfg.regional.mask is not None:
+            files.append(("regional_mask", "", cfg.regional.mask))
     for kind, name, path in files:
         h.update(f"|{kind}:{name}:{sha256_or_missing(path)}".encode())
     o = cfg.output
