@@ -1,10 +1,14 @@
 #!/usr/bin/env python
-"""Generate the synthetic Shanghai demo dataset of Tongyuan (``data/shanghai-demo/``).
+"""Generate the Shanghai demo dataset of Tongyuan (``data/shanghai-demo/``).
 
-Every value written by this script is SYNTHETIC: plausible in size and place, but not an
-inventory of real facilities, roads or people. District boundaries are APPROXIMATE polygons built
-here from a hand-digitised outline of Shanghai split by a Voronoi tessellation; they are not
-official boundaries.
+REAL public data (``data/demo/real/``, copied to ``real/`` with their licences): the coal and gas
+plants of the WRI Global Power Plant Database (CC BY 4.0: names, locations, capacities, estimated
+generation, which weights each plant's activity), the 2020 census population per district
+(scales the population proxy) and the geoBoundaries/OpenStreetMap district polygons (ODbL 1.0,
+copied only; not official boundaries). Every other value is SYNTHETIC: plausible in size and
+place, but not an inventory of real facilities, roads or people; the units and stacks of the
+real plants are synthetic too. The demo's district boundaries are APPROXIMATE polygons built
+here from a hand-digitised outline of Shanghai split by a Voronoi tessellation.
 
 The output is deterministic: the same seed gives the same bytes on every run (GeoPackage
 timestamps, DBF dates and float formatting are pinned). Run::
@@ -32,6 +36,7 @@ from demo.geography import build_districts, build_proxies, district_fractions
 from demo.network import build_lanes, build_roads
 from demo.output import write_csv, write_gpkg, write_parquet, write_shapefile, write_tif
 from demo.points import Siting, build_points
+from demo.real import copy_real
 from shapely.ops import unary_union
 
 
@@ -79,10 +84,12 @@ def generate(out: Path, seed: int = DEFAULT_SEED, verbose: bool = True) -> dict[
     write_gpkg(areas, paths["areas"], "area_sources")
     write_tif(pop, paths["population"], "population", "people per pixel")
     write_tif(crop, paths["cropland"], "cropland", "fraction of pixel area (0-1)")
+    copy_real(out)
 
     if verbose:
-        summary(out, dist, points, roads, lanes, areas, pop, crop, pop_by_district,
-                crop_by_district, time.perf_counter() - t0)
+        summary(out, {"dist": dist, "points": points, "roads": roads, "lanes": lanes,
+                      "areas": areas, "pop": pop, "crop": crop},
+                pop_by_district, crop_by_district, time.perf_counter() - t0)
     return paths
 
 
@@ -90,8 +97,10 @@ def _files(out: Path) -> list[Path]:
     return sorted(p for p in out.rglob("*") if p.is_file() and p.name != "README.md")
 
 
-def summary(out, dist, points, roads, lanes, areas, pop, crop, pop_by_district,
-            crop_by_district, secs) -> None:
+def summary(out, parts: dict, pop_by_district, crop_by_district, secs) -> None:
+    """Print what was written; ``parts``: dist, points, roads, lanes, areas, pop, crop."""
+    dist, points, roads, lanes = (parts[k] for k in ("dist", "points", "roads", "lanes"))
+    areas, pop, crop = parts["areas"], parts["pop"], parts["crop"]
     p = print
     p(f"Tongyuan synthetic Shanghai demo -> {out}  ({secs:.1f} s)")
     dist_area = dist.to_crs(UTM).area / 1e6

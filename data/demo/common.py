@@ -8,6 +8,8 @@ import numpy as np
 import pyproj
 import shapely
 
+from demo.real import census_population
+
 # GeoPackage writes the current time into gpkg_contents.last_change unless this is pinned
 FIXED_TIMESTAMP = "2024-01-01T00:00:00Z"
 DBF_DATE = "2024-01-01"
@@ -54,7 +56,8 @@ TARGET_GASOLINE_SOLD_T = 3.7e6          # t gasoline through depots and service 
 TARGET_CAR_STOCK = 4.4e6                # gasoline cars (evaporative emissions)
 TARGET_LANDFILL_T = 2.0e6               # t MSW landfilled per year (Laogang)
 TARGET_LTO_KEROSENE_T = 0.74e6          # t jet kerosene in LTO cycles (10 % of airport sales)
-TARGET_POPULATION = 24.9e6              # residents, sum of proxies/population.tif
+CENSUS_2020 = census_population()       # REAL: 7th census residents per district (2020-11-01)
+TARGET_POPULATION = float(sum(CENSUS_2020.values()))  # 24 870 895, sum of proxies/population.tif
 
 # --------------------------------------------------------------------------------------------
 # Grids and coordinate systems
@@ -72,25 +75,25 @@ PEOPLES_SQUARE = (121.475, 31.230)
 BOUNDARY_NOTE = ("APPROXIMATE synthetic boundary (hand-digitised outline split by a Voronoi "
                  "tessellation); not an official boundary; demonstration only")
 
-# District code, Chinese name, English name, approximate resident population (synthetic,
-# census-like shares), whether it has agriculture
+# District code, Chinese name, English name, resident population (REAL: 2020 census, scales the
+# population proxy per district)
 DISTRICTS = [
-    ("310101", "黄浦区", "Huangpu", 0.662e6),
-    ("310104", "徐汇区", "Xuhui", 1.113e6),
-    ("310105", "长宁区", "Changning", 0.693e6),
-    ("310106", "静安区", "Jing'an", 0.976e6),
-    ("310107", "普陀区", "Putuo", 1.240e6),
-    ("310109", "虹口区", "Hongkou", 0.757e6),
-    ("310110", "杨浦区", "Yangpu", 1.242e6),
-    ("310112", "闵行区", "Minhang", 2.654e6),
-    ("310113", "宝山区", "Baoshan", 2.235e6),
-    ("310114", "嘉定区", "Jiading", 1.834e6),
-    ("310115", "浦东新区", "Pudong New Area", 5.681e6),
-    ("310116", "金山区", "Jinshan", 0.823e6),
-    ("310117", "松江区", "Songjiang", 1.910e6),
-    ("310118", "青浦区", "Qingpu", 1.271e6),
-    ("310120", "奉贤区", "Fengxian", 1.141e6),
-    ("310151", "崇明区", "Chongming", 0.638e6),
+    ("310101", "黄浦区", "Huangpu", CENSUS_2020["310101"]),
+    ("310104", "徐汇区", "Xuhui", CENSUS_2020["310104"]),
+    ("310105", "长宁区", "Changning", CENSUS_2020["310105"]),
+    ("310106", "静安区", "Jing'an", CENSUS_2020["310106"]),
+    ("310107", "普陀区", "Putuo", CENSUS_2020["310107"]),
+    ("310109", "虹口区", "Hongkou", CENSUS_2020["310109"]),
+    ("310110", "杨浦区", "Yangpu", CENSUS_2020["310110"]),
+    ("310112", "闵行区", "Minhang", CENSUS_2020["310112"]),
+    ("310113", "宝山区", "Baoshan", CENSUS_2020["310113"]),
+    ("310114", "嘉定区", "Jiading", CENSUS_2020["310114"]),
+    ("310115", "浦东新区", "Pudong New Area", CENSUS_2020["310115"]),
+    ("310116", "金山区", "Jinshan", CENSUS_2020["310116"]),
+    ("310117", "松江区", "Songjiang", CENSUS_2020["310117"]),
+    ("310118", "青浦区", "Qingpu", CENSUS_2020["310118"]),
+    ("310120", "奉贤区", "Fengxian", CENSUS_2020["310120"]),
+    ("310151", "崇明区", "Chongming", CENSUS_2020["310151"]),
 ]
 CENTRAL = {"310101", "310104", "310105", "310106", "310107", "310109", "310110"}
 

@@ -32,6 +32,7 @@ from demo.common import (
     utm_xy,
 )
 from demo.geography import DAZHI, DIANPU, HUANGPU, SUZHOU_CREEK
+from demo.real import power_plants
 
 
 # --------------------------------------------------------------------------------------------
@@ -79,23 +80,21 @@ class Siting:
         raise RuntimeError(f"no valid site near {lon}, {lat}")
 
 
-# (name, lon, lat, [(unit capacity MW, count)]) synthetic units near real plant locations
-COAL_PLANTS = [
-    ("Waigaoqiao coal power", 121.600, 31.343, [(320, 4), (900, 2), (1000, 2)]),
-    ("Shidongkou coal power", 121.398, 31.452, [(325, 4), (628, 2), (660, 2)]),
-    ("Wujing coal power", 121.452, 31.062, [(600, 2), (300, 2)]),
-    ("Caojing coal power", 121.400, 30.772, [(1000, 2)]),
-    ("Baowu captive coal power", 121.440, 31.398, [(350, 3)]),
-    ("Gaoqiao coal power", 121.583, 31.348, [(300, 2)]),
-]
-GAS_PLANTS = [
-    ("Shidongkou gas power", 121.388, 31.448, [(390, 3)]),
-    ("Zhabei gas power", 121.438, 31.335, [(400, 2)]),
-    ("Minhang gas power", 121.400, 31.035, [(460, 2)]),
-    ("Lingang gas power", 121.905, 30.880, [(350, 4)]),
-    ("Caojing gas CHP", 121.425, 30.790, [(300, 2)]),
-    ("Fengxian gas power", 121.540, 30.870, [(400, 2)]),
-]
+# REAL plants (WRI Global Power Plant Database, CC BY 4.0): name [gppd_idnr], lon, lat, capacity
+# MW and WRI's estimated generation; their units (at most UNIT_MW each, equal size), loads, stack
+# parameters and controls are SYNTHETIC. A plant's activity is proportional to its estimated
+# generation (× a synthetic heat-rate and load spread per unit), scaled to the calibration target.
+COAL_PLANTS = power_plants("Coal")
+GAS_PLANTS = power_plants("Gas")
+UNIT_MW = {"coal": 1000.0, "natural_gas": 400.0}
+
+
+def _units(capacity_mw: float, fuel: str) -> list[float]:
+    """Synthetic equal units of a plant: the fewest of at most UNIT_MW[fuel] each."""
+    n = max(1, math.ceil(capacity_mw / UNIT_MW[fuel] - 1e-9))
+    return [capacity_mw / n] * n
+
+
 # Integrated steel works, one row per stack and PROCESS (issue 17): each process has its own
 # technology key (its own factors in config/emission_factors.csv, per unit of its own throughput)
 # and its own control; no plant-level factor is split over stacks.
@@ -197,8 +196,11 @@ def build_points(siting: Siting, seed: int) -> pd.DataFrame:
     rows: list[dict] = []
     moved: list[tuple[str, float]] = []
 
-    def add(name, sector, subsector, fuel, tech, control, weight, unit, anchor, radius,
-            height, diam, temp, vel):
+    def add(name, key, weight, unit, anchor, radius, stack):
+        """key = (sector, subsector, fuel, technology, control); stack = (height m, diameter m,
+        exit temperature K, exit velocity m/s)."""
+        sector, subsector, fuel, tech, control = key
+        height, diam, temp, vel = stack
         x, y, code, d = siting.place(rng, anchor[0], anchor[1], radius)
         lon, lat = TO_LL.transform(x, y)
         moved.append((name, max(0.0, d - radius)))
@@ -208,49 +210,47 @@ def build_points(siting: Siting, seed: int) -> pd.DataFrame:
                      "stack_height_m": height, "stack_diameter_m": diam, "exit_temp_k": temp,
                      "exit_velocity_m_s": vel, "district_code": code})
 
-    for name, lon, lat, units in COAL_PLANTS:
-        k = 0
-        for mw, count in units:
-            for _ in range(count):
-                k += 1
-                big = mw >= 900
-                load = rng.uniform(0.60, 0.75) if big else rng.uniform(0.50, 0.68)
-                heat = 0.95 if big else 1.05  # larger units burn less coal per MWh
-                add(f"{name} unit {k} ({mw} MW)", "power", "coal_power", "coal",
-                    "pulverised_coal", "lnb+scr+wfgd+esp+wesp", mw * load * heat, "t",
-                    (lon, lat), 700.0,
-                    _u(rng, (210, 240) if big else (150, 210), 0),
-                    _u(rng, (7.5, 9.0) if big else (6.0, 7.5)), _u(rng, (320, 335), 0),
-                    _u(rng, (15, 25)))
-    for name, lon, lat, units in GAS_PLANTS:
-        k = 0
-        for mw, count in units:
-            for _ in range(count):
-                k += 1
-                add(f"{name} unit {k} ({mw} MW)", "power", "gas_power", "natural_gas",
-                    "gas_combined_cycle", "lnb+scr", mw * rng.uniform(0.30, 0.50), "m**3",
-                    (lon, lat), 500.0, _u(rng, (60, 80), 0), _u(rng, (5.0, 7.0)),
-                    _u(rng, (360, 385), 0), _u(rng, (15, 20)))
+    for name, lon, lat, capacity, gwh in COAL_PLANTS:
+        units = _units(capacity, "coal")
+        for k, mw in enumerate(units, start=1):
+            big = mw >= 900
+            load = rng.uniform(0.90, 1.10)  # synthetic spread of the plant's generation
+            heat = 0.95 if big else 1.05  # larger units burn less coal per MWh
+            add(f"{name} unit {k} ({mw:.0f} MW, synthetic unit)",
+                ("power", "coal_power", "coal", "pulverised_coal", "lnb+scr+wfgd+esp+wesp"),
+                gwh / len(units) * load * heat, "t", (lon, lat), 700.0,
+                (_u(rng, (210, 240) if big else (150, 210), 0),
+                 _u(rng, (7.5, 9.0) if big else (6.0, 7.5)), _u(rng, (320, 335), 0),
+                 _u(rng, (15, 25))))
+    for name, lon, lat, capacity, gwh in GAS_PLANTS:
+        units = _units(capacity, "natural_gas")
+        for k, mw in enumerate(units, start=1):
+            add(f"{name} unit {k} ({mw:.0f} MW, synthetic unit)",
+                ("power", "gas_power", "natural_gas", "gas_combined_cycle", "lnb+scr"),
+                gwh / len(units) * rng.uniform(0.90, 1.10), "m**3", (lon, lat), 500.0,
+                (_u(rng, (60, 80), 0), _u(rng, (5.0, 7.0)), _u(rng, (360, 385), 0),
+                 _u(rng, (15, 20))))
     sname, slon, slat, srad = STEEL_SITE
     for tech, n, control, hr, dr, tr, vr in STEEL_STACKS:
         unit = STEEL_ACTIVITY[tech][1]
         fuel = "steelworks_gas" if tech == "steelworks_gas_boiler" else "none"
         for k in range(1, n + 1):
-            add(f"{sname} {tech.replace('_', ' ')} stack {k}", "industry_process", tech, fuel,
-                tech, control, rng.uniform(0.8, 1.2), unit, (slon, slat),
-                srad, _u(rng, hr, 0), _u(rng, dr), _u(rng, tr, 0), _u(rng, vr))
+            add(f"{sname} {tech.replace('_', ' ')} stack {k}",
+                ("industry_process", tech, fuel, tech, control), rng.uniform(0.8, 1.2), unit,
+                (slon, slat), srad, (_u(rng, hr, 0), _u(rng, dr), _u(rng, tr, 0), _u(rng, vr)))
     for name, lon, lat, mt in REFINERIES:
         for sub, tech, w, hr, dr, tr, vr in REFINERY_UNITS:
             fuel, control, unit, _total = REFINERY_PROCESS[tech]
-            add(f"{name} {sub.replace('_', ' ')}", "industry_process", sub, fuel, tech,
-                control, mt * w * rng.uniform(0.85, 1.15), unit, (lon, lat), 1200.0,
-                _u(rng, hr, 0), _u(rng, dr), _u(rng, tr, 0), _u(rng, vr))
+            add(f"{name} {sub.replace('_', ' ')}", ("industry_process", sub, fuel, tech, control),
+                mt * w * rng.uniform(0.85, 1.15), unit, (lon, lat), 1200.0,
+                (_u(rng, hr, 0), _u(rng, dr), _u(rng, tr, 0), _u(rng, vr)))
     for name, lon, lat, tpd, n in INCINERATORS:
         for k in range(1, n + 1):
-            add(f"{name} stack {k}", "waste", "msw_incineration", "msw", "incinerator",
-                "sncr+sdfgd+ff", tpd / n * rng.uniform(0.85, 1.0), "t", (lon, lat), 400.0,
-                _u(rng, (75, 90), 0), _u(rng, (2.0, 3.2)), _u(rng, (410, 430), 0),
-                _u(rng, (12, 18)))
+            add(f"{name} stack {k}", ("waste", "msw_incineration", "msw", "incinerator",
+                                      "sncr+sdfgd+ff"),
+                tpd / n * rng.uniform(0.85, 1.0), "t", (lon, lat), 400.0,
+                (_u(rng, (75, 90), 0), _u(rng, (2.0, 3.2)), _u(rng, (410, 430), 0),
+                 _u(rng, (12, 18))))
     zone_w = np.array([z[4] for z in INDUSTRIAL_ZONES])
     boiler_spec = {  # control, height, diameter, temperature, velocity
         "coal": ("lnb+wfgd+esp", (35, 45), (1.5, 2.5), (325, 335), (8, 14)),
@@ -265,15 +265,15 @@ def build_points(siting: Siting, seed: int) -> pd.DataFrame:
             zi = int(rng.choice(len(INDUSTRIAL_ZONES), p=zone_w / zone_w.sum()))
             zname, zlon, zlat, zrad, _w = INDUSTRIAL_ZONES[zi]
             add(f"{zname} boiler {counter:03d} ({fuel.replace('_', ' ')})",
-                "industry_combustion", "industrial_boiler", fuel, "industrial_boiler", control,
+                ("industry_combustion", "industrial_boiler", fuel, "industrial_boiler", control),
                 float(rng.lognormal(0.0, 0.8)), "t" if fuel != "natural_gas" else "m**3",
-                (zlon, zlat), zrad, _u(rng, hr, 0), _u(rng, dr), _u(rng, tr, 0), _u(rng, vr))
+                (zlon, zlat), zrad, (_u(rng, hr, 0), _u(rng, dr), _u(rng, tr, 0), _u(rng, vr)))
 
     for name, lon, lat, share in AIRPORTS:  # LTO below 3 000 ft, one point per airport
-        add(name, "aviation", "lto", "jet_kerosene", "lto_cycle", "none", share, "t",
-            (lon, lat), 800.0, 10.0, 5.0, 600.0, 30.0)
-    add("Laogang landfill (gas flare)", "waste", "landfill", "msw", "landfill", "none", 1.0, "t",
-        (121.86, 31.06), 800.0, 10.0, 1.0, 300.0, 1.0)
+        add(name, ("aviation", "lto", "jet_kerosene", "lto_cycle", "none"), share, "t",
+            (lon, lat), 800.0, (10.0, 5.0, 600.0, 30.0))
+    add("Laogang landfill (gas flare)", ("waste", "landfill", "msw", "landfill", "none"), 1.0,
+        "t", (121.86, 31.06), 800.0, (10.0, 1.0, 300.0, 1.0))
 
     df = pd.DataFrame(rows)
     targets = [  # (mask columns, total, decimals)
