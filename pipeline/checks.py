@@ -222,12 +222,23 @@ def _table_path(library: FactorLibrary, name: str) -> str:
     return library.paths.get(name, name)
 
 
+def _factor_species(library: FactorLibrary, species: str) -> str:
+    """The factor-table species a species comes from: itself, or for a part that no factor row
+    gives (``CO2_fossil``, ``CO2_bio``: split from ``CO2``) the species it is named after."""
+    given = set(library.factors["species"])
+    if species in given or "_" not in species:
+        return species
+    base = species.rsplit("_", 1)[0]
+    return base if base in given else species
+
+
 def _factor_rows(library: FactorLibrary, key: tuple[str, str, str], species: list[str]
                  ) -> list[str]:
     """``"<path> row N: sector,fuel,technology,species value unit"`` for the key's species.
 
     Row N is the 1-based data row of the CSV (header excluded): ``factors`` row i ↔ row i + 1.
     """
+    species = list(dict.fromkeys(_factor_species(library, s) for s in species))
     ef = library.factors
     mask = ((ef["sector"] == key[0]) & (ef["fuel"] == key[1]) & (ef["technology"] == key[2])
             & ef["species"].isin(species)).to_numpy()
@@ -543,13 +554,18 @@ def run_checks(emissions_table: pd.DataFrame, activity: pd.DataFrame, library: F
             findings.append(f)
         if not checks_cfg.key_level:
             continue
-        # a key whose denominator factor is zero by definition (biogenic CO2 of biomass, a
-        # battery-electric car) has no ratio to test; a unit slip never gives an exact zero
+        # a key whose denominator factor is zero by definition (a battery-electric car) has no
+        # ratio to test; a unit slip never gives an exact zero. A denominator no factor row
+        # gives (CO2_fossil of a biomass key, split from CO2) is zero by definition when it is
+        # exactly zero.
         ef = library.factors
         zero_den = set(map(tuple, ef.loc[(ef["species"] == den).to_numpy()
                                          & (ef["value_num"] == 0).to_numpy(), KEY].to_numpy()))
+        derived_den = _factor_species(library, den) != den
         for key, ksub in sub.groupby(KEY, sort=True):
             if key in named or key in zero_den:  # already the driver of the sector finding
+                continue
+            if derived_den and float(ksub[den].sum()) == 0.0:
                 continue
             kf, _ = _range_finding("ratio_key", sector, pair, ksub, spec, evidence,
                                    label=f"{key[0]}/{key[1]}/{key[2]}")

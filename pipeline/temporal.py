@@ -4,7 +4,11 @@ Profiles are written in local time (``Asia/Shanghai`` by default) as relative *r
 the emission rate in a local hour is proportional to ``month[m] · weekday[d] · hour[h]``. With
 holidays on, a sector whose ``holiday_as`` is ``sunday`` takes the Sunday weekday weight on
 statutory holidays (including the in-lieu days off) and the mean Monday–Friday weight on make-up
-working days (调休), from the maintained ``chinesecalendar`` package. Factors are then evaluated
+working days (调休), from the maintained ``chinesecalendar`` package. A sector with a ``period``
+(optional sectors.csv columns ``period``, ``period_factor``) multiplies its weights on the local
+days of that period by ``period_factor``: a period is a ``chinesecalendar`` holiday name (its
+statutory days off in the year, e.g. ``Spring Festival``) or a date range
+``YYYY-MM-DD/YYYY-MM-DD`` (inclusive). Factors are then evaluated
 for every UTC hour of the output year and normalised so that each sector's factors sum to 1:
 the hours of the output year carry exactly the annual total.
 """
@@ -24,6 +28,7 @@ from sources.tables import read_table
 LENGTHS = {"month": 12, "weekday": 7, "hour": 24}
 FIRST_INDEX = {"month": 1, "weekday": 1, "hour": 0}
 SECTOR_COLUMNS = ["sector", "month_profile", "weekday_profile", "hour_profile", "holiday_as"]
+HOLIDAYS = tuple(h.value for h in chinese_calendar.Holiday)
 
 
 def load_profiles(path: str | Path) -> dict[str, dict[str, np.ndarray]]:
@@ -45,7 +50,8 @@ def load_profiles(path: str | Path) -> dict[str, dict[str, np.ndarray]]:
             raise ConfigError(f"{path}, row {i + 1}, column 'index': {df['index'].iloc[i]!r}; "
                               f"expected an integer {lo}..{lo + LENGTHS[kind] - 1} for {kind}")
     out: dict[str, dict[str, np.ndarray]] = {}
-    for (pid, kind), grp in df.assign(v=values, i=index.astype(int)).groupby(["profile_id", "kind"]):
+    tidy = df.assign(v=values, i=index.astype(int))
+    for (pid, kind), grp in tidy.groupby(["profile_id", "kind"]):
         idx = grp["i"].to_numpy() - FIRST_INDEX[kind]
         if sorted(idx.tolist()) != list(range(LENGTHS[kind])):
             raise ConfigError(f"{path}: profile {pid!r} ({kind}) has indices "
@@ -64,7 +70,8 @@ def load_sectors(path: str | Path, profiles: dict[str, dict[str, np.ndarray]]) -
     path = Path(path)
     df = read_table(path, SECTOR_COLUMNS + ["reference"], "sector")
     if df["sector"].duplicated().any():
-        raise ConfigError(f"{path}: duplicate sector {df.loc[df['sector'].duplicated(), 'sector'].iloc[0]!r}")
+        dup = df.loc[df["sector"].duplicated(), "sector"].iloc[0]
+        raise ConfigError(f"{path}: duplicate sector {dup!r}")
     for i, row in enumerate(df.itertuples()):
         for kind in LENGTHS:
             pid = getattr(row, f"{kind}_profile")
@@ -74,7 +81,52 @@ def load_sectors(path: str | Path, profiles: dict[str, dict[str, np.ndarray]]) -
         if row.holiday_as not in ("sunday", "none"):
             raise ConfigError(f"{path}, row {i + 1}, column 'holiday_as': {row.holiday_as!r}; "
                               "expected 'sunday' or 'none'")
-    return df
+    return _check_periods(df, path)
+
+
+def _date_range(spec: str) -> tuple[np.datetime64, np.datetime64] | None:
+    """``(first, last)`` of ``"YYYY-MM-DD/YYYY-MM-DD"``, or None if ``spec`` is not one."""
+    parts = spec.split("/")
+    if len(parts) != 2:
+        return None
+    try:
+        first, last = (np.datetime64(p.strip(), "D") for p in parts)
+    except ValueError:
+        return None
+    return (first, last) if first <= last else None
+
+
+def _check_periods(df: pd.DataFrame, path: Path) -> pd.DataFrame:
+    """Fill and check the optional ``period`` / ``period_factor`` columns."""
+    if "period" not in df.columns:
+        return df.assign(period="none", period_factor=1.0)
+    factor = pd.to_numeric(df.get("period_factor", pd.Series(["1"] * len(df))), errors="coerce")
+    for i, (spec, f) in enumerate(zip(df["period"], factor, strict=True)):
+        if spec != "none" and spec not in HOLIDAYS and _date_range(spec) is None:
+            raise ConfigError(f"{path}, row {i + 1}, column 'period': {spec!r}; expected 'none', "
+                              f"a holiday of {list(HOLIDAYS)} or 'YYYY-MM-DD/YYYY-MM-DD'")
+        if not (np.isfinite(f) and f > 0):
+            raise ConfigError(f"{path}, row {i + 1}, column 'period_factor': "
+                              f"{df['period_factor'].iloc[i]!r}; expected a number > 0")
+    return df.assign(period_factor=factor.to_numpy(dtype=float))
+
+
+def period_days(spec: str, dates: np.ndarray) -> np.ndarray:
+    """Which local calendar ``dates`` fall in the period ``spec`` (see the module text)."""
+    if spec == "none":
+        return np.zeros(dates.size, bool)
+    span = _date_range(spec)
+    if span is not None:
+        days = dates.astype("datetime64[D]")
+        return (days >= span[0]) & (days <= span[1])
+    out = np.zeros(dates.size, bool)
+    for i, d in enumerate(dates):
+        try:
+            on_holiday, name = chinese_calendar.get_holiday_detail(d)
+        except NotImplementedError:
+            continue  # a next-year date without a published calendar (checked in day_types)
+        out[i] = bool(on_holiday and name == spec)
+    return out
 
 
 def utc_hours(year: int) -> pd.DatetimeIndex:
@@ -132,6 +184,8 @@ def temporal_factors(sectors: pd.DataFrame, profiles: dict[str, dict[str, np.nda
         if row.holiday_as == "sunday":
             day_w = np.where(hol, w_week[6], np.where(mak, w_week[:5].mean(), day_w))
         w = w_month[month] * day_w * w_hour[hour]
+        if row.period != "none":
+            w = w * np.where(period_days(row.period, dates)[inverse], row.period_factor, 1.0)
         total = w.sum()
         if total <= 0:
             raise ConfigError(f"sector {row.sector!r}: temporal weights are zero for all of {year}")

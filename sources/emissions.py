@@ -5,6 +5,9 @@
 size-resolved: its fine part (PM2.5) takes the PM2.5 removal and its coarse part the PM10 removal.
 A ``reported_<species>_kg`` value replaces the computed one for that source and species; an
 optional ``scale`` table (source × species, e.g. a scenario's fuel standard) multiplies the result.
+With a ``co2_split`` in the registry, the total CO2 of a source is split last into its fossil and
+biogenic parts by the biogenic carbon fraction of the source's fuel (``fuels.csv``):
+``CO2_bio = CO2 × f``, ``CO2_fossil = CO2 × (1 − f)``, so ``CO2 = CO2_fossil + CO2_bio`` exactly.
 """
 
 from __future__ import annotations
@@ -15,7 +18,7 @@ import numpy as np
 import pandas as pd
 import pint
 
-from sources.errors import ActivityError, UnitError
+from sources.errors import ActivityError, ConfigError, UnitError
 from sources.factors import KEY, FactorLibrary
 from sources.species import SpeciesRegistry
 from sources.units import Q_, parse_unit, ureg
@@ -92,6 +95,24 @@ def check_finite(table: pd.DataFrame, act: pd.DataFrame) -> None:
                             row=int(r["input_row"]), column="activity", value=r["activity"],
                             source_id=str(r["source_id"]), expected="an activity and factor "
                             "whose product is below 1.8e308 kg; check the value and its unit")
+
+
+def split_co2(values: np.ndarray, act: pd.DataFrame, library: FactorLibrary,
+              registry: SpeciesRegistry, sp_index: dict[str, int]) -> None:
+    """Fossil and biogenic CO2 of every source from its total CO2 and its fuel's biogenic
+    carbon fraction (in place; nothing without a ``co2_split``)."""
+    if registry.co2_split is None:
+        return
+    total, fossil, bio = registry.co2_split
+    given = library.factors[library.factors["species"].isin(registry.split_parts)]
+    if not given.empty:
+        raise ConfigError(f"{library.paths.get('emission_factors')}: a factor row for "
+                          f"{given['species'].iloc[0]} ({', '.join(given[KEY].iloc[0])}); "
+                          f"{fossil} and {bio} are the parts of {total} split by the fuel's "
+                          "biogenic_fraction in fuels.csv: give the total as a CO2 row")
+    share = library.biogenic_fraction(act["fuel"])
+    values[:, sp_index[bio]] = values[:, sp_index[total]] * share
+    values[:, sp_index[fossil]] = values[:, sp_index[total]] * (1.0 - share)
 
 
 def compute_emissions(activity: pd.DataFrame, library: FactorLibrary,
@@ -171,6 +192,13 @@ def compute_emissions(activity: pd.DataFrame, library: FactorLibrary,
             f = col.to_numpy(dtype=float)
             with np.errstate(over="ignore", invalid="ignore"):
                 values[:, sp_index[sp]] *= np.where(np.isfinite(f), f, 1.0)
+    parts = set(registry.split_parts)
+    if parts & ({c[len("reported_"):-len("_kg")] for c in activity.columns
+                 if c.startswith("reported_") and c.endswith("_kg")}
+                | set(scale.columns if scale is not None else ())):
+        raise ValueError(f"{sorted(parts)} follow from the total CO2 and cannot be reported or "
+                         "scaled on their own; report or scale CO2")
+    split_co2(values, act, library, registry, sp_index)
     table = pd.DataFrame(values, index=pd.Index(act["source_id"], name="source_id"),
                          columns=species)
     with np.errstate(over="ignore", invalid="ignore"):

@@ -45,7 +45,7 @@ class FactorLibrary:
 
     factors: pd.DataFrame  # sector fuel technology species value unit [verified] reference
     controls: pd.DataFrame  # control species efficiency reference
-    fuels: pd.DataFrame  # fuel ncv ncv_unit reference
+    fuels: pd.DataFrame  # fuel ncv ncv_unit [biogenic_fraction] reference
     paths: dict[str, str]
 
     @property
@@ -77,6 +77,15 @@ class FactorLibrary:
                     out[sp] *= 1.0 - e
         return out
 
+    def biogenic_fraction(self, fuel: pd.Series) -> np.ndarray:
+        """Biogenic share of the carbon of each ``fuel`` (``fuels.csv`` ``biogenic_fraction``,
+        [1]); 0 (fossil or process carbon) for fuels the table does not list or a table
+        without the column."""
+        if "biogenic_value" not in self.fuels.columns:
+            return np.zeros(len(fuel))
+        share = self.fuels.set_index("fuel")["biogenic_value"].astype(float)
+        return fuel.map(share).fillna(0.0).to_numpy(dtype=float)
+
     def unknown_devices(self, control: str) -> list[str]:
         if control in ("", NO_CONTROL):
             return []
@@ -89,7 +98,8 @@ def load_factor_library(factors_path: str | Path, controls_path: str | Path,
 
     Checks: columns, references, parseable units, non-negative values, known species, no
     duplicate (key, species) rows, ``verified`` (optional column) ``yes`` or ``no``,
-    efficiencies in [0, 1], and that every fuel with a per-energy factor has a calorific value.
+    efficiencies in [0, 1], a fuel's ``biogenic_fraction`` (optional column) in [0, 1], and
+    that every fuel with a per-energy factor has a calorific value.
     """
     fp, cp, up = Path(factors_path), Path(controls_path), Path(fuels_path)
     ef = read_table(fp, KEY + ["species", "value", "unit", "reference"], "emission-factor")
@@ -130,6 +140,8 @@ def load_factor_library(factors_path: str | Path, controls_path: str | Path,
     fuels = read_table(up, ["fuel", "ncv", "ncv_unit", "reference"], "fuel", unique=["fuel"])
     fuels["ncv_value"] = _numeric(fuels, "ncv", up, 0.0, np.inf)
     _units(fuels, "ncv_unit", up)
+    fuels["biogenic_value"] = (_numeric(fuels, "biogenic_fraction", up, 0.0, 1.0)
+                               if "biogenic_fraction" in fuels.columns else 0.0)
     return FactorLibrary(factors=ef, controls=ctl, fuels=fuels,
                          paths={"emission_factors": str(fp), "control_efficiencies": str(cp),
                                 "fuels": str(up)})

@@ -42,6 +42,14 @@ class SpeciesRegistry:
     gwp_set: str = "ar6"
     co2e_components: tuple[str, ...] = ("CO2", "CH4", "N2O")
     path: str | None = field(default=None, compare=False)
+    #: ``(total, fossil, biogenic)`` species ids when the registry splits CO2 by the fuels'
+    #: biogenic carbon fraction (``co2_split:`` in species.yaml); ``None`` without a split
+    co2_split: tuple[str, str, str] | None = None
+
+    @property
+    def split_parts(self) -> tuple[str, ...]:
+        """The species computed by the CO2 split (fossil, biogenic), never by a factor row."""
+        return self.co2_split[1:] if self.co2_split else ()
 
     @property
     def emitted(self) -> list[str]:
@@ -84,6 +92,22 @@ def _number(value: object, where: str, path: Path) -> object:
         raise ConfigError(f"{path}: {where} is {_short(value)}; expected a finite number >= 0 "
                           "or null")
     return value
+
+
+def _co2_split(block: object, emitted: list[str], path: Path) -> tuple[str, str, str] | None:
+    """``co2_split: {total: CO2, fossil: CO2_fossil, biogenic: CO2_bio}`` as a tuple (or None)."""
+    if block is None:
+        return None
+    roles = ("total", "fossil", "biogenic")
+    if not isinstance(block, dict) or set(block) != set(roles):
+        raise ConfigError(f"{path}: co2_split is {_short(block)}; expected a mapping with "
+                          "exactly total, fossil and biogenic (species ids)")
+    ids = tuple(block[r] for r in roles)
+    bad = [i for i in ids if not isinstance(i, str) or i not in emitted]
+    if bad or len(set(ids)) != 3:
+        raise ConfigError(f"{path}: co2_split names {list(ids)}; expected three different "
+                          f"emitted species of the registry ({emitted})")
+    return ids  # type: ignore[return-value]
 
 
 def load_species(path: str | Path) -> SpeciesRegistry:
@@ -139,7 +163,8 @@ def load_species(path: str | Path) -> SpeciesRegistry:
                           "expected each once")
     components = tuple(components)
     reg = SpeciesRegistry(species=species, gwp_set=gwp_set, co2e_components=components,
-                          path=str(path))
+                          path=str(path), co2_split=_co2_split(doc.get("co2_split"), emitted,
+                                                               path))
     for s in components:
         reg.gwp(s)
     return reg

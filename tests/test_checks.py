@@ -120,10 +120,10 @@ def test_demo_ratios_inside_with_margin_and_a_slip_would_leave(demo, checks):
     """Every sector's pollutants ×2 or ÷2 against its CO2 stay inside the published ranges; ×1000
     or ÷1000 (a factor in the wrong unit) always leave them."""
     activity, table, tables = demo
-    pollutants = [c for c in table.columns if c not in ("CO2", "CO2e")]
+    pollutants = [c for c in table.columns if c not in ("CO2", "CO2_fossil", "CO2_bio", "CO2e")]
     sector_of = activity.set_index("source_id")["sector"].reindex(table.index).to_numpy()
     with_co2 = {s for s, c in checks.sectors.items()
-                if any(p.endswith("/CO2") for p in c.ratios)}
+                if any(p.endswith("/CO2_fossil") for p in c.ratios)}
     assert {"power", "industry_combustion", "road", "residential"} <= with_co2
     for factor in (2.0, 0.5, 1000.0, 1e-3):
         for sector in sorted(with_co2 & set(sector_of)):
@@ -132,7 +132,7 @@ def test_demo_ratios_inside_with_margin_and_a_slip_would_leave(demo, checks):
             out = {f.pair for f in run_checks(scaled, activity, tables.library, checks,
                                               city_total=False)
                    if f.check == "ratio" and f.sector == sector}
-            co2_pairs = {p for p in checks.sectors[sector].ratios if p.endswith("/CO2")}
+            co2_pairs = {p for p in checks.sectors[sector].ratios if p.endswith("/CO2_fossil")}
             if factor in (2.0, 0.5):
                 assert not out & co2_pairs, (sector, factor, out)
             else:
@@ -143,7 +143,7 @@ def test_every_sector_is_covered(checks):
     sectors = pd.read_csv(CONFIG_DIR / "sectors.csv", dtype=str)["sector"]
     assert set(checks.sectors) == set(sectors)
     for sector in ("solvents", "livestock", "fertiliser"):
-        assert not any(p.endswith("/CO2") for p in checks.sectors[sector].ratios)
+        assert not any(p.endswith("/CO2_fossil") for p in checks.sectors[sector].ratios)
     assert checks.city_co2 is not None and checks.city_co2.reference_mt == pytest.approx(151.9)
 
 
@@ -159,7 +159,7 @@ def test_wrong_factor_is_attributed_to_its_fuel_row_and_sources(tmp_path, checks
                                 times=1000)
     lib = _library(factors=path)
     findings = run_checks(_emissions(activity, lib), activity, lib, checks, city_total=False)
-    [f] = [f for f in findings if f.check == "ratio" and f.pair == "NOx/CO2"]
+    [f] = [f for f in findings if f.check == "ratio" and f.pair == "NOx/CO2_fossil"]
     assert isinstance(f, Finding) and f.sector == "power"
     assert f.value > 6.0 and f.expected == "[0.03, 6] g/kg"
     assert "natural_gas/gas_combined_cycle" in f.message
@@ -180,9 +180,9 @@ def test_minor_key_slip_downwards_is_caught_at_key_level(tmp_path, checks):
     activity = _activity(POWER)
     lib = _library(factors=path)
     findings = run_checks(_emissions(activity, lib), activity, lib, checks, city_total=False)
-    [f] = [f for f in findings if f.pair == "NOx/CO2"]
+    [f] = [f for f in findings if f.pair == "NOx/CO2_fossil"]
     assert (f.check, f.severity) == ("ratio_key", "error")
-    assert f.message.startswith("power/coal/pulverised_coal: NOx/CO2")
+    assert f.message.startswith("power/coal/pulverised_coal: NOx/CO2_fossil")
     assert set(f.source_ids) == {"COAL1", "COAL2"}
     assert any(r.startswith(f"{path} row {row}: ") for r in f.factor_rows)
 
@@ -196,12 +196,12 @@ def test_unit_slip_g_to_kg_is_an_error(tmp_path, checks):
     activity = _activity(POWER)
     lib = _library(factors=path)
     findings = run_checks(_emissions(activity, lib), activity, lib, checks, city_total=False)
-    [f] = [f for f in findings if f.pair == "NOx/CO2"]
+    [f] = [f for f in findings if f.pair == "NOx/CO2_fossil"]
     # 0.196 g/kg × 1000 ≈ 140 g/kg: more than ×10 above the range → escalated to error
     assert (f.check, f.severity, f.sector) == ("ratio", "error", "power")
     assert "coal/pulverised_coal" in f.message and f.source_ids[0] == "COAL1"
     assert f"{path} row {row}: power,coal,pulverised_coal,NOx 350 kg/GJ" in f.factor_rows
-    with pytest.raises(ChecksFailedError, match=r"\[ratio\] power NOx/CO2") as exc:
+    with pytest.raises(ChecksFailedError, match=r"\[ratio\] power NOx/CO2_fossil") as exc:
         raise_on_errors(findings)
     assert exc.value.findings == (f,)
 
@@ -276,12 +276,12 @@ def _write_checks(tmp_path: Path, edit) -> Path:
 
 
 @pytest.mark.parametrize("edit, key", [
-    (lambda r: r["sectors"]["power"]["ratios"]["NOx/CO2"].update(range=[6.0, 0.03]),
-     r"sectors\.power\.ratios\.NOx/CO2"),
-    (lambda r: r["sectors"]["road"]["ratios"]["CO/CO2"].update(unit="g/t"),
-     r"sectors\.road\.ratios\.CO/CO2\.unit"),
-    (lambda r: r["sectors"]["road"]["ratios"]["CO/CO2"].pop("basis"),
-     r"sectors\.road\.ratios\.CO/CO2\.basis"),
+    (lambda r: r["sectors"]["power"]["ratios"]["NOx/CO2_fossil"].update(range=[6.0, 0.03]),
+     r"sectors\.power\.ratios\.NOx/CO2_fossil"),
+    (lambda r: r["sectors"]["road"]["ratios"]["CO/CO2_fossil"].update(unit="g/t"),
+     r"sectors\.road\.ratios\.CO/CO2_fossil\.unit"),
+    (lambda r: r["sectors"]["road"]["ratios"]["CO/CO2_fossil"].pop("basis"),
+     r"sectors\.road\.ratios\.CO/CO2_fossil\.basis"),
     (lambda r: r["sectors"]["power"]["ratios"].update({"NOx-CO2": {
         "range": [0.1, 1], "unit": "g/kg", "basis": "x"}}), r"sectors\.power\.ratios"),
     (lambda r: r["city_co2"].update(severity="fatal"), r"city_co2\.severity"),
@@ -318,9 +318,9 @@ def test_city_co2_far_from_reference(checks):
     table = _emissions(activity, lib)
     findings = run_checks(table, activity, lib, checks)
     [f] = [f for f in findings if f.check == "city_co2"]
-    mt = table["CO2"].sum() / 1e9
+    mt = table["CO2_fossil"].sum() / 1e9
     assert 5 < mt < 20 and f.value == pytest.approx(mt)
-    assert (f.severity, f.sector, f.pair, f.unit) == ("warning", "all", "CO2", "Mt")
+    assert (f.severity, f.sector, f.pair, f.unit) == ("warning", "all", "CO2_fossil", "Mt")
     assert "151.9 Mt" in f.message and "CEADs" in f.message
     assert f.source_ids[0] == "COAL1"
     assert f.expected.startswith("151.9 Mt ± 10%")

@@ -178,3 +178,38 @@ def test_totals_by_ipcc_and_mee_with_memo_items(tmp_path, tables, demo):
     memo = ipcc[(ipcc.memo == "yes") & (ipcc.species == "CO2")]
     assert memo["kg"].sum() / 1e9 == pytest.approx(20.4 + 21.1, rel=0.05)  # bunkers + cruise
     assert {"5.A", "5.D", "3.C", "1.A.3.a", "2.C.1"} <= set(territorial["ipcc"])
+
+
+def test_co2_is_split_into_fossil_and_biogenic_by_the_fuel(tables, demo, tmp_path):
+    """CO2 = CO2_fossil + CO2_bio per source; the biogenic share is the fuel's biogenic_fraction
+    (MSW 0.564: the IPCC fossil CO2 0.418 t/t stays); CO2e counts the fossil part only."""
+    from sources.emissions import compute_emissions
+
+    activity, em = demo
+    t, reg = em.table, tables.registry
+    assert reg.co2_split == ("CO2", "CO2_fossil", "CO2_bio")
+    assert reg.co2e_components[0] == "CO2_fossil"
+    assert (t["CO2_fossil"] + t["CO2_bio"]).to_numpy() == pytest.approx(t["CO2"].to_numpy(),
+                                                                         rel=1e-12)
+    fuel = activity.set_index("source_id")["fuel"].reindex(t.index)
+    msw = t[(fuel == "msw").to_numpy() & (t["CO2"] > 0).to_numpy()]
+    assert (msw["CO2_bio"] / msw["CO2"]).to_numpy() == pytest.approx(0.564)
+    burn = t[(fuel == "biomass").to_numpy()]
+    assert (burn["CO2_fossil"] == 0).all() and (burn["CO2_bio"] > 0).all()
+    fossil = t[fuel.isin(["coal", "natural_gas", "diesel", "gasoline"]).to_numpy()]
+    assert (fossil["CO2_bio"] == 0).all()
+    gwp = {s: reg.gwp(s) for s in ("CH4", "N2O")}
+    assert t["CO2e"].to_numpy() == pytest.approx(
+        (t["CO2_fossil"] + gwp["CH4"] * t["CH4"] + gwp["N2O"] * t["N2O"]).to_numpy(), rel=1e-12)
+    ef = tables.library.factors
+    assert _value(ef, "waste", "msw", "incinerator", "CO2") * (1 - 0.564) == \
+        pytest.approx(418, rel=2e-3)
+    # a factor row for a split part is refused: the parts follow from the total
+    bad = tmp_path / "ef.csv"
+    raw = pd.read_csv(CONFIG / "emission_factors.csv", dtype=str, keep_default_na=False)
+    extra = raw[raw.species.eq("CO2")].head(1).assign(species="CO2_fossil")
+    pd.concat([raw, extra]).to_csv(bad, index=False)
+    lib = load_factor_library(bad, CONFIG / "control_efficiencies.csv", CONFIG / "fuels.csv",
+                              reg.emitted)
+    with pytest.raises(Exception, match="biogenic_fraction"):
+        compute_emissions(activity.head(5), lib, reg)

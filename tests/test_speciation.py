@@ -11,7 +11,8 @@ from sources.errors import ConfigError
 from sources.speciation import load_speciation
 from tests.world import SPECIATION
 
-SPECIES = ["SO2", "NOx", "CO", "NMVOC", "NH3", "PM10", "PM2_5", "BC", "OC", "CO2"]
+SPECIES = ["SO2", "NOx", "CO", "NMVOC", "NH3", "PM10", "PM2_5", "BC", "OC", "CO2", "CO2_fossil",
+           "CO2_bio"]
 
 
 def test_speciation_factors_and_errors(tmp_path):
@@ -55,8 +56,8 @@ def test_shipped_speciation_table_closes_mass():
     cfg = load_config(repo / "config" / "shanghai.yaml")
     sectors = list(pd.read_csv(cfg.tables.sectors)["sector"])
     sp = load_speciation(cfg.tables.speciation, "cb6r3_ae6",
-                         ["SO2", "NOx", "CO", "NMVOC", "NH3", "PM10", "PM2_5", "BC", "OC"],
-                         sectors)
+                         ["SO2", "NOx", "CO", "NMVOC", "NH3", "PM10", "PM2_5", "BC", "OC",
+                          "CO2_fossil", "CO2_bio"], sectors)
     aerosol = np.array([not m.gas for m in sp.species])
     for sector in sectors:
         s = sp.for_sector(sector)

@@ -82,3 +82,48 @@ def test_year_whose_next_new_year_is_not_yet_in_the_calendar(tables):
     """2026's last UTC hours are local 1 January 2027 (not in chinesecalendar 1.11)."""
     f = temporal_factors(tables.sectors, tables.profiles, 2026)
     np.testing.assert_allclose(f.sum("time"), 1.0, atol=1e-13)
+
+
+def test_shipped_road_profile_is_meic2ctm_in_local_time_with_a_spring_festival_period():
+    """Road: the meic2ctm transportation profile shifted from UTC to local time (UTC index 17,
+    its minimum, is 01:00 local); the Spring Festival days take 0.8 × the Sunday weight, and every
+    sector still sums to exactly 1 over the year."""
+    from pathlib import Path
+
+    cfg = Path(__file__).resolve().parent.parent / "config"
+    profiles = load_profiles(cfg / "temporal_profiles.csv")
+    sectors = load_sectors(cfg / "sectors.csv", profiles)
+    hour = profiles["meic2ctm_tra"]["hour"]
+    assert hour.mean() == pytest.approx(1.0) and int(np.argmin(hour)) == 1
+    night = (hour[22:].sum() + hour[:6].sum()) / 24
+    assert night == pytest.approx(0.143, abs=0.001)  # TNO F: 0.073
+    road = sectors.set_index("sector").loc["road"]
+    assert (road["hour_profile"], road["period"], road["period_factor"]) == \
+        ("meic2ctm_tra", "Spring Festival", 0.8)
+    f = temporal_factors(sectors, profiles, 2024)
+    np.testing.assert_allclose(f.sum("time"), 1.0, rtol=0, atol=1e-13)
+    # local 12:00 = 04:00 UTC; Monday 12 Feb 2024 (festival) vs Sunday 25 Feb (same month)
+    festival = f_at(f, "road", "2024-02-12T04")
+    sunday = f_at(f, "road", "2024-02-25T04")
+    assert festival / sunday == pytest.approx(0.8, rel=1e-12)
+    assert f_at(f, "shipping", "2024-02-12T04") == f_at(f, "shipping", "2024-02-25T04")
+    # without the period factor the year's other hours carry a little less
+    plain = temporal_factors(sectors.assign(period="none"), profiles, 2024)
+    assert f_at(f, "road", "2024-03-04T04") > f_at(plain, "road", "2024-03-04T04")
+
+
+def test_period_by_date_range_and_bad_periods(tmp_path, tables):
+    sectors = tables.sectors.assign(period="2024-03-01/2024-03-02", period_factor=2.0)
+    f = temporal_factors(sectors, tables.profiles, 2024)
+    np.testing.assert_allclose(f.sum("time"), 1.0, rtol=0, atol=1e-13)
+    for sector in sectors["sector"]:  # Friday 1 March (in the period) vs Friday 8 March, 00 UTC
+        a, b = f_at(f, sector, "2024-03-01T00"), f_at(f, sector, "2024-03-08T00")
+        assert a == pytest.approx(2 * b, rel=1e-12)
+    path = tmp_path / "s.csv"
+    for bad, col in (("2024-03-05/2024-03-01", "period"), ("Lantern Festival", "period")):
+        tables.sectors.assign(period=bad, period_factor=1).to_csv(path, index=False)
+        with pytest.raises(ConfigError, match=f"column '{col}'"):
+            load_sectors(path, tables.profiles)
+    tables.sectors.assign(period="none", period_factor=0).to_csv(path, index=False)
+    with pytest.raises(ConfigError, match="period_factor"):
+        load_sectors(path, tables.profiles)

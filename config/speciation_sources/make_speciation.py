@@ -83,6 +83,11 @@ rows += [[MEC, "*", "BC", "PEC", "1", "", "inventory BC is elemental carbon (AE6
          [MEC, "*", "SO2", "SO2", "1", "64.0638", "one to one (SULF not split off)"],
          [MEC, "*", "CO", "CO", "1", "28.0101", "one to one"],
          [MEC, "*", "NH3", "NH3", "1", "17.0305", "one to one"]]
+# fossil and biogenic CO2 (issue 17): passive tracers, one to one (no CB6 species; a CMAQ DESID
+# rule or a WRF-Chem tracer option maps them, models without one ignore the variables)
+rows += [[MEC, "*", sp, name, "1", "44.0095", "one to one; passive tracer of " + what]
+         for sp, name, what in (("CO2_fossil", "CO2_FOSSIL", "fossil and process CO2"),
+                                ("CO2_bio", "CO2_BIO", "biogenic CO2 (memo item)"))]
 rows += wrfchem_rows(rows)
 out = Path(__file__).resolve().parent.parent / "speciation.csv"
 with out.open("w", newline="") as fh:

@@ -1,0 +1,1 @@
+"""The seeded generator of the Shanghai demo dataset (run data/generate_shanghai_demo.py)."""
