@@ -115,6 +115,10 @@ def load_speciation(path: str | Path, mechanism: str, emitted: list[str],
     df["mass_fraction"] = df["mass_fraction"].map(_number)
     df["molar_mass_g_mol"] = df["molar_mass_g_mol"].map(_number)
     allowed = set(emitted) | {d for d, parts in DERIVED.items() if set(parts) <= set(emitted)}
+    # rows for pollutants this build does not emit (a registry without CO2_fossil) are not its
+    # rows; a misspelt pollutant still fails below, as the one it meant is then not covered
+    df = df[df["pollutant"].isin(allowed) | ~df["pollutant"].str.fullmatch(
+        r"CO2_fossil|CO2_bio")]
     for r in df.itertuples():
         row = int(r.input_row)
         if r.pollutant not in allowed:
