@@ -98,7 +98,10 @@ def test_run_build_equals_the_cli_build_in_every_array_cems_included(prefect_har
     for rel in ("ledger.csv", "cems.csv", "emissions_by_source.csv", "sources.csv",
                 "checks.csv", "notices.csv"):
         pd.testing.assert_frame_equal(pd.read_csv(plain.build_dir / rel), pd.read_csv(cli / rel))
-    assert read_manifest(cli).day_content == plain.manifest.day_content
+    with netCDF4.Dataset(plain.files[0]) as a, netCDF4.Dataset(cli / "hourly" / "20240701.nc") as b:
+        same_code = a.tongyuan_code_version == b.tongyuan_code_version
+    if same_code:  # the content hash includes the code version (a commit between the builds)
+        assert read_manifest(cli).day_content == plain.manifest.day_content
 
 
 def test_tongyuan_verify_finds_a_flipped_byte(world, tmp_path, capsys):
