@@ -26,13 +26,19 @@ import xarray as xr
 
 from grids.grid import Grid
 from pipeline.cems import Cems
-from pipeline.cube import SECONDS_PER_HOUR, hourly_cube
+from pipeline.cube import SECONDS_PER_HOUR
+from pipeline.cube import day_cube as cube_of_day
 from pipeline.parallel import RunStats, map_days
 from pipeline.publish import has_manifest, read_manifest
 from pipeline.writers import WriteMeta, netcdf_cf
 from sources.errors import ConfigError
 from sources.files import sha256_file
 from sources.species import SpeciesRegistry
+
+
+#: a day whose arrays take at most this many bytes is computed once and held whole while it is
+#: hashed and written; a larger one is computed, hashed and written a few hours at a time
+IN_MEMORY_BYTES = 256 * 2**20
 
 
 @dataclass
@@ -166,6 +172,8 @@ def write_day_dataset(day_ds: xr.Dataset, key: str, ctx: WriteContext, cell_area
     ctx.hourly_dir.mkdir(parents=True, exist_ok=True)
     path = ctx.hourly_dir / f"{key}.nc"
     with dask.config.set(scheduler="synchronous"):  # a few hours at a time, in this process
+        if day_ds.nbytes <= IN_MEMORY_BYTES:  # small enough: computed once, not twice
+            day_ds = day_ds.compute()
         h, mass = measure_day(day_ds, ctx, cell_area, ctx.slab_hours)
     prev = ctx.previous.get(key)
     source = origin = None
@@ -223,7 +231,7 @@ def day_cube(inputs: DayInputs, day: pd.Timestamp) -> xr.Dataset:
     cems = inputs.cems
     if cems is not None:
         cems = replace(cems, correction=cems.correction[:, idx])
-    return hourly_cube(inputs.annual, inputs.factors.isel(time=idx), inputs.grid,
+    return cube_of_day(inputs.annual, inputs.factors.isel(time=idx), inputs.grid,
                        inputs.registry, cems=cems, hours_per_chunk=inputs.ctx.slab_hours)
 
 

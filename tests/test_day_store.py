@@ -167,3 +167,22 @@ def test_days_are_the_same_bytes_on_every_scheduler(tables, tmp_path):
         assert sums == serial[1], name
         assert got.written == serial[0].written and got.content == serial[0].content
     assert len(runs["cluster"][0].stats.peak_rss_mb) == 2  # both workers wrote days
+
+
+def test_a_day_too_large_to_hold_streams_with_the_same_content_and_stable_bytes(tables, tmp_path,
+                                                                              monkeypatch):
+    """Above IN_MEMORY_BYTES a day is computed, hashed and written a few hours at a time: the
+    same content hash and masses as a day held whole, and the same bytes every time."""
+    from pipeline import day_store
+    from sources.files import sha256_file
+
+    day = [pd.Timestamp("2024-03-09")]
+    whole = day_store.write_days(_inputs(tables, tmp_path / "whole"), day, "synchronous")
+    monkeypatch.setattr(day_store, "IN_MEMORY_BYTES", 0)
+    a = day_store.write_days(_inputs(tables, tmp_path / "a"), day, "synchronous")
+    b = day_store.write_days(_inputs(tables, tmp_path / "b"), day, "synchronous")
+    assert a.content == whole.content and a.written == whole.written
+    assert sha256_file(a.files[0]) == sha256_file(b.files[0])
+    with netCDF4.Dataset(a.files[0]) as x, netCDF4.Dataset(whole.files[0]) as y:
+        for v in ("CO2", "NOx"):
+            np.testing.assert_array_equal(x[v][:], y[v][:])
