@@ -35,7 +35,6 @@ from sources.errors import ConfigError
 from sources.files import sha256_file
 from sources.species import SpeciesRegistry
 
-
 #: a day whose arrays take at most this many bytes is computed once and held whole while it is
 #: hashed and written; a larger one is computed, hashed and written a few hours at a time
 IN_MEMORY_BYTES = 256 * 2**20
