@@ -20,19 +20,15 @@ from typing import Any
 
 import pandas as pd
 
-from grids.grid import Grid
+from grids.allocate import outside_share
 from grids.proxy import Proxy
 from pipeline.cems import cems_errors
-from pipeline.checks import load_checks
 from pipeline.config import BuildConfig, load_config
-from pipeline.steps import Tables, input_layout, load_tables, read_input
-from pipeline.temporal import load_profiles, load_sectors
-from sources.errors import InputError, TongyuanError
-from sources.factors import load_factor_library
+from pipeline.steps import Tables, check_outside, input_layout, load_tables, read_input
+from sources.errors import ConfigErrors, TongyuanError
 from sources.readers import source_errors
+from sources.validate import check_unique_across
 from sources.speciation import load_speciation
-from sources.species import load_species
-from sources.validate import load_activity_bounds
 
 #: the columns of ``errors.csv``
 COLUMNS = ["file", "sheet", "row", "column", "value", "expected", "problem"]
@@ -53,13 +49,23 @@ class Problem:
     @classmethod
     def of(cls, exc: TongyuanError, file: str | Path | None = None) -> Problem:
         """The problem an error describes; ``file`` when the error names no file."""
-        if isinstance(exc, InputError):
-            return cls(file=exc.path or str(file or ""), sheet=exc.sheet or "",
-                       row="" if exc.row is None else str(exc.row),
-                       column="" if exc.column is None else str(exc.column),
-                       value="" if exc.value is None else str(exc.value)[:200],
-                       expected=exc.expected or "", problem=exc.problem)
+        if getattr(exc, "problem", None) is not None:  # InputError, or ConfigError.at
+            value = getattr(exc, "value", None)
+            row, column = getattr(exc, "row", None), getattr(exc, "column", None)
+            return cls(file=getattr(exc, "path", None) or str(file or ""),
+                       sheet=getattr(exc, "sheet", None) or "",
+                       row="" if row is None else str(row),
+                       column="" if column is None else str(column),
+                       value="" if value is None else str(value)[:200],
+                       expected=getattr(exc, "expected", None) or "", problem=exc.problem)
         return cls.from_text(str(exc), file)
+
+    @classmethod
+    def all_of(cls, exc: TongyuanError, file: str | Path | None = None) -> list[Problem]:
+        """One problem per error ``exc`` holds (:class:`ConfigErrors` holds several)."""
+        if isinstance(exc, ConfigErrors):
+            return [p for e in exc.errors for p in cls.all_of(e, file)]
+        return [cls.of(exc, file)]
 
     @classmethod
     def from_text(cls, text: str, file: str | Path | None = None) -> Problem:
@@ -100,60 +106,54 @@ def _config_problems(path: Path, exc: TongyuanError) -> list[Problem]:
 
 def _attempt(problems: list[Problem], file: str | Path | None, fn: Callable[..., Any],
              *args: Any) -> Any:
-    """``fn(*args)``, or None with its error added to ``problems``."""
+    """``fn(*args)``, or None with its errors (every one it holds) added to ``problems``."""
     try:
         return fn(*args)
     except TongyuanError as exc:
-        problems.append(Problem.of(exc, file))
+        problems += Problem.all_of(exc, file)
         return None
 
 
 def check_tables(cfg: BuildConfig) -> tuple[list[Problem], Tables | None]:
-    """Every configuration table of ``cfg`` on its own, then their cross-checks; the loaded
-    tables when there is no problem."""
-    t = cfg.tables
+    """Every problem of every configuration table of ``cfg`` (what :func:`load_tables` finds,
+    all of it), the proxy rasters and the speciation table; the loaded tables when the build's
+    tables load."""
     problems: list[Problem] = []
-    registry = _attempt(problems, t.species, load_species, t.species)
-    if registry is not None:
-        _attempt(problems, t.emission_factors, load_factor_library, t.emission_factors,
-                 t.control_efficiencies, t.fuels, registry.emitted)
-    profiles = _attempt(problems, t.temporal_profiles, load_profiles, t.temporal_profiles)
-    if profiles is not None:
-        _attempt(problems, t.sectors, load_sectors, t.sectors, profiles)
-    if t.checks is not None:
-        _attempt(problems, t.checks, load_checks, t.checks)
-    if cfg.validation.bounds_path is not None:
-        _attempt(problems, cfg.validation.bounds_path, load_activity_bounds,
-                 cfg.validation.bounds_path)
-    grid = _attempt(problems, cfg.config_path, Grid.from_config, cfg.grid.model_dump())
-    if grid is not None:
-        for name, path in cfg.proxies.items():
-            _attempt(problems, path, Proxy(name=name, path=str(path)).read)
-    if problems:
-        return problems, None
     tables = _attempt(problems, cfg.config_path, load_tables, cfg)
-    if tables is not None and t.speciation is not None:
-        _attempt(problems, t.speciation, load_speciation, t.speciation, cfg.output.mechanism,
-                 tables.registry.emitted, list(tables.sectors["sector"]))
+    for name, path in cfg.proxies.items():
+        _attempt(problems, path, Proxy(name=name, path=str(path)).read)
+    if tables is not None and cfg.tables.speciation is not None:
+        _attempt(problems, cfg.tables.speciation, load_speciation, cfg.tables.speciation,
+                 cfg.output.mechanism, tables.registry.emitted, list(tables.sectors["sector"]))
     return problems, tables
 
 
 def check_inputs(cfg: BuildConfig, tables: Tables) -> tuple[list[Problem], pd.DataFrame | None]:
-    """Every row problem of every input; the combined ids and kinds when there is none (for the
-    CEMS check)."""
+    """Every row problem of every input, and of an input without one whether too much of its
+    mass lies beyond the grid (:func:`pipeline.steps.check_outside`: a wrong CRS or zone,
+    swapped axes); the combined ids and kinds when there is no problem (for the CEMS check)."""
     problems: list[Problem] = []
-    frames = []
+    read: list[tuple[str, pd.DataFrame]] = []
     for spec in cfg.inputs:
         layout, vocabulary = input_layout(cfg, tables, spec)
         errors = source_errors(spec.path, spec.kind, target_crs=tables.grid.crs, layout=layout,
                                vocabulary=vocabulary)
         problems += [Problem.of(e, spec.path) for e in errors]
-        if not errors:
-            table, _ = read_input(cfg, tables, spec)
-            frames.append(table[["source_id", "kind"]])
+        got = None if errors else _attempt(problems, spec.path, read_input, cfg, tables, spec)
+        if got is None:
+            continue
+        table = got[0]
+        outside = _attempt(problems, spec.path, outside_share, table, tables.grid)
+        if outside is not None:
+            _attempt(problems, spec.path, check_outside, table, outside, tables,
+                     {str(table["input_file"].iloc[0]) if len(table) else "": spec.name})
+        read.append((str(spec.path), table))
     if problems:
         return problems, None
-    return problems, pd.concat(frames, ignore_index=True) if frames else None
+    _attempt(problems, None, check_unique_across, read)
+    if problems or not read:
+        return problems, None
+    return problems, pd.concat([t[["source_id", "kind"]] for _, t in read], ignore_index=True)
 
 
 def check_config(path: str | Path) -> list[Problem]:

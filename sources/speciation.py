@@ -25,7 +25,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from sources.errors import ConfigError
+from sources.errors import ConfigError, Problems
 from sources.tables import read_table
 
 #: derived pollutants of the speciation table: the first minus the others
@@ -119,21 +119,24 @@ def load_speciation(path: str | Path, mechanism: str, emitted: list[str],
     # rows; a misspelt pollutant still fails below, as the one it meant is then not covered
     df = df[df["pollutant"].isin(allowed) | ~df["pollutant"].str.fullmatch(
         r"CO2_fossil|CO2_bio")]
+    found = Problems()  # every bad row, reported together
     for r in df.itertuples():
         row = int(r.input_row)
         if r.pollutant not in allowed:
-            raise ConfigError.at(path, "unknown pollutant", row=row, column="pollutant",
-                                 value=r.pollutant, expected=f"one of {sorted(allowed)}")
+            found.add(ConfigError.at(path, "unknown pollutant", row=row, column="pollutant",
+                                     value=r.pollutant, expected=f"one of {sorted(allowed)}"))
         if r.sector != "*" and r.sector not in sectors:
-            raise ConfigError.at(path, "unknown sector", row=row, column="sector",
-                                 value=r.sector, expected=f"'*' or one of {sorted(sectors)}")
+            found.add(ConfigError.at(path, "unknown sector", row=row, column="sector",
+                                     value=r.sector,
+                                     expected=f"'*' or one of {sorted(sectors)}"))
         if not (np.isfinite(r.mass_fraction) and 0 <= r.mass_fraction <= 1):
-            raise ConfigError.at(path, "mass fraction outside [0, 1]", row=row,
-                                 column="mass_fraction", value=r.mass_fraction_text)
+            found.add(ConfigError.at(path, "mass fraction outside [0, 1]", row=row,
+                                     column="mass_fraction", value=r.mass_fraction_text))
         if r.molar_mass_text != "" and not r.molar_mass_g_mol > 0:
-            raise ConfigError.at(path, "molar mass must be positive", row=row,
-                                 column="molar_mass_g_mol", value=r.molar_mass_text,
-                                 expected="a number > 0 (gas) or empty (aerosol)")
+            found.add(ConfigError.at(path, "molar mass must be positive", row=row,
+                                     column="molar_mass_g_mol", value=r.molar_mass_text,
+                                     expected="a number > 0 (gas) or empty (aerosol)"))
+    found.raise_any()
     # one pollutant per model species, always a gas (with a molar mass) or always an aerosol;
     # lumped VOC species (PAR, OLE, ...) have profile-specific molar masses
     species: dict[str, ModelSpecies] = {}
