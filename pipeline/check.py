@@ -1,11 +1,15 @@
 """``tongyuan check``: every input and table of a configuration validated, and every problem
 listed in one pass (not only the first), without building.
 
-Tables are checked one by one (a problem in one does not hide the others); each input is read
-with :func:`sources.readers.source_errors`, which sets a bad row aside and checks the rest, so a
-workbook with five bad rows gives five problems. The problems are printed and written as a CSV
-(``file, sheet, row, column, value, expected, problem``) that inventory staff can open in Excel
-next to the file they fix.
+The tables are loaded by the build's own :func:`pipeline.steps.load_tables`, whose loaders
+collect every bad row of every table (:class:`sources.errors.Problems`) instead of stopping at
+the first; each input is read with :func:`sources.readers.source_errors`, which sets a bad row
+aside and checks the rest, so a workbook with five bad rows gives five problems; even when a
+table is broken the inputs are checked against the names of the tables that do load. An input
+without row problems is then checked for its share of mass beyond the grid (the build's
+:func:`pipeline.steps.check_outside`, on :func:`grids.allocate.outside_share`: no allocation
+matrix, no build). The problems are printed and written as a CSV (``file, sheet, row, column,
+value, expected, problem``) that inventory staff can open in Excel next to the file they fix.
 """
 
 from __future__ import annotations
@@ -19,16 +23,20 @@ from pathlib import Path
 from typing import Any
 
 import pandas as pd
+import pyproj
 
 from grids.allocate import outside_share
+from grids.grid import Grid
 from grids.proxy import Proxy
 from pipeline.cems import cems_errors
 from pipeline.config import BuildConfig, load_config
 from pipeline.steps import Tables, check_outside, input_layout, load_tables, read_input
-from sources.errors import ConfigErrors, TongyuanError
-from sources.readers import source_errors
-from sources.validate import check_unique_across
+from sources.errors import ConfigErrors, Problems, TongyuanError
+from sources.factors import load_factor_library
+from sources.readers import Vocabulary, source_errors
+from sources.validate import check_unique_across, load_activity_bounds
 from sources.speciation import load_speciation
+from sources.species import load_species
 
 #: the columns of ``errors.csv``
 COLUMNS = ["file", "sheet", "row", "column", "value", "expected", "problem"]
@@ -128,13 +136,24 @@ def check_tables(cfg: BuildConfig) -> tuple[list[Problem], Tables | None]:
     return problems, tables
 
 
-def check_inputs(cfg: BuildConfig, tables: Tables) -> tuple[list[Problem], pd.DataFrame | None]:
+def check_inputs(cfg: BuildConfig, tables: Tables | None
+                 ) -> tuple[list[Problem], pd.DataFrame | None]:
     """Every row problem of every input, and of an input without one whether too much of its
     mass lies beyond the grid (:func:`pipeline.steps.check_outside`: a wrong CRS or zone,
-    swapped axes); the combined ids and kinds when there is no problem (for the CEMS check)."""
+    swapped axes); the combined ids and kinds when there is no problem (for the CEMS check).
+
+    With ``tables`` None (a configuration table is broken) each file is still checked on its
+    own: columns, ids, numbers, units, geometry and CRS, but not the names the tables define
+    (sector, fuel, technology, control, proxy) nor the grid's extent."""
     problems: list[Problem] = []
     read: list[tuple[str, pd.DataFrame]] = []
+    partial = _partial_vocabulary(cfg) if tables is None and cfg.inputs else None
     for spec in cfg.inputs:
+        if tables is None:
+            errors = source_errors(spec.path, spec.kind, target_crs=_crs_of(cfg),
+                                   layout=input_layout(cfg, None, spec)[0], vocabulary=partial)
+            problems += [Problem.of(e, spec.path) for e in errors]
+            continue
         layout, vocabulary = input_layout(cfg, tables, spec)
         errors = source_errors(spec.path, spec.kind, target_crs=tables.grid.crs, layout=layout,
                                vocabulary=vocabulary)
@@ -156,6 +175,30 @@ def check_inputs(cfg: BuildConfig, tables: Tables) -> tuple[list[Problem], pd.Da
     return problems, pd.concat([t[["source_id", "kind"]] for _, t in read], ignore_index=True)
 
 
+def _partial_vocabulary(cfg: BuildConfig) -> Vocabulary:
+    """The names that the tables which do load define, to check inputs against when another
+    table is broken (its problems are reported by :func:`check_tables`)."""
+    t, quiet = cfg.tables, Problems()
+    registry = quiet.attempt(load_species, t.species)
+    library = (quiet.attempt(load_factor_library, t.emission_factors, t.control_efficiencies,
+                             t.fuels, registry.emitted) if registry is not None else None)
+    bounds = cfg.validation.bounds_path
+    return Vocabulary(keys=library.keys if library is not None else None,
+                      devices=library.devices if library is not None else None,
+                      proxies=set(cfg.proxies), sector_proxies=cfg.sector_proxies,
+                      species=registry.emitted if registry is not None else None,
+                      bounds=quiet.attempt(load_activity_bounds, bounds) if bounds else None)
+
+
+def _crs_of(cfg: BuildConfig) -> pyproj.CRS:
+    """The grid's CRS, or longitude/latitude when the grid itself is broken (its problem is
+    reported with the tables)."""
+    try:
+        return Grid.from_config(cfg.grid.model_dump()).crs
+    except TongyuanError:
+        return pyproj.CRS.from_epsg(4326)
+
+
 def check_config(path: str | Path) -> list[Problem]:
     """Every problem of the configuration at ``path``, its tables, inputs and CEMS files."""
     path = Path(path)
@@ -164,14 +207,13 @@ def check_config(path: str | Path) -> list[Problem]:
     except TongyuanError as exc:
         return _config_problems(path, exc)
     problems, tables = check_tables(cfg)
-    if tables is None:
-        return problems
     found, activity = check_inputs(cfg, tables)
-    problems += sorted(found, key=lambda p: (p.file, int(p.row) if p.row.isdigit() else 0))
-    if cfg.cems:
+    problems += found
+    if tables is not None and cfg.cems:
         problems += [Problem.of(e) for e in cems_errors(list(cfg.cems), activity,
                                                         tables.registry.all, cfg.year)]
-    return problems
+    files = {f: i for i, f in enumerate(dict.fromkeys(p.file for p in problems))}
+    return sorted(problems, key=lambda p: (files[p.file], int(p.row) if p.row.isdigit() else 0))
 
 
 def write_errors(problems: list[Problem], path: str | Path) -> Path:

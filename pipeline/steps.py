@@ -60,7 +60,7 @@ def load_tables(cfg: BuildConfig) -> Tables:
     library = (found.attempt(load_factor_library, t.emission_factors, t.control_efficiencies,
                              t.fuels, registry.emitted) if registry is not None else None)
     profiles = found.attempt(load_profiles, t.temporal_profiles)
-    sectors = found.attempt(load_sectors, t.sectors, profiles) if profiles is not None else None
+    sectors = found.attempt(load_sectors, t.sectors, profiles)  # profiles None: names unchecked
     grid = found.attempt(Grid.from_config, cfg.grid.model_dump())
     checks = found.attempt(load_checks, t.checks) if t.checks else None
     bounds_path = cfg.validation.bounds_path
@@ -94,12 +94,15 @@ def read_input(cfg: BuildConfig, tables: Tables, spec: InputConfig
                         vocabulary=vocabulary, name=spec.name)
 
 
-def input_layout(cfg: BuildConfig, tables: Tables, spec: InputConfig
+def input_layout(cfg: BuildConfig, tables: Tables | None, spec: InputConfig
                  ) -> tuple[FileLayout, Vocabulary]:
-    """How one input of the config is laid out, and the names its rows are checked against."""
+    """How one input of the config is laid out, and the names its rows are checked against
+    (none without ``tables``)."""
     layout = FileLayout(crs=spec.crs, columns=spec.columns, layer=spec.layer,
                         x_column=spec.x_column, y_column=spec.y_column,
                         wkt_column=spec.wkt_column, sheet=spec.sheet)
+    if tables is None:
+        return layout, Vocabulary(sector_proxies=cfg.sector_proxies)
     vocabulary = Vocabulary(keys=tables.library.keys, devices=tables.library.devices,
                             proxies=set(tables.proxies), species=tables.registry.emitted,
                             sector_proxies=cfg.sector_proxies, bounds=tables.bounds)

@@ -82,8 +82,10 @@ def load_profiles(path: str | Path) -> dict[str, dict[str, np.ndarray]]:
     return out
 
 
-def load_sectors(path: str | Path, profiles: dict[str, dict[str, np.ndarray]]) -> pd.DataFrame:
-    """The sectors table, checked against the profiles it names (every problem reported)."""
+def load_sectors(path: str | Path, profiles: dict[str, dict[str, np.ndarray]] | None
+                 ) -> pd.DataFrame:
+    """The sectors table, checked against the profiles it names (every problem reported;
+    with ``profiles`` None, a broken profile table, the names are not checked)."""
     path = Path(path)
     found = Problems()
     df = read_table(path, SECTOR_COLUMNS + ["reference"], "sector", problems=found)
@@ -93,7 +95,7 @@ def load_sectors(path: str | Path, profiles: dict[str, dict[str, np.ndarray]]) -
                                  f"{first + 1} and {i + 1})", row=int(i) + 1, column="sector",
                                  value=df["sector"].iloc[i], expected="each sector once"))
     for i, row in enumerate(df.itertuples()):
-        for kind in LENGTHS:
+        for kind in LENGTHS if profiles is not None else ():
             pid = getattr(row, f"{kind}_profile")
             if kind not in profiles.get(pid, {}):
                 found.add(ConfigError.at(path, f"no {kind} profile {pid!r} in the "

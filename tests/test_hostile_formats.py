@@ -17,6 +17,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import shapely
+import shapely.affinity
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -172,6 +173,99 @@ def test_check_lists_all_problems_and_writes_errors_csv(world, tmp_path, capsys)
     assert sheet_rows[0]["column"] == "C 'fuel'" and sheet_rows[0]["value"] == "peat"
     line = [r for r in rows if r["file"].endswith("lines.csv")]
     assert line[0]["row"] == "1" and "ambiguous unit 'ton'" in line[0]["problem"]
+
+
+def _break_rows(path: Path, edits: dict[str, str]) -> None:
+    text = path.read_text()
+    for old, new in edits.items():
+        assert text.count(old) == 1, old
+        text = text.replace(old, new)
+    path.write_text(text)
+
+
+def test_check_prints_every_bad_row_of_a_workbook_and_of_broken_tables(world, tmp_path,
+                                                                       capsys):
+    """Done when of issue 19: a workbook with 5 bad rows gives 5 problems, and so does every
+    bad row of the configuration tables beside it (not only the first of each)."""
+    _use_workbook(world, _sheet_with_bad_rows())
+    _break_rows(cfg_dir(world) / "temporal_profiles.csv", {
+        "flat,month,4,1,": "flat,month,4,inf,", "flat,hour,3,1,": "flat,hour,3,-1,",
+        "flat,hour,5,1,": "flat,hour,5,x,"})
+    _break_rows(cfg_dir(world) / "sectors.csv", {
+        "power,power,flat,flat,flat,none,": "power,power,flat,flat,flat,maybe,",
+        "residential,residential,flat,flat,flat,none,test\n":
+        "residential,residential,flat,flat,flat,none,test\nroad,again,flat,flat,flat,none,t\n"})
+    out = tmp_path / "errors.csv"
+    assert main(["check", "--config", str(world), "--errors", str(out)]) == 1
+    err = capsys.readouterr().err
+    assert "10 problems in 3 files" in err
+    for words in [
+        "temporal_profiles.csv, row 4, column 'value': not a weight; got 'inf'",
+        "temporal_profiles.csv, row 23, column 'value': not a weight; got '-1'",
+        "temporal_profiles.csv, row 25, column 'value': not a weight; got 'x'",
+        "sectors.csv, row 1, column 'holiday_as': unknown holiday rule; got 'maybe'",
+        "sectors.csv, row 4, column 'sector': duplicate sector 'road' (rows 2 and 4)",
+        "points.xlsx, sheet '点源', row 2, column C 'fuel': unknown fuel; got 'peat'",
+        "points.xlsx, sheet '点源', row 10, column H 'x': coordinate is missing",
+    ]:
+        assert words in err, err
+    with out.open(encoding="utf-8-sig") as fh:
+        rows = list(csv.DictReader(fh))
+    by_file: dict[str, list[str]] = {}
+    for r in rows:
+        by_file.setdefault(Path(r["file"]).name, []).append(r["row"])
+    assert by_file == {"temporal_profiles.csv": ["4", "23", "25"], "sectors.csv": ["1", "4"],
+                       "points.xlsx": ["2", "4", "6", "8", "10"]}
+    sector_row = next(r for r in rows if r["file"].endswith("sectors.csv"))
+    assert (sector_row["column"], sector_row["value"], sector_row["expected"]) == (
+        "holiday_as", "maybe", "'sunday' or 'none'")
+
+
+def test_a_table_with_many_bad_rows_is_one_bounded_error(world):
+    """The build raises one error for every bad row of a table: the first ten listed, the
+    rest counted; ``tongyuan check`` lists each."""
+    path = cfg_dir(world) / "emission_factors.csv"
+    lines = path.read_text().splitlines()
+    bad = [lines[0]] + [f"power,coal,boiler,SO2,{v},kg/t,test"
+                        for v in ("ten", "-1", "inf")] * 4  # 12 bad values
+    path.write_text("\n".join(bad + lines[1:]) + "\n")
+    with pytest.raises(E.ConfigErrors) as info:
+        load_tables(load_config(world))
+    exc = info.value
+    # the 12 values, and the key given 13 times (with the table's own SO2 row): 12 repeats
+    assert len(exc.errors) == 12 + 12
+    text = str(exc)
+    assert text.startswith(f"24 problems in {path}:\n  {path}, row 1, column 'value': not a "
+                           "number; got 'ten'")
+    assert len(text.splitlines()) == 12 and text.endswith(
+        "... and 14 more ('tongyuan check --config <file>' lists every one, also as errors.csv)")
+    values = [p for p in check_config(world) if p.column == "value"]
+    assert [p.row for p in values] == [str(i) for i in range(1, 13)]
+    assert [p.value for p in values[:3]] == ["ten", "-1", "inf"]
+
+
+def test_check_finds_an_input_beyond_the_grid_without_building(world):
+    """Data in UTM 51N declared as 50N: every stack ~600 km away, found by the check (the
+    build's own test, on each source's share beyond the grid) and nothing written."""
+    edit_config(world, 'path: ../data/points.csv, crs: "EPSG:32651"',
+                'path: ../data/points.csv, crs: "EPSG:32650"')
+    problems = check_config(world)
+    assert [(Path(p.file).name, p.problem[:56]) for p in problems] == [
+        ("points.csv", "100% of the mass of input 'points' lies outside the grid")]
+    assert "wrong UTM zone" in problems[0].expected
+    assert not (world.parent.parent / "out").exists()
+
+
+def test_check_finds_areas_beyond_the_grid(world):
+    """A polygon input shifted by a whole grid width: its area lies beyond the grid."""
+    path = data_dir(world) / "areas.csv"
+    df = pd.read_csv(path)
+    df["geometry"] = [shapely.affinity.translate(g, xoff=10_000).wkt
+                      for g in shapely.from_wkt(df["geometry"])]
+    df.to_csv(path, index=False)
+    problems = check_config(world)
+    assert [(Path(p.file).name, p.problem[:55]) for p in problems] == [
+        ("areas.csv", "100% of the mass of input 'areas' lies outside the grid")]
 
 
 def test_check_of_a_valid_config_passes(world, tmp_path, capsys):
