@@ -355,10 +355,12 @@ def prepare(cfg: BuildConfig | str | Path, tables: Tables | None = None, *,
     return state
 
 
-def write_build_report(build_dir: Path) -> bool:
-    """The QA report; a failure here is reported, not fatal: the inventory itself is checked."""
+def write_build_report(build_dir: Path, boundaries: Path | None = None) -> bool:
+    """The QA report (district maps from ``boundaries``, the configuration's file: the manifest
+    carries its path relative to the configuration); a failure here is reported, not fatal:
+    the inventory itself is checked."""
     try:
-        write_report(build_dir)
+        write_report(build_dir, boundaries=boundaries)
     except Exception as exc:  # noqa: BLE001 - report bugs must not block a checked inventory
         print(f"WARNING: the build report could not be written: {exc!r}")
         return False
@@ -438,12 +440,13 @@ def write_and_publish(state: BuildState, out: Path, publication: Publication,
         if pub.extra is not None:
             pub.extra(staging, ctx.static, ctx.attrs)
         write_manifest(staging, Manifest(
-            build_id=pub.build_id, config_hash=pub.config_hash, config=str(s.cfg.config_path),
-            year=s.cfg.year, boundaries=str(s.cfg.boundaries) if s.cfg.boundaries else None,
+            build_id=pub.build_id, config_hash=pub.config_hash,
+            config=s.cfg.relative(s.cfg.config_path) or "",
+            year=s.cfg.year, boundaries=s.cfg.relative(s.cfg.boundaries),
             period=s.cfg.output.period, inputs={m.name: m.sha256 for m in s.metas},
             day_content=days.content, reused_days=days.reused, fingerprint=pub.fingerprint,
             cache_files=s.cache_files, scenario=pub.scenario))
-        reported = runner.run("report", write_build_report, staging)
+        reported = runner.run("report", write_build_report, staging, s.cfg.boundaries)
         if pub.pages is not None:
             add_to_manifest(staging, pub.pages(staging))
         latest = out / pub.pointer
@@ -597,7 +600,8 @@ def run_scenario_build(scenario_path: str | Path, runner: Runner | None = None,
         result = write_and_publish(state, out, Publication(
             build_id=build_id, config_hash=sc_hash, pointer=_pointer(cfg, f"latest-scenario-"
                                                                      f"{sc.name}"),
-            scenario=ScenarioInfo(name=sc.name, file=str(sc.path), base_year=sc.base_year,
+            scenario=ScenarioInfo(name=sc.name, file=cfg.relative(sc.path),
+                                  base_year=sc.base_year,
                                   target_year=sc.target_year, base_config_hash=cfg_hash),
             extra=lambda staging, static, attrs: write_scenario_files(run, staging, static,
                                                                      attrs),

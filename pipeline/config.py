@@ -377,6 +377,15 @@ class BuildConfig(FrozenModel):
         return {k: getattr(self.tables, k) for k in TablesConfig.model_fields
                 if getattr(self.tables, k) is not None}
 
+    def relative(self, path: str | Path | None) -> str | None:
+        """``path`` relative to the folder of the configuration file, as published metadata
+        (manifest, report) writes it: never the server's absolute path."""
+        if path is None:
+            return None
+        if self.config_path is None or not Path(path).is_absolute():
+            return str(path)
+        return os.path.relpath(path, Path(self.config_path).parent)
+
 
 def resolve_paths(doc: dict[str, Any], base: Path) -> dict[str, Any]:
     """A copy of a configuration document (the YAML as read) with every relative path made

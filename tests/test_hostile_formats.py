@@ -7,6 +7,7 @@ balances (hypothesis).
 from __future__ import annotations
 
 import csv
+import json
 import math
 import shutil
 from pathlib import Path
@@ -362,3 +363,38 @@ def test_tiny_builds_write_files_equal_to_their_ledger(tmp_path, points):
             mass = float((nc[sp][:].astype(np.float64) * nc["cell_area"][:]).sum() * 3600.0)
             assert math.isfinite(mass)
             assert mass == pytest.approx(r.totals.loc[sp, "written_kg"], rel=1e-9, abs=1e-9)
+
+
+# ---------------------------------------------------------------------------------------------
+# 6. published metadata: paths relative to the configuration, never the server's
+
+def test_a_published_build_carries_no_absolute_server_path(tmp_path):
+    """Manifest, report, tables and the CF, CMAQ and WRF-Chem files of a build name the
+    files it read relative to its configuration: the server's folders appear in no byte."""
+    from tests.test_models import _model_world
+
+    world = write_world(tmp_path / "srv")
+    _model_world(world)
+    gpd.GeoDataFrame({"district_code": ["310001"], "name_zh": ["全域"], "name_en": ["All"]},
+                     geometry=[shapely.box(0, 0, 3e6, 5e6)], crs="EPSG:32651").to_file(
+        data_dir(world) / "districts.gpkg", layer="districts", driver="GPKG")
+    world.write_text(world.read_text() + "boundaries: ../data/districts.gpkg\n")
+    r = run_build(world, period=("2024-03-01", "2024-03-01"), formats=["cf", "cmaq", "wrfchem"],
+                  mechanism="t1")
+    build = Path(r.build_dir)
+    files = sorted(f for f in build.rglob("*") if f.is_file())
+    assert {f.relative_to(build).parts[0] for f in files} >= {
+        "manifest.json", "inputs.csv", "sources.csv", "report", "hourly", "cmaq", "wrfchem",
+        "annual.nc"}
+    for f in files:
+        assert str(tmp_path).encode() not in f.read_bytes(), f
+    manifest = json.loads((build / "manifest.json").read_text())
+    assert (manifest["config"], manifest["boundaries"]) == ("build.yaml",
+                                                            "../data/districts.gpkg")
+    inputs = pd.read_csv(build / "inputs.csv")
+    assert set(inputs["path"]) >= {"../data/points.csv", "../data/lines.csv",
+                                   "../data/population.tif"}
+    page = (build / "report" / "index.html").read_text(encoding="utf-8")
+    assert "<td>district boundaries</td><td>../data/districts.gpkg</td>" in page
+    assert f"<td>build directory</td><td>{build.name}</td>" in page
+    assert "全域" in page  # the districts were still drawn and totalled

@@ -197,6 +197,17 @@ def _input_cell(column: str, value: Any) -> Any:
     return str(value)[:16] + "…" if column == "sha256" else value
 
 
+def _shown_path(path: Any, recorded: str | None) -> str:
+    """How the report names a file the build used: its path relative to the configuration as
+    the manifest records it, or its bare name for a file given otherwise (a published page
+    never shows the server's absolute paths)."""
+    if not path:
+        return "none configured"
+    if recorded and Path(recorded).name == Path(path).name:
+        return recorded
+    return Path(path).name
+
+
 def _header(data: BuildData, inputs: pd.DataFrame | None, boundaries: Any) -> str:
     a = data.attrs
     g = data.grid
@@ -210,9 +221,10 @@ def _header(data: BuildData, inputs: pd.DataFrame | None, boundaries: Any) -> st
         ("grid", f"{g.name}: {g.nx} × {g.ny} cells of {g.dx:g} × {g.dy:g} {g.units}, "
                  f"{g.crs.name} ({g.crs.to_string()}), lower-left ({g.x0:g}, {g.y0:g}) "
                  f"{g.units}"),
-        ("district boundaries", str(boundaries) if boundaries else "none configured"),
+        ("district boundaries", _shown_path(boundaries, data.boundaries)),
         ("history", str(a.get("history", ""))),
-        ("build directory", str(data.path)),
+        # the published name (a report is written in the staging folder, then published)
+        ("build directory", data.path.name.removeprefix(".staging-")),
     ]
     body = "".join(f"<tr><td>{html.escape(k)}</td><td>{html.escape(v)}</td></tr>" for k, v in rows)
     out = [f"<table class='meta'>{body}</table>"]
@@ -468,6 +480,9 @@ def write_report(build_dir: str | Path, out_dir: str | Path | None = None, *,
     notices = data.read_csv("notices.csv", dtype=str)
     checks = data.read_csv("checks.csv")
     bpath = boundaries if boundaries is not None else data.boundaries
+    if bpath and not Path(bpath).exists():
+        print(f"note: district boundaries {bpath} (as the manifest records it, relative to the "
+              "build's configuration) not found from here; pass --boundaries to draw them")
     districts = read_regions(bpath)
     weights = region_weights(data.grid, districts) if districts is not None else None
     dnames = region_names(districts) if districts is not None else None
