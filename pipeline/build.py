@@ -61,6 +61,7 @@ from pipeline.publish import (
     staging_dir,
     sweep_stale,
     verify_build,
+    write_local_record,
     write_manifest,
 )
 from pipeline.regional import add_regional
@@ -458,6 +459,8 @@ def write_and_publish(state: BuildState, out: Path, publication: Publication,
         if full is not None:
             raise full from exc
         raise
+    if s.cfg.config_path is not None:  # where the manifest's relative paths start, kept local
+        write_local_record(out, pub.build_id, {"config_dir": str(Path(s.cfg.config_path).parent)})
     record_changes(out, previous, final, pub.pointer)
     prune(out, s.cfg.output.keep_builds)
     prune_day_store(store)

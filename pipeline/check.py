@@ -33,10 +33,11 @@ from pipeline.config import BuildConfig, load_config
 from pipeline.steps import Tables, check_outside, input_layout, load_tables, read_input
 from sources.errors import ConfigErrors, Problems, TongyuanError
 from sources.factors import load_factor_library
+from sources.gridded import load_mapping
 from sources.readers import Vocabulary, source_errors
-from sources.validate import check_unique_across, load_activity_bounds
 from sources.speciation import load_speciation
 from sources.species import load_species
+from sources.validate import check_unique_across, load_activity_bounds
 
 #: the columns of ``errors.csv``
 COLUMNS = ["file", "sheet", "row", "column", "value", "expected", "problem"]
@@ -124,12 +125,15 @@ def _attempt(problems: list[Problem], file: str | Path | None, fn: Callable[...,
 
 def check_tables(cfg: BuildConfig) -> tuple[list[Problem], Tables | None]:
     """Every problem of every configuration table of ``cfg`` (what :func:`load_tables` finds,
-    all of it), the proxy rasters and the speciation table; the loaded tables when the build's
-    tables load."""
+    all of it), the proxy rasters, the regional mapping tables and the speciation table; the
+    loaded tables when the build's tables load."""
     problems: list[Problem] = []
     tables = _attempt(problems, cfg.config_path, load_tables, cfg)
     for name, path in cfg.proxies.items():
         _attempt(problems, path, Proxy(name=name, path=str(path)).read)
+    if cfg.regional is not None:
+        _attempt(problems, cfg.regional.sector_mapping, load_mapping,
+                 cfg.regional.sector_mapping, cfg.regional.species_mapping)
     if tables is not None and cfg.tables.speciation is not None:
         _attempt(problems, cfg.tables.speciation, load_speciation, cfg.tables.speciation,
                  cfg.output.mechanism, tables.registry.emitted, list(tables.sectors["sector"]))
@@ -142,9 +146,10 @@ def check_inputs(cfg: BuildConfig, tables: Tables | None
     mass lies beyond the grid (:func:`pipeline.steps.check_outside`: a wrong CRS or zone,
     swapped axes); the combined ids and kinds when there is no problem (for the CEMS check).
 
-    With ``tables`` None (a configuration table is broken) each file is still checked on its
-    own: columns, ids, numbers, units, geometry and CRS, but not the names the tables define
-    (sector, fuel, technology, control, proxy) nor the grid's extent."""
+    With ``tables`` None (a configuration table is broken) each file is still checked row by
+    row: columns, ids, numbers, units, geometry and CRS, and the names of the tables that do
+    load (:func:`_partial_vocabulary`: sector, fuel, technology and control devices when the
+    factor tables load), but not the grid's extent."""
     problems: list[Problem] = []
     read: list[tuple[str, pd.DataFrame]] = []
     partial = _partial_vocabulary(cfg) if tables is None and cfg.inputs else None

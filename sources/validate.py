@@ -14,11 +14,11 @@ import pandas as pd
 import shapely
 
 from sources.errors import (
-    Problems,
     ActivityError,
     DuplicateSourceError,
     GeometryError,
     MissingColumnError,
+    Problems,
     UnitError,
     UnknownKeyError,
 )

@@ -26,6 +26,7 @@ from pipeline.build import run_build
 from pipeline.check import check_config
 from pipeline.cli import main
 from pipeline.config import load_config
+from pipeline.report import write_report
 from pipeline.steps import (
     allocate_sources,
     compute_annual,
@@ -36,6 +37,7 @@ from pipeline.steps import (
 )
 from sources import errors as E
 from sources.emissions import compute_emissions
+from sources.gridded import load_mapping
 from sources.readers import FileLayout, Vocabulary, source_errors
 from sources.tables import read_table
 from tests.test_hostile import HEAD, LHEAD, _corrupt, cfg_dir, data_dir, edit_config, read_points
@@ -245,6 +247,22 @@ def test_a_table_with_many_bad_rows_is_one_bounded_error(world):
     assert [p.value for p in values[:3]] == ["ten", "-1", "inf"]
 
 
+def test_regional_mapping_tables_report_every_bad_row(tmp_path):
+    repo = Path(__file__).resolve().parent.parent
+    sec, spc = tmp_path / "sectors.csv", tmp_path / "species.csv"
+    sec.write_text((repo / "config" / "regional_sectors.csv").read_text(encoding="utf-8")
+                   .replace("meic,power,power,*,1,", "meic,power,power,*,one,")
+                   .replace("meic,industry,industry_process,*,0.4,",
+                            "meic,industry,industry_process,*,-0.4,"), encoding="utf-8")
+    spc.write_text((repo / "config" / "regional_species.csv").read_text(encoding="utf-8")
+                   .replace("meic,CO,CO,1,", "meic,CO,CO,inf,"), encoding="utf-8")
+    with pytest.raises(E.ConfigErrors) as info:
+        load_mapping(sec, spc)
+    assert [(Path(e.path).name, e.row, e.column, e.value) for e in info.value.errors] == [
+        ("sectors.csv", 1, "fraction", "one"), ("sectors.csv", 3, "fraction", "-0.4"),
+        ("species.csv", 3, "factor", "inf")]
+
+
 def test_check_finds_an_input_beyond_the_grid_without_building(world):
     """Data in UTM 51N declared as 50N: every stack ~600 km away, found by the check (the
     build's own test, on each source's share beyond the grid) and nothing written."""
@@ -398,3 +416,9 @@ def test_a_published_build_carries_no_absolute_server_path(tmp_path):
     assert "<td>district boundaries</td><td>../data/districts.gpkg</td>" in page
     assert f"<td>build directory</td><td>{build.name}</td>" in page
     assert "全域" in page  # the districts were still drawn and totalled
+    # a later report of the published build finds the districts through the server's local
+    # record of the configuration's folder (never published)
+    assert json.loads((build.parent / ".local" / f"{build.name}.json").read_text()) == {
+        "config_dir": str(world.parent)}
+    again = write_report(build, tmp_path / "again").read_text(encoding="utf-8")
+    assert "全域" in again and "<td>../data/districts.gpkg</td>" in again

@@ -18,7 +18,7 @@ import pyproj
 import xarray as xr
 
 from grids.grid import Grid
-from pipeline.publish import Manifest, has_manifest, read_manifest
+from pipeline.publish import Manifest, has_manifest, local_record, read_manifest
 from sources.errors import ConfigError
 from sources.files import sha256_file
 
@@ -82,8 +82,14 @@ class BuildData:
 
     @property
     def boundaries(self) -> str | None:
-        """The district boundaries file of the build's configuration."""
-        return self.manifest.boundaries
+        """The district boundaries file of the build's configuration: the manifest records it
+        relative to the configuration, whose folder the server keeps in its local record
+        (:func:`pipeline.publish.local_record`)."""
+        recorded = self.manifest.boundaries
+        if not recorded or Path(recorded).is_absolute():
+            return recorded
+        folder = local_record(self.path).get("config_dir")
+        return str(Path(folder) / recorded) if folder else recorded
 
     @property
     def timezone(self) -> str:

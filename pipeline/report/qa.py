@@ -221,7 +221,7 @@ def _header(data: BuildData, inputs: pd.DataFrame | None, boundaries: Any) -> st
         ("grid", f"{g.name}: {g.nx} × {g.ny} cells of {g.dx:g} × {g.dy:g} {g.units}, "
                  f"{g.crs.name} ({g.crs.to_string()}), lower-left ({g.x0:g}, {g.y0:g}) "
                  f"{g.units}"),
-        ("district boundaries", _shown_path(boundaries, data.boundaries)),
+        ("district boundaries", _shown_path(boundaries, data.manifest.boundaries)),
         ("history", str(a.get("history", ""))),
         # the published name (a report is written in the staging folder, then published)
         ("build directory", data.path.name.removeprefix(".staging-")),
