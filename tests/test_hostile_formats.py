@@ -247,6 +247,29 @@ def test_a_table_with_many_bad_rows_is_one_bounded_error(world):
     assert [p.value for p in values[:3]] == ["ten", "-1", "inf"]
 
 
+def test_every_bad_species_and_every_bad_table_at_once(world):
+    """Two broken species, a bad fuel row and a bad control row: the build's one error holds
+    all four, each naming its file and place."""
+    path = cfg_dir(world) / "species.yaml"
+    path.write_text(path.read_text().replace("kind: pollutant, molar_mass_g_mol: 64.066",
+                                             "kind: gas, molar_mass_g_mol: 64.066")
+                    .replace("CO: {long_name: carbon monoxide, kind: pollutant}",
+                             "CO: {long_name: 7, kind: pollutant}"))
+    with pytest.raises(E.ConfigErrors) as info:
+        load_tables(load_config(world))
+    assert [str(e).split(": ", 1)[1] for e in info.value.errors] == [
+        "species 'SO2': kind 'gas'; expected pollutant, greenhouse_gas or derived",
+        "species 'CO': long_name is 7; expected text"]
+    path.write_text(path.read_text().replace("kind: gas,", "kind: pollutant,")
+                    .replace("long_name: 7", "long_name: carbon monoxide"))
+    _break_rows(cfg_dir(world) / "fuels.csv", {"coal,20,GJ/t,": "coal,20,GJ/tt,"})
+    _break_rows(cfg_dir(world) / "control_efficiencies.csv", {"esp,PM10,0.99,": "esp,PM10,9,"})
+    with pytest.raises(E.ConfigErrors) as info:
+        load_tables(load_config(world))
+    assert [(Path(e.path).name, e.row, e.column) for e in info.value.errors] == [
+        ("control_efficiencies.csv", 2, "efficiency"), ("fuels.csv", 1, "ncv_unit")]
+
+
 def test_regional_mapping_tables_report_every_bad_row(tmp_path):
     repo = Path(__file__).resolve().parent.parent
     sec, spc = tmp_path / "sectors.csv", tmp_path / "species.csv"
