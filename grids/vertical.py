@@ -210,7 +210,7 @@ class McipLayers:
 
     def check_grid(self, horizontal: dict[str, Any], name: str) -> None:
         """Refuse a grid whose I/O API header (``ioapi_horizontal``) is not this file's."""
-        bad = [f"{k} {horizontal[k]} (METCRO3D {self.horizontal[k]})"
+        bad = [f"{k} {float(horizontal[k]):.10g} (METCRO3D {self.horizontal[k]:.10g})"
                for k in IOAPI_GRID_ATTRIBUTES
                if abs(float(horizontal[k]) - float(self.horizontal[k]))
                > 1e-6 * max(1.0, abs(float(self.horizontal[k])))]

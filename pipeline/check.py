@@ -25,6 +25,7 @@ from grids.proxy import Proxy
 from pipeline.cems import cems_errors
 from pipeline.checks import load_checks
 from pipeline.config import BuildConfig, load_config
+from pipeline.model_ready import check_formats
 from pipeline.steps import Tables, input_layout, load_tables, read_input
 from pipeline.temporal import load_profiles, load_sectors
 from sources.errors import InputError, TongyuanError
@@ -135,6 +136,8 @@ def check_tables(cfg: BuildConfig) -> tuple[list[Problem], Tables | None]:
     if tables is not None and t.speciation is not None:
         _attempt(problems, t.speciation, load_speciation, t.speciation, cfg.output.mechanism,
                  tables.registry.emitted, list(tables.sectors["sector"]))
+    if tables is not None and not problems:  # what the model formats of output.formats need
+        _attempt(problems, cfg.config_path, check_formats, cfg, tables)
     return problems, tables
 
 
