@@ -9,6 +9,7 @@ import dask.array as da
 import netCDF4
 import numpy as np
 import pandas as pd
+import pyproj
 import pytest
 import xarray as xr
 
@@ -16,6 +17,7 @@ from grids.grid import Grid, griddesc_crs
 from pipeline.provenance import global_attributes
 from pipeline.writers import FORMATS, WriteMeta
 from pipeline.writers.netcdf_cf import static_coords
+from pipeline.writers.wrfchem import wrf_cell_area_m2
 
 DAY = pd.Timestamp("2024-03-01")
 GRID = Grid(griddesc_crs(2, 25, 40, 110, 110, 34), 300_000.0, -600_000.0, 3000.0, 3000.0, 4, 3,
@@ -117,7 +119,10 @@ def test_wrfchem_writer_units_per_area_and_mass(tmp_path):
     path = tmp_path / FORMATS["wrfchem"].file_name(DAY)
     FORMATS["wrfchem"].writer.write(_model_day(computed), path, _meta(got))
     assert computed == ["NO", "PSO4"]
-    area = GRID.cell_area_m2
+    # per physical area, WRF's DX·DY/m²: m = the Lambert map factor (pyproj), 0.9939 at 28.6°N
+    area = 3000.0 * 3000.0 / pyproj.Proj(GRID.crs).get_factors(*GRID.lonlat()).areal_scale
+    assert wrf_cell_area_m2(GRID) == pytest.approx(area, rel=1e-15)
+    assert float(area.mean()) / 9e6 == pytest.approx(1.012356, abs=1e-6)
     with netCDF4.Dataset(path) as nc:
         assert [v for v in nc.variables] == ["Times", "E_NO", "E_PSO4", "XLONG", "XLAT"]
         assert nc["E_NO"].units == "mol km^-2 hr^-1" and nc["E_PSO4"].units == "ug m^-2 s^-1"
