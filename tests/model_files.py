@@ -203,7 +203,7 @@ def write_wrfinput(path: Path, grid_id: int = 1, start: str = "2024-03-01") -> P
             "BOTTOM-TOP_GRID_DIMENSION": np.int32(nz + 1),
             "GRIDTYPE": "C", "DT": np.float32(dom["dx"] / 1000 * 5),
             **_domain_attrs(dom),
-            "GMT": np.float32(0.0), "JULYR": np.int32(t.year), "JULDAY": np.int32(t.dayofyear),
+            "GMT": np.float32(0.0), "JULYR": np.int32(t.year), "JULDAY": np.int32(t.day_of_year),
             "MAP_PROJ": np.int32(1), "MAP_PROJ_CHAR": "Lambert Conformal",
             "MMINLU": LAND_USE["MMINLU"],
             **{k: np.int32(v) for k, v in LAND_USE.items() if k != "MMINLU"},
@@ -364,9 +364,9 @@ def write_metcro3d(path: Path, start: str = "2024-03-01", steps: int = 2) -> Pat
         attrs = {
             "IOAPI_VERSION": _pad("ioapi-3.2: $Id: init3.F90 200 2020-04-17 $", 80),
             "EXEC_ID": _pad("mcip", 80), "FTYPE": np.int32(1),
-            "CDATE": np.int32(now.year * 1000 + now.dayofyear), "CTIME": np.int32(0),
-            "WDATE": np.int32(now.year * 1000 + now.dayofyear), "WTIME": np.int32(0),
-            "SDATE": np.int32(t0.year * 1000 + t0.dayofyear), "STIME": np.int32(0),
+            "CDATE": np.int32(now.year * 1000 + now.day_of_year), "CTIME": np.int32(0),
+            "WDATE": np.int32(now.year * 1000 + now.day_of_year), "WTIME": np.int32(0),
+            "SDATE": np.int32(t0.year * 1000 + t0.day_of_year), "STIME": np.int32(0),
             "TSTEP": np.int32(10000), "NTHIK": np.int32(1), "NCOLS": np.int32(ncols),
             "NROWS": np.int32(nrows), "NLAYS": np.int32(nz), "NVARS": np.int32(len(names)),
             "GDTYP": np.int32(2), "P_ALP": np.float64(25.0), "P_BET": np.float64(40.0),
@@ -383,7 +383,7 @@ def write_metcro3d(path: Path, start: str = "2024-03-01", steps: int = 2) -> Pat
         for k, v in attrs.items():
             nc.setncattr(k, v)
         stamps = [t0 + pd.Timedelta(hours=s) for s in range(steps)]
-        flags = np.array([[t.year * 1000 + t.dayofyear, t.hour * 10000] for t in stamps],
+        flags = np.array([[t.year * 1000 + t.day_of_year, t.hour * 10000] for t in stamps],
                          dtype=np.int32)
         tflag[:] = np.repeat(flags[:, None, :], len(names), axis=1)
         for n in names:
