@@ -157,25 +157,32 @@ IOAPI_GRID_ATTRIBUTES = ("GDTYP", "P_ALP", "P_BET", "P_GAM", "XCENT", "YCENT", "
 
 
 @dataclass(frozen=True, eq=False)
-class McipLayers:
-    """The CMAQ model layers of an MCIP ``METCRO3D`` file.
+class ModelLayers:
+    """A model's own layers, per cell: CMAQ's from MCIP's ``METCRO3D``
+    (:func:`read_metcro3d`) or WRF's η layers from the run's ``wrfinput_d0N``
+    (:func:`read_wrfinput_layers`).
 
     CCTM takes NLAYS, VGTYP, VGTOP and VGLVLS from MET_CRO_3D
     (``CCTM/src/grid/cartesian/VGRD_DEFN.F:97-147``, 5.4) and puts emission-file layer k into
-    model layer k (``CCTM/src/emis/emis/desid_module.F:959-970``). The layer tops are ``ZF``
-    ("full-layer height above ground", m; ``PREP/mcip/src/init_ctm.f90``), here averaged over
-    the file's time steps, per cell (:attr:`zf`) and over the domain (:attr:`layers`).
+    model layer k (``CCTM/src/emis/emis/desid_module.F:959-970``); WRF-Chem adds level k of a
+    wrfchemi to η layer k (``chem/module_emissions_anthropogenics.F:86-88``). The layer tops are
+    MCIP's ``ZF`` ("full-layer height above ground", m; ``PREP/mcip/src/init_ctm.f90``)
+    averaged over the file's time steps, or WRF's ``(PH + PHB)/g − HGT`` at the w levels
+    (``dyn_em/module_big_step_utilities_em.F:4869``), per cell (:attr:`zf`) and over the
+    domain (:attr:`layers`).
     """
 
     path: Path
+    #: ``METCRO3D`` or ``wrfinput``
+    source: str
     #: VGTYP (7 = VGWRFEM when WRF's HYBRID_OPT <= 0, else -9999), VGTOP [Pa], VGLVLS (WRF ZNW)
     vgtyp: int
     vgtop: float
     vglvls: tuple[float, ...]
     #: layer tops per cell [m above ground], (nlays, nrows, ncols), time mean
     zf: np.ndarray
-    #: the I/O API horizontal header (GDTYP ... NROWS)
-    horizontal: dict[str, float]
+    #: the I/O API horizontal header (GDTYP ... NROWS) of a METCRO3D; None for a wrfinput
+    horizontal: dict[str, float] | None
 
     @property
     def n(self) -> int:
@@ -209,7 +216,7 @@ class McipLayers:
         return out
 
     def check_grid(self, horizontal: dict[str, Any], name: str) -> None:
-        """Refuse a grid whose I/O API header (``ioapi_horizontal``) is not this file's."""
+        """Refuse a grid whose I/O API header (``ioapi_horizontal``) is not this METCRO3D's."""
         bad = [f"{k} {float(horizontal[k]):.10g} (METCRO3D {self.horizontal[k]:.10g})"
                for k in IOAPI_GRID_ATTRIBUTES
                if abs(float(horizontal[k]) - float(self.horizontal[k]))
@@ -220,7 +227,7 @@ class McipLayers:
                               "(grid: {griddesc: GRIDDESC, name: <GDNAM>})")
 
 
-def read_metcro3d(path: str | Path) -> McipLayers:
+def read_metcro3d(path: str | Path) -> ModelLayers:
     """The layers of an MCIP ``METCRO3D`` file (I/O API GRDDED3: header VGTYP, VGTOP, VGLVLS
     and the horizontal grid, ``PREP/mcip/src/comheader.f90:49-71``; variable
     ``ZF(TSTEP, LAY, ROW, COL)``)."""
@@ -244,10 +251,43 @@ def read_metcro3d(path: str | Path) -> McipLayers:
                               f"{len(vglvls)} VGLVLS; expected (TSTEP, NLAYS, ROW, COL) and "
                               "NLAYS + 1 levels")
         horizontal = {k: float(nc.getncattr(k)) for k in IOAPI_GRID_ATTRIBUTES}
-        out = McipLayers(path, int(nc.getncattr("VGTYP")), float(nc.getncattr("VGTOP")),
-                         vglvls, zf.mean(axis=0), horizontal)
-    z = out.zf
-    if not np.all(np.isfinite(z)) or np.any(z[0] <= 0) or np.any(np.diff(z, axis=0) <= 0):
-        raise ConfigError(f"{path}: ZF must be positive and increase with the layer in every "
-                          "cell (layer tops in m above ground)")
+        out = ModelLayers(path, "METCRO3D", int(nc.getncattr("VGTYP")),
+                          float(nc.getncattr("VGTOP")), vglvls, zf.mean(axis=0), horizontal)
+    _check_tops(out.zf, path, "ZF")
     return out
+
+
+def _check_tops(z: np.ndarray, path: Path, what: str) -> None:
+    if not np.all(np.isfinite(z)) or np.any(z[0] <= 0) or np.any(np.diff(z, axis=0) <= 0):
+        raise ConfigError(f"{path}: {what} must be positive and increase with the layer in "
+                          "every cell (layer tops in m above ground)")
+
+
+#: WRF's gravity (``share/module_model_constants.F``: g = 9.81)
+WRF_G = 9.81
+
+
+def read_wrfinput_layers(path: str | Path) -> ModelLayers:
+    """WRF's η layers of a ``wrfinput_d0N``: tops ``(PH + PHB)/g − HGT`` at w levels 2 … nz+1
+    of the first time (``Registry/Registry.EM_COMMON:199-200, 1406``), VGLVLS = ZNW, VGTOP =
+    P_TOP and VGTYP as MCIP would write them (7 if HYBRID_OPT <= 0, else −9999,
+    ``PREP/mcip/src/setgriddefs.f90:450-455``)."""
+    path = Path(path)
+    try:
+        nc = netCDF4.Dataset(path)
+    except (OSError, RuntimeError) as exc:
+        raise ConfigError(f"{path}: cannot open the wrfinput file ({exc})") from exc
+    with nc:
+        missing = [v for v in ("PH", "PHB", "HGT", "ZNW", "P_TOP") if v not in nc.variables]
+        if missing:
+            raise ConfigError(f"{path}: variables {missing} are missing; a wrfinput written by "
+                              "real.exe has them (a geo_em file has no layers)")
+        z_w = (np.asarray(nc["PH"][0], dtype=np.float64)
+               + np.asarray(nc["PHB"][0], dtype=np.float64)) / WRF_G
+        hgt = np.asarray(nc["HGT"][0], dtype=np.float64)
+        znw = tuple(float(v) for v in np.asarray(nc["ZNW"][0]))
+        ptop = float(np.asarray(nc["P_TOP"][:]).ravel()[0])
+        hybrid = int(nc.getncattr("HYBRID_OPT")) if "HYBRID_OPT" in nc.ncattrs() else 0
+    zf = z_w[1:] - hgt[None]
+    _check_tops(zf, path, "(PH + PHB)/g − HGT")
+    return ModelLayers(path, "wrfinput", 7 if hybrid <= 0 else -9999, ptop, znw, zf, None)

@@ -246,6 +246,9 @@ class VerticalConfig(FrozenModel):
     #: or MCIP's METCRO3D of the CMAQ run: its layers (ZF per cell; VGTYP, VGTOP, VGLVLS
     #: written to the CMAQ files)
     metcro3d: Path | None = None
+    #: or the WRF run's wrfinput_d<NN>: its η layers ((PH + PHB)/g − HGT per cell), the
+    #: levels WRF-Chem adds wrfchemi level k to (the grid must be that domain's)
+    wrfinput: Path | None = None
     #: Briggs plume rise for stacks with height, diameter, exit velocity and temperature
     plume_rise: Literal["briggs", "none"] = "briggs"
     #: Pasquill class for plume rise (A–F), and per sector where it differs
@@ -258,9 +261,10 @@ class VerticalConfig(FrozenModel):
 
     @model_validator(mode="after")
     def _one_definition(self) -> VerticalConfig:
-        given = [k for k in ("layers_m", "sigma", "metcro3d") if getattr(self, k) is not None]
+        given = [k for k in ("layers_m", "sigma", "metcro3d", "wrfinput")
+                 if getattr(self, k) is not None]
         if len(given) > 1:
-            raise ValueError(f"give one of layers_m, sigma or metcro3d, not {given}")
+            raise ValueError(f"give one of layers_m, sigma, metcro3d or wrfinput, not {given}")
         for cls_ in [self.stability, *self.stability_by_sector.values()]:
             if cls_.upper() not in ("A", "B", "C", "D", "E", "F"):
                 raise ValueError(f"unknown Pasquill stability class {cls_!r}; use A–F")
@@ -421,7 +425,8 @@ def resolve_paths(doc: dict[str, Any], base: Path) -> dict[str, Any]:
         out["boundaries"] = res(out["boundaries"])
     if isinstance(out.get("cems"), list):
         out["cems"] = [res(c) for c in out["cems"]]
-    for section, key in (("grid", "griddesc"), ("grid", "wrf"), ("vertical", "metcro3d")):
+    for section, key in (("grid", "griddesc"), ("grid", "wrf"), ("vertical", "metcro3d"),
+                         ("vertical", "wrfinput")):
         if isinstance(out.get(section), dict) and out[section].get(key):
             out[section] = {**out[section], key: res(out[section][key])}
     wrf = out.get("output", {}).get("wrfchem") if isinstance(out.get("output"), dict) else None
@@ -506,7 +511,7 @@ def config_hash(cfg: BuildConfig) -> str:
         h.update(p.read_bytes())
     if cfg.grid.griddesc is not None and cfg.grid.griddesc.exists():  # defines the grid
         h.update(cfg.grid.griddesc.read_bytes())
-    for p in (cfg.grid.wrf, cfg.vertical.metcro3d):  # define the grid, the layers
+    for p in (cfg.grid.wrf, cfg.vertical.metcro3d, cfg.vertical.wrfinput):  # grid, layers
         if p is not None and p.exists():
             h.update(sha256_file(p).encode())
     if cfg.regional is not None:  # the mapping tables are science like the other tables

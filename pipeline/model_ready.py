@@ -30,10 +30,11 @@ import xarray as xr
 from grids.grid import Grid, WrfDomain, read_wrf_domain
 from grids.vertical import (
     Layers,
-    McipLayers,
+    ModelLayers,
     briggs_rise,
     plume_bounds,
     read_metcro3d,
+    read_wrfinput_layers,
     sigma_to_heights,
 )
 from pipeline.model_read import finish  # noqa: F401  (the build calls model_ready.finish)
@@ -46,8 +47,11 @@ from sources.validate import STACK_COLUMNS
 
 @lru_cache(maxsize=4)
 def _read_once(kind: str, path: Path, stamp: tuple[int, int]):
-    """A domain or METCRO3D file read once per content (``stamp``: mtime and size)."""
-    return read_wrf_domain(path) if kind == "wrf" else read_metcro3d(path)
+    """A domain, METCRO3D or wrfinput-layers file read once per content (``stamp``: mtime
+    and size)."""
+    read = {"wrf": read_wrf_domain, "metcro3d": read_metcro3d,
+            "wrfinput": read_wrfinput_layers}[kind]
+    return read(path)
 
 
 def _stamp(path: Path) -> tuple[int, int]:
@@ -65,18 +69,22 @@ def wrf_domain_of(cfg) -> WrfDomain | None:
     return None if path is None else _read_once("wrf", Path(path), _stamp(path))
 
 
-def mcip_layers_of(vcfg) -> McipLayers | None:
-    """MCIP's layers when ``vertical.metcro3d`` is given."""
-    path = vcfg.metcro3d
-    return None if path is None else _read_once("mcip", Path(path), _stamp(path))
+def model_layers_of(vcfg) -> ModelLayers | None:
+    """The model's own layers: MCIP's (``vertical.metcro3d``) or WRF's (``vertical.wrfinput``);
+    None when the layers are a list of heights or sigma levels."""
+    for kind in ("metcro3d", "wrfinput"):
+        path = getattr(vcfg, kind)
+        if path is not None:
+            return _read_once(kind, Path(path), _stamp(path))
+    return None
 
 
 def vertical_levels(vcfg) -> tuple[int, float, tuple[float, ...]] | None:
     """The CMAQ vertical header (VGTYP, VGTOP, VGLVLS) of the configured layers: MCIP's, or
     VGWRFEM (7) with the sigma/eta levels and the top pressure; None for heights (VGHVAL3)."""
-    mcip = mcip_layers_of(vcfg)
-    if mcip is not None:
-        return (mcip.vgtyp, mcip.vgtop, mcip.vglvls)
+    own = model_layers_of(vcfg)
+    if own is not None:
+        return (own.vgtyp, own.vgtop, own.vglvls)
     if vcfg.sigma is not None:
         return (7, float(vcfg.ptop_pa), tuple(float(v) for v in vcfg.sigma))
     return None
@@ -97,9 +105,10 @@ def _wrfchem_config(cfg, domain: WrfDomain | None):
 
 def layers_from_config(vcfg) -> Layers:
     """The model layers of the vertical config (one layer of 0–20 m when none is given; the
-    domain-mean MCIP layers for ``metcro3d``)."""
-    if vcfg.metcro3d is not None:
-        return mcip_layers_of(vcfg).layers
+    domain-mean layers of ``metcro3d`` or ``wrfinput``)."""
+    own = model_layers_of(vcfg)
+    if own is not None:
+        return own.layers
     if vcfg.layers_m is not None:
         return Layers(np.asarray(vcfg.layers_m, dtype=float))
     if vcfg.sigma is not None:
@@ -108,15 +117,15 @@ def layers_from_config(vcfg) -> Layers:
 
 
 def source_layer_fractions(activity: pd.DataFrame, layers: Layers, vcfg,
-                           mcip: McipLayers | None = None, grid: Grid | None = None
+                           own: ModelLayers | None = None, grid: Grid | None = None
                            ) -> np.ndarray:
     """(n_sources, n_layers): each source's share per layer, rows summing to 1.
 
     Stacks with all four stack parameters rise by Briggs (``vertical.plume_rise: briggs``);
     a stack with a height only is emitted at that height; every other source follows its
     sector's fixed profile (``vertical.sector_profiles``), by default all in layer 1. With
-    MCIP's layers (``mcip``, on ``grid``) a plume is spread over the layers of the cell its
-    stack stands in (ZF of that cell, time mean), outside the grid over the domain mean.
+    the model's own layers (``own``: MCIP's or WRF's, on ``grid``) a plume is spread over the
+    layers of the cell its stack stands in, outside the grid over the domain mean.
     """
     n = len(activity)
     frac = np.zeros((n, layers.n))
@@ -152,14 +161,14 @@ def source_layer_fractions(activity: pd.DataFrame, layers: Layers, vcfg,
         rise[idx] = r["rise"]
     stacks = np.flatnonzero(has_h)
     bottom, top = plume_bounds(h[stacks], rise[stacks])
-    if mcip is None or grid is None or not stacks.size:
+    if own is None or grid is None or not stacks.size:
         frac[stacks] = layers.fractions(bottom, top)
         return frac
     pts = activity.geometry.iloc[stacks]
     cell = grid.cell_index(pts.x.to_numpy(), pts.y.to_numpy())
     rows = np.where(cell >= 0, cell // grid.nx, -1)
     cols = np.where(cell >= 0, cell % grid.nx, -1)
-    frac[stacks] = mcip.fractions(rows, cols, bottom, top)
+    frac[stacks] = own.fractions(rows, cols, bottom, top)
     return frac
 
 
@@ -338,7 +347,7 @@ def prepare(cfg, tables, activity, emissions, matrix, cems=None) -> ModelOutputs
     if not groups:
         return None
     layers = layers_from_config(cfg.vertical)
-    frac = source_layer_fractions(activity, layers, cfg.vertical, mcip_layers_of(cfg.vertical),
+    frac = source_layer_fractions(activity, layers, cfg.vertical, model_layers_of(cfg.vertical),
                                   tables.grid)
     parts = []
     for mechanism, formats in groups.items():
@@ -373,9 +382,12 @@ def check_formats(cfg, tables) -> None:
             _wrfchem_config(cfg, domain)
         else:
             FORMATS[name].writer.check_grid(tables.grid)
-    mcip = mcip_layers_of(cfg.vertical)
-    if mcip is not None and "cmaq" in formats:
-        mcip.check_grid(FORMATS["cmaq"].writer.ioapi_horizontal(tables.grid), tables.grid.name)
+    own = model_layers_of(cfg.vertical)  # its cells must be the grid's (per-cell layers)
+    if own is not None and own.horizontal is not None:
+        own.check_grid(FORMATS["cmaq"].writer.ioapi_horizontal(tables.grid), tables.grid.name)
+    elif own is not None:
+        _read_once("wrf", own.path, _stamp(own.path)).check_grid(
+            tables.grid, what="the layers of vertical.wrfinput")
     for name in formats:
         spec = _speciation_for(cfg, tables, mechanism_of(cfg, name))
         if name == "wrfchem":

@@ -110,7 +110,8 @@ def input_fingerprint(cfg: BuildConfig) -> str:
                 else [])
              + [(kind, "", p) for kind, p in (("wrf_domain", cfg.grid.wrf),
                                               ("wrfchem_domain", cfg.output.wrfchem.domain_file),
-                                              ("metcro3d", cfg.vertical.metcro3d))
+                                              ("metcro3d", cfg.vertical.metcro3d),
+                                              ("wrf_layers", cfg.vertical.wrfinput))
                 if p is not None])
     if cfg.regional is not None:  # every file of a regional inventory, and its mask
         for inv in cfg.regional.inventories:

@@ -251,3 +251,34 @@ def test_cmaq_on_a_utm_grid_is_refused_at_check_time(world, tmp_path):
     assert not (tmp_path / "out" / "latest-period").exists()
     problems = check_config(world)
     assert len(problems) == 1 and "is a UTM (GDTYP 5) grid" in str(problems[0])
+
+
+def test_wrfchem_levels_follow_the_wrfinput_eta_layers(world, tmp_path, yrd):
+    """vertical: {wrfinput: …}: each stack's SO2 lands in the WRF η layer of its own cell that
+    contains its height, the tops being (PH + PHB)/9.81 − HGT of that cell in the wrfinput."""
+    pts = world.parent.parent / "data" / "points.csv"
+    pts.write_text(POINTS_CSV.replace("3400500,100", "3400500,240"))
+    _world(world, f"{{wrf: {yrd['wrfinput_d01']}}}",
+           extra=f"vertical: {{wrfinput: {yrd['wrfinput_d01']}}}\n")
+    r = _build(world, tmp_path, ["cf", "wrfchem"])
+    dom = read_wrf_domain(yrd["wrfinput_d01"])
+    with netCDF4.Dataset(yrd["wrfinput_d01"]) as nc:
+        tops = ((np.asarray(nc["PH"][0], dtype=np.float64)
+                 + np.asarray(nc["PHB"][0], dtype=np.float64)) / 9.81
+                - np.asarray(nc["HGT"][0], dtype=np.float64))[1:]
+    stacks = pd.read_csv(pts)
+    x, y = pyproj.Transformer.from_crs(32651, dom.grid.crs, always_xy=True).transform(
+        stacks["x"].to_numpy(float), stacks["y"].to_numpy(float))
+    cols = ((x - dom.grid.x0) // dom.grid.dx).astype(int)
+    rows = ((y - dom.grid.y0) // dom.grid.dy).astype(int)
+    want = np.zeros(6)
+    so2_kg = {"P1": 1000.0, "P2": 5000.0, "P3": 1000.0}
+    levels = {}
+    for sid, h, row, col in zip(stacks["source_id"], stacks["stack_height_m"], rows, cols):
+        levels[sid] = int(np.searchsorted(tops[:, row, col], h, side="right"))
+        want[levels[sid]] += so2_kg[sid]
+    assert levels["P1"] > levels["P2"] > 0
+    path = Path(r.build_dir) / "wrfchem" / "wrfchemi_d01_2024-03-01_00:00:00"
+    with netCDF4.Dataset(path) as nc:
+        so2 = (nc["E_SO2"][:].astype(np.float64) * dom.true_cell_area_m2).sum(axis=(0, 2, 3))
+    np.testing.assert_allclose(so2 / so2.sum(), want / want.sum(), rtol=1e-6, atol=1e-12)

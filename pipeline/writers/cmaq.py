@@ -10,7 +10,9 @@ VGLVLS), GDNAM, UPNAM, ``VAR-LIST`` and FILEDESC (cjcoats.github.io/ioapi/DATATY
 VBLE.html; CMAQ User's Guide, emission units). Written as netCDF 64-bit offset, the classic
 format the I/O API reads, to a temporary name and renamed.
 
-Horizontal types: UTM (GDTYP 5, P_ALP = zone), Lambert conformal (2), lat/lon (1). The 25th step
+Horizontal types: UTM (GDTYP 5, P_ALP = zone), Lambert conformal (2), lat/lon (1); a build
+refuses UTM and lat/lon (:func:`check_grid`: no MCIP grid is one). Vertical: heights above
+ground (VGHVAL3), or the model's own levels (``meta.vertical_levels``, MCIP's). The 25th step
 is 00 UTC of the next day (from the next day's profile where the year has it; on the year's last
 day the day's own 00 UTC hour is repeated).
 """
