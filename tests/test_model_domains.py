@@ -104,25 +104,33 @@ def test_a_domain_file_that_is_not_one_is_refused(yrd, tmp_path):
 
 # ----------------------------------------------------------------- WRF-Chem on the domain
 
-@pytest.mark.parametrize("source", ["wrfinput_d01", "geo_em.d01.nc"])
-def test_wrfchemi_built_against_the_domain(world, tmp_path, yrd, source):
-    """grid: {wrf: …}: the wrfchemi has the mass grid's dims, the file's MMINLU/IS* and
-    projection attributes, its XLAT/XLONG, and Σ flux × DX·DY/MAPFAC_M² × 1 h = the inventory's
-    mass (the CF file's) to 1e-6; the CF file on the same grid keeps flux × cell_area."""
-    _world(world, f"{{wrf: {yrd[source]}}}")
+def test_wrfchemi_built_against_the_wrfinput(world, tmp_path, yrd):
+    """grid: {wrf: wrfinput_d01} and vertical: {wrfinput: wrfinput_d01}: the wrfchemi has the
+    mass grid's dims, the file's MMINLU/IS* and projection attributes, its XLAT/XLONG, and
+    Σ flux × DX·DY/MAPFAC_M² × 1 h = the inventory's mass (the CF file's) to 1e-6; each stack's
+    SO2 lands in the WRF η layer of its own cell that contains its height, the tops being
+    (PH + PHB)/9.81 − HGT of that cell in the wrfinput (P1 made 240 m tall)."""
+    pts = world.parent.parent / "data" / "points.csv"
+    pts.write_text(POINTS_CSV.replace("3400500,100", "3400500,240"))
+    source = yrd["wrfinput_d01"]
+    _world(world, f"{{wrf: {source}}}", extra=f"vertical: {{wrfinput: {source}}}\n")
     r = _build(world, tmp_path, ["cf", "wrfchem"])
     build = Path(r.build_dir)
     path = build / "wrfchem" / "wrfchemi_d01_2024-03-01_00:00:00"
-    with netCDF4.Dataset(yrd[source]) as src:
+    with netCDF4.Dataset(source) as src:
         want = {k: src.getncattr(k) for k in src.ncattrs()}
         m = np.asarray(src["MAPFAC_M"][0], dtype=np.float64)
-        lat_name = "XLAT" if "XLAT" in src.variables else "XLAT_M"
-        lat = np.asarray(src[lat_name][0])
+        lat = np.asarray(src["XLAT"][0])
+        tops = ((np.asarray(src["PH"][0], dtype=np.float64)
+                 + np.asarray(src["PHB"][0], dtype=np.float64)) / 9.81
+                - np.asarray(src["HGT"][0], dtype=np.float64))[1:]
+    true_area = 9000.0 * 9000.0 / m ** 2
     with netCDF4.Dataset(path) as nc, xr.open_dataset(build / "hourly" / "20240301.nc") as cf:
         assert (nc.dimensions["west_east"].size, nc.dimensions["south_north"].size) == (62, 62)
         assert nc.dimensions["emissions_zdim"].size == 6
         assert nc.getncattr("WEST-EAST_GRID_DIMENSION") == 63
         assert nc.getncattr("SOUTH-NORTH_GRID_DIMENSION") == 63
+        assert nc.getncattr("BOTTOM-TOP_GRID_DIMENSION") == ZNW.size  # the model's levels
         for k in ("MMINLU", "NUM_LAND_CAT", "ISWATER", "ISLAKE", "ISICE", "ISURBAN",
                   "ISOILWATER", "MAP_PROJ", "TRUELAT1", "TRUELAT2", "STAND_LON", "CEN_LAT",
                   "CEN_LON", "MOAD_CEN_LAT", "POLE_LAT", "POLE_LON", "DX", "DY"):
@@ -133,20 +141,64 @@ def test_wrfchemi_built_against_the_domain(world, tmp_path, yrd, source):
             assert nc.getncattr(k) == 1, k
         assert "JULDAY" not in nc.ncattrs() and "GMT" not in nc.ncattrs()
         np.testing.assert_array_equal(nc["XLAT"][:], lat)
-        true_area = 9000.0 * 9000.0 / m ** 2
         # gases: mol km-2 hr-1 × km² = mol per hour; aerosols: ug m-2 s-1 × m² × 3600 s
         nox_mol = sum((nc[v][:].astype(np.float64) * true_area / 1e6).sum()
                       for v in ("E_NO", "E_NO2"))
-        so2_mol = float((nc["E_SO2"][:].astype(np.float64) * true_area / 1e6).sum())
+        so2 = (nc["E_SO2"][:].astype(np.float64) * true_area / 1e6).sum(axis=(0, 2, 3))
         pm_ug = sum((nc[v][:].astype(np.float64) * true_area).sum() * 3600
                     for v in ("E_SO4J", "E_PM25J", "E_ECJ", "E_ORGJ"))
         kg = {sp: float((cf[sp] * cf["cell_area"]).sum() * 3600)
               for sp in ("NOx", "SO2", "PM2_5")}
     assert nox_mol * 46.0055 / 1000 == pytest.approx(kg["NOx"], rel=1e-6)
-    assert so2_mol * 64.066 / 1000 == pytest.approx(kg["SO2"], rel=1e-6)
+    assert so2.sum() * 64.066 / 1000 == pytest.approx(kg["SO2"], rel=1e-6)
     assert pm_ug / 1e9 == pytest.approx(kg["PM2_5"], rel=1e-6)
     # per projected area instead, 1.5–1.7 % would be added (the map factor is < 1 here)
     assert 0.983 < m.min() and m.max() < 0.995
+    # the levels: each stack in its own cell's η layer
+    dom = read_wrf_domain(source)
+    stacks = pd.read_csv(pts)
+    x, y = pyproj.Transformer.from_crs(32651, dom.grid.crs, always_xy=True).transform(
+        stacks["x"].to_numpy(float), stacks["y"].to_numpy(float))
+    cols = ((x - dom.grid.x0) // dom.grid.dx).astype(int)
+    rows = ((y - dom.grid.y0) // dom.grid.dy).astype(int)
+    so2_kg = {"P1": 1000.0, "P2": 5000.0, "P3": 1000.0}  # 10 kg/t, FGD 90 % on P1
+    levels, by_level = {}, np.zeros(6)
+    for sid, h, row, col in zip(stacks["source_id"], stacks["stack_height_m"], rows, cols):
+        levels[sid] = int(np.searchsorted(tops[:, row, col], h, side="right"))
+        by_level[levels[sid]] += so2_kg[sid]
+    assert levels["P1"] > levels["P2"] > 0
+    np.testing.assert_allclose(so2 / so2.sum(), by_level / by_level.sum(), rtol=1e-6,
+                               atol=1e-12)
+
+
+def test_wrfchem_writer_on_a_geo_em_domain(tmp_path, yrd):
+    """The writer with a geo_em domain: its lower-case nest attributes become WRF's names, its
+    XLAT_M are the file's XLAT, and 1 mol/s in a cell is 3.6e9 mol km-2 hr-1 over the cell's
+    DX·DY/MAPFAC_M² [m²]."""
+    import dask.array as da
+
+    from pipeline.writers import FORMATS, WriteMeta
+
+    dom = read_wrf_domain(yrd["geo_em.d01.nc"])
+    shape = (25, 1, dom.grid.ny, dom.grid.nx)
+    day = xr.Dataset({"NO": (("time", "z", "y", "x"), da.ones(shape), {
+        "units": "mol/s", "long_name": "NO", "description": "NO emissions (gas)"})},
+        coords={"time": pd.date_range("2024-03-01", periods=25, freq="h"), "z": [1]})
+    got: dict[str, float] = {}
+    path = tmp_path / "wrfchemi_d01_2024-03-01_00:00:00"
+    FORMATS["wrfchem"].writer.write(day, path, WriteMeta(
+        grid=dom.grid, mechanism="t", kemit=2, wrf_domain=dom, on_written=got.__setitem__))
+    with netCDF4.Dataset(yrd["geo_em.d01.nc"]) as src, netCDF4.Dataset(path) as nc:
+        m = np.asarray(src["MAPFAC_M"][0], dtype=np.float64)
+        assert (nc.GRID_ID, nc.PARENT_ID, nc.PARENT_GRID_RATIO) == (1, 1, 1)
+        assert nc.MMINLU == src.MMINLU and nc.ISICE == src.ISICE == 15
+        assert nc.CEN_LAT == src.CEN_LAT and nc.MAP_PROJ_CHAR == "Lambert Conformal"
+        assert nc.getncattr("BOTTOM-TOP_GRID_DIMENSION") == 3  # geo_em has no levels: kemit+1
+        np.testing.assert_array_equal(nc["XLAT"][:], src["XLAT_M"][0])
+        np.testing.assert_array_equal(nc["E_NO"][0, 0],
+                                      (3.6e9 * m ** 2 / 9000.0 ** 2).astype(np.float32))
+        assert float(np.abs(nc["E_NO"][:, 1]).max()) == 0.0
+    assert got["NO"] == pytest.approx(24 * 3600 * 62 * 62, rel=1e-7)
 
 
 def test_wrfchemi_for_a_nest_is_named_and_attributed_as_the_nest(world, tmp_path, yrd):
@@ -252,33 +304,3 @@ def test_cmaq_on_a_utm_grid_is_refused_at_check_time(world, tmp_path):
     problems = check_config(world)
     assert len(problems) == 1 and "is a UTM (GDTYP 5) grid" in str(problems[0])
 
-
-def test_wrfchem_levels_follow_the_wrfinput_eta_layers(world, tmp_path, yrd):
-    """vertical: {wrfinput: …}: each stack's SO2 lands in the WRF η layer of its own cell that
-    contains its height, the tops being (PH + PHB)/9.81 − HGT of that cell in the wrfinput."""
-    pts = world.parent.parent / "data" / "points.csv"
-    pts.write_text(POINTS_CSV.replace("3400500,100", "3400500,240"))
-    _world(world, f"{{wrf: {yrd['wrfinput_d01']}}}",
-           extra=f"vertical: {{wrfinput: {yrd['wrfinput_d01']}}}\n")
-    r = _build(world, tmp_path, ["cf", "wrfchem"])
-    dom = read_wrf_domain(yrd["wrfinput_d01"])
-    with netCDF4.Dataset(yrd["wrfinput_d01"]) as nc:
-        tops = ((np.asarray(nc["PH"][0], dtype=np.float64)
-                 + np.asarray(nc["PHB"][0], dtype=np.float64)) / 9.81
-                - np.asarray(nc["HGT"][0], dtype=np.float64))[1:]
-    stacks = pd.read_csv(pts)
-    x, y = pyproj.Transformer.from_crs(32651, dom.grid.crs, always_xy=True).transform(
-        stacks["x"].to_numpy(float), stacks["y"].to_numpy(float))
-    cols = ((x - dom.grid.x0) // dom.grid.dx).astype(int)
-    rows = ((y - dom.grid.y0) // dom.grid.dy).astype(int)
-    want = np.zeros(6)
-    so2_kg = {"P1": 1000.0, "P2": 5000.0, "P3": 1000.0}
-    levels = {}
-    for sid, h, row, col in zip(stacks["source_id"], stacks["stack_height_m"], rows, cols):
-        levels[sid] = int(np.searchsorted(tops[:, row, col], h, side="right"))
-        want[levels[sid]] += so2_kg[sid]
-    assert levels["P1"] > levels["P2"] > 0
-    path = Path(r.build_dir) / "wrfchem" / "wrfchemi_d01_2024-03-01_00:00:00"
-    with netCDF4.Dataset(path) as nc:
-        so2 = (nc["E_SO2"][:].astype(np.float64) * dom.true_cell_area_m2).sum(axis=(0, 2, 3))
-    np.testing.assert_allclose(so2 / so2.sum(), want / want.sum(), rtol=1e-6, atol=1e-12)
