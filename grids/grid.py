@@ -415,7 +415,7 @@ class WrfDomain:
                             - float(proj["STAND_LON"])) < 1e-4)
         if not same:
             raise ConfigError(
-                f"{where}: the grid's projection ({grid.crs.to_proj4()}) is not the WRF "
+                f"{where}: the grid's projection ({grid.crs.to_string()}) is not the WRF "
                 f"domain's (MAP_PROJ {int(proj['MAP_PROJ'])} "
                 f"{WRF_MAP_PROJ.get(int(proj['MAP_PROJ']), '')}, TRUELAT1 "
                 f"{float(proj['TRUELAT1'])}, TRUELAT2 {float(proj['TRUELAT2'])}, STAND_LON "

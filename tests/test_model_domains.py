@@ -90,6 +90,24 @@ def test_domain_of_wrfinput_and_geo_em(yrd):
                                                    abs=0.05)
 
 
+def test_the_domain_refuses_grids_that_are_not_its_own(yrd):
+    """Same dims but another projection or cell size: refused, naming what differs."""
+    dom = read_wrf_domain(yrd["wrfinput_d01"])
+    g = dom.grid
+    other = Grid(pyproj.CRS.from_proj4("+proj=lcc +lat_1=30 +lat_2=60 +lat_0=31 +lon_0=110 "
+                                       "+R=6370000 +units=m +no_defs"),
+                 g.x0, g.y0, g.dx, g.dy, g.nx, g.ny, name="OTHER")
+    with pytest.raises(ConfigError, match=r"grid 'OTHER' .*: the grid's projection .* is not "
+                       r"the WRF domain's \(MAP_PROJ 1 Lambert Conformal, TRUELAT1 25.0, "
+                       r"TRUELAT2 40.0, STAND_LON 110.0\)"):
+        dom.check_grid(other)
+    coarse = Grid(g.crs, g.x0, g.y0, 12_000.0, 12_000.0, g.nx, g.ny, name="C12")
+    with pytest.raises(ConfigError, match=r"cells of 12000.0 × 12000.0 m but the WRF domain has "
+                       r"DX = 9000.0 m, DY = 9000.0 m"):
+        dom.check_grid(coarse)
+    dom.check_grid(g)  # its own grid passes
+
+
 def test_a_domain_file_that_is_not_one_is_refused(yrd, tmp_path):
     bad = tmp_path / "wrfinput_d01"
     bad.write_bytes(Path(yrd["wrfinput_d01"]).read_bytes())
