@@ -322,3 +322,28 @@ def test_cmaq_on_a_utm_grid_is_refused_at_check_time(world, tmp_path):
     problems = check_config(world)
     assert len(problems) == 1 and "is a UTM (GDTYP 5) grid" in str(problems[0])
 
+
+
+def test_sigma_layers_are_written_as_wrf_eta_levels(tmp_path):
+    """vertical.sigma: the CMAQ header says VGTYP 7 (VGWRFEM), VGTOP = ptop_pa and the first
+    NLAYS + 1 sigma levels, not heights."""
+    import dask.array as da
+
+    from pipeline.config import VerticalConfig
+    from pipeline.model_ready import vertical_levels
+    from pipeline.writers import FORMATS, WriteMeta
+
+    levels = vertical_levels(VerticalConfig(sigma=[1.0, 0.99, 0.95, 0.8, 0.0], ptop_pa=10000))
+    assert levels == (7, 10000.0, (1.0, 0.99, 0.95, 0.8, 0.0))
+    assert vertical_levels(VerticalConfig(layers_m=[0, 50, 100])) is None
+    grid = Grid(**read_griddesc(REPO / "config" / "GRIDDESC_YRD", "YRD9KM"))
+    day = xr.Dataset({"NO": (("time", "z", "y", "x"), da.ones((25, 2, grid.ny, grid.nx)),
+                             {"units": "mol/s"})},
+                     coords={"time": pd.date_range("2024-03-01", periods=25, freq="h"),
+                             "z": [1, 2]})
+    path = tmp_path / "c.nc"
+    FORMATS["cmaq"].writer.write(day, path, WriteMeta(grid=grid, layers_m=(0.0, 90.0, 500.0),
+                                                      vertical_levels=levels))
+    with netCDF4.Dataset(path) as nc:
+        assert (nc.VGTYP, nc.VGTOP, nc.NLAYS) == (7, 10000.0, 2)
+        np.testing.assert_array_equal(nc.VGLVLS, np.float32([1.0, 0.99, 0.95]))
