@@ -279,3 +279,33 @@ def test_shipped_plans_run_on_the_demo(plan):
         assert m.clause.strip()
         r = s[(s["measure"] == m.id) & (s["basis"] == "alone")].iloc[0]
         assert r.filter(like="delta_").abs().sum() > 0, m.id
+
+
+def test_co_benefit_ratios_divide_by_fossil_co2(world):
+    """With CO2 split into fossil and biogenic (coal here 25 % biogenic, as if co-fired), the
+    ratios are per kt of *fossil* CO2, the CO2 that CO2e counts: halving P1 avoids 1000 t CO2,
+    of which 750 t fossil, and 2.5 t NOx → 3.333 t NOx per kt fossil CO2 (not 2.5)."""
+    cfg = world.parent
+    species = (cfg / "species.yaml").read_text().replace(
+        "co2e: {gwp_set: ar6, components: [CO2, CH4, N2O]}",
+        "  CO2_fossil: {long_name: fossil CO2, kind: greenhouse_gas, gwp100_ar5: 1, "
+        "gwp100_ar6: 1}\n"
+        "  CO2_bio: {long_name: biogenic CO2, kind: greenhouse_gas, gwp100_ar5: 1, "
+        "gwp100_ar6: 1}\n"
+        "co2e: {gwp_set: ar6, components: [CO2_fossil, CH4, N2O]}\n"
+        "co2_split: {total: CO2, fossil: CO2_fossil, biogenic: CO2_bio}")
+    assert "co2_split" in species
+    (cfg / "species.yaml").write_text(species)
+    (cfg / "fuels.csv").write_text("fuel,ncv,ncv_unit,biogenic_fraction,reference\n"
+                                   "coal,20,GJ/t,0.25,test\nnatural_gas,40,MJ/m**3,0,test\n")
+    run = _run(world, """
+        - {id: half_p1, type: scale, title: halve P1, clause: "§1", select: {source_id: P1},
+           factor: 0.5}
+        """)
+    r = _row(run, "half_p1", "sequential")
+    assert r["delta_CO2_t"] == pytest.approx(-1000.0, rel=1e-12)
+    assert r["delta_CO2_fossil_t"] == pytest.approx(-750.0, rel=1e-12)
+    assert r["delta_CO2_bio_t"] == pytest.approx(-250.0, rel=1e-12)
+    assert r["NOx_t_per_kt_CO2"] == pytest.approx(2.5 / 0.75, rel=1e-12)
+    assert r["SO2_t_per_kt_CO2"] == pytest.approx(0.5 / 0.75, rel=1e-12)
+    assert "CO2_fossil_t_per_kt_CO2" not in run.synergy.columns  # a GHG has no ratio
