@@ -1,19 +1,22 @@
 """CF-1.8 NetCDF4 writer: one file per UTC day, 24 hourly steps.
 
-Variables ``(time, y, x)`` in kg m-2 s-1 with ``standard_name`` where CF has one, projected
-``x``/``y`` coordinates, 2-D ``lat``/``lon`` auxiliary coordinates, a scalar ``crs`` grid-mapping
-variable written the rioxarray way (``to_cf()`` attributes plus ``crs_wkt``), and ``cell_area``
-so that ``Σ flux × cell_area × 3600`` gives kg exactly. Compressed with zlib (deflate) level 1,
-chunked one hour × whole grid. Written to a temporary name and renamed, so a file either is
-complete or does not exist.
+Variables ``(time, y, x)`` in kg m-2 s-1 with ``standard_name`` where CF has one and
+``cell_methods: "time: mean"`` (hourly means; ``time`` labels the start of the hour, ``time_bnds``
+= [t, t + 1 h]), projected ``x``/``y`` coordinates with their cell edges (``x_bnds``,
+``y_bnds``), 2-D ``lat``/``lon`` auxiliary coordinates with the cell corners (``lon_bnds``,
+``lat_bnds``), a scalar ``crs`` grid-mapping variable written the rioxarray way (``to_cf()``
+attributes plus ``crs_wkt``), and ``cell_area`` so that ``Σ flux × cell_area × 3600`` gives kg
+exactly. Every file passes ``compliance-checker --test cf:1.8 --criteria strict``. Compressed
+with zlib (deflate) level 1, chunked one hour × whole grid. Written to a temporary name and
+renamed, so a file either is complete or does not exist.
 """
 
 from __future__ import annotations
 
 import os
 import re
-from pathlib import Path
 from collections.abc import Iterable, Mapping
+from pathlib import Path
 from typing import Any
 
 import netCDF4
