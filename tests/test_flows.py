@@ -63,7 +63,9 @@ def test_cf_structure(built):
     root, summary = built
     path = root / "out" / "latest" / "hourly" / "20240101.nc"
     ds = xr.open_dataset(path)
-    assert dict(ds.sizes) == {"time": 24, "y": 3, "x": 4}
+    assert dict(ds.sizes) == {"time": 24, "y": 3, "x": 4, "bnds": 2, "nv": 4}
+    assert ds["lon_bnds"].dims == ("y", "x", "nv") and ds["time_bnds"].dims == ("time", "bnds")
+    assert ds["CO2"].attrs["cell_methods"] == "time: mean"
     assert set(ds.data_vars) >= {"SO2", "NOx", "CO", "NMVOC", "NH3", "PM10", "PM2_5", "BC", "OC",
                                  "CO2", "CH4", "N2O", "CO2e", "crs", "cell_area"}
     co2 = ds["CO2"]

@@ -385,7 +385,7 @@ def test_build_on_a_distributed_local_cluster_is_bit_identical(world, prefect_ha
     day = ("2024-03-01", "2024-03-01")
     local = build_inventory(str(world), out_dir=str(tmp_path / "a"), period=day)
     with LocalCluster(n_workers=2, threads_per_worker=1, processes=True,
-                      dashboard_address=None) as cluster:
+                      dashboard_address=":0") as cluster:
         remote = build_inventory(str(world), out_dir=str(tmp_path / "b"), period=day,
                                  scheduler=cluster.scheduler_address)
     assert {n: c["allocation"] for n, c in remote.cache.items()} == {

@@ -88,16 +88,20 @@ def static_coords(grid: Grid) -> dict[str, Any]:
 def with_static(ds: xr.Dataset, static: Mapping[str, Any],
                 names: Iterable[str] | None = None) -> xr.Dataset:
     """``ds`` with the :func:`static_coords` ``names`` (all: None): x, y, lon, lat as
-    coordinates, the others as variables. None carries a _FillValue (CF §2.5.1), and the
-    bounds no ``coordinates`` attribute (xarray would give the corners ``lat lon``)."""
+    coordinates, the others as variables. None carries a _FillValue (CF §2.5.1), the bounds
+    no ``coordinates`` attribute (xarray would give the corners ``lat lon``); the corners are
+    deflated."""
     for name in static if names is None else names:
         dims, values, attrs = static[name]
         if name in COORDS:
             ds = ds.assign_coords({name: (dims, values, attrs)})
         else:
             ds[name] = xr.Variable(dims, values, attrs)
-        ds[name].encoding = {"_FillValue": None,
-                             **({"coordinates": None} if name.endswith("_bnds") else {})}
+        ds[name].encoding = {"_FillValue": None}
+        if name.endswith("_bnds"):
+            ds[name].encoding["coordinates"] = None
+        if name in ("lon_bnds", "lat_bnds"):  # 1.1 MB a day on the demo grid, 0.6 MB zipped
+            ds[name].encoding.update({"zlib": True, "complevel": 1})
     return ds
 
 
