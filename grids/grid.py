@@ -290,6 +290,24 @@ class Grid:
         lon, lat = tr.transform(xx, yy)
         return np.asarray(lon), np.asarray(lat)
 
+    def corner_lonlat(self) -> tuple[np.ndarray, np.ndarray]:
+        """Longitude and latitude of the four corners of every cell [degrees], each
+        (ny, nx, 4), in CF's order (§7.1): counter-clockwise seen from above, from the
+        south-west corner (SW, SE, NE, NW of the cell in the grid's plane). The cell's edges
+        are straight in the grid's plane: between two corners a projected cell edge is a curve
+        in lon/lat, which the corner polygon approximates."""
+        xs = self.x0 + np.arange(self.nx + 1) * self.dx
+        ys = self.y0 + np.arange(self.ny + 1) * self.dy
+        xx, yy = np.meshgrid(xs, ys)
+        if not self.is_geographic:
+            tr = pyproj.Transformer.from_crs(self.crs, self.crs.geodetic_crs, always_xy=True)
+            xx, yy = (np.asarray(a) for a in tr.transform(xx, yy))
+
+        def corners(a: np.ndarray) -> np.ndarray:
+            return np.stack([a[:-1, :-1], a[:-1, 1:], a[1:, 1:], a[1:, :-1]], axis=-1)
+
+        return corners(xx), corners(yy)
+
     def cf_grid_mapping(self) -> dict[str, Any]:
         """CF grid-mapping attributes (pyproj ``to_cf``) plus ``crs_wkt`` and ``spatial_ref``."""
         attrs = {k: v for k, v in self.crs.to_cf().items() if v is not None}

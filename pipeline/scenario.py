@@ -235,7 +235,8 @@ def write_scenario_files(run: ScenarioRun, build_dir: Path, static: dict[str, An
     write_grid_dataset(ds, build_dir / "difference.nc", static, {
         **attrs, "tongyuan_scenario": sc.name, "tongyuan_scenario_title": sc.title,
         "tongyuan_base_year": sc.base_year, "tongyuan_target_year": sc.target_year,
-        "references": sc.reference}, enc)
+        "references": sc.reference}, enc, year=sc.base_year,
+        annual=["emission_difference", "base_emissions"])
 
 
 def check_base_year(scenario: Scenario, year: int) -> None:

@@ -263,12 +263,28 @@ def test_cli_scenario_bad_arguments(tmp_path, capsys):
 
 
 @pytest.mark.parametrize("plan", ["plan-2025.yaml", "plan-2030.yaml"])
-def test_shipped_plans_run_on_the_demo(plan):
+def test_shipped_plans_run_on_the_demo(plan, tmp_path):
+    """Both shipped plans on the demo (its CEMS file among the inputs); the difference.nc of
+    each passes ``compliance-checker --test cf:1.8 --criteria strict`` with no finding."""
+    from pipeline.provenance import provenance_attrs
+    from pipeline.scenario import write_scenario_files
+    from pipeline.writers.netcdf_cf import static_coords
+    from tests.cf_checker import assert_cf_clean
+
     sc = load_scenario(REPO / "config" / "scenarios" / plan)
     cfg = load_config(sc.base_config)
     tables = load_tables(cfg)
-    act, _, _ = read_inputs(cfg, tables)
+    act, metas, _ = read_inputs(cfg, tables)
     run = run_scenario(sc, act, allocate_sources(act, tables), tables, cfg.boundaries)
+    attrs = provenance_attrs(cfg, metas, "20240101T000000000Z-test", "test", tables.grid)
+    assert "input_sha256_cems_P0001_2024_07" in attrs
+    write_scenario_files(run, tmp_path, static_coords(tables.grid), attrs)
+    with xr.open_dataset(tmp_path / "difference.nc") as ds:
+        np.testing.assert_array_equal(ds["emission_difference"].values, run.difference.values)
+        assert ds["emission_difference"].attrs["cell_methods"] == "year: mean"
+        assert ds["year"].values == np.datetime64(f"{cfg.year}-01-01T00")
+        assert list(ds["measure"].values) == list(run.difference["measure"].values)
+    assert_cf_clean(tmp_path / "difference.nc")
     s = run.synergy
     comb = s[s["basis"] == "combined"].iloc[0]
     assert comb["delta_CO2_t"] < 0 and comb["delta_NOx_t"] < 0
