@@ -30,6 +30,7 @@ from grids.grid import Grid
 from grids.proxy import Proxy
 from pipeline.cems import cems_errors
 from pipeline.config import BuildConfig, load_config
+from pipeline.model_ready import check_formats
 from pipeline.steps import Tables, check_outside, input_layout, load_tables, read_input
 from sources.errors import ConfigErrors, Problems, TongyuanError
 from sources.factors import load_factor_library
@@ -125,8 +126,9 @@ def _attempt(problems: list[Problem], file: str | Path | None, fn: Callable[...,
 
 def check_tables(cfg: BuildConfig) -> tuple[list[Problem], Tables | None]:
     """Every problem of every configuration table of ``cfg`` (what :func:`load_tables` finds,
-    all of it), the proxy rasters, the regional mapping tables and the speciation table; the
-    loaded tables when the build's tables load."""
+    all of it), the proxy rasters, the regional mapping tables, the speciation table and what
+    the model formats of ``output.formats`` need; the loaded tables when the build's tables
+    load."""
     problems: list[Problem] = []
     tables = _attempt(problems, cfg.config_path, load_tables, cfg)
     for name, path in cfg.proxies.items():
@@ -137,6 +139,8 @@ def check_tables(cfg: BuildConfig) -> tuple[list[Problem], Tables | None]:
     if tables is not None and cfg.tables.speciation is not None:
         _attempt(problems, cfg.tables.speciation, load_speciation, cfg.tables.speciation,
                  cfg.output.mechanism, tables.registry.emitted, list(tables.sectors["sector"]))
+    if tables is not None and not problems:  # what the model formats of output.formats need
+        _attempt(problems, cfg.config_path, check_formats, cfg, tables)
     return problems, tables
 
 

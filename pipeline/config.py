@@ -24,6 +24,7 @@ from pydantic import (
 from pipeline.wrfchem_packages import MECHANISM_OF, package
 from pipeline.writers import FORMATS
 from sources.errors import ConfigError
+from sources.files import sha256_file
 from sources.tables import FrozenModel, format_validation_error, read_yaml
 
 
@@ -38,10 +39,23 @@ class GridConfig(FrozenModel):
     name: str = "SH1KM"
     #: an I/O API GRIDDESC file: the grid ``name`` in it defines crs, origin, cells (CMAQ/WRF)
     griddesc: Path | None = None
+    #: a WRF ``wrfinput_d0N`` or ``geo_em.d0N.nc``: its mass grid is the grid (the name is
+    #: ``WRF_D0N`` unless given); the wrfchemi files then carry its attributes
+    wrf: Path | None = None
+
+    @model_validator(mode="before")
+    @classmethod
+    def _wrf_name(cls, data: Any) -> Any:
+        if isinstance(data, dict) and data.get("wrf") and "name" not in data:
+            return {**data, "name": ""}  # Grid.from_config names it after the file's GRID_ID
+        return data
 
     @model_validator(mode="after")
     def _one_definition(self) -> GridConfig:
         explicit = self.model_fields_set & {"crs", "x0", "y0", "dx", "dy", "nx", "ny"}
+        if self.wrf is not None and (explicit or self.griddesc is not None):
+            raise ValueError("give either wrf (a wrfinput/geo_em file) or "
+                             f"{sorted(explicit) or 'griddesc'}, not both")
         if self.griddesc is not None:
             if explicit:
                 raise ValueError(f"give either griddesc (with name) or {sorted(explicit)}, "
@@ -145,8 +159,13 @@ class WrfChemConfig(FrozenModel):
     #: WRF's ``kemit``: the files' ``emissions_zdim`` (levels above the highest emitting layer
     #: are zero); default: the number of configured model layers
     kemit: int | None = Field(None, ge=1)
-    #: the WRF domain the files are for (``wrfchemi_d<NN>_...``)
+    #: the WRF domain the files are for (``wrfchemi_d<NN>_...``; default: the GRID_ID of the
+    #: domain file, else 1)
     domain: int = Field(1, ge=1, le=99)
+    #: the run's ``wrfinput_d<NN>`` or ``geo_em.d<NN>.nc`` (default: ``grid.wrf``): the files
+    #: are refused unless the grid is its mass grid; they carry its projection, MMINLU/IS*
+    #: and nest attributes and fluxes per physical cell area (MAPFAC_M)
+    domain_file: Path | None = None
 
     @field_validator("emiss_opt")
     @classmethod
@@ -224,6 +243,12 @@ class VerticalConfig(FrozenModel):
     #: or sigma/eta interfaces from 1 (surface) down, with the model-top pressure
     sigma: list[float] | None = None
     ptop_pa: float = Field(5000.0, gt=0)
+    #: or MCIP's METCRO3D of the CMAQ run: its layers (ZF per cell; VGTYP, VGTOP, VGLVLS
+    #: written to the CMAQ files)
+    metcro3d: Path | None = None
+    #: or the WRF run's wrfinput_d<NN>: its η layers ((PH + PHB)/g − HGT per cell), the
+    #: levels WRF-Chem adds wrfchemi level k to (the grid must be that domain's)
+    wrfinput: Path | None = None
     #: Briggs plume rise for stacks with height, diameter, exit velocity and temperature
     plume_rise: Literal["briggs", "none"] = "briggs"
     #: Pasquill class for plume rise (A–F), and per sector where it differs
@@ -236,8 +261,10 @@ class VerticalConfig(FrozenModel):
 
     @model_validator(mode="after")
     def _one_definition(self) -> VerticalConfig:
-        if self.layers_m is not None and self.sigma is not None:
-            raise ValueError("give either layers_m or sigma, not both")
+        given = [k for k in ("layers_m", "sigma", "metcro3d", "wrfinput")
+                 if getattr(self, k) is not None]
+        if len(given) > 1:
+            raise ValueError(f"give one of layers_m, sigma, metcro3d or wrfinput, not {given}")
         for cls_ in [self.stability, *self.stability_by_sector.values()]:
             if cls_.upper() not in ("A", "B", "C", "D", "E", "F"):
                 raise ValueError(f"unknown Pasquill stability class {cls_!r}; use A–F")
@@ -407,8 +434,14 @@ def resolve_paths(doc: dict[str, Any], base: Path) -> dict[str, Any]:
         out["boundaries"] = res(out["boundaries"])
     if isinstance(out.get("cems"), list):
         out["cems"] = [res(c) for c in out["cems"]]
-    if isinstance(out.get("grid"), dict) and out["grid"].get("griddesc"):
-        out["grid"] = {**out["grid"], "griddesc": res(out["grid"]["griddesc"])}
+    for section, key in (("grid", "griddesc"), ("grid", "wrf"), ("vertical", "metcro3d"),
+                         ("vertical", "wrfinput")):
+        if isinstance(out.get(section), dict) and out[section].get(key):
+            out[section] = {**out[section], key: res(out[section][key])}
+    wrf = out.get("output", {}).get("wrfchem") if isinstance(out.get("output"), dict) else None
+    if isinstance(wrf, dict) and wrf.get("domain_file"):
+        out["output"] = {**out["output"], "wrfchem": {**wrf,
+                                                      "domain_file": res(wrf["domain_file"])}}
     if isinstance(out.get("cache"), dict) and out["cache"].get("dir"):
         out["cache"] = {**out["cache"], "dir": res(out["cache"]["dir"])}
     if isinstance(out.get("validation"), dict) and out["validation"].get("activity_bounds"):
@@ -487,6 +520,9 @@ def config_hash(cfg: BuildConfig) -> str:
         h.update(p.read_bytes())
     if cfg.grid.griddesc is not None and cfg.grid.griddesc.exists():  # defines the grid
         h.update(cfg.grid.griddesc.read_bytes())
+    for p in (cfg.grid.wrf, cfg.vertical.metcro3d, cfg.vertical.wrfinput):  # grid, layers
+        if p is not None and p.exists():
+            h.update(sha256_file(p).encode())
     if cfg.regional is not None:  # the mapping tables are science like the other tables
         h.update(cfg.regional.sector_mapping.read_bytes())
         h.update(cfg.regional.species_mapping.read_bytes())

@@ -126,7 +126,9 @@ def day_cube(annual: xr.DataArray, factors: xr.DataArray, grid: Grid,
 def _flux_attrs(registry: SpeciesRegistry, species: str) -> dict[str, str]:
     meta = registry.species[species]
     attrs = {"long_name": f"emission flux of {meta.long_name}", "units": "kg m-2 s-1",
-             "grid_mapping": "crs", "coordinates": "lat lon", "cell_measures": "area: cell_area"}
+             "grid_mapping": "crs", "coordinates": "lat lon", "cell_measures": "area: cell_area",
+             # the mean rate over the hour the time coordinate starts (its bounds, time_bnds)
+             "cell_methods": "time: mean"}
     if meta.cf_standard_name:
         attrs["standard_name"] = meta.cf_standard_name
     if meta.note:

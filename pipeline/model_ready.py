@@ -27,8 +27,16 @@ import pandas as pd
 import scipy.sparse as sp
 import xarray as xr
 
-from grids.grid import Grid
-from grids.vertical import Layers, briggs_rise, plume_bounds, sigma_to_heights
+from grids.grid import Grid, WrfDomain, read_wrf_domain
+from grids.vertical import (
+    Layers,
+    ModelLayers,
+    briggs_rise,
+    plume_bounds,
+    read_metcro3d,
+    read_wrfinput_layers,
+    sigma_to_heights,
+)
 from pipeline.model_read import finish  # noqa: F401  (the build calls model_ready.finish)
 from pipeline.wrfchem_packages import MECHANISM_OF, package, unread
 from pipeline.writers import FORMATS, MODEL_FORMATS, WriteMeta
@@ -37,8 +45,70 @@ from sources.speciation import DERIVED, Speciation, load_speciation
 from sources.validate import STACK_COLUMNS
 
 
+@lru_cache(maxsize=4)
+def _read_once(kind: str, path: Path, stamp: tuple[int, int]):
+    """A domain, METCRO3D or wrfinput-layers file read once per content (``stamp``: mtime
+    and size)."""
+    read = {"wrf": read_wrf_domain, "metcro3d": read_metcro3d,
+            "wrfinput": read_wrfinput_layers}[kind]
+    return read(path)
+
+
+def _stamp(path: Path) -> tuple[int, int]:
+    try:
+        st = Path(path).stat()
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot read the file ({exc.strerror})") from exc
+    return (st.st_mtime_ns, st.st_size)
+
+
+def wrf_domain_of(cfg) -> WrfDomain | None:
+    """The WRF domain the wrfchemi files are for: ``output.wrfchem.domain_file``, else
+    ``grid.wrf``; None when neither is given."""
+    path = cfg.output.wrfchem.domain_file or cfg.grid.wrf
+    return None if path is None else _read_once("wrf", Path(path), _stamp(path))
+
+
+def model_layers_of(vcfg) -> ModelLayers | None:
+    """The model's own layers: MCIP's (``vertical.metcro3d``) or WRF's (``vertical.wrfinput``);
+    None when the layers are a list of heights or sigma levels."""
+    for kind in ("metcro3d", "wrfinput"):
+        path = getattr(vcfg, kind)
+        if path is not None:
+            return _read_once(kind, Path(path), _stamp(path))
+    return None
+
+
+def vertical_levels(vcfg) -> tuple[int, float, tuple[float, ...]] | None:
+    """The CMAQ vertical header (VGTYP, VGTOP, VGLVLS) of the configured layers: MCIP's, or
+    VGWRFEM (7) with the sigma/eta levels and the top pressure; None for heights (VGHVAL3)."""
+    own = model_layers_of(vcfg)
+    if own is not None:
+        return (own.vgtyp, own.vgtop, own.vglvls)
+    if vcfg.sigma is not None:
+        return (7, float(vcfg.ptop_pa), tuple(float(v) for v in vcfg.sigma))
+    return None
+
+
+def _wrfchem_config(cfg, domain: WrfDomain | None):
+    """``output.wrfchem`` with the domain number of the domain file when none is configured;
+    a configured one that differs from the file's GRID_ID is refused."""
+    w = cfg.output.wrfchem
+    if domain is None:
+        return w
+    if "domain" in w.model_fields_set and w.domain != domain.grid_id:
+        raise ConfigError(f"{cfg.config_path}: output.wrfchem.domain is {w.domain} but "
+                          f"{domain.path} is domain {domain.grid_id} (GRID_ID); WRF opens "
+                          f"wrfchemi_d{domain.grid_id:02d}_* for it")
+    return w.model_copy(update={"domain": domain.grid_id})
+
+
 def layers_from_config(vcfg) -> Layers:
-    """The model layers of the vertical config (one layer of 0–20 m when none is given)."""
+    """The model layers of the vertical config (one layer of 0–20 m when none is given; the
+    domain-mean layers of ``metcro3d`` or ``wrfinput``)."""
+    own = model_layers_of(vcfg)
+    if own is not None:
+        return own.layers
     if vcfg.layers_m is not None:
         return Layers(np.asarray(vcfg.layers_m, dtype=float))
     if vcfg.sigma is not None:
@@ -46,12 +116,16 @@ def layers_from_config(vcfg) -> Layers:
     return Layers(np.array([0.0, 20.0]))
 
 
-def source_layer_fractions(activity: pd.DataFrame, layers: Layers, vcfg) -> np.ndarray:
+def source_layer_fractions(activity: pd.DataFrame, layers: Layers, vcfg,
+                           own: ModelLayers | None = None, grid: Grid | None = None
+                           ) -> np.ndarray:
     """(n_sources, n_layers): each source's share per layer, rows summing to 1.
 
     Stacks with all four stack parameters rise by Briggs (``vertical.plume_rise: briggs``);
     a stack with a height only is emitted at that height; every other source follows its
-    sector's fixed profile (``vertical.sector_profiles``), by default all in layer 1.
+    sector's fixed profile (``vertical.sector_profiles``), by default all in layer 1. With
+    the model's own layers (``own``: MCIP's or WRF's, on ``grid``) a plume is spread over the
+    layers of the cell its stack stands in, outside the grid over the domain mean.
     """
     n = len(activity)
     frac = np.zeros((n, layers.n))
@@ -87,7 +161,14 @@ def source_layer_fractions(activity: pd.DataFrame, layers: Layers, vcfg) -> np.n
         rise[idx] = r["rise"]
     stacks = np.flatnonzero(has_h)
     bottom, top = plume_bounds(h[stacks], rise[stacks])
-    frac[stacks] = layers.fractions(bottom, top)
+    if own is None or grid is None or not stacks.size:
+        frac[stacks] = layers.fractions(bottom, top)
+        return frac
+    pts = activity.geometry.iloc[stacks]
+    cell = grid.cell_index(pts.x.to_numpy(), pts.y.to_numpy())
+    rows = np.where(cell >= 0, cell // grid.nx, -1)
+    cols = np.where(cell >= 0, cell % grid.nx, -1)
+    frac[stacks] = own.fractions(rows, cols, bottom, top)
     return frac
 
 
@@ -214,6 +295,8 @@ class ModelOutputs:
     wrfchem: object = None     # pipeline.config.WrfChemConfig
     model_read: str = "warn"   # output.model_read
     cmaq_desid: str = "5.3.3:cb6r3_ae6_aq"  # output.cmaq_desid
+    wrf_domain: WrfDomain | None = None  # the run's wrfinput/geo_em (wrfchem)
+    vertical_levels: tuple | None = None  # CMAQ VGTYP, VGTOP, VGLVLS (see vertical_levels)
 
     @property
     def formats(self) -> list[str]:
@@ -264,14 +347,16 @@ def prepare(cfg, tables, activity, emissions, matrix, cems=None) -> ModelOutputs
     if not groups:
         return None
     layers = layers_from_config(cfg.vertical)
-    frac = source_layer_fractions(activity, layers, cfg.vertical)
+    frac = source_layer_fractions(activity, layers, cfg.vertical, model_layers_of(cfg.vertical),
+                                  tables.grid)
     parts = []
     for mechanism, formats in groups.items():
         spec = _speciation_for(cfg, tables, mechanism)
         ma = model_annual(matrix, emissions.table, activity, frac, spec, layers, tables.grid)
         parts.append(ModelPart(formats, mechanism, spec, ma, _cems_model(cems, spec, frac)))
-    mo = ModelOutputs(parts, cems, cfg.output.wrfchem, cfg.output.model_read,
-                      cfg.output.cmaq_desid)
+    domain = wrf_domain_of(cfg) if "wrfchem" in _model_formats(cfg) else None
+    mo = ModelOutputs(parts, cems, _wrfchem_config(cfg, domain), cfg.output.model_read,
+                      cfg.output.cmaq_desid, domain, vertical_levels(cfg.vertical))
     if "wrfchem" in mo.formats:
         kemit = cfg.output.wrfchem.kemit_for(layers.n)
         top = mo.part("wrfchem").annual.n_layers
@@ -290,8 +375,19 @@ def check_formats(cfg, tables) -> None:
     if not formats:
         return
     layers_from_config(cfg.vertical)
+    domain = wrf_domain_of(cfg) if "wrfchem" in formats else None
     for name in formats:
-        FORMATS[name].writer.check_grid(tables.grid)
+        if name == "wrfchem" and domain is not None:
+            domain.check_grid(tables.grid)  # dims, projection, DX/DY, cell centres
+            _wrfchem_config(cfg, domain)
+        else:
+            FORMATS[name].writer.check_grid(tables.grid)
+    own = model_layers_of(cfg.vertical)  # its cells must be the grid's (per-cell layers)
+    if own is not None and own.horizontal is not None:
+        own.check_grid(FORMATS["cmaq"].writer.ioapi_horizontal(tables.grid), tables.grid.name)
+    elif own is not None:
+        _read_once("wrf", own.path, _stamp(own.path)).check_grid(
+            tables.grid, what="the layers of vertical.wrfinput")
     for name in formats:
         spec = _speciation_for(cfg, tables, mechanism_of(cfg, name))
         if name == "wrfchem":
@@ -357,7 +453,8 @@ def write_days(mo: ModelOutputs, days: list[pd.Timestamp], factors, build_dir: P
                     grid=ma.grid, attrs=meta, mechanism=part.mechanism, layers_m=layers_m,
                     on_written=got.__setitem__,
                     emiss_opt=wrf.emiss_opt if wrf is not None else None,
-                    kemit=wrf.kemit_for(ma.layers.n) if wrf is not None else None))
+                    kemit=wrf.kemit_for(ma.layers.n) if wrf is not None else None,
+                    wrf_domain=mo.wrf_domain, vertical_levels=mo.vertical_levels))
                 measured[name][f"{day:%Y%m%d}"] = got
     return measured
 

@@ -326,10 +326,14 @@ def write_annual(build_dir: Path, annual: xr.DataArray, factors: xr.DataArray,
     ds["annual_emissions"].attrs = {"long_name": "annual emissions per grid cell",
                                     "units": "kg year-1", "grid_mapping": "crs",
                                     "coordinates": "lat lon"}
+    # the share of the year's total emitted during the hour [t, t + 1 h]
+    ds["temporal_factor"].attrs = {**factors.attrs, "cell_methods": "time: sum"}
+    first = pd.Timestamp(factors.time.values[0])
     enc = {"annual_emissions": {"zlib": True, "complevel": 1,
                                 "chunksizes": (1, 1) + annual.shape[2:]},
-           "time": {"dtype": "int32", "units": f"hours since {str(factors.time.values[0])[:10]}"}}
-    write_grid_dataset(ds, build_dir / "annual.nc", static, attrs, enc)
+           "time": {"dtype": "int32", "units": f"hours since {first:%Y-%m-%d}"}}
+    write_grid_dataset(ds, build_dir / "annual.nc", static, attrs, enc, year=first.year,
+                       annual=["annual_emissions"])
 
 
 def totals_markdown(build_id: str, totals: pd.DataFrame) -> str:

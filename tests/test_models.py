@@ -8,7 +8,9 @@ import pandas as pd
 import pytest
 import xarray as xr
 
+from grids.grid import Grid
 from grids.vertical import Layers, briggs_rise, plume_bounds, sigma_to_heights
+from pipeline.writers.wrfchem import wrf_cell_area_m2
 from sources.errors import ConfigError, InputError
 from tests.world import SPECIATION, lcc_world
 
@@ -224,7 +226,11 @@ def test_wrfchem_file_units_times_and_mass(model_build):
         assert nc["E_NO"].units == "mol km^-2 hr^-1" and nc["E_SO4J"].units == "ug/m3 m/s"
         assert float(np.abs(nc["E_NO"][:, 2:]).max()) == 0.0
         assert float(np.abs(nc["E_HC5"][:]).max()) == 0.0  # no NMVOC in the fixture mechanism
-        area = cf["cell_area"].values
+        # per physical cell area, DX·DY/m² (WRF's convention; m from the Lambert projection)
+        grid = Grid.from_config({"griddesc": str(build.parent.parent / "config" / "GRIDDESC"),
+                                 "name": "T3KM"})
+        area = wrf_cell_area_m2(grid)
+        assert float((area / cf["cell_area"].values).mean()) == pytest.approx(1.01626, abs=1e-5)
         nox_mol = sum((nc[v][:].astype(np.float64) * area / 1e6).sum() for v in ("E_NO",
                                                                                    "E_NO2"))
         pm_g = sum((nc[v][:].astype(np.float64) * area).sum() * 3600 / 1e6
@@ -317,7 +323,7 @@ def test_cems_hours_replace_the_profile_and_gaps_share_the_rest(world, prefect_h
     ledger, cems.csv and the CMAQ file agree."""
     from pipeline.flows import build_inventory
 
-    _model_world(world, lambert=False)  # the 1 km UTM grid: P1 alone in cell 0
+    _model_world(world)  # the 3 km Lambert grid: P1 alone in cell (1, 1)
     _cems_csv(world.parent.parent / "data" / "cems_p1.csv",
               [f"P1,2024-03-01T{h:02d}:00,SO2,5,kg" for h in range(12)]
               + ["P1,2024-03-01T00:00:00+08:00,NOx,0.002,t"])  # = 2024-02-29 16 UTC
@@ -329,9 +335,9 @@ def test_cems_hours_replace_the_profile_and_gaps_share_the_rest(world, prefect_h
     gap = 940.0 / 8772
     with xr.open_dataset(build / "hourly" / "20240301.nc") as cf:
         kg = (cf["SO2"] * cf["cell_area"] * 3600).values  # (24, y, x)
-        # cell 0 holds only P1's SO2
-        np.testing.assert_allclose(kg[:12, 0, 0], 5.0, rtol=1e-12)
-        np.testing.assert_allclose(kg[12:, 0, 0], gap, rtol=1e-12)
+        # cell (1, 1) holds only P1's SO2
+        np.testing.assert_allclose(kg[:12, 1, 1], 5.0, rtol=1e-12)
+        np.testing.assert_allclose(kg[12:, 1, 1], gap, rtol=1e-12)
     table = pd.read_csv(build / "cems.csv").set_index(["source_id", "species"])
     row = table.loc[("P1", "SO2")]
     assert (row.annual_kg, row.measured_kg, row.measured_hours, row.gap_hours) == \

@@ -308,6 +308,9 @@ def _district_section(data: BuildData, districts: gpd.GeoDataFrame | None,
             f"area(cell ∩ district) / cell area. Gridded emissions only (t/yr). District "
             f"polygons cover {covered:,.0f} km² of the {cell_km2.sum():,.0f} km² "
             "grid.</p>")
+    if "boundary_note" in districts.columns:  # the boundaries' source, licence, status
+        for text in dict.fromkeys(districts["boundary_note"].dropna().astype(str)):
+            note += f"<p class='note'>Boundaries: {html.escape(text)}</p>"
     t_html = table(["code", "name (zh)", "name (en)", *[label(s) for s in species]], rows,
                    numeric=set(range(3, 3 + len(species))), table_id="districts", bold_last=True)
     return note + f"<div class='scroll'>{t_html}</div>"

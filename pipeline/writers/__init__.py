@@ -85,6 +85,14 @@ class WriteMeta:
     #: WRF-Chem: ``kemit``, the file's ``emissions_zdim`` (levels above the day's are zero);
     #: None: the day's ``z`` size
     kemit: int | None = None
+    #: WRF-Chem: the WRF domain the file is for (:class:`grids.grid.WrfDomain`, from the run's
+    #: wrfinput/geo_em): XLAT/XLONG, map factors (fluxes per physical cell area) and the global
+    #: attributes copied from it; None: derived from :attr:`grid`
+    wrf_domain: Any = None
+    #: CMAQ: the vertical grid header ``(VGTYP, VGTOP, VGLVLS)`` of the model's layers (MCIP's
+    #: METCRO3D, or 7/ptop/sigma for sigma levels); a day with ``n`` layers carries the first
+    #: ``n + 1`` VGLVLS. None: heights above ground (VGTYP 6, VGLVLS = :attr:`layers_m`)
+    vertical_levels: tuple[int, float, tuple[float, ...]] | None = None
 
 
 @dataclass(frozen=True)
