@@ -210,3 +210,26 @@ def test_yrd_demo_build_merges_local_and_regional(tmp_path):
         assert float(local.sum()) > 0 and float((local > 0).sum()) > 50  # Shanghai's own
     assert (r.build_dir / "cmaq").exists()
     assert any(m.startswith("regional_meic_") for m in r.manifest.inputs)
+
+
+def test_whole_cells_and_cut_cells_match_the_polygon_overlay():
+    """Target cells inside one source cell take their own ring's area (no geometry built), the
+    others the polygon × box overlay: the matrix is the overlay's for every cell."""
+    from affine import Affine
+
+    from grids.overlay import AreaMeasure, local_grid, rectilinear_weights, to_local
+    from grids.regrid import target_polygons
+
+    src = Grid(crs=LL, x0=120.5, y0=30.5, dx=0.1, dy=0.1, nx=12, ny=12, name="ec")
+    tgt = Grid(crs=UTM, x0=330_000, y0=3_400_000, dx=2000, dy=2000, nx=30, ny=30, name="sh")
+    r = regrid_matrix(src, tgt)
+    cells, _ = target_polygons(tgt, LL, 4)
+    p, c, w = rectilinear_weights(to_local(cells, src), np.ones(src.shape),
+                                  Affine(src.dx, 0, 0, 0, src.dy, 0), local_grid(src),
+                                  AreaMeasure(src))
+    want = np.zeros((tgt.size, src.size))
+    np.add.at(want, (p[c >= 0], c[c >= 0]), w[c >= 0])
+    got = r.matrix.toarray()
+    whole = (got > 0).sum(axis=1) == 1
+    assert 0.3 < whole.mean() < 0.9  # both paths are exercised
+    np.testing.assert_allclose(got, want, rtol=0, atol=1e-13)  # shares ≤ 1, to rounding
