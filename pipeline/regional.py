@@ -50,6 +50,7 @@ from grids.regrid import Regridding, cached_regridding
 from pipeline.checks import Finding
 from pipeline.ledger import RTOL, check_balance
 from pipeline.steps import compute_annual, compute_ledger
+from pipeline.writers.netcdf_cf import write_grid_dataset
 from sources.emissions import EmissionsResult
 from sources.errors import ConfigError, MassBalanceError
 from sources.gridded import (
@@ -70,6 +71,8 @@ if TYPE_CHECKING:
 #: ledger columns of the merge, per sector × species [kg]
 REGIONAL_COLUMNS = ["regional_read", "regional_outside", "replaced_by_local",
                     "regional_gridded"]
+#: the build file with where the local inventory replaced the regional one (report map)
+MERGE_FILE = "regional_merge.nc"
 
 
 def regional_sector(sector: str, inventory: str, month: int | None) -> str:
@@ -168,6 +171,45 @@ def mask_fraction(target: Grid, polygons: gpd.GeoDataFrame | None) -> np.ndarray
     if polygons is None or len(polygons) == 0:
         return np.zeros(target.size)
     return np.clip(region_weights(target, polygons).sum(axis=1), 0.0, 1.0)
+
+
+@dataclass
+class MergeMap:
+    """Where the merge put each inventory, for the build's :data:`MERGE_FILE`.
+
+    ``inside``: share of each cell inside the mask [1] (flat cells); ``replaced``: regional
+    mass per species replaced by the local inventory in each cell [kg/yr], (species, cells)."""
+
+    inside: np.ndarray
+    species: list[str]
+    replaced: np.ndarray
+
+
+def merge_map(merged: list[Merged], inside: np.ndarray, species: list[str]) -> MergeMap:
+    """The :class:`MergeMap` of a merge: replaced mass summed over the regional sectors."""
+    rep = np.zeros((len(species), inside.size))
+    for m in merged:
+        if m.replaced > 0 and m.part.species in species:
+            rep[species.index(m.part.species)] += m.part.cells - m.kept
+    return MergeMap(inside=inside, species=list(species), replaced=rep)
+
+
+def write_merge_map(build_dir: Path, mm: MergeMap, grid: Grid, static: dict, attrs: dict
+                    ) -> None:
+    """``regional_merge.nc``: the mask share per cell and the regional mass replaced by the
+    local inventory per species and cell [kg/yr] (the report's map of where each inventory
+    holds)."""
+    ds = xr.Dataset({
+        "local_mask_fraction": (("y", "x"), mm.inside.reshape(grid.shape), {
+            "long_name": "share of the cell inside the mask where the local inventory "
+                         "replaces the regional one", "units": "1", "grid_mapping": "crs"}),
+        "replaced_by_local": (("species", "y", "x"),
+                              mm.replaced.reshape(len(mm.species), *grid.shape), {
+            "long_name": "regional emissions replaced by the local inventory",
+            "units": "kg year-1", "grid_mapping": "crs"})},
+        coords={"species": mm.species})
+    write_grid_dataset(ds, build_dir / MERGE_FILE, static, attrs,
+                       {"replaced_by_local": {"zlib": True, "complevel": 1}})
 
 
 @dataclass
@@ -414,6 +456,7 @@ def add_regional(state: BuildState, runner: Runner) -> None:
     check_balance(s.ledger, written=False)
     check_merge_ledger(s.ledger.table)
     s.metas = [*s.metas, *reg.metas]
+    s.merge_map = merge_map(merged, inside, [sp_ for sp_ in species if sp_ != "CO2e"])
     s.cache["regional"] = {"regrid": ",".join(sorted(set(reg.cache.kinds.values()))) or "none"}
     s.cache_files = sorted({*s.cache_files, *(f"regrid/{f}" for f in reg.cache.files)})
     for line in reg.log:

@@ -188,12 +188,18 @@ def test_gridded_field_unit_refused(tmp_path):
 
 
 def test_yrd_demo_build_merges_local_and_regional(tmp_path):
-    """The shipped YRD demo, one day, CF + CMAQ: every land cell of the domain has emissions,
-    Shanghai's own sources replace MEIC inside the city, the ledgers balance."""
+    """The shipped YRD demo, one day, CF + CMAQ + WRF-Chem: every land cell of the domain has
+    emissions, Shanghai's own sources replace MEIC inside the city, the ledgers balance, the
+    CMAQ and WRF-Chem files carry local + regional CO (read back from the files), and the
+    report maps where each inventory holds."""
+    import netCDF4
+
     from pipeline.build import run_build
+    from pipeline.report.build_dir import open_build
+    from pipeline.report.regional import holdings
 
     r = run_build("config/yrd.yaml", out=tmp_path / "out", period=("2024-07-01", "2024-07-01"),
-                  formats=["cf", "cmaq"])
+                  formats=["cf", "cmaq", "wrfchem"])
     t = r.ledger.table
     reg = t[t["regional_read"] > 0]
     assert len(reg) and (reg.index.get_level_values("sector").str.contains("@meic-07")).any()
@@ -208,8 +214,36 @@ def test_yrd_demo_build_merges_local_and_regional(tmp_path):
         regional = a.sel(sector=[s for s in sectors if "@" in s]).sum("sector")
         assert int((regional > 0).sum()) > 0.9 * regional.size  # MEIC over the whole domain
         assert float(local.sum()) > 0 and float((local > 0).sum()) > 50  # Shanghai's own
-    assert (r.build_dir / "cmaq").exists()
+        # CO of 1 July (UTC) as annual.nc × temporal factors, local and regional apart [kg]
+        co = ds["annual_emissions"].sel(species="CO").sum(("y", "x")).to_pandas()
+        f = ds["temporal_factor"].sel(time=slice("2024-07-01T00", "2024-07-01T23"))
+        day = (f.sum("time").to_pandas() * co)
+    want_reg = float(day[[s for s in day.index if "@" in s]].sum())
+    want = float(day.sum())
+    assert 0.5 * want < want_reg < want  # both inventories matter on this domain
+    with netCDF4.Dataset(next((r.build_dir / "cmaq").glob("*.nc"))) as nc:
+        cmaq = float(np.asarray(nc["CO"][:24], dtype=float).sum()) * 3600 * 28.0101e-3
+    with netCDF4.Dataset(next((r.build_dir / "wrfchem").glob("wrfchemi_*"))) as nc:
+        wrf = float(np.asarray(nc["E_CO"][:24], dtype=float).sum()) * 81.0 * 28.0101e-3
+    assert cmaq == pytest.approx(want, rel=1e-5) and wrf == pytest.approx(want, rel=1e-5)
+    # the model-read ledger covers the regional sectors too: all their CO is read
+    reg_co = reg.xs("CO", level="species")
+    for fmt in ("cmaq", "wrfchem"):
+        np.testing.assert_allclose(reg_co[f"{fmt}_read_kg"], reg_co["gridded_kg"], rtol=1e-9)
     assert any(m.startswith("regional_meic_") for m in r.manifest.inputs)
+    # the merge map: regional-only cells outside, replaced cells over Shanghai
+    with xr.open_dataset(r.build_dir / "regional_merge.nc") as mm:
+        rep = mm["replaced_by_local"].sel(species="NOx").to_numpy()
+        inside = mm["local_mask_fraction"].to_numpy()
+    assert rep.sum() == pytest.approx(float(reg.xs("NOx", level="species")
+                                           ["replaced_by_local"].sum()), rel=1e-9)
+    assert (rep[inside == 0] == 0).all() and (rep[inside > 0] > 0).any()
+    cat, share = holdings(open_build(r.build_dir), "NOx")
+    counts = np.bincount(cat.ravel(), minlength=5)
+    assert counts[1] > 0.9 * cat.size and counts[3] == int((rep > 0).sum())
+    assert np.nanmax(share[cat == 1], initial=0.0) == 0.0
+    page = (r.build_dir / "report" / "index.html").read_text(encoding="utf-8")
+    assert "Regional background" in page and "map_holdings.png" in page
 
 
 def test_whole_cells_and_cut_cells_match_the_polygon_overlay():
