@@ -267,3 +267,19 @@ def test_whole_cells_and_cut_cells_match_the_polygon_overlay():
     whole = (got > 0).sum(axis=1) == 1
     assert 0.3 < whole.mean() < 0.9  # both paths are exercised
     np.testing.assert_allclose(got, want, rtol=0, atol=1e-13)  # shares ≤ 1, to rounding
+
+
+def test_monthly_regional_factors_keep_the_local_month_and_our_shape():
+    """A MEIC February field in Asia/Shanghai: its mass goes to the hours of local February
+    (from 31 Jan 16:00 UTC), shaped by the base sector's own weekday/hour factors."""
+    times = pd.date_range("2024-01-01", "2024-12-31 23:00", freq="h")
+    rng = np.random.default_rng(16)
+    base = rng.random(times.size)
+    base /= base.sum()
+    f = regional_factors(xr.DataArray(base[None, :], dims=("sector", "time"),
+                                      coords={"sector": ["road"], "time": times.to_numpy()}),
+                         [regional_sector("road", "meic", 2)], "Asia/Shanghai")
+    got = f.sel(sector="road@meic-02").to_numpy()
+    feb = (times >= "2024-01-31 16:00") & (times < "2024-02-29 16:00")  # local February
+    assert got[~feb].sum() == 0.0 and got[feb].sum() == pytest.approx(1.0, rel=1e-12)
+    np.testing.assert_allclose(got[feb], base[feb] / base[feb].sum(), rtol=1e-12)
