@@ -116,6 +116,8 @@ class Regional:
     metas: list[InputMeta]
     log: list[str] = field(default_factory=list)
     cache: CacheStats = field(default_factory=CacheStats)
+    #: the mapping rows used whose split is marked ``verified=no``, as text
+    unverified: set[str] = field(default_factory=set)
 
 
 def source_grid(f: GriddedField, name: str) -> Grid:
@@ -130,6 +132,7 @@ def read_regional(rcfg: RegionalConfig, target: Grid, year: int,
     sec_map, spc_map = load_mapping(rcfg.sector_mapping, rcfg.species_mapping)
     acc: dict[tuple[str, str, str, int | None], RegionalPart] = {}
     metas, log, stats = [], [], CacheStats()
+    unverified: set[str] = set()
     matrices: dict[tuple[str, object], Regridding] = {}
     for inv in rcfg.inventories:
         src = GriddedSource(**{**inv.model_dump(), "path": str(inv.path)})
@@ -144,6 +147,8 @@ def read_regional(rcfg: RegionalConfig, target: Grid, year: int,
             if not splits or not species:
                 skipped.add(f"{f.sector}/{f.species}")
                 continue
+            unverified |= _unverified_rows(sec_map, rcfg.sector_mapping, inv.name, f.sector,
+                                           f.species, splits)
             key = (inv.name, f.grid)
             if key not in matrices:
                 matrices[key] = cached_regridding(source_grid(f, f"{inv.name}-{len(matrices)}"),
@@ -162,7 +167,32 @@ def read_regional(rcfg: RegionalConfig, target: Grid, year: int,
             log.append(f"regional {inv.name}: not mapped, left out: {sorted(skipped)}")
         log.append(f"regional {inv.name}: {len(fields)} fields from {len(files)} files, "
                    f"{len({k for k in matrices if k[0] == inv.name})} source grid(s)")
-    return Regional(parts=list(acc.values()), metas=metas, log=log, cache=stats)
+    return Regional(parts=list(acc.values()), metas=metas, log=log, cache=stats,
+                    unverified=unverified)
+
+
+def _unverified_rows(mapping: pd.DataFrame, path: object, inventory: str, their_sector: str,
+                     their_species: str, splits: dict[str, float]) -> set[str]:
+    """The rows behind a split (:func:`sources.gridded.sector_split`) marked verified=no."""
+    if "verified" not in mapping.columns or not splits:
+        return set()
+    m = mapping[(mapping["inventory"] == inventory) & (mapping["their_sector"] == their_sector)
+                & mapping["sector"].isin(list(splits))]
+    own = m[m["species"] == their_species]
+    use = own if len(own) else m[m["species"] == "*"]
+    return {f"{path} row {int(i) + 1}: {r.inventory},{r.their_sector},{r.sector},{r.species} "
+            f"{r.fraction:g}" for i, r in use[use["verified"] == "no"].iterrows()}
+
+
+def unverified_finding(rows: set[str]) -> Finding | None:
+    """One warning naming the sector-split rows used that are marked verified=no."""
+    if not rows:
+        return None
+    return Finding(check="unverified_regional_splits", severity="warning", sector="all",
+                   pair="verified=no", value=float(len(rows)), unit="rows", expected="0 rows",
+                   message=f"{len(rows)} regional sector-split rows used are verified=no: "
+                   "their fractions are placeholders (see their reference); replace them with "
+                   "local shares", factor_rows=" | ".join(sorted(rows)))
 
 
 def mask_fraction(target: Grid, polygons: gpd.GeoDataFrame | None) -> np.ndarray:
@@ -429,6 +459,9 @@ def add_regional(state: BuildState, runner: Runner) -> None:
                    f"inventory replaces {sorted(replace_sectors & {p.sector for p in reg.parts})}"
                    f"; regional kept everywhere for {kept_sectors}")
     _border_findings(s, mask, replace_sectors)
+    unverified = unverified_finding(reg.unverified)
+    if unverified is not None:
+        s.findings.append(unverified)
     species = list(s.emissions.table.columns)
     act, table, matrix, outside = _pseudo_sources(merged, species, grid, s.tables.registry)
     names = sorted({m.part.build_sector for m in merged})

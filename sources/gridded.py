@@ -386,10 +386,11 @@ def load_mapping(sectors_path: str | Path, species_path: str | Path
                  ) -> tuple[pd.DataFrame, pd.DataFrame]:
     """The mapping tables of regional inventories to ours.
 
-    ``sectors_path``: ``inventory, their_sector, sector, species, fraction, reference``: the
-    share of their sector going to our ``sector``; ``species`` is ``*`` for every species or
-    one of *their* species for a species-specific split (it then replaces the ``*`` rows of that
-    sector for that species). Per (inventory, their sector, species) the fractions sum to 1.
+    ``sectors_path``: ``inventory, their_sector, sector, species, fraction, reference`` (and
+    optionally ``verified``: yes/no): the share of their sector going to our ``sector``;
+    ``species`` is ``*`` for every species or one of *their* species for a species-specific
+    split (it then replaces the ``*`` rows of that sector for that species). Per (inventory,
+    their sector, species) the fractions sum to 1.
 
     ``species_path``: ``inventory, their_species, species, factor, reference``: their species
     → ours, times ``factor`` (several rows may feed one of ours: PM25 + PMcoarse → PM10).
@@ -407,6 +408,12 @@ def load_mapping(sectors_path: str | Path, species_path: str | Path
             raise ConfigError(f"{path}: column {col!r} must be numbers ({exc})") from exc
         if (df[col] < 0).any() or not np.isfinite(df[col]).all():
             raise ConfigError(f"{path}: column {col!r} must be finite and >= 0")
+    if "verified" in sec.columns:
+        bad = sec[~sec["verified"].isin(["yes", "no"])]
+        if len(bad):
+            raise ConfigError(f"{sectors_path}: column 'verified' must be yes or no, not "
+                              f"{bad['verified'].iloc[0]!r} (row {bad.index[0] + 1} of the "
+                              "table)")
     sums = sec.groupby(["inventory", "their_sector", "species"])["fraction"].sum()
     off = sums[(sums - 1.0).abs() > 1e-9]
     if len(off):
