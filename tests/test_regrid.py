@@ -283,3 +283,22 @@ def test_monthly_regional_factors_keep_the_local_month_and_our_shape():
     feb = (times >= "2024-01-31 16:00") & (times < "2024-02-29 16:00")  # local February
     assert got[~feb].sum() == 0.0 and got[feb].sum() == pytest.approx(1.0, rel=1e-12)
     np.testing.assert_allclose(got[feb], base[feb] / base[feb].sum(), rtol=1e-12)
+
+
+def test_unverified_splits_used_are_named_in_one_warning(tmp_path):
+    from pipeline.regional import _unverified_rows, unverified_finding
+
+    sec, _ = load_mapping("config/regional_sectors.csv", "config/regional_species.csv")
+    split = sector_split(sec, "meic", "transportation", "SO2")
+    rows = _unverified_rows(sec, "config/regional_sectors.csv", "meic", "transportation", "SO2",
+                            split)
+    assert len(rows) == 3 and any("shipping,SO2 0.7" in r for r in rows)
+    assert _unverified_rows(sec, "x", "meic", "power", "NOx",
+                            sector_split(sec, "meic", "power", "NOx")) == set()
+    f = unverified_finding(rows)
+    assert f.check == "unverified_regional_splits" and f.value == 3.0
+    bad = tmp_path / "s.csv"
+    bad.write_text("inventory,their_sector,sector,species,fraction,verified,reference\n"
+                   "meic,power,power,*,1,maybe,x\n")
+    with pytest.raises(Exception, match="verified' must be yes or no"):
+        load_mapping(bad, "config/regional_species.csv")
