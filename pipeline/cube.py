@@ -29,6 +29,7 @@ def annual_grid(matrix: sp.csr_matrix, emissions: pd.DataFrame, sectors: np.ndar
     """
     values = np.zeros((len(sector_ids), len(species), grid.ny, grid.nx))
     e = emissions[species].to_numpy()
+    matrix = sp.csc_matrix(matrix)  # column slices per sector: cheap on CSC, a scan on CSR
     for i, s in enumerate(sector_ids):
         cols = np.flatnonzero(sectors == s)
         if cols.size:

@@ -48,8 +48,9 @@ from grids.grid import Grid
 from grids.regions import read_regions, region_weights
 from grids.regrid import Regridding, cached_regridding
 from pipeline.checks import Finding
+from pipeline.cube import annual_grid
 from pipeline.ledger import RTOL, check_balance
-from pipeline.steps import compute_annual, compute_ledger
+from pipeline.steps import compute_ledger
 from pipeline.writers.netcdf_cf import write_grid_dataset
 from sources.emissions import EmissionsResult
 from sources.errors import ConfigError, MassBalanceError
@@ -141,14 +142,18 @@ def read_regional(rcfg: RegionalConfig, target: Grid, year: int,
             metas.append(InputMeta(name=f"regional_{inv.name}_{Path(path).stem}", path=path,
                                    kind="regional", format=inv.format, sha256=digest))
         skipped: set[str] = set()
+        mapped: dict[tuple[str, str], tuple[dict[str, float], dict[str, float]]] = {}
         for f in fields:
-            splits = sector_split(sec_map, inv.name, f.sector, f.species)
-            species = species_map(spc_map, inv.name, f.species)
+            if (f.sector, f.species) not in mapped:  # the same for every month
+                splits = sector_split(sec_map, inv.name, f.sector, f.species)
+                mapped[f.sector, f.species] = (splits,
+                                               species_map(spc_map, inv.name, f.species))
+                unverified |= _unverified_rows(sec_map, rcfg.sector_mapping, inv.name,
+                                               f.sector, f.species, splits)
+            splits, species = mapped[f.sector, f.species]
             if not splits or not species:
                 skipped.add(f"{f.sector}/{f.species}")
                 continue
-            unverified |= _unverified_rows(sec_map, rcfg.sector_mapping, inv.name, f.sector,
-                                           f.species, splits)
             key = (inv.name, f.grid)
             if key not in matrices:
                 matrices[key] = cached_regridding(source_grid(f, f"{inv.name}-{len(matrices)}"),
@@ -362,14 +367,21 @@ def _pseudo_sources(merged: list[Merged], species: list[str], grid: Grid, regist
                 if carried in em:
                     em[carried] = e
             ems.append(em)
-            cols.append(cells / e)
+            nz = np.flatnonzero(cells)
+            cols.append((nz, cells[nz] / e))
             outside.append(out / e)
     table = pd.DataFrame(ems, columns=species, index=[r["source_id"] for r in rows],
                          dtype=float)
     if "CO2e" in species:
         table = registry.add_co2e(table.drop(columns="CO2e"))[species]
     activity = gpd.GeoDataFrame(rows, geometry=[grid.domain] * len(rows), crs=grid.crs)
-    matrix = sp.csr_matrix(np.array(cols).T) if cols else sp.csr_matrix((grid.size, 0))
+    if cols:
+        r_ = np.concatenate([c[0] for c in cols])
+        c_ = np.repeat(np.arange(len(cols)), [c[0].size for c in cols])
+        matrix = sp.csr_matrix((np.concatenate([c[1] for c in cols]), (r_, c_)),
+                               shape=(grid.size, len(cols)))
+    else:
+        matrix = sp.csr_matrix((grid.size, 0))
     return activity, table, matrix, np.array(outside, dtype=float)
 
 
@@ -482,7 +494,9 @@ def add_regional(state: BuildState, runner: Runner) -> None:
     replaced = mled["replaced_by_local"].unstack("species").reindex(columns=species)
     rejected = replaced.fillna(0.0) if s.rejected_kg is None else \
         pd.concat([s.rejected_kg[species], replaced.fillna(0.0)])
-    s.annual = compute_annual(s.alloc, s.emissions, s.activity, s.tables)
+    # the local sectors' grid is unchanged: only the regional sectors are added to it
+    s.annual = xr.concat([s.annual, annual_grid(matrix, table, act["sector"].to_numpy(), grid,
+                                                species, names)], dim="sector")
     s.ledger = compute_ledger(s.emissions, s.activity, s.alloc, s.annual, rejected)
     for col in REGIONAL_COLUMNS:
         s.ledger.table[col] = mled[col].reindex(s.ledger.table.index).fillna(0.0)
