@@ -376,10 +376,10 @@ def _pseudo_sources(merged: list[Merged], species: list[str], grid: Grid, regist
         table = registry.add_co2e(table.drop(columns="CO2e"))[species]
     activity = gpd.GeoDataFrame(rows, geometry=[grid.domain] * len(rows), crs=grid.crs)
     if cols:
-        r_ = np.concatenate([c[0] for c in cols])
-        c_ = np.repeat(np.arange(len(cols)), [c[0].size for c in cols])
-        matrix = sp.csr_matrix((np.concatenate([c[1] for c in cols]), (r_, c_)),
-                               shape=(grid.size, len(cols)))
+        indptr = np.concatenate([[0], np.cumsum([c[0].size for c in cols])])
+        matrix = sp.csc_matrix((np.concatenate([c[1] for c in cols]),
+                                np.concatenate([c[0] for c in cols]), indptr),
+                               shape=(grid.size, len(cols))).tocsr()
     else:
         matrix = sp.csr_matrix((grid.size, 0))
     return activity, table, matrix, np.array(outside, dtype=float)

@@ -302,3 +302,26 @@ def test_unverified_splits_used_are_named_in_one_warning(tmp_path):
                    "meic,power,power,*,1,maybe,x\n")
     with pytest.raises(Exception, match="verified' must be yes or no"):
         load_mapping(bad, "config/regional_species.csv")
+
+
+def test_day_cube_leaves_out_sectors_outside_their_month():
+    """A monthly regional sector has zero factors outside its month: the day's fluxes are the
+    same with it left out of the product as the full (dask) cube's."""
+    from pipeline.cube import day_cube, hourly_cube
+    from sources.species import load_species
+
+    registry = load_species("config/species.yaml")
+    times = pd.date_range("2024-07-01", periods=24, freq="h")
+    grid = TGT
+    rng = np.random.default_rng(7)
+    annual = xr.DataArray(rng.random((3, 1, 3, 3)), dims=("sector", "species", "y", "x"),
+                          coords={"sector": ["road", "road@meic-07", "road@meic-08"],
+                                  "species": ["NOx"], "y": grid.y, "x": grid.x})
+    f = rng.random((3, 24)) / 1e3
+    f[2] = 0.0  # August's regional road has no hour on 1 July
+    factors = xr.DataArray(f, dims=("sector", "time"),
+                           coords={"sector": annual["sector"].values, "time": times.to_numpy()})
+    got = day_cube(annual, factors, grid, registry)["NOx"].to_numpy()
+    want = hourly_cube(annual, factors, grid, registry)["NOx"].to_numpy()
+    np.testing.assert_allclose(got, want, rtol=1e-13, atol=0)
+    assert got.max() > 0
