@@ -32,7 +32,15 @@ from affine import Affine
 
 from grids.cache import CacheStats, read_cached, write_cached
 from grids.grid import Grid
-from grids.overlay import AreaMeasure, local_grid, rectilinear_weights, to_local
+from grids.overlay import (
+    AreaMeasure,
+    _box_overlap_areas,
+    _Boxes,
+    _column_edges,
+    local_grid,
+    rectilinear_weights,
+    to_local,
+)
 from sources.errors import MassBalanceError
 
 #: bump when the method changes its matrices: cached ones of older versions are then ignored
@@ -179,6 +187,55 @@ def _ring_areas(x: np.ndarray, y: np.ndarray, base: np.ndarray, band) -> np.ndar
     return np.abs(integral)
 
 
+def _cut_cell_weights(x: np.ndarray, y: np.ndarray, i_lo: np.ndarray, i_hi: np.ndarray,
+                      j_lo: np.ndarray, j_hi: np.ndarray, win: Grid, band
+                      ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Shares of target cells cut by source cell edges: ring × box overlaps by Green's theorem
+    (:func:`grids.overlay._box_overlap_areas`, the integrand of
+    :func:`~grids.overlay.rectilinear_weights`), from the ring arrays without building geometry.
+
+    Parameters
+    ----------
+    x, y : (cells, ring points) corner-relative ring coordinates in the source CRS
+    i_lo, i_hi, j_lo, j_hi : the source columns and rows under each ring's bounding box
+    win : the source window (its cells are the boxes)
+    band : the ellipsoid's area from the equator per degree of longitude (lon/lat), or None
+
+    Returns
+    -------
+    ring index, window cell index, share of the window cell [1]
+    """
+    m = len(x)
+    if m == 0:
+        return np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.int64), np.zeros(0)
+    n_e = x.shape[1] - 1
+    edges = np.column_stack([x[:, :-1].ravel(), y[:, :-1].ravel(), x[:, 1:].ravel(),
+                             y[:, 1:].ravel()])
+    e_poly = np.repeat(np.arange(m), n_e)
+    shoelace = (x[:, :-1] * y[:, 1:] - x[:, 1:] * y[:, :-1]).sum(axis=1)
+    sign = np.where(shoelace >= 0, 1.0, -1.0)[e_poly]  # an exterior ring counter-clockwise
+    xe = np.arange(win.nx + 1) * win.dx
+    gkeys, gfirst, gcount, members = _column_edges(edges, e_poly, xe)
+    i0, i1 = np.clip(i_lo, 0, win.nx - 1), np.clip(i_hi, 0, win.nx - 1)
+    j0, j1 = np.clip(j_lo, 0, win.ny - 1), np.clip(j_hi, 0, win.ny - 1)
+    ni, nj = i1 - i0 + 1, j1 - j0 + 1
+    cnt = ni * nj
+    p = np.repeat(np.arange(m), cnt)
+    k = np.arange(cnt.sum()) - np.repeat(np.cumsum(cnt) - cnt, cnt)
+    i = i0[p] + k % ni[p]
+    j = j0[p] + k // ni[p]
+    key = p * win.nx + i
+    g = np.clip(np.searchsorted(gkeys, key), 0, max(len(gkeys) - 1, 0))
+    found = gkeys[g] == key if len(gkeys) else np.zeros(len(key), dtype=bool)
+    yb0, yb1 = j * win.dy, (j + 1) * win.dy
+    area = _box_overlap_areas(edges, sign, members, np.where(found, gfirst[g], 0),
+                              np.where(found, gcount[g], 0),
+                              _Boxes(i * win.dx, yb0, (i + 1) * win.dx, yb1), band)
+    box = win.dx * (yb1 - yb0) if band is None else win.dx * (band(yb1) - band(yb0))
+    good = area > 1e-12 * box  # boxes beyond the ring (in its column) get 0 to rounding
+    return p[good], (j * win.nx + i)[good], area[good] / box[good]
+
+
 def _window(source: Grid, outline: shapely.Polygon) -> tuple[int, int, int, int]:
     """Source columns i0..i1 and rows j0..j1 (exclusive) under the outline's bounding box."""
     xmin, ymin, xmax, ymax = outline.bounds
@@ -239,12 +296,8 @@ def regrid_matrix(source: Grid, target: Grid, densify: int = 4) -> Regridding:
         box = win.dx * (band(base + win.dy) - band(base))
     p1, c1, w1 = one, cj[one] * win.nx + ci[one], area / box
     # cells cut by source edges: the exact polygon × box overlay
-    if cut.size:
-        polys = shapely.polygons(np.stack([x[cut], y[cut]], axis=-1))
-        p2, c2, w2 = rectilinear_weights(polys, ones, transform, lgrid, measure)
-    else:
-        p2 = c2 = np.zeros(0, dtype=np.int64)
-        w2 = np.zeros(0)
+    p2, c2, w2 = _cut_cell_weights(x[cut], y[cut], ci[cut], hi_i[cut], cj[cut], hi_j[cut],
+                                   win, band)
     ok = c2 >= 0
     p = np.concatenate([p1, cut[p2[ok]]])
     c = np.concatenate([c1, c2[ok]])
