@@ -64,7 +64,7 @@ from pipeline.publish import (
     write_local_record,
     write_manifest,
 )
-from pipeline.regional import add_regional
+from pipeline.regional import MergeMap, add_regional, write_merge_map
 from pipeline.report import summary_markdown, write_report, write_synergy_page
 from pipeline.scenario import (
     ScenarioRun,
@@ -167,6 +167,8 @@ class BuildState:
     cache : per input, per step (``read``, ``emissions``, ``allocation``): ``hit`` or
         ``computed``
     cache_files : cache files the build used, relative to the cache directory
+    merge_map : with a regional background, where the local inventory replaced it
+        (:class:`~pipeline.regional.MergeMap`, written as ``regional_merge.nc``), else None
     clock : timings of the steps so far
     """
 
@@ -185,6 +187,7 @@ class BuildState:
     cems: Cems | None = None
     cache: dict[str, dict[str, str]] = field(default_factory=dict)
     cache_files: list[str] = field(default_factory=list)
+    merge_map: MergeMap | None = None
     clock: Stopwatch = field(default_factory=lambda: Stopwatch())
 
 
@@ -437,6 +440,8 @@ def write_and_publish(state: BuildState, out: Path, publication: Publication,
         write_inventory_totals(staging, s.emissions.table, s.activity, s.tables.sectors,
                                Path(s.cfg.tables.sectors).parent)
         write_annual(staging, s.annual, s.factors, ctx.static, ctx.attrs)
+        if s.merge_map is not None:
+            write_merge_map(staging, s.merge_map, grid, ctx.static, ctx.attrs)
         findings_frame(s.findings).to_csv(staging / "checks.csv", index=False)
         if pub.extra is not None:
             pub.extra(staging, ctx.static, ctx.attrs)

@@ -29,6 +29,7 @@ def annual_grid(matrix: sp.csr_matrix, emissions: pd.DataFrame, sectors: np.ndar
     """
     values = np.zeros((len(sector_ids), len(species), grid.ny, grid.nx))
     e = emissions[species].to_numpy()
+    matrix = sp.csc_matrix(matrix)  # column slices per sector: cheap on CSC, a scan on CSR
     for i, s in enumerate(sector_ids):
         cols = np.flatnonzero(sectors == s)
         if cols.size:
@@ -104,6 +105,11 @@ def day_cube(annual: xr.DataArray, factors: xr.DataArray, grid: Grid,
     sectors = list(annual["sector"].values)
     f = factors.sel(sector=sectors).transpose("sector", "time").to_numpy()
     a = annual.to_numpy()
+    # sectors without emissions in these hours add exactly 0 (a monthly regional sector outside
+    # its month): left out of the product
+    active = np.flatnonzero(f.any(axis=1))
+    if active.size < len(sectors):
+        f, a, sectors = f[active], a[active], [sectors[i] for i in active]
     area = grid.cell_area_m2.ravel() * SECONDS_PER_HOUR
     shape = (f.shape[1], grid.ny, grid.nx)
     data_vars = {}

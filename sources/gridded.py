@@ -386,10 +386,11 @@ def load_mapping(sectors_path: str | Path, species_path: str | Path
                  ) -> tuple[pd.DataFrame, pd.DataFrame]:
     """The mapping tables of regional inventories to ours.
 
-    ``sectors_path``: ``inventory, their_sector, sector, species, fraction, reference``: the
-    share of their sector going to our ``sector``; ``species`` is ``*`` for every species or
-    one of *their* species for a species-specific split (it then replaces the ``*`` rows of that
-    sector for that species). Per (inventory, their sector, species) the fractions sum to 1.
+    ``sectors_path``: ``inventory, their_sector, sector, species, fraction, reference`` (and
+    optionally ``verified``: yes/no): the share of their sector going to our ``sector``;
+    ``species`` is ``*`` for every species or one of *their* species for a species-specific
+    split (it then replaces the ``*`` rows of that sector for that species). Per (inventory,
+    their sector, species) the fractions sum to 1.
 
     ``species_path``: ``inventory, their_species, species, factor, reference``: their species
     → ours, times ``factor`` (several rows may feed one of ours: PM25 + PMcoarse → PM10).
@@ -406,6 +407,11 @@ def load_mapping(sectors_path: str | Path, species_path: str | Path
     for df, col, path in ((sec, "fraction", sectors_path), (spc, "factor", species_path)):
         if df is not None:
             df[col] = numbers(df, col, path, 0.0, np.inf, found)
+    if sec is not None and "verified" in sec.columns:
+        for i, value in sec.loc[~sec["verified"].isin(["yes", "no"]), "verified"].items():
+            found.add(ConfigError.at(sectors_path, "'verified' must say whether the split was "
+                                     "checked against its source", row=int(i) + 1,
+                                     column="verified", value=value, expected="yes or no"))
     if sec is not None and not found:
         sums = sec.groupby(["inventory", "their_sector", "species"])["fraction"].sum()
         for (inv, sector, species), total in sums[(sums - 1.0).abs() > 1e-9].items():

@@ -8,6 +8,7 @@ URIs, so the one file can be mailed.
 
 The report shows: identity and inputs; totals per sector × species (t/yr, CO2e included); totals
 per district (exact cell ∩ district area weights, :mod:`grids.regions`); annual maps per species;
+with a regional inventory, the map of where each inventory holds (:mod:`~pipeline.report.regional`);
 the hourly series of two weeks read from the files themselves, in the local time of the build's
 temporal profiles (``profile_timezone`` of ``annual.nc``); monthly series; the top cells and the
 top stacks; the ledger; the notices; the same-source check findings. It also re-checks what it
@@ -37,6 +38,7 @@ from grids.regions import OUTSIDE, read_regions, region_names, region_of_cells, 
 from pipeline.report.build_dir import BuildData, open_build
 from pipeline.report.figures import boundary_lines_km, map_figure, monthly_figure, week_figure
 from pipeline.report.html import Raw, details, fmt, html_page, label, save_png, table
+from pipeline.report.regional import regional_section
 
 KEY_SPECIES = ["CO2", "NOx", "SO2", "PM2_5", "NMVOC", "CO"]
 TOP_N = 20
@@ -548,6 +550,7 @@ def write_report(build_dir: str | Path, out_dir: str | Path | None = None, *,
            f"same-source checks: {counts.get('error', 0)} errors, "
            f"{counts.get('warning', 0)} warnings")]
 
+    regional = regional_section(data, outlines, out)
     sections = [
         ("build", "Build", _header(data, inputs, bpath) + "<h3>Checks made by this report</h3>"
          + _qa_block(qa)),
@@ -560,6 +563,7 @@ def write_report(build_dir: str | Path, out_dir: str | Path | None = None, *,
          "grey: no emissions; lines: district boundaries.</p><div class='figs'>"
          + "".join(maps) + "</div>" + (f"<p class='note'>No emissions of: {', '.join(zero)}.</p>"
                                        if zero else "")),
+        *([("regional", "Regional background", regional)] if regional else []),
         ("hourly", "Hourly weeks", _zone_note(data) + (
             "".join(f"<figure>{img}</figure>" for img in week_imgs)
             or "<p class='note'>No hourly files to plot.</p>")),
