@@ -441,7 +441,8 @@ def write_and_publish(state: BuildState, out: Path, publication: Publication,
                                Path(s.cfg.tables.sectors).parent)
         write_annual(staging, s.annual, s.factors, ctx.static, ctx.attrs)
         if s.merge_map is not None:
-            write_merge_map(staging, s.merge_map, grid, ctx.static, ctx.attrs)
+            write_merge_map(staging, s.merge_map, grid, ctx.static, ctx.attrs,
+                            pd.Timestamp(s.factors.time.values[0]).year)
         findings_frame(s.findings).to_csv(staging / "checks.csv", index=False)
         if pub.extra is not None:
             pub.extra(staging, ctx.static, ctx.attrs)

@@ -229,22 +229,24 @@ def merge_map(merged: list[Merged], inside: np.ndarray, species: list[str]) -> M
     return MergeMap(inside=inside, species=list(species), replaced=rep)
 
 
-def write_merge_map(build_dir: Path, mm: MergeMap, grid: Grid, static: dict, attrs: dict
-                    ) -> None:
+def write_merge_map(build_dir: Path, mm: MergeMap, grid: Grid, static: dict, attrs: dict,
+                    year: int) -> None:
     """``regional_merge.nc``: the mask share per cell and the regional mass replaced by the
     local inventory per species and cell [kg/yr] (the report's map of where each inventory
     holds)."""
     ds = xr.Dataset({
         "local_mask_fraction": (("y", "x"), mm.inside.reshape(grid.shape), {
             "long_name": "share of the cell inside the mask where the local inventory "
-                         "replaces the regional one", "units": "1", "grid_mapping": "crs"}),
+                         "replaces the regional one", "units": "1", "grid_mapping": "crs",
+            "coordinates": "lat lon"}),
         "replaced_by_local": (("species", "y", "x"),
                               mm.replaced.reshape(len(mm.species), *grid.shape), {
             "long_name": "regional emissions replaced by the local inventory",
-            "units": "kg year-1", "grid_mapping": "crs"})},
+            "units": "kg year-1", "grid_mapping": "crs", "coordinates": "lat lon"})},
         coords={"species": mm.species})
     write_grid_dataset(ds, build_dir / MERGE_FILE, static, attrs,
-                       {"replaced_by_local": {"zlib": True, "complevel": 1}})
+                       {"replaced_by_local": {"zlib": True, "complevel": 1}}, year=year,
+                       annual=["replaced_by_local"])
 
 
 @dataclass

@@ -196,6 +196,9 @@ def test_yrd_demo_build_merges_local_and_regional(tmp_path):
 
     from pipeline.build import run_build
     from pipeline.report.build_dir import open_build
+    from pipeline.config import load_config
+    from pipeline.writers.wrfchem import wrf_cell_area_m2
+    from tests.cf_checker import assert_cf_clean
     from pipeline.report.regional import holdings
 
     r = run_build("config/yrd.yaml", out=tmp_path / "out", period=("2024-07-01", "2024-07-01"),
@@ -223,8 +226,11 @@ def test_yrd_demo_build_merges_local_and_regional(tmp_path):
     assert 0.5 * want < want_reg < want  # both inventories matter on this domain
     with netCDF4.Dataset(next((r.build_dir / "cmaq").glob("*.nc"))) as nc:
         cmaq = float(np.asarray(nc["CO"][:24], dtype=float).sum()) * 3600 * 28.0101e-3
+    # WRF-Chem fluxes are per physical cell area, DX·DY/m² (pipeline/writers/wrfchem.py)
+    area_km2 = wrf_cell_area_m2(Grid.from_config(load_config("config/yrd.yaml").grid)) / 1e6
     with netCDF4.Dataset(next((r.build_dir / "wrfchem").glob("wrfchemi_*"))) as nc:
-        wrf = float(np.asarray(nc["E_CO"][:24], dtype=float).sum()) * 81.0 * 28.0101e-3
+        e_co = np.asarray(nc["E_CO"][:24], dtype=float).sum(axis=(0, 1))
+        wrf = float((e_co * area_km2).sum()) * 28.0101e-3
     assert cmaq == pytest.approx(want, rel=1e-5) and wrf == pytest.approx(want, rel=1e-5)
     # the model-read ledger covers the regional sectors too: all their CO is read
     reg_co = reg.xs("CO", level="species")
@@ -238,6 +244,7 @@ def test_yrd_demo_build_merges_local_and_regional(tmp_path):
     assert rep.sum() == pytest.approx(float(reg.xs("NOx", level="species")
                                            ["replaced_by_local"].sum()), rel=1e-9)
     assert (rep[inside == 0] == 0).all() and (rep[inside > 0] > 0).any()
+    assert_cf_clean(r.build_dir / "regional_merge.nc")
     cat, share = holdings(open_build(r.build_dir), "NOx")
     counts = np.bincount(cat.ravel(), minlength=5)
     assert counts[1] > 0.9 * cat.size and counts[3] == int((rep > 0).sum())
