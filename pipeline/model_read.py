@@ -138,7 +138,7 @@ def model_read(mo, ledger: pd.DataFrame) -> tuple[pd.DataFrame, list[str], list[
             if g <= 0:
                 continue
             if not _pieces(sp, spec.pollutants):
-                absent.append(f"{sp} ({g / 1e3:,.1f} t)")
+                absent.append(f"{sp} ({g / 1e3:.4g} t)")
                 continue
             got = float(kg.xs(sp, level="species").sum())
             design = float(by_design.xs(sp, level="species").sum())
