@@ -168,8 +168,9 @@ def _model_format_line(result: BuildResult, f: str) -> str:
         from pipeline.wrfchem_packages import package
 
         w = result.wrfchem
+        kemit = w.kemit if w.kemit is not None else "= model layers"
         return (f"emiss_opt {w.emiss_opt} ({package(w.emiss_opt).name}, mechanism "
-                f"{w.speciation_mechanism}), kemit {w.kemit if w.kemit is not None else 'as layers'}")
+                f"{w.speciation_mechanism}), kemit {kemit}")
     return f"mechanism {result.mechanism} (CMAQ namelists {result.cmaq_desid})"
 
 
