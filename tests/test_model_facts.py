@@ -77,14 +77,11 @@ def test_desid_summary_is_the_full_rules():
 
 # ----------------------------------------------------------------- one inventory on YRD9KM
 
-@pytest.fixture(scope="module")
-def yrd(tmp_path_factory):
-    """The prepared fixture inventory on YRD9KM (every model step can run on it)."""
-    from pipeline.build import prepare
-    from pipeline.config import load_config
+def yrd_world(root: Path) -> Path:
+    """The fixture world (tests/world.py) on YRD9KM with NMVOC, NH3, CO, BC and OC factors
+    and the shipped speciation table's default profiles; returns its config path."""
     from tests.world import write_world
 
-    root = tmp_path_factory.mktemp("yrd")
     cfg_path = write_world(root)
     text = cfg_path.read_text()
     start = text.index("grid:")
@@ -110,8 +107,18 @@ def yrd(tmp_path_factory):
                            "test: road NH3 as the fertiliser NH3 tracer", "yes"]],
                          columns=table.columns)
     pd.concat([table, extra]).to_csv(cfg_path.parent / "speciation.csv", index=False)
-    cfg = load_config(cfg_path, {"output.mechanism": "cb6r5_ae7",
-                                 "output.period": ["2024-03-01", "2024-03-01"]})
+    return cfg_path
+
+
+@pytest.fixture(scope="module")
+def yrd(tmp_path_factory):
+    """The prepared fixture inventory on YRD9KM (every model step can run on it)."""
+    from pipeline.build import prepare
+    from pipeline.config import load_config
+
+    cfg = load_config(yrd_world(tmp_path_factory.mktemp("yrd")),
+                      {"output.mechanism": "cb6r5_ae7",
+                       "output.period": ["2024-03-01", "2024-03-01"]})
     return cfg, prepare(cfg)
 
 
@@ -327,3 +334,37 @@ def test_stream_config_is_checked(yrd, tmp_path):
     with pytest.raises(ConfigError, match=r"output.cmaq.streams: unknown sector\(s\) \['rail'\]"):
         model_build(yrd, tmp_path, ["cmaq"], mechanism="cb6r5_ae7",
                     cmaq={"streams": {"RAIL": ["rail"]}})
+
+
+def test_cli_emiss_opt_kemit_and_streams(prefect_harness, tmp_path, capsys):
+    """--emiss-opt, --kemit and --cmaq-streams override the config; the summary gives CMAQ its
+    mechanism and namelists and WRF-Chem its emiss_opt package, and says plainly which
+    inventory species the package does not carry."""
+    from pipeline.cli import main
+
+    cfg = yrd_world(tmp_path / "w")
+    args = ["build", "--config", str(cfg), "--out", str(tmp_path / "o"), "--period",
+            "2024-03-01:2024-03-01", "--format", "cmaq,wrfchem", "--mechanism", "cb6r5_ae7"]
+    assert main(args + ["--cmaq-streams", "POWER"]) == 2
+    assert "'POWER' is not LABEL=sector[,sector]" in capsys.readouterr().err
+    assert main(args + ["--emiss-opt", "5"]) == 1
+    assert "emiss_opt 5 is not supported; supported: 3 (eradmsorg" in capsys.readouterr().err
+    assert main(args + ["--emiss-opt", "16", "--kemit", "3", "--cmaq-streams",
+                        "POWER=power;MOBILE=road"]) == 0
+    out = capsys.readouterr().out
+    lines = {ln.split()[0]: ln.split("/ (")[1] for ln in out.splitlines()  # after the folder
+             if ln.startswith(("  cmaq:", "  wrfchem:"))}
+    assert "mechanism cb6r5_ae7 (CMAQ namelists 5.4:cb6r5_ae7_aq)" in lines["cmaq:"]
+    assert "emiss_opt 16 (eco2, mechanism wrfghg_co2), kemit 3" in lines["wrfchem:"]
+    assert "cb6r5" not in lines["wrfchem:"] and "emiss_opt" not in lines["cmaq:"]
+    note = [ln for ln in out.splitlines() if "emiss_opt 16 (eco2)" in ln
+            and "carries no variable for: SO2 (" in ln]
+    assert len(note) == 1 and "NOx (" in note[0] and "PM2_5 (" in note[0]
+    assert "models:  cmaq: 3 streams in cmaq/streams/ (POWER: power; MOBILE: road; OTHER: " \
+        "residential)" in out
+    build = tmp_path / "o" / "latest-period"
+    with netCDF4.Dataset(build / "wrfchem" / "wrfchemi_d01_2024-03-01_00:00:00") as nc:
+        assert nc.dimensions["emissions_zdim"].size == 3
+        assert {v for v in nc.variables if v.startswith("E_")} == set(registry(16).index)
+    assert len(list((build / "cmaq" / "streams").glob("*.nc"))) == 3
+    assert " emiss_opt             = 16," in (build / "wrfchem" / "namelist.snippet").read_text()
