@@ -135,7 +135,7 @@ def model_read(mo, ledger: pd.DataFrame) -> tuple[pd.DataFrame, list[str], list[
         absent = []
         for sp in dict.fromkeys(ledger.index.get_level_values("species")):
             g = float(gridded.xs(sp, level="species").sum())
-            if g <= 0:
+            if g <= 0 or (mo.emitted and sp not in mo.emitted):  # CO2e: derived, no variable
                 continue
             if not _pieces(sp, spec.pollutants):
                 absent.append(f"{sp} ({g / 1e3:.4g} t)")
@@ -234,8 +234,11 @@ def cmaq_readme(mo, first_day: pd.Timestamp, last_day: pd.Timestamp) -> str:
                 f"  'EVERYWHERE', '{next(iter(mo.streams))}', 'All', 'All', 'All', 0.5, "
                 "'UNIT', 'm',   ! halves that stream"]
     if "NH3_FERT" in names:
+        spec = part.speciation
+        k, i = [m.name for m in spec.species].index("NH3_FERT"), spec.pollutants.index("NH3")
+        fert = [x for x, t in spec.tracer_shares.items() if x != "*" and t[i, k] > 0]
         out += ["", "bidirectional NH3: NH3 holds all NH3; NH3_FERT repeats its fertiliser part "
-                "(sector fertiliser). With CTM_ABFLUX Y CMAQ subtracts NH3_FERT from NH3 in "
+                f"(sectors {', '.join(fert)}). With CTM_ABFLUX Y CMAQ subtracts NH3_FERT from NH3 in "
                 "every stream (CMAQ 5.4 CCTM/src/emis/emis/desid_util.F:297-307) and computes "
                 "fertiliser NH3 itself; with N, NH3_FERT is unused. Set output.cmaq.abflux to "
                 "match your run (the ledger then counts that NH3 as not read, by design)."]

@@ -227,6 +227,8 @@ class ModelOutputs:
     cmaq: object = None        # pipeline.config.CmaqConfig
     #: CMAQ stream label → the build's sectors in it (:func:`cmaq_streams`); empty: merged only
     streams: dict[str, list[str]] = field(default_factory=dict)
+    #: the inventory's emitted species (derived ones such as CO2e have no model variable)
+    emitted: tuple[str, ...] = ()
 
     @property
     def formats(self) -> list[str]:
@@ -309,7 +311,8 @@ def prepare(cfg, tables, activity, emissions, matrix, cems=None) -> ModelOutputs
         ma = model_annual(matrix, emissions.table, activity, frac, spec, layers, tables.grid)
         parts.append(ModelPart(formats, mechanism, spec, ma, _cems_model(cems, spec, frac)))
     mo = ModelOutputs(parts, cems, cfg.output.wrfchem, cfg.output.model_read,
-                      cfg.output.cmaq_namelists, cfg.output.cmaq)
+                      cfg.output.cmaq_namelists, cfg.output.cmaq,
+                      emitted=tuple(tables.registry.emitted))
     if "cmaq" in mo.formats:
         sectors = list(dict.fromkeys([str(x) for x in activity["sector"]]
                                      + [str(x) for x in tables.sectors["sector"]]))
