@@ -404,7 +404,8 @@ def test_cems_errors_name_file_row_and_column(world, tables, row, message):
 
 def test_demo_on_its_cmaq_domain_writes_all_three_formats(prefect_harness, tmp_path):
     """The shipped demo on the shipped 3 km Lambert domain (config/GRIDDESC, SH3KM): one day in
-    CF, CMAQ and WRF-Chem, every model file checked against the ledger by the build itself."""
+    CF, CMAQ (cb6r5_ae7, with a fertiliser stream) and WRF-Chem, every model file checked
+    against the ledger by the build itself; NH3_FERT is the fertiliser sector's NH3."""
     import json
 
     import PseudoNetCDF as pnc
@@ -417,17 +418,27 @@ def test_demo_on_its_cmaq_domain_writes_all_three_formats(prefect_harness, tmp_p
     config = repo / "config" / "shanghai.yaml"
     doc = resolve_paths(yaml.safe_load(config.read_text()), config.parent)
     doc["grid"] = {"griddesc": str(repo / "config" / "GRIDDESC"), "name": "SH3KM"}
+    doc["output"].update(mechanism="cb6r5_ae7", cmaq={"streams": {"FERT": ["fertiliser"]}})
     path = tmp_path / "sh3km.yaml"
     path.write_text(yaml.safe_dump(doc, allow_unicode=True))
     s = build_inventory(str(path), out_dir=str(tmp_path / "out"),
                         period=("2024-07-10", "2024-07-10"), formats=["cf", "cmaq", "wrfchem"])
     build = Path(s.build_dir)
     files = json.loads((build / "manifest.json").read_text())["files"]
-    assert {"hourly/20240710.nc", "cmaq/emis_cb6r3_ae6_SH3KM_20240710.nc",
+    assert {"hourly/20240710.nc", "cmaq/emis_cb6r5_ae7_SH3KM_20240710.nc",
+            "cmaq/streams/emis_cb6r5_ae7_SH3KM_FERT_20240710.nc",
+            "cmaq/streams/emis_cb6r5_ae7_SH3KM_OTHER_20240710.nc", "cmaq/README.txt",
             "wrfchem/wrfchemi_d01_2024-07-10_00:00:00", "cems.csv"} <= set(files)
-    f = pnc.pncopen(str(build / "cmaq" / "emis_cb6r3_ae6_SH3KM_20240710.nc"), format="ioapi")
+    f = pnc.pncopen(str(build / "cmaq" / "emis_cb6r5_ae7_SH3KM_20240710.nc"), format="ioapi")
     assert (f.GDTYP, f.NCOLS, f.NROWS, f.P_ALP, f.P_GAM) == (2, 54, 57, 25.0, 110.0)
     assert f.NLAYS > 1  # stacks lifted above layer 1
+    assert float(np.asarray(f.variables["SOAALK"][:]).sum()) > 0
+    streams = build / "cmaq" / "streams"
+    with netCDF4.Dataset(streams / "emis_cb6r5_ae7_SH3KM_FERT_20240710.nc") as fert, \
+            netCDF4.Dataset(streams / "emis_cb6r5_ae7_SH3KM_OTHER_20240710.nc") as other:
+        np.testing.assert_array_equal(fert["NH3_FERT"][:], fert["NH3"][:])
+        assert float(fert["NH3"][:].sum()) > 0 and float(other["NH3_FERT"][:].max()) == 0.0
+        assert float(other["NH3"][:].sum()) > 0
     with netCDF4.Dataset(build / "wrfchem" / "wrfchemi_d01_2024-07-10_00:00:00") as nc:
         assert (nc.MAP_PROJ, nc.TRUELAT1, nc.TRUELAT2, nc.STAND_LON) == (1, 25.0, 40.0, 110.0)
         assert nc.getncattr("WEST-EAST_GRID_DIMENSION") == 55
