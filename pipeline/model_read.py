@@ -138,7 +138,8 @@ def model_read(mo, ledger: pd.DataFrame) -> tuple[pd.DataFrame, list[str], list[
             if g <= 0 or (mo.emitted and sp not in mo.emitted):  # CO2e: derived, no variable
                 continue
             if not _pieces(sp, spec.pollutants):
-                absent.append(f"{sp} ({g / 1e3:.4g} t)")
+                t = g / 1e3
+                absent.append(f"{sp} ({t:,.0f} t)" if t >= 100 else f"{sp} ({t:.3g} t)")
                 continue
             got = float(kg.xs(sp, level="species").sum())
             design = float(by_design.xs(sp, level="species").sum())
