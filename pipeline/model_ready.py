@@ -415,7 +415,12 @@ def write_days(mo: ModelOutputs, days: list[pd.Timestamp], factors, build_dir: P
                     got, exact = {}, {}
                     sub = factors.sel(sector=[x for x in secs if x in factors["sector"].values])
                     cems = part.cems.for_sectors(secs) if part.cems is not None else None
-                    stream = ModelPart(part.formats, part.mechanism, part.speciation, ma, cems)
+                    # a stream's files carry the layers its own sectors reach (CMAQ reads
+                    # files with fewer layers than the model: layers above are empty)
+                    sub_ma = ModelAnnual(ma.speciation, ma.layers, {
+                        x: ma.by_sector[x] for x in secs if x in ma.by_sector}, ma.grid)
+                    stream = ModelPart(part.formats, part.mechanism, part.speciation, sub_ma,
+                                       cems)
                     path = build_dir / "cmaq" / "streams" / stream_file(
                         part.mechanism, ma.grid.name, label, day)
                     path.parent.mkdir(parents=True, exist_ok=True)
