@@ -241,7 +241,8 @@ def cmaq_readme(mo, first_day: pd.Timestamp, last_day: pd.Timestamp) -> str:
         out += ["", "bidirectional NH3: NH3 holds all NH3; NH3_FERT repeats its fertiliser part "
                 f"(sectors {', '.join(fert)}). With CTM_ABFLUX Y CMAQ subtracts NH3_FERT from "
                 "NH3 in every stream (CMAQ 5.4 CCTM/src/emis/emis/desid_util.F:297-307) and "
-                "computes fertiliser NH3 itself; with N, NH3_FERT is unused. Set output.cmaq.abflux to "
+                "computes fertiliser NH3 itself; with N, NH3_FERT is unused. Set "
+                "output.cmaq.abflux to "
                 "match your run (the ledger then counts that NH3 as not read, by design)."]
     if unread:
         out += ["", "variables the default namelists do not emit (a line in the CCTM log, "
