@@ -170,6 +170,8 @@ class BuildState:
     merge_map : with a regional background, where the local inventory replaced it
         (:class:`~pipeline.regional.MergeMap`, written as ``regional_merge.nc``), else None
     clock : timings of the steps so far
+    model_lines : what the model-read ledger found (warnings, species not carried) and where
+        the namelist lines are, for the summary
     """
 
     cfg: BuildConfig
@@ -189,6 +191,7 @@ class BuildState:
     cache_files: list[str] = field(default_factory=list)
     merge_map: MergeMap | None = None
     clock: Stopwatch = field(default_factory=lambda: Stopwatch())
+    model_lines: list[str] = field(default_factory=list)
 
 
 @dataclass
@@ -213,7 +216,11 @@ class BuildResult:
     timings : seconds per step [s]
     seconds : the build's wall time [s]
     period : the UTC days written (first, last), or None for the whole year
-    formats, mechanism : the file formats written and the model mechanism
+    formats, mechanism : the file formats written and the CMAQ mechanism
+    wrfchem : the WRF-Chem settings (``emiss_opt``, its mechanism, ``kemit``), or None when no
+        WRF-Chem files were written
+    cmaq_desid : the CMAQ namelists the model-read ledger assumed (``<version>:<mechanism>``)
+    model_lines : the model-read ledger's warnings and notes, and where the namelist lines are
     manifest : the build's manifest (:class:`~pipeline.publish.Manifest`)
     writes : the scheduler the day files were written on and the peak resident memory of each
         process that wrote them [MB]
@@ -239,6 +246,9 @@ class BuildResult:
     formats: list[str]
     mechanism: str
     manifest: Manifest
+    wrfchem: Any = None
+    cmaq_desid: str = ""
+    model_lines: list[str] = field(default_factory=list)
     writes: RunStats = field(default_factory=RunStats)
     scenario: str | None = None
     synergy: pd.DataFrame | None = None
@@ -402,12 +412,13 @@ def _write_files(state: BuildState, staging: Path, ctx: WriteContext, runner: Ru
         for label, month in by_month.items():
             got = runner.io(f"write-models-{label}", model_ready.write_days, mo, month,
                             s.factors, staging, ctx.attrs)
-            for f in mo.formats:
-                measured[f].update(got[f])
+            for f, by_day in got.items():  # formats, CMAQ streams (cmaq:<label>), #exact
+                measured.setdefault(f, {}).update(by_day)
             done += len(month)
             runner.progress("write model days", done, len(days_))
         model_ready.check_days(mo, s.annual, s.factors, measured, rtol=FLOAT32_RTOL)
-        model_ready.finish(mo, s.ledger, staging, days_)  # model-read ledger, namelist lines
+        # model-read ledger, namelist lines
+        s.model_lines = model_ready.finish(mo, s.ledger, staging, days_)
         s.clock.lap("models")
     return days
 
@@ -480,13 +491,17 @@ def write_and_publish(state: BuildState, out: Path, publication: Publication,
         report=final / "report" / "index.html" if reported else None,
         timings=dict(s.clock.steps), seconds=s.clock.total, period=s.cfg.output.period,
         formats=list(s.cfg.output.formats), mechanism=s.cfg.output.mechanism,
-        manifest=read_manifest(final), writes=days.stats)
+        manifest=read_manifest(final), writes=days.stats,
+        wrfchem=s.cfg.output.wrfchem if "wrfchem" in s.cfg.output.formats else None,
+        cmaq_desid=s.cfg.output.cmaq_namelists, model_lines=list(s.model_lines))
 
 
 #: keyword overrides of :func:`run_build` → the config keys they set
 OVERRIDES = {"out": "output.dir", "year": "year", "period": "output.period",
              "scheduler": ("allocation.scheduler", "output.scheduler"),
-             "formats": "output.formats", "mechanism": "output.mechanism"}
+             "formats": "output.formats", "mechanism": "output.mechanism",
+             "emiss_opt": "output.wrfchem.emiss_opt", "kemit": "output.wrfchem.kemit",
+             "cmaq_streams": "output.cmaq.streams"}
 
 
 def _overrides(overrides: dict[str, Any]) -> dict[str, Any]:
@@ -518,7 +533,8 @@ def run_build(config: str | Path, runner: Runner | None = None, **overrides: Any
     **overrides : ``out`` (output directory), ``year``, ``period`` (two UTC dates, inclusive),
         ``scheduler`` (dask scheduler of the allocation and of the day writes: ``processes``,
         ``synchronous`` or a ``dask.distributed`` address), ``formats`` (``cf``, ``cmaq``,
-        ``wrfchem``), ``mechanism``
+        ``wrfchem``), ``mechanism`` (CMAQ), ``emiss_opt`` and ``kemit`` (WRF-Chem),
+        ``cmaq_streams`` (stream label → sectors)
 
     Examples
     --------

@@ -182,6 +182,52 @@ class WrfChemConfig(FrozenModel):
         return self.kemit if self.kemit is not None else max(n_layers, 1)
 
 
+#: the CMAQ namelists (``<version>:<mechanism>`` of config/cmaq_desid_surrogates.csv) the model-read
+#: ledger assumes for a shipped CMAQ mechanism when ``output.cmaq_desid`` is not given
+CMAQ_DESID_OF = {"cb6r3_ae6": "5.3.3:cb6r3_ae6_aq", "cb6r5_ae7": "5.4:cb6r5_ae7_aq"}
+#: CMAQ stream labels whose PCVOC the default DESID namelists overwrite with 0 (fire streams,
+#: config/cmaq_desid_rules.csv): a stream of ours must not take one of these names
+CMAQ_FIRE_LABELS = ("PT_FIRES", "PT_RXFIRES", "PT_WILDFIRES", "PT_AGFIRES", "PT_OTHFIRES",
+                    "PT_FIRES_MXCA", "GR_RES_FIRES")
+
+
+class CmaqConfig(FrozenModel):
+    """How the ``cmaq`` format is split and read by CMAQ (``output.cmaq``)."""
+
+    #: per-sector-group streams, stream label → sectors: each stream is a set of I/O API day
+    #: files of its own (``cmaq/streams/``) for GR_EMIS_### / GR_EMIS_LAB_###, beside the
+    #: merged file; sectors no stream lists go to a stream ``OTHER``. Regional sectors
+    #: (``<sector>@<inventory>``) follow their sector. Empty: the merged file only
+    streams: dict[str, list[str]] = Field(default_factory=dict)
+    #: emission surrogates the user's own DESID rules emit beyond the default namelists (e.g.
+    #: ``[CO2]`` with the CO2 tracer of cmaq/README.txt): the model-read ledger counts them read
+    extra_rules: list[str] = Field(default_factory=list)
+    #: CMAQ runs with bidirectional NH3 (``CTM_ABFLUX Y``): CMAQ subtracts NH3_FERT from NH3 and
+    #: computes fertiliser NH3 itself, so the ledger counts fertiliser NH3 as not read
+    abflux: bool = False
+
+    @field_validator("streams")
+    @classmethod
+    def _labels(cls, value: dict[str, list[str]]) -> dict[str, list[str]]:
+        seen: dict[str, str] = {}
+        for label, sectors in value.items():
+            if not label or len(label) > 16 or not label.replace("_", "").isalnum():
+                raise ValueError(f"stream label {label!r}: at most 16 letters, digits or '_' "
+                                 "(CMAQ GR_EMIS_LAB_###)")
+            if label.upper() in CMAQ_FIRE_LABELS:
+                raise ValueError(f"stream label {label!r} is a fire stream label of CMAQ's "
+                                 "default DESID namelists, which set PCVOC to 0 for it; choose "
+                                 "another name")
+            if not sectors:
+                raise ValueError(f"stream {label!r} lists no sectors")
+            for sector in sectors:
+                if sector in seen:
+                    raise ValueError(f"sector {sector!r} is in streams {seen[sector]!r} and "
+                                     f"{label!r}: each sector in one stream")
+                seen[sector] = label
+        return value
+
+
 class OutputConfig(FrozenModel):
     dir: Path = Path("out")
     dtype: Literal["float64", "float32"] = "float64"
@@ -203,8 +249,11 @@ class OutputConfig(FrozenModel):
     model_read: Literal["fail", "warn"] = "warn"
     #: the CMAQ namelists the model-read ledger assumes, ``<version>:<mechanism>`` of
     #: config/cmaq_desid_surrogates.csv (5.3.3, 5.4 or 5.5; cb6r3_ae6_aq, cb6r3_ae7_aq,
-    #: cb6r5_ae7_aq)
-    cmaq_desid: str = "5.3.3:cb6r3_ae6_aq"
+    #: cb6r5_ae7_aq); default: the one of ``mechanism`` (:data:`CMAQ_DESID_OF`), else 5.3.3's
+    #: cb6r3_ae6_aq
+    cmaq_desid: str | None = None
+    #: CMAQ streams, extra DESID rules, bidirectional NH3
+    cmaq: CmaqConfig = Field(default_factory=CmaqConfig)
     #: where the day files are written, each day a task: ``auto`` (worker processes on every
     #: core from 8 days on, else in this process), ``processes``, ``synchronous``, or the
     #: address of a dask.distributed scheduler (``tcp://host:8786``). The files are the same.
@@ -212,6 +261,13 @@ class OutputConfig(FrozenModel):
     #: published builds kept in the output directory (older ones are pruned after each
     #: publish; builds a ``latest*`` pointer refers to are always kept); null keeps all
     keep_builds: int | None = Field(10, ge=1)
+
+    @property
+    def cmaq_namelists(self) -> str:
+        """``output.cmaq_desid``, or the namelists of the shipped ``mechanism``."""
+        if self.cmaq_desid is not None:
+            return self.cmaq_desid
+        return CMAQ_DESID_OF.get(self.mechanism, "5.3.3:cb6r3_ae6_aq")
 
     @field_validator("scheduler")
     @classmethod

@@ -16,7 +16,7 @@ allocation matrix, the per-source emissions and the per-source layer fractions; 
 from __future__ import annotations
 
 import hashlib
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
 
@@ -257,6 +257,15 @@ class CemsModel:
     correction: np.ndarray   # (pairs, hours of the year) kg of the inventory species
     weights: np.ndarray      # (pairs, model species): mol or g per kg of that species
     layers: np.ndarray       # (pairs, layers): the stack's layer fractions
+    sectors: np.ndarray | None = None  # (pairs,) the stacks' sectors
+
+    def for_sectors(self, sectors: list[str]) -> CemsModel | None:
+        """The corrections of the stacks in ``sectors`` (a CMAQ stream), None if none."""
+        keep = np.isin(self.sectors, sectors)
+        if not keep.any():
+            return None
+        return CemsModel(self.cells[keep], self.correction[keep], self.weights[keep],
+                         self.layers[keep], self.sectors[keep])
 
 
 def _cems_model(cems, spec: Speciation, frac: np.ndarray) -> CemsModel | None:
@@ -270,7 +279,8 @@ def _cems_model(cems, spec: Speciation, frac: np.ndarray) -> CemsModel | None:
             parts = DERIVED.get(p, (p,))
             coef = 1.0 if parts[0] == x else (-1.0 if x in parts[1:] else 0.0)
             weights[row] += coef * s_mat[i]
-    return CemsModel(cems.cells[keep], cems.correction[keep], weights, frac[cems.src[keep]])
+    return CemsModel(cems.cells[keep], cems.correction[keep], weights, frac[cems.src[keep]],
+                     np.asarray(cems.sectors, dtype=object)[keep])
 
 
 @dataclass
@@ -294,9 +304,14 @@ class ModelOutputs:
     cems_pairs: object = None  # pipeline.cems.Cems, for the per-day check
     wrfchem: object = None     # pipeline.config.WrfChemConfig
     model_read: str = "warn"   # output.model_read
-    cmaq_desid: str = "5.3.3:cb6r3_ae6_aq"  # output.cmaq_desid
+    cmaq_desid: str = "5.3.3:cb6r3_ae6_aq"  # output.cmaq_desid (or the mechanism's default)
     wrf_domain: WrfDomain | None = None  # the run's wrfinput/geo_em (wrfchem)
     vertical_levels: tuple | None = None  # CMAQ VGTYP, VGTOP, VGLVLS (see vertical_levels)
+    cmaq: object = None        # pipeline.config.CmaqConfig
+    #: CMAQ stream label → the build's sectors in it (:func:`cmaq_streams`); empty: merged only
+    streams: dict[str, list[str]] = field(default_factory=dict)
+    #: the inventory's emitted species (derived ones such as CO2e have no model variable)
+    emitted: tuple[str, ...] = ()
 
     @property
     def formats(self) -> list[str]:
@@ -304,6 +319,31 @@ class ModelOutputs:
 
     def part(self, fmt: str) -> ModelPart:
         return next(p for p in self.parts if fmt in p.formats)
+
+
+def cmaq_streams(cmaq_cfg, sectors: list[str], configured: list[str]) -> dict[str, list[str]]:
+    """Stream label → the build's ``sectors`` in it (a regional ``<sector>@<inventory>`` goes
+    with its sector); sectors no stream lists go to ``OTHER``. ``configured``: the sectors of
+    the sector table (a stream naming another is refused)."""
+    if cmaq_cfg is None or not cmaq_cfg.streams:
+        return {}
+    unknown = sorted({x for secs in cmaq_cfg.streams.values() for x in secs} - set(configured))
+    if unknown:
+        raise ConfigError(f"output.cmaq.streams: unknown sector(s) {unknown}; sectors are "
+                          f"{sorted(configured)}")
+    of = {x: label for label, secs in cmaq_cfg.streams.items() for x in secs}
+    out: dict[str, list[str]] = {label: [] for label in cmaq_cfg.streams}
+    for sector in sectors:
+        label = of.get(sector.split("@")[0], "OTHER")
+        if label == "OTHER" and "OTHER" not in out:
+            out["OTHER"] = []
+        out[label].append(sector)
+    return {label: secs for label, secs in out.items() if secs}
+
+
+def stream_file(mechanism: str, grid: str, label: str, day: pd.Timestamp) -> str:
+    """The day file of CMAQ stream ``label``, inside ``cmaq/streams/``."""
+    return f"emis_{mechanism}_{grid}_{label}_{day:%Y%m%d}.nc"
 
 
 def _model_formats(cfg) -> list[str]:
@@ -356,7 +396,13 @@ def prepare(cfg, tables, activity, emissions, matrix, cems=None) -> ModelOutputs
         parts.append(ModelPart(formats, mechanism, spec, ma, _cems_model(cems, spec, frac)))
     domain = wrf_domain_of(cfg) if "wrfchem" in _model_formats(cfg) else None
     mo = ModelOutputs(parts, cems, _wrfchem_config(cfg, domain), cfg.output.model_read,
-                      cfg.output.cmaq_desid, domain, vertical_levels(cfg.vertical))
+                      cfg.output.cmaq_namelists, domain, vertical_levels(cfg.vertical),
+                      cfg.output.cmaq, emitted=tuple(tables.registry.emitted))
+    if "cmaq" in mo.formats:
+        sectors = list(dict.fromkeys([str(x) for x in activity["sector"]]
+                                     + [str(x) for x in tables.sectors["sector"]]))
+        mo.streams = cmaq_streams(cfg.output.cmaq, sectors,
+                                  [str(x) for x in tables.sectors["sector"]])
     if "wrfchem" in mo.formats:
         kemit = cfg.output.wrfchem.kemit_for(layers.n)
         top = mo.part("wrfchem").annual.n_layers
@@ -434,8 +480,10 @@ def day_fields(mo: ModelPart, day: pd.Timestamp, factors) -> xr.Dataset:
 def write_days(mo: ModelOutputs, days: list[pd.Timestamp], factors, build_dir: Path,
                meta: dict) -> dict[str, dict[str, dict[str, float]]]:
     """Write the model files of ``days`` (each format's writer converts :func:`day_fields` to
-    its units); return per format, day and model species the amount the files carry over the
-    day's 24 hours [mol or g], measured by the writers from the float32 arrays."""
+    its units) and the CMAQ streams (``cmaq/streams/``, key ``cmaq:<label>``); return per
+    format, day and model species the amount the files carry over the day's 24 hours [mol or
+    g], measured by the writers from the float32 arrays, and under ``<key>#exact`` the same
+    before the cast to float32 (CMAQ; Σ streams = merged file is checked on these)."""
     measured: dict[str, dict[str, dict[str, float]]] = {f: {} for f in mo.formats}
     wrf = mo.wrfchem
     for part in mo.parts:
@@ -445,42 +493,88 @@ def write_days(mo: ModelOutputs, days: list[pd.Timestamp], factors, build_dir: P
             fields = day_fields(part, day, factors)
             for name in part.formats:
                 got: dict[str, float] = {}
+                exact: dict[str, float] = {}
                 fmt = FORMATS[name]
                 path = build_dir / fmt.folder / fmt.file_name(
                     day, mechanism=part.mechanism, grid=ma.grid.name,
                     domain=wrf.domain if wrf is not None else 1)
                 fmt.writer.write(fields, path, WriteMeta(
                     grid=ma.grid, attrs=meta, mechanism=part.mechanism, layers_m=layers_m,
-                    on_written=got.__setitem__,
+                    on_written=got.__setitem__, on_written_exact=exact.__setitem__,
                     emiss_opt=wrf.emiss_opt if wrf is not None else None,
                     kemit=wrf.kemit_for(ma.layers.n) if wrf is not None else None,
                     wrf_domain=mo.wrf_domain, vertical_levels=mo.vertical_levels))
                 measured[name][f"{day:%Y%m%d}"] = got
+                if name == "cmaq" and mo.streams:
+                    measured.setdefault("cmaq#exact", {})[f"{day:%Y%m%d}"] = exact
+            if "cmaq" in part.formats and mo.streams:
+                for label, secs in mo.streams.items():
+                    got, exact = {}, {}
+                    sub = factors.sel(sector=[x for x in secs if x in factors["sector"].values])
+                    cems = part.cems.for_sectors(secs) if part.cems is not None else None
+                    # a stream's files carry the layers its own sectors reach (CMAQ reads
+                    # files with fewer layers than the model: layers above are empty)
+                    sub_ma = ModelAnnual(ma.speciation, ma.layers, {
+                        x: ma.by_sector[x] for x in secs if x in ma.by_sector}, ma.grid)
+                    stream = ModelPart(part.formats, part.mechanism, part.speciation, sub_ma,
+                                       cems)
+                    path = build_dir / "cmaq" / "streams" / stream_file(
+                        part.mechanism, ma.grid.name, label, day)
+                    path.parent.mkdir(parents=True, exist_ok=True)
+                    _write_cmaq(stream, day_fields(stream, day, sub), path, meta, layers_m,
+                                got, exact, label)
+                    measured.setdefault(f"cmaq:{label}", {})[f"{day:%Y%m%d}"] = got
+                    measured.setdefault(f"cmaq:{label}#exact", {})[f"{day:%Y%m%d}"] = exact
     return measured
+
+
+def _write_cmaq(part: ModelPart, fields: xr.Dataset, path: Path, meta: dict,
+                layers_m: tuple[float, ...], got: dict | None, exact: dict,
+                stream: str | None = None) -> None:
+    """One CMAQ day file of ``fields``; ``got``/``exact`` receive the amounts (float32, float64)."""
+    FORMATS["cmaq"].writer.write(fields, path, WriteMeta(
+        grid=part.annual.grid, attrs={**meta, **({"tongyuan_stream": stream} if stream else {})},
+        mechanism=part.mechanism if stream is None else f"{part.mechanism}, stream {stream}",
+        layers_m=layers_m, on_written=got.__setitem__ if got is not None else None,
+        on_written_exact=exact.__setitem__))
 
 
 def check_days(mo: ModelOutputs, annual, factors, measured: dict, rtol: float = 1e-6) -> None:
     """Every model file carries, per day and model species, what the inventory's gridded mass
-    gives through the speciation table: ``Σ_sector kg[sector, pollutant, day] · S``. Raises
-    :class:`MassBalanceError` naming format, day and species otherwise."""
+    gives through the speciation table: ``Σ_sector kg[sector, pollutant, day] · S`` (a CMAQ
+    stream, key ``cmaq:<label>``, over its sectors); the CMAQ streams of a day add up to the
+    merged file to 1e-9 (amounts before the float32 cast). Raises :class:`MassBalanceError`
+    naming format, day and species otherwise."""
     totals = annual.sum(dim=("y", "x")).to_pandas()  # sector × species, kg/yr
     times = factors["time"].values.astype("datetime64[D]")
     problems = []
-    for fmt, days in measured.items():
-        for key, got in days.items():
-            d = np.datetime64(pd.Timestamp(key).date(), "D")
+    for key, days in measured.items():
+        if key.endswith("#exact"):
+            continue
+        fmt, _, label = key.partition(":")
+        for day, got in days.items():
+            d = np.datetime64(pd.Timestamp(day).date(), "D")
             fsum = factors.isel(time=times == d).sum("time").to_pandas()
             kg = totals.mul(fsum.reindex(totals.index), axis=0)
             if mo.cems_pairs is not None:  # measured stacks follow their own series
                 c = mo.cems_pairs
                 for q in np.flatnonzero(c.cells >= 0):
                     kg.loc[c.sectors[q], c.species[q]] += float(c.correction[q, times == d].sum())
+            if label:
+                kg = kg.loc[[x for x in kg.index if x in mo.streams[label]]]
             want = mo.part(fmt).speciation.expected(kg)
             for name, value in got.items():
                 w = float(want[name])
                 scale = max(abs(w), abs(value))
                 if not np.isfinite(value) or (scale > 0 and abs(value - w) / scale > rtol):
-                    problems.append(f"{fmt} {key} {name}: file {value:.9g} vs inventory {w:.9g}")
+                    problems.append(f"{key} {day} {name}: file {value:.9g} vs inventory {w:.9g}")
+    for day, merged in measured.get("cmaq#exact", {}).items():
+        for name, value in merged.items():
+            total = sum(measured[f"cmaq:{label}#exact"][day][name] for label in mo.streams)
+            scale = max(abs(value), abs(total))
+            if scale > 0 and abs(total - value) / scale > 1e-9:
+                problems.append(f"cmaq streams {day} {name}: sum of streams {total:.12g} vs "
+                                f"merged file {value:.12g}")
     if problems:
         raise MassBalanceError("model files do not carry the inventory's mass:\n  "
                                + "\n  ".join(problems[:20]))

@@ -79,6 +79,9 @@ class WriteMeta:
     #: the amount its float32 array carries over the day's 24 hours [mol or g] (how the
     #: model-ready step checks the files against the inventory); None: not reported
     on_written: Callable[[str, float], None] | None = None
+    #: CMAQ: as :attr:`on_written`, with the amount before the cast to float32 (how the sum of
+    #: the CMAQ streams is checked against the merged file to 1e-9); None: not reported
+    on_written_exact: Callable[[str, float], None] | None = None
     #: WRF-Chem: the ``emiss_opt`` whose Registry package the file carries, every variable of
     #: it (zero where the day has no species) and nothing else; None: the day's species only
     emiss_opt: int | None = None
@@ -127,7 +130,7 @@ FORMATS: dict[str, OutputFormat] = {f.name: f for f in (
                  "emis_{mechanism}_{grid}_{day:%Y%m%d}.nc", "I/O API, moles/s and g/s per cell"),
     OutputFormat("wrfchem", "wrfchem", "pipeline.writers.wrfchem",
                  "wrfchemi_d{domain:02d}_{day:%Y-%m-%d}_00:00:00",
-                 "wrfchemi_d01_*, mol km-2 hr-1 and ug m-2 s-1"),
+                 "wrfchemi_d<NN>_*, mol km-2 hr-1 and ug m-2 s-1"),
 )}
 
 #: the formats model-ready files are written in (speciated, in model layers)

@@ -148,7 +148,11 @@ def write(day: xr.Dataset, path: str | Path, meta: WriteMeta) -> None:
             if values.shape != (n_t, n_lay, n_row, n_col):
                 raise ValueError(f"{n}: expected {(n_t, n_lay, n_row, n_col)}, got "
                                  f"{values.shape}")
-            values = (values if factor == 1.0 else values * factor).astype(np.float32)
+            values = values if factor == 1.0 else values * factor
+            if meta.on_written_exact is not None:  # before float32, in the day's units
+                exact = float(values[:24].sum() * HOUR_S)
+                meta.on_written_exact(n, exact if factor == 1.0 else exact / factor)
+            values = values.astype(np.float32)
             variables[n][:] = values
             if meta.on_written is not None:  # the day's 24 hours, back in the day's units
                 amount = float(values[:24].astype(np.float64).sum() * HOUR_S)
