@@ -175,6 +175,7 @@ def test_every_wrfchem_package_reads_the_whole_inventory(yrd, tmp_path, emiss_op
     for are read whole (ledger) and the Registry variables carry the inventory's day mass; the
     build names what the package does not carry."""
     from pipeline.wrfchem_packages import package
+    from pipeline.writers.wrfchem import wrf_cell_area_m2
 
     out, ledger, lines = model_build(yrd, tmp_path, ["wrfchem"],
                                      wrfchem={"emiss_opt": emiss_opt, "kemit": 4})
@@ -187,8 +188,9 @@ def test_every_wrfchem_package_reads_the_whole_inventory(yrd, tmp_path, emiss_op
             assert nc[v].dimensions == ("Time", "emissions_zdim", "south_north", "west_east")
             assert nc[v].shape == (24, 4, grid.ny, grid.nx)
             assert nc[v].units == facts.loc[v, "units"] and nc[v].FieldType == 104, v
-        # mass of the Registry's own variables against the inventory (true cell areas)
-        area = grid.cell_area_m2
+        # mass of the Registry's own variables against the inventory, over the physical cell
+        # areas WRF's fluxes are per (DX·DY/m², pipeline/writers/wrfchem.py)
+        area = wrf_cell_area_m2(grid)
         kg = day_kg(yrd)
         used = facts[facts["used"] == "yes"]
         gas = list(used.index[used["kind"] == "gas"])
