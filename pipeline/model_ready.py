@@ -41,6 +41,7 @@ from pipeline.model_read import finish  # noqa: F401  (the build calls model_rea
 from pipeline.wrfchem_packages import MECHANISM_OF, package, unread
 from pipeline.writers import FORMATS, MODEL_FORMATS, WriteMeta
 from sources.errors import ConfigError, MassBalanceError
+from sources.gridded import base_sector
 from sources.speciation import DERIVED, Speciation, load_speciation
 from sources.validate import STACK_COLUMNS
 
@@ -130,7 +131,8 @@ def source_layer_fractions(activity: pd.DataFrame, layers: Layers, vcfg,
     n = len(activity)
     frac = np.zeros((n, layers.n))
     frac[:, 0] = 1.0
-    sectors = activity["sector"].to_numpy()
+    # a regional sector (``power@meic-07``) takes its base sector's profile
+    sectors = np.array([base_sector(str(x)) for x in activity["sector"]], dtype=object)
     for sector, prof in vcfg.sector_profiles.items():
         rows = np.flatnonzero(sectors == sector)
         p = np.zeros(layers.n)

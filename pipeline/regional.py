@@ -55,6 +55,8 @@ from pipeline.writers.netcdf_cf import write_grid_dataset
 from sources.emissions import EmissionsResult
 from sources.errors import ConfigError, MassBalanceError
 from sources.gridded import (
+    base_sector,
+    regional_sector,
     GriddedField,
     GriddedSource,
     load_mapping,
@@ -74,16 +76,6 @@ REGIONAL_COLUMNS = ["regional_read", "regional_outside", "replaced_by_local",
                     "regional_gridded"]
 #: the build file with where the local inventory replaced the regional one (report map)
 MERGE_FILE = "regional_merge.nc"
-
-
-def regional_sector(sector: str, inventory: str, month: int | None) -> str:
-    """The build sector of regional mass: ``road@meic`` (annual), ``road@meic-01`` (January)."""
-    return f"{sector}@{inventory}" + (f"-{month:02d}" if month else "")
-
-
-def base_sector(name: str) -> str:
-    """Our sector behind a regional sector name (``road@meic-01`` → ``road``)."""
-    return name.split("@", 1)[0]
 
 
 @dataclass

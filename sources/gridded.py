@@ -52,6 +52,17 @@ UNIT_ALIASES = {"tonnes": "t", "tonne": "t", "ton/month/grid": "t", "mg/month/gr
                 "ton": "t", "tons": "t"}
 
 
+
+def regional_sector(sector: str, inventory: str, month: int | None) -> str:
+    """The build sector of regional mass: ``road@meic`` (annual), ``road@meic-01`` (January)."""
+    return f"{sector}@{inventory}" + (f"-{month:02d}" if month else "")
+
+
+def base_sector(name: str) -> str:
+    """Our sector behind a regional sector name (``road@meic-01`` → ``road``); any other
+    name is its own."""
+    return name.split("@", 1)[0]
+
 @dataclass(frozen=True)
 class GridSpec:
     """A regular source grid: ``crs`` (anything pyproj reads), lower-left corner, cell size and

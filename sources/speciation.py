@@ -31,6 +31,7 @@ import numpy as np
 import pandas as pd
 
 from sources.errors import ConfigError, Problems
+from sources.gridded import base_sector
 from sources.tables import read_table
 
 #: derived pollutants of the speciation table: the first minus the others
@@ -69,10 +70,10 @@ class Speciation:
         return self.tracer_shares.get(sector, self.tracer_shares.get("*"))
 
     def shares_for(self, sector: str) -> np.ndarray:
-        return self.shares.get(sector, self.shares.get("*"))
+        return _lookup(self.shares, sector)
 
     def for_sector(self, sector: str) -> np.ndarray:
-        return self.factors.get(sector, self.factors.get("*"))
+        return _lookup(self.factors, sector)
 
     def expected(self, kg: pd.DataFrame) -> pd.Series:
         """Model-species amounts [mol or g] from kg per (sector × inventory species) — what the
@@ -82,6 +83,14 @@ class Speciation:
             e = np.array([_pollutant_value(row, p) for p in self.pollutants])
             total += e @ self.for_sector(str(sector))
         return pd.Series(total, index=[m.name for m in self.species])
+
+
+def _lookup(table: dict[str, np.ndarray], sector: str) -> np.ndarray:
+    """The sector's row, else its base sector's (regional ``road@meic-07`` takes ``road``'s
+    profile), else the ``*`` default."""
+    if sector in table:
+        return table[sector]
+    return table.get(base_sector(sector), table.get("*"))
 
 
 def _how(m: ModelSpecies) -> str:

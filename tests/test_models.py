@@ -48,6 +48,20 @@ def test_layer_fractions_are_exact_and_conserve_mass():
         Layers(np.array([0.0, 50, 50]))
 
 
+def test_sector_profiles_apply_to_the_regional_sectors_of_that_sector():
+    """``vertical.sector_profiles`` of ``power`` lifts MEIC's July power (``power@meic-07``)
+    too; other sectors stay in layer 1."""
+    from pipeline.config import VerticalConfig
+    from pipeline.model_ready import source_layer_fractions
+
+    lay = Layers(np.array([0.0, 50, 150, 1000]))
+    vcfg = VerticalConfig(layers_m=[0, 50, 150, 1000], sector_profiles={"power": [0.2, 0.3, 0.5]})
+    activity = pd.DataFrame({"sector": ["power", "power@meic-07", "road@meic", "road"],
+                             "kind": ["area"] * 4})
+    f = source_layer_fractions(activity, lay, vcfg)
+    np.testing.assert_array_equal(f, [[0.2, 0.3, 0.5], [0.2, 0.3, 0.5], [1, 0, 0], [1, 0, 0]])
+
+
 def test_sigma_levels_in_the_standard_atmosphere():
     # ICAO: 50 000 Pa at 5 574 m, 22 632 Pa at 11 000 m, 10 000 Pa at 16 180 m
     z = sigma_to_heights([1.0, (50_000 - 5000) / (101_325 - 5000), 0.0], 5000.0)

@@ -27,6 +27,10 @@ def test_speciation_factors_and_errors(tmp_path):
     # road takes the default for the pollutants it has no rows for
     so2 = sp.pollutants.index("SO2")
     assert sp.for_sector("road")[so2, names.index("SO2")] == pytest.approx(1000 / 64.066)
+    # a regional sector (MEIC July road) takes its base sector's split, not the default
+    assert sp.for_sector("road@meic-07")[nox, names.index("NO")] == pytest.approx(500 / 46.0055)
+    assert sp.for_sector("shipping@meic")[nox, names.index("NO")] == \
+        pytest.approx(900 / 46.0055)
     kg = pd.DataFrame({"PM2_5": [10.0], "BC": [2.0], "OC": [3.0], "PM10": [12.0]},
                       index=["power"])
     want = sp.expected(kg)
