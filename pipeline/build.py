@@ -89,6 +89,7 @@ from pipeline.steps import (
     utc_days,
     write_annual,
 )
+from pipeline.uncertainty import write_uncertainty
 from pipeline.writers.netcdf_cf import static_coords
 from pipeline.writers.tables import write_details, write_inventory_totals
 from sources.emissions import EmissionsResult
@@ -434,6 +435,7 @@ def write_and_publish(state: BuildState, out: Path, publication: Publication,
         write_inventory_totals(staging, s.emissions.table, s.activity, s.tables.sectors,
                                Path(s.cfg.tables.sectors).parent)
         write_annual(staging, s.annual, s.factors, ctx.static, ctx.attrs)
+        runner.run("uncertainty", write_uncertainty, s, staging, ctx.static, ctx.attrs)
         findings_frame(s.findings).to_csv(staging / "checks.csv", index=False)
         if pub.extra is not None:
             pub.extra(staging, ctx.static, ctx.attrs)

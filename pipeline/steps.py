@@ -30,6 +30,7 @@ from sources.errors import ConfigError, InputError, MassBalanceError
 from sources.factors import FactorLibrary, load_factor_library
 from sources.readers import FileLayout, InputMeta, Vocabulary, combine_activity, read_sources
 from sources.species import SpeciesRegistry, load_species
+from sources.uncertainty import load_activity_types
 from sources.validate import load_activity_bounds
 
 
@@ -48,6 +49,8 @@ class Tables:
     bounds: pd.DataFrame | None = None
     #: largest share of an input's mass allowed outside the grid
     max_outside_share: float = 0.5
+    #: 95 % activity uncertainty per data type (``tables.activity_uncertainty``), or None
+    activity_types: pd.DataFrame | None = None
 
 
 def load_tables(cfg: BuildConfig) -> Tables:
@@ -75,9 +78,11 @@ def load_tables(cfg: BuildConfig) -> Tables:
     checks = load_checks(cfg.tables.checks) if cfg.tables.checks else None
     bounds_path = cfg.validation.bounds_path
     bounds = load_activity_bounds(bounds_path) if bounds_path is not None else None
+    types = (load_activity_types(cfg.tables.activity_uncertainty)
+             if cfg.tables.activity_uncertainty is not None else None)
     return Tables(registry=registry, library=library, sectors=sectors, profiles=profiles,
                   grid=grid, proxies=proxies, checks=checks, bounds=bounds,
-                  max_outside_share=cfg.validation.max_outside_share)
+                  max_outside_share=cfg.validation.max_outside_share, activity_types=types)
 
 
 def read_input(cfg: BuildConfig, tables: Tables, spec: InputConfig

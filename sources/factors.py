@@ -15,7 +15,7 @@ import numpy as np
 import pandas as pd
 
 from sources.errors import ConfigError, UnitError, UnknownKeyError
-from sources.tables import check_unique, numbers, read_table
+from sources.tables import check_unique, numbers, read_table, uncertainty_columns
 from sources.units import parse_unit
 
 KEY = ["sector", "fuel", "technology"]
@@ -61,6 +61,12 @@ class FactorLibrary:
         return self.factors[(self.factors["verified"] == "no").to_numpy()]
 
     @property
+    def has_uncertainty(self) -> bool:
+        """Whether the factor table carries uncertainty columns (``uncertainty_pct``,
+        ``distribution``; loaded as ``u_rel`` [1] and ``lognormal``)."""
+        return "u_rel" in self.factors.columns
+
+    @property
     def devices(self) -> set[str]:
         return set(self.controls["control"])
 
@@ -97,7 +103,9 @@ def load_factor_library(factors_path: str | Path, controls_path: str | Path,
     """Load and check the three tables.
 
     Checks: columns, references, parseable units, non-negative values, known species, no
-    duplicate (key, species) rows, ``verified`` (optional column) ``yes`` or ``no``,
+    duplicate (key, species) rows, ``verified`` (optional column) ``yes`` or ``no``, the
+    optional uncertainty columns ``uncertainty_pct`` (95 % relative half-width, finite, ≥ 0;
+    for a control device that of its penetration 1 − η) and ``distribution``,
     efficiencies in [0, 1], a fuel's ``biogenic_fraction`` (optional column) in [0, 1], and
     that every fuel with a per-energy factor has a calorific value.
     """
@@ -120,6 +128,8 @@ def load_factor_library(factors_path: str | Path, controls_path: str | Path,
         raise ConfigError(f"{fp}: emission-factor table has no rows; expected one row per "
                           "sector, fuel, technology and species")
     check_unique(ef, KEY + ["species"], fp, "emission-factor")
+    if {"uncertainty_pct", "distribution"} & set(ef.columns):
+        ef["u_rel"], ef["lognormal"] = uncertainty_columns(ef, fp)
 
     ctl = read_table(cp, ["control", "species", "efficiency", "reference"], "control-efficiency",
                      unique=["control", "species"])
@@ -131,6 +141,9 @@ def load_factor_library(factors_path: str | Path, controls_path: str | Path,
                              value=ctl["control"].iloc[i], expected="a name of letters, digits, "
                              "'_' or '-' (not 'none'; devices are joined with '+' in inputs)")
     ctl["efficiency_value"] = _numeric(ctl, "efficiency", cp, 0.0, 1.0)
+    if {"uncertainty_pct", "distribution"} & set(ctl.columns):
+        # the uncertainty of a device is that of its penetration 1 − η (what passes it)
+        ctl["u_rel"], ctl["lognormal"] = uncertainty_columns(ctl, cp)
     bad = np.flatnonzero(~ctl["species"].isin(species).to_numpy())
     if bad.size:
         i = bad[0]

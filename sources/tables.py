@@ -258,3 +258,35 @@ def numbers(df: pd.DataFrame, col: str, path: str | Path, lo: float = 0.0,
         raise InputError(path, what, row=i + 1, column=col, value=df[col].iloc[i],
                          expected=f"a finite number in [{lo}, {hi}]")
     return values
+
+
+#: probability distributions an uncertainty column may name
+DISTRIBUTIONS = ("normal", "lognormal")
+
+
+def uncertainty_columns(df: pd.DataFrame, path: str | Path, *, pct: str = "uncertainty_pct",
+                        distribution: str = "distribution") -> tuple[np.ndarray, np.ndarray]:
+    """The 95 % relative half-width [1] and lognormal flag of every row of a table with the
+    uncertainty columns ``pct`` (percent, finite, ≥ 0) and ``distribution`` (``normal`` or
+    ``lognormal``); the first bad cell is a :class:`ConfigError` naming its row, column and
+    value."""
+    for col in (pct, distribution):
+        if col not in df.columns:
+            raise ConfigError(f"{path}: table has no column {col!r}; give both {pct} (95 % "
+                              f"relative half-width, %) and {distribution} "
+                              f"({' or '.join(DISTRIBUTIONS)})")
+    values = pd.to_numeric(df[pct], errors="coerce").to_numpy(dtype=float)
+    bad = np.flatnonzero(~np.isfinite(values) | (values < 0))
+    if bad.size:
+        i = int(bad[0])
+        raise ConfigError.at(path, "bad uncertainty", row=i + 1, column=pct,
+                             value=df[pct].iloc[i], expected="a finite number ≥ 0: the 95 % "
+                             "relative half-width in percent (e.g. 5 for ±5 %)")
+    dist = df[distribution].astype(str).str.strip().str.lower()
+    bad = np.flatnonzero(~dist.isin(DISTRIBUTIONS).to_numpy())
+    if bad.size:
+        i = int(bad[0])
+        raise ConfigError.at(path, "unknown distribution", row=i + 1, column=distribution,
+                             value=df[distribution].iloc[i],
+                             expected=" or ".join(DISTRIBUTIONS))
+    return values / 100.0, (dist == "lognormal").to_numpy()

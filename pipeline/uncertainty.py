@@ -1,0 +1,305 @@
+"""Uncertainty of a build, the IPCC way (2006 Vol. 1 Ch. 3) and the same-source way.
+
+- **Approach 1** (:func:`approach1_table`, in every build whose tables carry uncertainty
+  columns → ``uncertainty.csv``): per sector × species and for the city, the central total and
+  its 95 % half-width by linear propagation of the parameters of :mod:`sources.uncertainty`.
+- **Approach 2** (:func:`run_monte_carlo`, ``tongyuan uncertainty <build> --members N``, or
+  ``uncertainty.members`` in the config): N members drawn with the real correlations (one
+  activity draw per record for all its species, one per factor row for every source using it,
+  one per fuel's carbon content) and pushed through the build's **own allocation matrix**: per
+  species the member emissions are a dense (sources × members) block ``E`` and the member grids
+  one sparse-dense product ``A @ E``. Outputs: ``uncertainty_mc.csv`` (per sector × species mean,
+  median, 2.5/97.5 % and the Approach 1 comparison), ``uncertainty_ratios.csv`` (NOx/CO2,
+  CO/CO2, SO2/CO2 per sector and city with and without the shared activity) and
+  ``uncertainty.nc`` (per-cell 2.5/97.5 % grids, CF; optionally K member grids).
+
+Member ``m`` draws its normals from ``SeedSequence(seed, spawn_key=(m, stream))``, so a seed
+gives the same numbers whichever process, chunk or order computes a member.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import scipy.sparse as sp
+import xarray as xr
+
+from pipeline.writers.netcdf_cf import write_grid_dataset
+from sources.measures import emission_scale
+from sources.uncertainty import (
+    Z95,
+    UncertaintyModel,
+    activity_uncertainty,
+    build_model,
+    member_emissions,
+    propagate,
+    propagate_ratio,
+    standard_normals,
+)
+
+#: same-source ratios reported (numerator, denominator)
+RATIOS = (("NOx", "CO2"), ("CO", "CO2"), ("SO2", "CO2"))
+CITY = "city"
+
+
+def model_of_state(state: Any, *, activity: pd.DataFrame | None = None,
+                   emissions: Any = None, scale: pd.DataFrame | None = None
+                   ) -> UncertaintyModel | None:
+    """The uncertainty model of a build state (:class:`pipeline.build.BuildState`), or None when
+    its tables carry no uncertainty (no uncertainty columns in ``emission_factors.csv`` or no
+    ``tables.activity_uncertainty``)."""
+    tables, cfg = state.tables, state.cfg
+    if not tables.library.has_uncertainty or tables.activity_types is None:
+        return None
+    act = state.activity if activity is None else activity
+    em = state.emissions if emissions is None else emissions
+    scale = emission_scale(act) if scale is None else scale
+    names = {str(spec.path): spec.name for spec in cfg.inputs}
+    rules = [(a.input, a.sector, a.data_type) for a in cfg.uncertainty.activity]
+    u, logn, _ = activity_uncertainty(act, rules, tables.activity_types, names,
+                                      cfg.uncertainty.default_data_type,
+                                      where=str(cfg.config_path))
+    types = tables.activity_types
+    mu = float(types.loc["measured", "u_rel"]) if "measured" in types.index else 0.0
+    ml = bool(types.loc["measured", "lognormal"]) if "measured" in types.index else False
+    return build_model(act, em.table, em.provenance, tables.library, tables.registry, u, logn,
+                       measured_u=mu, measured_lognormal=ml, scale=scale)
+
+
+def sector_groups(sectors: np.ndarray) -> tuple[list[str], sp.csr_matrix]:
+    """Sector names (sorted) and the (sources × sectors + city) one-hot matrix."""
+    names = sorted(set(sectors))
+    codes = pd.Categorical(sectors, categories=names).codes
+    n = len(sectors)
+    onehot = sp.csr_matrix((np.ones(n), (np.arange(n), codes)), shape=(n, len(names)))
+    city = sp.csr_matrix(np.ones((n, 1)))
+    return [*names, CITY], sp.hstack([onehot, city], format="csr")
+
+
+def approach1_table(model: UncertaintyModel, sectors: np.ndarray) -> pd.DataFrame:
+    """Approach 1 per sector × species and for the city: ``central_kg``, ``u95_kg`` (95 %
+    half-width), ``u95_pct``, ``lower_kg`` and ``upper_kg`` (central ∓ half-width, cut at 0)."""
+    names, groups = sector_groups(sectors)
+    rows = []
+    for sp_, (central, half) in propagate(model, groups).items():
+        for g, c, h in zip(names, central, half, strict=True):
+            rows.append({"sector": g, "species": sp_, "central_kg": c, "u95_kg": h,
+                         "u95_pct": 100 * h / c if c > 0 else np.nan,
+                         "lower_kg": max(c - h, 0.0), "upper_kg": c + h})
+    out = pd.DataFrame(rows)
+    return out[out["central_kg"] > 0].reset_index(drop=True)
+
+
+@dataclass
+class MonteCarloResult:
+    """What :func:`run_monte_carlo` computed.
+
+    Attributes
+    ----------
+    members, seed : how many members and from which seed
+    stats : per sector × species (and city): central, mean, median, p2_5, p97_5 [kg/yr], the
+        MC and Approach 1 95 % half-widths [% of central] and their ratio
+    ratios : per sector (and city) and ratio: central, mean, median, p2_5, p97_5 [g/kg] with
+        the shared activity (``correlated``) and with independent activity per species
+    lower, upper, central : (species, cells) per-cell 2.5 / 97.5 % and central grid [kg/yr]
+    member_grids : (K, species, cells) the first K members' grids, or None
+    totals : per species (sectors + city × members) member totals [kg/yr]
+    """
+
+    members: int
+    seed: int
+    species: list[str]
+    stats: pd.DataFrame
+    ratios: pd.DataFrame
+    lower: np.ndarray
+    upper: np.ndarray
+    central: np.ndarray
+    member_grids: np.ndarray | None
+    totals: dict[str, np.ndarray] = field(default_factory=dict)
+
+
+def _chunks(n: int, size: int) -> list[range]:
+    return [range(i, min(i + size, n)) for i in range(0, n, size)]
+
+
+def member_totals(model: UncertaintyModel, species: str, groups: sp.csr_matrix,
+                  z: np.ndarray) -> np.ndarray:
+    """(groups × members) totals of one species from normals ``z`` (n_z × members)."""
+    mult = model.multipliers(z)
+    return np.asarray(groups.T @ member_emissions(model, species, mult))
+
+
+def run_monte_carlo(model: UncertaintyModel, matrix: sp.csr_matrix, sectors: np.ndarray,
+                    members: int, seed: int, *, chunk: int = 100, member_grids: int = 0,
+                    cell_chunk: int = 4096, ratios: bool = True) -> MonteCarloResult:
+    """Approach 2: ``members`` draws pushed through the allocation ``matrix`` (cells × sources).
+
+    Species by species, members in chunks of ``chunk``: member emissions ``E`` (sources ×
+    chunk) → grids ``A @ E`` (float32, cells × members) → per-cell 2.5/97.5 % over members
+    (``np.percentile`` on cell chunks of ``cell_chunk``). The normals of every member are drawn
+    once (float32, n_z × members) and shared by all species.
+    """
+    names, groups = sector_groups(sectors)
+    z = np.empty((model.n_z, members), dtype=np.float32)
+    for ch in _chunks(members, chunk):
+        z[:, ch.start:ch.stop] = standard_normals(seed, ch, model.n_z)
+    a1 = propagate(model, groups)
+    n_cells = matrix.shape[0]
+    lower = np.zeros((len(model.species), n_cells))
+    upper = np.zeros_like(lower)
+    central = np.zeros_like(lower)
+    k = min(member_grids, members)
+    keep = np.zeros((k, len(model.species), n_cells), dtype=np.float32) if k else None
+    totals: dict[str, np.ndarray] = {}
+    rows = []
+    for i, s_ in enumerate(model.species):
+        g = np.empty((n_cells, members), dtype=np.float32)
+        tot = np.empty((len(names), members))
+        for ch in _chunks(members, chunk):
+            mult = model.multipliers(z[:, ch.start:ch.stop].astype(np.float64))
+            e = member_emissions(model, s_, mult)
+            tot[:, ch.start:ch.stop] = groups.T @ e
+            g[:, ch.start:ch.stop] = matrix @ e
+        t = model.terms[s_]
+        central[i] = matrix @ (t.to_sources(model.n_sources) @ t.coef)
+        for cc in _chunks(n_cells, cell_chunk):
+            lo, hi = np.percentile(g[cc.start:cc.stop], [2.5, 97.5], axis=1)
+            lower[i, cc.start:cc.stop], upper[i, cc.start:cc.stop] = lo, hi
+        if keep is not None:
+            keep[:, i] = g[:, :k].T
+        del g
+        totals[s_] = tot
+        c0, h1 = a1[s_]
+        q = np.percentile(tot, [2.5, 50, 97.5], axis=1)
+        for j, gname in enumerate(names):
+            if c0[j] <= 0:
+                continue
+            mc_half = 0.5 * (q[2, j] - q[0, j])
+            a1_pct = 100 * h1[j] / c0[j]
+            rows.append({"sector": gname, "species": s_, "central_kg": c0[j],
+                         "mean_kg": tot[j].mean(), "median_kg": q[1, j], "p2_5_kg": q[0, j],
+                         "p97_5_kg": q[2, j], "mc_lower_pct": 100 * (q[0, j] - c0[j]) / c0[j],
+                         "mc_upper_pct": 100 * (q[2, j] - c0[j]) / c0[j],
+                         "mc_u95_pct": 100 * mc_half / c0[j], "approach1_u95_pct": a1_pct,
+                         "mc_over_approach1": (100 * mc_half / c0[j]) / a1_pct
+                         if a1_pct > 0 else np.nan})
+    ratio_table = _ratio_table(model, groups, names, totals, z, seed, members, chunk) \
+        if ratios else pd.DataFrame()
+    return MonteCarloResult(members=members, seed=seed, species=list(model.species),
+                            stats=pd.DataFrame(rows), ratios=ratio_table, lower=lower,
+                            upper=upper, central=central, member_grids=keep, totals=totals)
+
+
+def _ratio_table(model: UncertaintyModel, groups: sp.csr_matrix, names: list[str],
+                 totals: dict[str, np.ndarray], z: np.ndarray, seed: int, members: int,
+                 chunk: int) -> pd.DataFrame:
+    """Same-source ratios [g/kg] per sector and city, with the shared activity (the members of
+    :func:`run_monte_carlo`) and with each species' activity drawn independently (its own
+    normal stream per species: what an inventory that grids species apart would assume)."""
+    pairs = [(a, b) for a, b in RATIOS if a in totals and b in totals]
+    indep: dict[str, np.ndarray] = {}
+    n = model.n_sources
+    for k, s_ in enumerate(sorted({x for p in pairs for x in p})):
+        tot = np.empty((len(names), members))
+        for ch in _chunks(members, chunk):
+            zz = z[:, ch.start:ch.stop].astype(np.float64)
+            zz[:n] = standard_normals(seed, ch, n, stream=1 + k)
+            tot[:, ch.start:ch.stop] = member_totals(model, s_, groups, zz)
+        indep[s_] = tot
+    rows = []
+    for num, den in pairs:
+        central, a1 = propagate_ratio(model, num, den, groups)
+        for mode, source in (("correlated", totals), ("independent_activity", indep)):
+            with np.errstate(divide="ignore", invalid="ignore"):
+                r = 1e3 * source[num] / source[den]
+            for j, gname in enumerate(names):
+                if not np.isfinite(central[j]) or central[j] <= 0:
+                    continue
+                q = np.percentile(r[j], [2.5, 50, 97.5])
+                rows.append({"sector": gname, "ratio": f"{num}/{den}", "unit": "g/kg",
+                             "activity": mode, "central": 1e3 * central[j],
+                             "mean": float(r[j].mean()), "median": q[1], "p2_5": q[0],
+                             "p97_5": q[2], "mc_u95_pct": 50 * (q[2] - q[0]) / (1e3 * central[j]),
+                             "approach1_u95_pct": 100 * a1[j] if mode == "correlated"
+                             else np.nan})
+    return pd.DataFrame(rows)
+
+
+def write_monte_carlo(result: MonteCarloResult, build_dir: Path, grid: Any,
+                      static: dict[str, Any], attrs: dict[str, Any]) -> list[Path]:
+    """``uncertainty_mc.csv``, ``uncertainty_ratios.csv`` and ``uncertainty.nc`` (CF): per-cell
+    2.5 / 97.5 % and central annual grids per species (local sources, all sectors), and the
+    first K member grids when kept."""
+    build_dir = Path(build_dir)
+    result.stats.to_csv(build_dir / "uncertainty_mc.csv", index=False, float_format="%.9g")
+    result.ratios.to_csv(build_dir / "uncertainty_ratios.csv", index=False, float_format="%.9g")
+    shape = (len(result.species), grid.ny, grid.nx)
+    coords = {"species": result.species, "y": grid.y, "x": grid.x}
+
+    def var(values: np.ndarray, what: str) -> xr.DataArray:
+        return xr.DataArray(values.reshape(shape), dims=("species", "y", "x"), coords=coords,
+                            attrs={"long_name": f"{what} of the annual emissions per grid cell "
+                                   f"over {result.members} Monte Carlo members",
+                                   "units": "kg year-1", "grid_mapping": "crs",
+                                   "coordinates": "lat lon"})
+
+    ds = xr.Dataset({"annual_emissions_p2_5": var(result.lower, "2.5th percentile"),
+                     "annual_emissions_p97_5": var(result.upper, "97.5th percentile")})
+    ds["annual_emissions_central"] = var(result.central, "central estimate")
+    ds["annual_emissions_central"].attrs["long_name"] = (
+        "annual emissions per grid cell at the central values (local sources)")
+    enc = {v: {"zlib": True, "complevel": 1, "chunksizes": (1, grid.ny, grid.nx)}
+           for v in ds.data_vars}
+    if result.member_grids is not None:
+        k = result.member_grids.shape[0]
+        ds["annual_emissions_member"] = xr.DataArray(
+            result.member_grids.reshape((k, *shape)), dims=("member", "species", "y", "x"),
+            coords={**coords, "member": np.arange(k, dtype=np.int32)},
+            attrs={"long_name": "annual emissions per grid cell of equally plausible Monte "
+                   "Carlo members", "units": "kg year-1", "grid_mapping": "crs",
+                   "coordinates": "lat lon"})
+        ds["member"].attrs = {"long_name": "Monte Carlo member number"}
+        enc["annual_emissions_member"] = {"zlib": True, "complevel": 1,
+                                          "chunksizes": (1, 1, grid.ny, grid.nx)}
+    ds["species"].attrs = {"long_name": "emitted species"}
+    path = build_dir / "uncertainty.nc"
+    write_grid_dataset(ds, path, static, {
+        **attrs, "tongyuan_uncertainty": f"IPCC 2006 Vol. 1 Ch. 3 Approach 2 (Monte Carlo), "
+        f"{result.members} members, seed {result.seed}; local sources (regional background at "
+        "its central value)"}, enc)
+    return [build_dir / "uncertainty_mc.csv", build_dir / "uncertainty_ratios.csv", path]
+
+
+def write_uncertainty(state: Any, build_dir: Path, static: dict[str, Any],
+                      attrs: dict[str, Any]) -> list[Path]:
+    """The uncertainty files of a build: ``uncertainty.csv`` (Approach 1) when the tables
+    carry uncertainties, and the Monte Carlo files when ``uncertainty.members`` > 0."""
+    model = model_of_state(state)
+    if model is None:
+        return []
+    sectors = state.activity["sector"].to_numpy()
+    path = Path(build_dir) / "uncertainty.csv"
+    approach1_table(model, sectors).to_csv(path, index=False, float_format="%.9g")
+    written = [path]
+    u = state.cfg.uncertainty
+    if u.members > 0:
+        result = run_monte_carlo(model, state.alloc.matrix, sectors, u.members, u.seed,
+                                 member_grids=u.member_grids)
+        written += write_monte_carlo(result, build_dir, state.tables.grid, static, attrs)
+    return written
+
+
+def half_width(result_lower: np.ndarray, result_upper: np.ndarray, central: np.ndarray
+               ) -> np.ndarray:
+    """Relative 95 % half-width per cell [1]: (p97.5 − p2.5) / (2 · central); NaN where the
+    central value is 0."""
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return np.where(central > 0, 0.5 * (result_upper - result_lower) / central, np.nan)
+
+
+__all__ = ["Z95", "MonteCarloResult", "approach1_table", "model_of_state", "run_monte_carlo",
+           "write_monte_carlo", "write_uncertainty", "half_width", "sector_groups"]
