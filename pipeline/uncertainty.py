@@ -274,10 +274,15 @@ def write_monte_carlo(result: MonteCarloResult, build_dir: Path, grid: Any,
     return [build_dir / "uncertainty_mc.csv", build_dir / "uncertainty_ratios.csv", path]
 
 
+#: sub-directory of a build with the Monte Carlo files
+MC_DIR = "uncertainty"
+
+
 def write_uncertainty(state: Any, build_dir: Path, static: dict[str, Any],
                       attrs: dict[str, Any]) -> list[Path]:
     """The uncertainty files of a build: ``uncertainty.csv`` (Approach 1) when the tables
-    carry uncertainties, and the Monte Carlo files when ``uncertainty.members`` > 0."""
+    carry uncertainties, and the Monte Carlo files in ``uncertainty/`` when
+    ``uncertainty.members`` > 0."""
     model = model_of_state(state)
     if model is None:
         return []
@@ -289,8 +294,44 @@ def write_uncertainty(state: Any, build_dir: Path, static: dict[str, Any],
     if u.members > 0:
         result = run_monte_carlo(model, state.alloc.matrix, sectors, u.members, u.seed,
                                  member_grids=u.member_grids)
-        written += write_monte_carlo(result, build_dir, state.tables.grid, static, attrs)
+        folder = Path(build_dir) / MC_DIR
+        folder.mkdir(exist_ok=True)
+        written += write_monte_carlo(result, folder, state.tables.grid, static, attrs)
     return written
+
+
+def run_uncertainty(build: str | Path, members: int, seed: int | None = None, *,
+                    member_grids: int | None = None) -> MonteCarloResult:
+    """``tongyuan uncertainty``: Monte Carlo on a published build. Its configuration (from the
+    manifest) is read again (allocation matrices come from the cache), the members are drawn
+    and ``<build>/uncertainty/`` is replaced atomically and added to the manifest."""
+    from pipeline.build import prepare  # the recipe module imports this one
+    from pipeline.config import load_config
+    from pipeline.provenance import provenance_attrs
+    from pipeline.publish import read_manifest, replace_subdir
+    from pipeline.writers.netcdf_cf import static_coords
+    from sources.errors import ConfigError
+
+    build_dir = Path(build).resolve()
+    manifest = read_manifest(build_dir)
+    cfg = load_config(manifest.config, {"output.dir": str(build_dir.parent)})
+    state = prepare(cfg)
+    model = model_of_state(state)
+    if model is None:
+        raise ConfigError(f"{manifest.config}: the tables carry no uncertainty (uncertainty_pct "
+                          "and distribution columns in emission_factors.csv, and "
+                          "tables.activity_uncertainty); nothing to draw")
+    u = cfg.uncertainty
+    result = run_monte_carlo(model, state.alloc.matrix, state.activity["sector"].to_numpy(),
+                             members, u.seed if seed is None else seed,
+                             member_grids=u.member_grids if member_grids is None
+                             else member_grids)
+    attrs = provenance_attrs(cfg, state.metas, manifest.build_id, manifest.config_hash,
+                             state.tables.grid)
+    static = static_coords(state.tables.grid)
+    replace_subdir(build_dir, MC_DIR, lambda folder: write_monte_carlo(
+        result, folder, state.tables.grid, static, attrs))
+    return result
 
 
 def half_width(result_lower: np.ndarray, result_upper: np.ndarray, central: np.ndarray

@@ -129,7 +129,7 @@ class UncertaintyModel:
         correlated: the CO2 rows of one fuel)
     kind : per parameter: ``activity``, ``measured``, ``factor`` or ``control``
     n_z : number of standard normals one member draws
-    n_sources : sources (the first ``n_sources`` normals are their activities)
+    n_sources : sources; the first normals are their activities (by activity key)
     terms : per species
     """
 
@@ -171,9 +171,15 @@ def build_model(activity: pd.DataFrame, emissions: pd.DataFrame, provenance: pd.
                 library: FactorLibrary, registry: SpeciesRegistry, activity_u: np.ndarray,
                 activity_lognormal: np.ndarray, *, measured_u: float = 0.0,
                 measured_lognormal: bool = False, scale: pd.DataFrame | None = None,
+                activity_key: np.ndarray | None = None, n_activity_z: int | None = None,
                 rtol: float = 1e-9) -> UncertaintyModel:
     """The parameters and terms of ``emissions`` (the central table of ``activity``, as
     :func:`sources.emissions.compute_emissions` computed it with ``scale``).
+
+    ``activity_key`` (per source, default its position) numbers the activity normals: sources
+    with one key share their activity draw, and two models of one library with the same
+    ``n_activity_z`` (default: largest key + 1) draw the same normals for the same key, factor
+    row and device (common random numbers for a scenario and its base).
 
     Sources with no factor row (regional pseudo-sources) keep their central emissions as a
     term without parameters. The terms at central values must give ``emissions`` back (to
@@ -214,15 +220,25 @@ def build_model(activity: pd.DataFrame, emissions: pd.DataFrame, provenance: pd.
     kind[c0:] = "control"
     with np.errstate(divide="ignore"):
         cap[c0:] = 1.0 / np.maximum(1.0 - ctl["efficiency_value"].to_numpy(float), 0.0)
-    # normals: one per parameter, except the CO2 rows of one (real) fuel share one
-    zi = np.arange(n_par)
+    # normals: [activity keys | measured, by activity key | factor rows | control rows]; the
+    # CO2 rows of one real fuel share one normal (its carbon content); sources with the same
+    # activity key (a scenario's source derived from a base record) share their draws
+    key = np.arange(n) if activity_key is None else np.asarray(activity_key, dtype=np.int64)
+    n_act = int(key.max()) + 1 if n_activity_z is None and n else int(n_activity_z or 0)
+    if n and (key.min() < 0 or key.max() >= n_act):
+        raise ValueError(f"activity keys must lie in [0, {n_act})")
+    zf = 2 * n_act
+    zi = np.empty(n_par, dtype=np.int64)
+    zi[:n] = key
+    zi[n:f0] = n_act + key[measured_src]
+    zi[f0:c0] = zf + np.arange(len(ef))
     total_co2 = registry.co2_split[0] if registry.co2_split else "CO2"
     co2_rows = np.flatnonzero((ef["species"] == total_co2).to_numpy()
                               & ~ef["fuel"].isin(["", "none"]).to_numpy())
     for _, rows in pd.Series(co2_rows).groupby(ef["fuel"].to_numpy()[co2_rows]):
-        zi[f0 + rows.to_numpy()] = f0 + int(rows.iloc[0])
-    uniq, zi = np.unique(zi, return_inverse=True)
-    n_z = len(uniq)
+        zi[f0 + rows.to_numpy()] = zf + int(rows.iloc[0])
+    zi[c0:] = zf + len(ef) + np.arange(len(ctl))
+    n_z = zf + len(ef) + len(ctl)
 
     ctl_index = {(d, s): c0 + i for i, (d, s) in enumerate(zip(ctl["control"], ctl["species"],
                                                             strict=True))}
