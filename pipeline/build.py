@@ -89,7 +89,7 @@ from pipeline.steps import (
     utc_days,
     write_annual,
 )
-from pipeline.uncertainty import write_uncertainty
+from pipeline.uncertainty import synergy_ranges, write_uncertainty
 from pipeline.writers.netcdf_cf import static_coords
 from pipeline.writers.tables import write_details, write_inventory_totals
 from sources.emissions import EmissionsResult
@@ -583,6 +583,8 @@ def run_scenario_build(scenario_path: str | Path, runner: Runner | None = None,
         clock.lap("allocate")
         run = runner.run("scenario", run_scenario, sc, state.activity, base_alloc, tables,
                         cfg.boundaries)
+        run.synergy = runner.run("synergy-ranges", synergy_ranges, run, tables, cfg,
+                                 cfg.uncertainty.synergy_members, cfg.uncertainty.seed)
         clock.lap("measures")
         state.activity, state.emissions, state.alloc = run.final, run.emissions, run.allocation
         state.findings = runner.run("checks", check_emissions, state.emissions, state.activity,

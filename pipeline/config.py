@@ -340,6 +340,8 @@ class UncertaintyConfig(FrozenModel):
     seed: int = Field(20240101, ge=0)
     #: member grids written to ``uncertainty.nc`` (like TNO GHGco's equally plausible grids)
     member_grids: int = Field(0, ge=0)
+    #: members behind the 95 % ranges of a scenario's synergy table (0: no ranges)
+    synergy_members: int = Field(200, ge=0)
 
 
 class BuildConfig(FrozenModel):

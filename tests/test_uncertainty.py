@@ -208,3 +208,31 @@ def test_build_writes_uncertainty_files_that_pass_the_cf_checker(world, capsys):
     assert "95 % range" in capsys.readouterr().out
     mc2 = pd.read_csv(build / "uncertainty" / "uncertainty_mc.csv")
     assert not mc2["p2_5_kg"].equals(mc["p2_5_kg"])
+
+
+def test_synergy_table_gets_ranges_with_common_random_numbers(world):
+    from pipeline.config import load_config
+    from pipeline.steps import load_tables
+    from pipeline.uncertainty import synergy_ranges
+    from tests.test_scenario import _run
+
+    make_uncertain(world, factor_u={("power", "CO2"): 6})
+    run = _run(world, """
+        - {id: half_p1, type: scale, title: halve P1, clause: "§1", select: {source_id: P1},
+           factor: 0.5}
+        """)
+    cfg = load_config(world)
+    syn = synergy_ranges(run, load_tables(cfg), cfg, 2000, seed=1).set_index(["measure", "basis"])
+    r = syn.loc[("half_p1", "sequential")]
+    # ΔCO2 = −0.5 × P1's CO2: P1's activity (±10 %) and the coal CO2 factor (±6 %) only,
+    # not the uncertainty of the other sources (common random numbers)
+    half = 1000 * np.hypot(0.10, 0.06)
+    assert r["delta_CO2_t_p2_5"] == pytest.approx(-1000 - half, rel=0.03)
+    assert r["delta_CO2_t_p97_5"] == pytest.approx(-1000 + half, rel=0.03)
+    # NOx and CO2 of P1 share its activity and the NOx factor is certain here: the co-benefit
+    # ratio ΔNOx/ΔCO2 moves with the CO2 factor alone (±6 %), not with the activity (±10 %)
+    lo, hi = r["NOx_t_per_kt_CO2_p2_5"], r["NOx_t_per_kt_CO2_p97_5"]
+    assert lo < 2.5 < hi
+    assert (hi - lo) / 2 / 2.5 == pytest.approx(0.06, rel=0.1)
+    assert syn.loc[("combined", "combined"), "delta_CO2_t_p2_5"] == r["delta_CO2_t_p2_5"]
+    assert np.isnan(syn.loc[("interaction", "interaction"), "delta_CO2_t_p2_5"])
