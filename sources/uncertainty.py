@@ -86,7 +86,9 @@ def activity_uncertainty(activity: pd.DataFrame, rules: list[tuple[str, str | No
         if dt not in types.index:
             raise ConfigError(f"{where}: activity data type {dt!r} is not in the "
                               f"activity-uncertainty table; known: {sorted(types.index)}")
-    names = activity["input_file"].map(lambda f: input_names.get(str(f), "")).to_numpy()
+    files = activity["input_file"].astype(str).to_numpy()
+    uniq, inv = np.unique(files, return_inverse=True)
+    names = np.array([input_names.get(f, "") for f in uniq], dtype=object)[inv]
     sectors = activity["sector"].to_numpy()
     dtype = np.full(len(activity), default, dtype=object)
     for specific in (False, True):
@@ -254,6 +256,12 @@ def build_model(activity: pd.DataFrame, emissions: pd.DataFrame, provenance: pd.
     prov["_row"] = row_of.reindex(pd.MultiIndex.from_frame(keys)).to_numpy()
     unc = (prov["activity"] * prov["factor_value"] * prov["kg_per_unit"]).to_numpy(float)
     prov["_unc"] = unc
+    prov = pd.DataFrame({c: prov[c].to_numpy() for c in ("_pos", "_row", "_unc", "kg",
+                                                         "control_remaining_fraction")},
+                        index=pd.RangeIndex(len(prov))).assign(
+        species=prov["species"].astype(str).to_numpy(dtype=object))
+    by_species = {k: v for k, v in prov.groupby("species", sort=False)}
+    empty = prov.iloc[:0]
 
     species = list(registry.emitted)
     controls = act["control"].astype(str).to_numpy()
@@ -267,7 +275,7 @@ def build_model(activity: pd.DataFrame, emissions: pd.DataFrame, provenance: pd.
     for s_ in species:
         if s_ in parts:
             continue
-        rows = prov[prov["species"] == s_]
+        rows = by_species.get(s_, empty)
         src = rows["_pos"].to_numpy()
         ctlp = _control_params(library, controls, s_, ctl_index, k_ctl)
         src_l, coef_l, par_l = [], [], []
@@ -278,7 +286,7 @@ def build_model(activity: pd.DataFrame, emissions: pd.DataFrame, provenance: pd.
             par_l.append(np.column_stack([src_, fac_, ctl_]))
 
         if s_ == "PM10" and "PM2_5" in species:
-            fine = prov[prov["species"] == "PM2_5"].set_index("_pos")
+            fine = by_species.get("PM2_5", empty).set_index("_pos")
             both = np.isin(src, fine.index.to_numpy()) & (rows["_unc"].to_numpy() > 0)
             both &= np.isin(src, fine.index[fine["_unc"].to_numpy() > 0])
             b = src[both]
