@@ -36,6 +36,7 @@ from sources.uncertainty import (
     activity_uncertainty,
     build_model,
     member_emissions,
+    multipliers,
     propagate,
     propagate_ratio,
     standard_normals,
@@ -126,11 +127,27 @@ def _chunks(n: int, size: int) -> list[range]:
     return [range(i, min(i + size, n)) for i in range(0, n, size)]
 
 
-def member_totals(model: UncertaintyModel, species: str, groups: sp.csr_matrix,
-                  z: np.ndarray) -> np.ndarray:
-    """(groups × members) totals of one species from normals ``z`` (n_z × members)."""
-    mult = model.multipliers(z)
-    return np.asarray(groups.T @ member_emissions(model, species, mult))
+def member_multipliers(model: UncertaintyModel, seed: int, members: int, chunk: int = 100,
+                       stream: int = 0) -> np.ndarray:
+    """Multipliers of every parameter for every member (parameters × members, float32), drawn
+    chunk by chunk from each member's own seed sequence."""
+    out = np.empty((len(model.u), members), dtype=np.float32)
+    for ch in _chunks(members, chunk):
+        out[:, ch.start:ch.stop] = model.multipliers(standard_normals(seed, ch, model.n_z,
+                                                                      stream=stream))
+    return out
+
+
+def _percentiles(g: np.ndarray, qs: tuple[float, ...]) -> np.ndarray:
+    """Linear-interpolated percentiles along axis 1 of float32 ``g`` (np.percentile's default
+    method) by one ``np.partition`` on the order statistics they need."""
+    n = g.shape[1]
+    pos = np.asarray(qs) / 100.0 * (n - 1)
+    lo = np.floor(pos).astype(int)
+    hi = np.minimum(lo + 1, n - 1)
+    part = np.partition(g, sorted(set(lo) | set(hi)), axis=1)
+    frac = (pos - lo).astype(g.dtype)
+    return (part[:, lo] * (1 - frac) + part[:, hi] * frac).T
 
 
 def run_monte_carlo(model: UncertaintyModel, matrix: sp.csr_matrix, sectors: np.ndarray,
@@ -138,15 +155,13 @@ def run_monte_carlo(model: UncertaintyModel, matrix: sp.csr_matrix, sectors: np.
                     cell_chunk: int = 4096, ratios: bool = True) -> MonteCarloResult:
     """Approach 2: ``members`` draws pushed through the allocation ``matrix`` (cells × sources).
 
-    Species by species, members in chunks of ``chunk``: member emissions ``E`` (sources ×
-    chunk) → grids ``A @ E`` (float32, cells × members) → per-cell 2.5/97.5 % over members
-    (``np.percentile`` on cell chunks of ``cell_chunk``). The normals of every member are drawn
-    once (float32, n_z × members) and shared by all species.
+    The multipliers of every parameter and member are drawn once (float32, parameters ×
+    members). Then species by species, members in chunks of ``chunk``: member emissions ``E``
+    (sources × chunk, float32) → grids ``A @ E`` (cells × members) → per-cell 2.5/97.5 % over
+    members (one ``np.partition`` per chunk of ``cell_chunk`` cells).
     """
     names, groups = sector_groups(sectors)
-    z = np.empty((model.n_z, members), dtype=np.float32)
-    for ch in _chunks(members, chunk):
-        z[:, ch.start:ch.stop] = standard_normals(seed, ch, model.n_z)
+    mult = member_multipliers(model, seed, members, chunk)
     a1 = propagate(model, groups)
     n_cells = matrix.shape[0]
     lower = np.zeros((len(model.species), n_cells))
@@ -156,18 +171,18 @@ def run_monte_carlo(model: UncertaintyModel, matrix: sp.csr_matrix, sectors: np.
     keep = np.zeros((k, len(model.species), n_cells), dtype=np.float32) if k else None
     totals: dict[str, np.ndarray] = {}
     rows = []
+    matrix32 = matrix.astype(np.float32)
     for i, s_ in enumerate(model.species):
         g = np.empty((n_cells, members), dtype=np.float32)
         tot = np.empty((len(names), members))
         for ch in _chunks(members, chunk):
-            mult = model.multipliers(z[:, ch.start:ch.stop].astype(np.float64))
-            e = member_emissions(model, s_, mult)
-            tot[:, ch.start:ch.stop] = groups.T @ e
-            g[:, ch.start:ch.stop] = matrix @ e
+            e = member_emissions(model, s_, mult[:, ch.start:ch.stop], dtype=np.float32)
+            tot[:, ch.start:ch.stop] = groups.T @ e.astype(np.float64)
+            g[:, ch.start:ch.stop] = matrix32 @ e
         t = model.terms[s_]
         central[i] = matrix @ (t.to_sources(model.n_sources) @ t.coef)
         for cc in _chunks(n_cells, cell_chunk):
-            lo, hi = np.percentile(g[cc.start:cc.stop], [2.5, 97.5], axis=1)
+            lo, hi = _percentiles(g[cc.start:cc.stop], (2.5, 97.5))
             lower[i, cc.start:cc.stop], upper[i, cc.start:cc.stop] = lo, hi
         if keep is not None:
             keep[:, i] = g[:, :k].T
@@ -187,7 +202,7 @@ def run_monte_carlo(model: UncertaintyModel, matrix: sp.csr_matrix, sectors: np.
                          "mc_u95_pct": 100 * mc_half / c0[j], "approach1_u95_pct": a1_pct,
                          "mc_over_approach1": (100 * mc_half / c0[j]) / a1_pct
                          if a1_pct > 0 else np.nan})
-    ratio_table = _ratio_table(model, groups, names, totals, z, seed, members, chunk) \
+    ratio_table = _ratio_table(model, groups, names, totals, mult, seed, members, chunk) \
         if ratios else pd.DataFrame()
     return MonteCarloResult(members=members, seed=seed, species=list(model.species),
                             stats=pd.DataFrame(rows), ratios=ratio_table, lower=lower,
@@ -195,21 +210,26 @@ def run_monte_carlo(model: UncertaintyModel, matrix: sp.csr_matrix, sectors: np.
 
 
 def _ratio_table(model: UncertaintyModel, groups: sp.csr_matrix, names: list[str],
-                 totals: dict[str, np.ndarray], z: np.ndarray, seed: int, members: int,
+                 totals: dict[str, np.ndarray], mult: np.ndarray, seed: int, members: int,
                  chunk: int) -> pd.DataFrame:
     """Same-source ratios [g/kg] per sector and city, with the shared activity (the members of
     :func:`run_monte_carlo`) and with each species' activity drawn independently (its own
     normal stream per species: what an inventory that grids species apart would assume)."""
     pairs = [(a, b) for a, b in RATIOS if a in totals and b in totals]
     indep: dict[str, np.ndarray] = {}
-    n = model.n_sources
+    act = np.flatnonzero(model.kind == "activity")
+    alt = mult.copy()
     for k, s_ in enumerate(sorted({x for p in pairs for x in p})):
         tot = np.empty((len(names), members))
         for ch in _chunks(members, chunk):
-            zz = z[:, ch.start:ch.stop].astype(np.float64)
-            zz[:n] = standard_normals(seed, ch, n, stream=1 + k)
-            tot[:, ch.start:ch.stop] = member_totals(model, s_, groups, zz)
+            z = standard_normals(seed, ch, int(model.z[act].max()) + 1 if act.size else 0,
+                                 stream=1 + k)
+            alt[act, ch.start:ch.stop] = multipliers(z[model.z[act]], model.u[act],
+                                                     model.lognormal[act])
+            e = member_emissions(model, s_, alt[:, ch.start:ch.stop], dtype=np.float32)
+            tot[:, ch.start:ch.stop] = groups.T @ e.astype(np.float64)
         indep[s_] = tot
+    del alt
     rows = []
     for num, den in pairs:
         central, a1 = propagate_ratio(model, num, den, groups)

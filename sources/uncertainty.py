@@ -34,6 +34,7 @@ Uncertainties, Eqs. 3.1, 3.2 and §3.2.3.2 (Monte Carlo).
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -116,6 +117,19 @@ class Terms:
         """Sparse (sources × terms) summation matrix."""
         n = len(self.source)
         return sp.csr_matrix((np.ones(n), (self.source, np.arange(n))), shape=(n_sources, n))
+
+    @functools.cached_property
+    def gathers(self) -> list[tuple[np.ndarray | None, np.ndarray]]:
+        """Per parameter column: (terms with a parameter there, or None for all; parameter
+        ids), for :func:`member_emissions`."""
+        out = []
+        for j in range(self.params.shape[1]):
+            p = self.params[:, j]
+            has = np.flatnonzero(p >= 0)
+            if has.size == 0:
+                continue
+            out.append((None, p) if has.size == p.size else (has, p[has]))
+        return out
 
 
 @dataclass(frozen=True)
@@ -222,17 +236,20 @@ def build_model(activity: pd.DataFrame, emissions: pd.DataFrame, provenance: pd.
     kind[c0:] = "control"
     with np.errstate(divide="ignore"):
         cap[c0:] = 1.0 / np.maximum(1.0 - ctl["efficiency_value"].to_numpy(float), 0.0)
-    # normals: [activity keys | measured, by activity key | factor rows | control rows]; the
+    # normals: [activity keys | factor rows | control rows | measured, by activity key]; the
     # CO2 rows of one real fuel share one normal (its carbon content); sources with the same
-    # activity key (a scenario's source derived from a base record) share their draws
+    # activity key (a scenario's source derived from a base record) share their draws. The
+    # measured block comes last: a model without measured values draws a prefix of the same
+    # stream, and two models with the same n_activity_z share every normal they both use.
     key = np.arange(n) if activity_key is None else np.asarray(activity_key, dtype=np.int64)
     n_act = int(key.max()) + 1 if n_activity_z is None and n else int(n_activity_z or 0)
     if n and (key.min() < 0 or key.max() >= n_act):
         raise ValueError(f"activity keys must lie in [0, {n_act})")
-    zf = 2 * n_act
+    zf = n_act
+    zm = n_act + len(ef) + len(ctl)
     zi = np.empty(n_par, dtype=np.int64)
     zi[:n] = key
-    zi[n:f0] = n_act + key[measured_src]
+    zi[n:f0] = zm + key[measured_src]
     zi[f0:c0] = zf + np.arange(len(ef))
     total_co2 = registry.co2_split[0] if registry.co2_split else "CO2"
     co2_rows = np.flatnonzero((ef["species"] == total_co2).to_numpy()
@@ -240,7 +257,8 @@ def build_model(activity: pd.DataFrame, emissions: pd.DataFrame, provenance: pd.
     for _, rows in pd.Series(co2_rows).groupby(ef["fuel"].to_numpy()[co2_rows]):
         zi[f0 + rows.to_numpy()] = zf + int(rows.iloc[0])
     zi[c0:] = zf + len(ef) + np.arange(len(ctl))
-    n_z = zf + len(ef) + len(ctl)
+    n_z = int(zi.max()) + 1 if n_par else 0
+    n_z = max(n_z, zm)
 
     ctl_index = {(d, s): c0 + i for i, (d, s) in enumerate(zip(ctl["control"], ctl["species"],
                                                             strict=True))}
@@ -374,16 +392,20 @@ def _check_central(model: UncertaintyModel, emissions: pd.DataFrame, rtol: float
 def member_emissions(model: UncertaintyModel, species: str, mult: np.ndarray,
                      dtype: type = np.float64) -> np.ndarray:
     """Emissions of one species for each member (sources × members) [kg/yr] from the
-    multipliers of every parameter (parameters × members, :meth:`UncertaintyModel.multipliers`)."""
+    multipliers of every parameter (parameters × members, :meth:`UncertaintyModel.multipliers`;
+    float32 multipliers give float32 emissions with ``dtype=np.float32``)."""
     t = model.terms[species]
-    values = np.repeat(t.coef[:, None].astype(dtype), mult.shape[1], axis=1)
-    for j in range(t.params.shape[1]):
-        p = t.params[:, j]
-        has = p >= 0
-        if has.all():
-            values *= mult[p]
-        elif has.any():
-            values[has] *= mult[p[has]]
+    values = mult[t.gathers[0][1]] if t.gathers and t.gathers[0][0] is None else \
+        np.ones((len(t.coef), mult.shape[1]), dtype=mult.dtype)
+    values = values.astype(dtype, copy=True)
+    for k, (rows, ids) in enumerate(t.gathers):
+        if k == 0 and rows is None:
+            continue
+        if rows is None:
+            values *= mult[ids]
+        else:
+            values[rows] *= mult[ids]
+    values *= t.coef[:, None]
     return np.asarray(t.to_sources(model.n_sources) @ values, dtype=dtype)
 
 
