@@ -351,6 +351,10 @@ def run_uncertainty(build: str | Path, members: int, seed: int | None = None, *,
     static = static_coords(state.tables.grid)
     replace_subdir(build_dir, MC_DIR, lambda folder: write_monte_carlo(
         result, folder, state.tables.grid, static, attrs))
+    if (build_dir / "report").is_dir():  # the report's uncertainty section reads the members
+        from pipeline.report import write_report
+
+        replace_subdir(build_dir, "report", lambda folder: write_report(build_dir, folder))
     return result
 
 
@@ -453,5 +457,6 @@ def synergy_ranges(run: Any, tables: Any, cfg: Any, members: int, seed: int,
     return syn
 
 
-__all__ = ["synergy_ranges", "Z95", "MonteCarloResult", "approach1_table", "model_of_state", "run_monte_carlo",
-           "write_monte_carlo", "write_uncertainty", "half_width", "sector_groups"]
+__all__ = ["MC_DIR", "Z95", "MonteCarloResult", "approach1_table", "half_width",
+           "model_of_state", "run_monte_carlo", "run_uncertainty", "sector_groups",
+           "synergy_ranges", "write_monte_carlo", "write_uncertainty"]

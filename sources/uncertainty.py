@@ -171,13 +171,15 @@ class UncertaintyModel:
 
 def _control_params(library: FactorLibrary, controls: np.ndarray, species: str,
                     ctl_index: dict[tuple[str, str], int], k: int) -> np.ndarray:
-    """(sources × k) control parameter indices (-1 none) of each source's devices for ``species``."""
+    """(sources × k) control parameter indices (-1: none) of each source's devices for
+    ``species``."""
     out = np.full((len(controls), k), -1, dtype=np.int64)
     codes, uniques = pd.factorize(pd.Series(controls))
     for c, control in enumerate(uniques):
         if control in ("", NO_CONTROL):
             continue
-        ids = [ctl_index[(d, species)] for d in str(control).split("+") if (d, species) in ctl_index]
+        ids = [ctl_index[(d, species)] for d in str(control).split("+")
+               if (d, species) in ctl_index]
         if ids:
             out[codes == c, :len(ids)] = ids
     return out

@@ -197,6 +197,9 @@ def test_build_writes_uncertainty_files_that_pass_the_cf_checker(world, capsys):
         assert ds["annual_emissions_p97_5"].attrs["units"] == "kg year-1"
     manifest = (build / "manifest.json").read_text()
     assert "uncertainty/uncertainty.nc" in manifest and "uncertainty.csv" in manifest
+    page = (build / "report" / "index.html").read_text(encoding="utf-8")
+    assert "id='uncertainty'" in page and "unc_map_NOx.png" in page
+    assert (build / "report" / "unc_ratio_NOx_CO2.png").exists()
     exe = Path(sys.executable).with_name("compliance-checker")
     res = subprocess.run([str(exe), "--test", "cf:1.8", str(path)], capture_output=True,
                          text=True, timeout=120)
@@ -236,3 +239,29 @@ def test_synergy_table_gets_ranges_with_common_random_numbers(world):
     assert (hi - lo) / 2 / 2.5 == pytest.approx(0.06, rel=0.1)
     assert syn.loc[("combined", "combined"), "delta_CO2_t_p2_5"] == r["delta_CO2_t_p2_5"]
     assert np.isnan(syn.loc[("interaction", "interaction"), "delta_CO2_t_p2_5"])
+
+
+@pytest.mark.slow
+def test_demo_short_build_has_uncertainty_files(tmp_path):
+    """The shipped demo, one day, 20 members: uncertainty.csv and uncertainty.nc (CF-clean)."""
+    import yaml
+
+    from pipeline.config import resolve_paths
+
+    repo = Path(__file__).resolve().parent.parent
+    cfg = repo / "config" / "shanghai.yaml"
+    doc = resolve_paths(yaml.safe_load(cfg.read_text(encoding="utf-8")), cfg.parent)
+    doc["output"] = {**doc["output"], "dir": str(tmp_path / "out")}
+    doc["uncertainty"] = {**doc["uncertainty"], "members": 20}
+    path = tmp_path / "demo.yaml"
+    path.write_text(yaml.safe_dump(doc, allow_unicode=True), encoding="utf-8")
+    build = run_build(path, period=("2024-07-01", "2024-07-01")).build_dir
+    a1 = pd.read_csv(build / "uncertainty.csv").set_index(["sector", "species"])
+    assert 1 < a1.loc[("city", "CO2"), "u95_pct"] < 10
+    nc = build / "uncertainty" / "uncertainty.nc"
+    exe = Path(sys.executable).with_name("compliance-checker")
+    res = subprocess.run([str(exe), "--test", "cf:1.8", str(nc)], capture_output=True,
+                         text=True, timeout=300)
+    assert "High Priority" not in res.stdout and "Medium Priority" not in res.stdout, \
+        res.stdout[-3000:]
+    assert "unc_map_CO2.png" in (build / "report" / "index.html").read_text(encoding="utf-8")
