@@ -342,6 +342,8 @@ class UncertaintyConfig(FrozenModel):
     member_grids: int = Field(0, ge=0)
     #: members behind the 95 % ranges of a scenario's synergy table (0: no ranges)
     synergy_members: int = Field(200, ge=0)
+    #: Dask scheduler of the members: ``threads`` (shared memory) or ``synchronous``
+    scheduler: Literal["threads", "synchronous"] = "threads"
 
 
 class BuildConfig(FrozenModel):

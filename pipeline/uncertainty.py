@@ -127,14 +127,27 @@ def _chunks(n: int, size: int) -> list[range]:
     return [range(i, min(i + size, n)) for i in range(0, n, size)]
 
 
+def _run(tasks: list[Any], scheduler: str) -> list[Any]:
+    """Compute dask-delayed ``tasks`` on ``scheduler`` (``threads`` or ``synchronous``)."""
+    import dask
+
+    return list(dask.compute(*tasks, scheduler="sync" if scheduler == "synchronous"
+                             else "threads"))
+
+
 def member_multipliers(model: UncertaintyModel, seed: int, members: int, chunk: int = 100,
-                       stream: int = 0) -> np.ndarray:
+                       stream: int = 0, scheduler: str = "threads") -> np.ndarray:
     """Multipliers of every parameter for every member (parameters × members, float32), drawn
-    chunk by chunk from each member's own seed sequence."""
+    chunk by chunk (chunks in parallel) from each member's own seed sequence."""
+    from dask import delayed
+
     out = np.empty((len(model.u), members), dtype=np.float32)
-    for ch in _chunks(members, chunk):
+
+    def fill(ch: range) -> None:
         out[:, ch.start:ch.stop] = model.multipliers(standard_normals(seed, ch, model.n_z,
                                                                       stream=stream))
+
+    _run([delayed(fill)(ch) for ch in _chunks(members, chunk)], scheduler)
     return out
 
 
@@ -152,16 +165,23 @@ def _percentiles(g: np.ndarray, qs: tuple[float, ...]) -> np.ndarray:
 
 def run_monte_carlo(model: UncertaintyModel, matrix: sp.csr_matrix, sectors: np.ndarray,
                     members: int, seed: int, *, chunk: int = 100, member_grids: int = 0,
-                    cell_chunk: int = 4096, ratios: bool = True) -> MonteCarloResult:
+                    cell_chunk: int = 4096, ratios: bool = True,
+                    scheduler: str = "threads") -> MonteCarloResult:
     """Approach 2: ``members`` draws pushed through the allocation ``matrix`` (cells × sources).
 
     The multipliers of every parameter and member are drawn once (float32, parameters ×
     members). Then species by species, members in chunks of ``chunk``: member emissions ``E``
     (sources × chunk, float32) → grids ``A @ E`` (cells × members) → per-cell 2.5/97.5 % over
     members (one ``np.partition`` per chunk of ``cell_chunk`` cells).
+
+    Member chunks (drawing) and then species run as tasks on Dask's ``threads`` scheduler
+    (they share the multipliers in memory; numpy and scipy release the GIL) or
+    ``synchronous``; every number is the same on either.
     """
+    from dask import delayed
+
     names, groups = sector_groups(sectors)
-    mult = member_multipliers(model, seed, members, chunk)
+    mult = member_multipliers(model, seed, members, chunk, scheduler=scheduler)
     a1 = propagate(model, groups)
     n_cells = matrix.shape[0]
     lower = np.zeros((len(model.species), n_cells))
@@ -172,12 +192,14 @@ def run_monte_carlo(model: UncertaintyModel, matrix: sp.csr_matrix, sectors: np.
     totals: dict[str, np.ndarray] = {}
     rows = []
     matrix32 = matrix.astype(np.float32)
-    for i, s_ in enumerate(model.species):
+    groups_t = groups.T.tocsr()
+
+    def one_species(i: int, s_: str) -> np.ndarray:
         g = np.empty((n_cells, members), dtype=np.float32)
         tot = np.empty((len(names), members))
         for ch in _chunks(members, chunk):
             e = member_emissions(model, s_, mult[:, ch.start:ch.stop], dtype=np.float32)
-            tot[:, ch.start:ch.stop] = groups.T @ e.astype(np.float64)
+            tot[:, ch.start:ch.stop] = groups_t @ e  # float64 weights: float64 sums
             g[:, ch.start:ch.stop] = matrix32 @ e
         t = model.terms[s_]
         central[i] = matrix @ (t.to_sources(model.n_sources) @ t.coef)
@@ -186,7 +208,10 @@ def run_monte_carlo(model: UncertaintyModel, matrix: sp.csr_matrix, sectors: np.
             lower[i, cc.start:cc.stop], upper[i, cc.start:cc.stop] = lo, hi
         if keep is not None:
             keep[:, i] = g[:, :k].T
-        del g
+        return tot
+
+    done = _run([delayed(one_species)(i, s_) for i, s_ in enumerate(model.species)], scheduler)
+    for s_, tot in zip(model.species, done, strict=True):
         totals[s_] = tot
         c0, h1 = a1[s_]
         q = np.percentile(tot, [2.5, 50, 97.5], axis=1)
@@ -219,7 +244,12 @@ def _ratio_table(model: UncertaintyModel, groups: sp.csr_matrix, names: list[str
     indep: dict[str, np.ndarray] = {}
     act = np.flatnonzero(model.kind == "activity")
     alt = mult.copy()
-    for k, s_ in enumerate(sorted({x for p in pairs for x in p})):
+    # the denominators keep the members' own activity draws (stream 0); every numerator gets
+    # a stream of its own: no two species of a ratio share an activity draw
+    dens = {b for _, b in pairs}
+    for s_ in dens:
+        indep[s_] = totals[s_]
+    for k, s_ in enumerate(sorted({a for a, _ in pairs} - dens)):
         tot = np.empty((len(names), members))
         for ch in _chunks(members, chunk):
             z = standard_normals(seed, ch, int(model.z[act].max()) + 1 if act.size else 0,
@@ -313,7 +343,7 @@ def write_uncertainty(state: Any, build_dir: Path, static: dict[str, Any],
     u = state.cfg.uncertainty
     if u.members > 0:
         result = run_monte_carlo(model, state.alloc.matrix, sectors, u.members, u.seed,
-                                 member_grids=u.member_grids)
+                                 member_grids=u.member_grids, scheduler=u.scheduler)
         folder = Path(build_dir) / MC_DIR
         folder.mkdir(exist_ok=True)
         written += write_monte_carlo(result, folder, state.tables.grid, static, attrs)
@@ -345,7 +375,7 @@ def run_uncertainty(build: str | Path, members: int, seed: int | None = None, *,
     result = run_monte_carlo(model, state.alloc.matrix, state.activity["sector"].to_numpy(),
                              members, u.seed if seed is None else seed,
                              member_grids=u.member_grids if member_grids is None
-                             else member_grids)
+                             else member_grids, scheduler=u.scheduler)
     attrs = provenance_attrs(cfg, state.metas, manifest.build_id, manifest.config_hash,
                              state.tables.grid)
     static = static_coords(state.tables.grid)

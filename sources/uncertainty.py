@@ -56,14 +56,24 @@ ACTIVITY_COLUMNS = ["data_type", "uncertainty_pct", "distribution", "reference"]
 def multipliers(z: np.ndarray, u: np.ndarray, lognormal: np.ndarray,
                 cap: np.ndarray | None = None) -> np.ndarray:
     """Multipliers (mean 1, relative standard deviation ``u / 1.96``) of standard normals ``z``
-    (parameters × members); ``u``, ``lognormal`` and ``cap`` (largest multiplier, e.g. a
-    penetration that cannot exceed 1) are per parameter (rows of ``z``)."""
-    s = (u / Z95)[:, None]
+    (parameters × members, in ``z``'s float type); ``u``, ``lognormal`` and ``cap`` (largest
+    multiplier, e.g. a penetration that cannot exceed 1) are per parameter (rows of ``z``)."""
+    s = u / Z95
     sig = np.sqrt(np.log1p(s * s))
-    out = np.where(lognormal[:, None], np.exp(sig * z - 0.5 * sig * sig),
-                   np.maximum(1.0 + s * z, 0.0))
+    a = np.where(lognormal, sig, s).astype(z.dtype)
+    b = np.where(lognormal, -0.5 * sig * sig, 1.0).astype(z.dtype)
+    out = z * a[:, None]
+    out += b[:, None]
+    logn = np.flatnonzero(lognormal)
+    if logn.size == len(u):
+        np.exp(out, out=out)
+    elif logn.size:
+        out[logn] = np.exp(out[logn])
+    np.maximum(out, 0.0, out=out)  # a normal multiplier is cut at 0 (exp is positive anyway)
     if cap is not None:
-        np.minimum(out, cap[:, None], out=out)
+        capped = np.flatnonzero(np.isfinite(cap))
+        if capped.size:
+            out[capped] = np.minimum(out[capped], cap[capped, None].astype(z.dtype))
     return out
 
 
@@ -117,6 +127,11 @@ class Terms:
         """Sparse (sources × terms) summation matrix."""
         n = len(self.source)
         return sp.csr_matrix((np.ones(n), (self.source, np.arange(n))), shape=(n_sources, n))
+
+    @functools.cached_property
+    def unique_sources(self) -> bool:
+        """Whether no source has more than one term."""
+        return bool(np.unique(self.source).size == self.source.size)
 
     @functools.cached_property
     def gathers(self) -> list[tuple[np.ndarray | None, np.ndarray]]:
@@ -399,7 +414,7 @@ def member_emissions(model: UncertaintyModel, species: str, mult: np.ndarray,
     t = model.terms[species]
     values = mult[t.gathers[0][1]] if t.gathers and t.gathers[0][0] is None else \
         np.ones((len(t.coef), mult.shape[1]), dtype=mult.dtype)
-    values = values.astype(dtype, copy=True)
+    values = values.astype(dtype, copy=False)
     for k, (rows, ids) in enumerate(t.gathers):
         if k == 0 and rows is None:
             continue
@@ -407,8 +422,12 @@ def member_emissions(model: UncertaintyModel, species: str, mult: np.ndarray,
             values *= mult[ids]
         else:
             values[rows] *= mult[ids]
-    values *= t.coef[:, None]
-    return np.asarray(t.to_sources(model.n_sources) @ values, dtype=dtype)
+    values *= t.coef[:, None].astype(values.dtype)
+    if t.unique_sources:  # one term per source: a scatter, no summation
+        out = np.zeros((model.n_sources, values.shape[1]), dtype=dtype)
+        out[t.source] = values
+        return out
+    return np.asarray(t.to_sources(model.n_sources).astype(values.dtype) @ values, dtype=dtype)
 
 
 def sensitivity(model: UncertaintyModel, species: str) -> sp.csr_matrix:

@@ -173,9 +173,12 @@ def test_same_seed_same_numbers_whatever_the_chunks(world):
                          standard_normals(5, np.array([4, 5, 6, 7, 8, 9]), model.n_z)])
     np.testing.assert_array_equal(z, z_parts)
     args = (model, state.alloc.matrix, state.activity["sector"].to_numpy(), 30, 5)
-    a, b = run_monte_carlo(*args, chunk=7), run_monte_carlo(*args, chunk=30)
+    a = run_monte_carlo(*args, chunk=7, scheduler="threads")
+    b = run_monte_carlo(*args, chunk=30, scheduler="synchronous")
     pd.testing.assert_frame_equal(a.stats, b.stats)
+    pd.testing.assert_frame_equal(a.ratios, b.ratios)
     np.testing.assert_array_equal(a.lower, b.lower)
+    np.testing.assert_array_equal(a.upper, b.upper)
     c = run_monte_carlo(model, state.alloc.matrix, state.activity["sector"].to_numpy(), 30, 6)
     assert not np.array_equal(a.lower, c.lower)
 
