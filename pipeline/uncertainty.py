@@ -29,14 +29,13 @@ import scipy.sparse as sp
 import xarray as xr
 
 from pipeline.writers.netcdf_cf import write_grid_dataset
-from sources.measures import emission_scale
+from sources.measures import SCALE_PREFIX, emission_scale
 from sources.uncertainty import (
     Z95,
     UncertaintyModel,
     activity_uncertainty,
     build_model,
     member_emissions,
-    multipliers,
     propagate,
     propagate_ratio,
     standard_normals,
@@ -227,7 +226,7 @@ def run_monte_carlo(model: UncertaintyModel, matrix: sp.csr_matrix, sectors: np.
                          "mc_u95_pct": 100 * mc_half / c0[j], "approach1_u95_pct": a1_pct,
                          "mc_over_approach1": (100 * mc_half / c0[j]) / a1_pct
                          if a1_pct > 0 else np.nan})
-    ratio_table = _ratio_table(model, groups, names, totals, mult, seed, members, chunk) \
+    ratio_table = _ratio_table(model, groups, names, totals, mult, members, chunk) \
         if ratios else pd.DataFrame()
     return MonteCarloResult(members=members, seed=seed, species=list(model.species),
                             stats=pd.DataFrame(rows), ratios=ratio_table, lower=lower,
@@ -235,29 +234,32 @@ def run_monte_carlo(model: UncertaintyModel, matrix: sp.csr_matrix, sectors: np.
 
 
 def _ratio_table(model: UncertaintyModel, groups: sp.csr_matrix, names: list[str],
-                 totals: dict[str, np.ndarray], mult: np.ndarray, seed: int, members: int,
+                 totals: dict[str, np.ndarray], mult: np.ndarray, members: int,
                  chunk: int) -> pd.DataFrame:
     """Same-source ratios [g/kg] per sector and city, with the shared activity (the members of
-    :func:`run_monte_carlo`) and with each species' activity drawn independently (its own
-    normal stream per species: what an inventory that grids species apart would assume)."""
+    :func:`run_monte_carlo`) and with each species' activity drawn independently (what an
+    inventory that grids species apart would assume).
+
+    The independent draws need no new random numbers: numerator ``k`` of the ratios takes the
+    activity multipliers of member ``(m + 1 + k) mod N`` with the factor and device draws of
+    member ``m``. Members are independent and identically distributed, so that activity draw
+    is independent of member ``m``'s (the denominator keeps its own) and has the same
+    distribution."""
     pairs = [(a, b) for a, b in RATIOS if a in totals and b in totals]
     indep: dict[str, np.ndarray] = {}
     act = np.flatnonzero(model.kind == "activity")
-    alt = mult.copy()
-    # the denominators keep the members' own activity draws (stream 0); every numerator gets
-    # a stream of its own: no two species of a ratio share an activity draw
     dens = {b for _, b in pairs}
     for s_ in dens:
         indep[s_] = totals[s_]
+    groups_t = groups.T.tocsr()
+    alt = mult.copy()
     for k, s_ in enumerate(sorted({a for a, _ in pairs} - dens)):
+        shift = np.roll(np.arange(members), -(1 + k) % max(members, 1))
+        alt[act] = mult[act][:, shift]
         tot = np.empty((len(names), members))
         for ch in _chunks(members, chunk):
-            z = standard_normals(seed, ch, int(model.z[act].max()) + 1 if act.size else 0,
-                                 stream=1 + k)
-            alt[act, ch.start:ch.stop] = multipliers(z[model.z[act]], model.u[act],
-                                                     model.lognormal[act])
             e = member_emissions(model, s_, alt[:, ch.start:ch.stop], dtype=np.float32)
-            tot[:, ch.start:ch.stop] = groups.T @ e.astype(np.float64)
+            tot[:, ch.start:ch.stop] = groups_t @ e
         indep[s_] = tot
     del alt
     rows = []
@@ -396,6 +398,24 @@ def half_width(result_lower: np.ndarray, result_upper: np.ndarray, central: np.n
         return np.where(central > 0, 0.5 * (result_upper - result_lower) / central, np.nan)
 
 
+def _changed_sources(before: pd.DataFrame, after: pd.DataFrame) -> set[str]:
+    """Ids of the sources whose emissions a measure can have changed: in one table only, or
+    with a different key, control, activity, unit, parent, factor scale or reported value."""
+    def cols(df: pd.DataFrame) -> list[str]:
+        return [c for c in df.columns if c in ("sector", "fuel", "technology", "control",
+                                               "activity", "activity_unit", "parent_pos")
+                or c.startswith((SCALE_PREFIX, "reported_"))]
+
+    use = sorted(set(cols(before)) | set(cols(after)))
+    b = before.reindex(columns=["source_id", *use]).set_index("source_id")
+    a = after.reindex(columns=["source_id", *use]).set_index("source_id")
+    common = b.index.intersection(a.index)
+    bb, aa = b.loc[common], a.loc[common]
+    same = ((bb == aa) | (bb.isna() & aa.isna())).all(axis=1).to_numpy()
+    return {str(i) for i in b.index.symmetric_difference(a.index)} | {
+        str(i) for i in common[~same]}
+
+
 def synergy_ranges(run: Any, tables: Any, cfg: Any, members: int, seed: int,
                    species: tuple[str, ...] = ("CO2", "CO2_fossil", "CO2e", "NOx", "SO2",
                                                "PM2_5", "NMVOC")) -> pd.DataFrame:
@@ -428,13 +448,16 @@ def synergy_ranges(run: Any, tables: Any, cfg: Any, members: int, seed: int,
     types = tables.activity_types
     mu = float(types.loc["measured", "u_rel"]) if "measured" in types.index else 0.0
     ml = bool(types.loc["measured", "lognormal"]) if "measured" in types.index else False
-    cache: dict[int, dict[str, np.ndarray]] = {}
+    cache: dict[tuple[int, frozenset], dict[str, np.ndarray]] = {}
     z: np.ndarray | None = None
 
-    def totals(act: pd.DataFrame) -> dict[str, np.ndarray]:
+    def totals(act: pd.DataFrame, ids: frozenset) -> dict[str, np.ndarray]:
         nonlocal z
-        if id(act) in cache:
-            return cache[id(act)]
+        if (id(act), ids) in cache:
+            return cache[(id(act), ids)]
+        act = act[act["source_id"].isin(ids).to_numpy()]
+        if len(act) == 0:
+            return {s_: np.zeros(members) for s_ in species}
         scale = emission_scale(act)
         em = compute_emissions(act, tables.library, tables.registry, scale=scale)
         pos = act["parent_pos"].to_numpy()
@@ -444,19 +467,22 @@ def synergy_ranges(run: Any, tables: Any, cfg: Any, members: int, seed: int,
         model = build_model(act, em.table, em.provenance, tables.library, tables.registry,
                             u, logn, measured_u=mu, measured_lognormal=ml, scale=scale,
                             activity_key=key, n_activity_z=n_act)
-        if z is None:
+        if z is None or z.shape[0] < model.n_z:
             z = standard_normals(seed, range(members), model.n_z)
-        ones = sp.csr_matrix(np.ones((len(act), 1)))
-        mult = model.multipliers(z)
-        out = {s_: np.asarray(ones.T @ member_emissions(model, s_, mult))[0] / 1e3
+        mult = model.multipliers(z[:model.n_z])
+        out = {s_: member_emissions(model, s_, mult).sum(axis=0) / 1e3
                for s_ in species if s_ in model.terms}
-        cache[id(act)] = out
+        cache[(id(act), ids)] = out
         return out
 
     deltas: dict[tuple[str, str], dict[str, np.ndarray]] = {}
     for measure, basis, before, after in run.states:
-        b, a = totals(before), totals(after)
-        deltas[(measure, basis)] = {s_: a[s_] - b[s_] for s_ in a}
+        # common random numbers: the sources a measure leaves alone cancel member by member,
+        # so only the sources it changed, removed or added are drawn
+        ids = frozenset(_changed_sources(before, after))
+        b, a = totals(before, ids), totals(after, ids)
+        deltas[(measure, basis)] = {s_: a.get(s_, 0.0) - b.get(s_, 0.0)
+                                    for s_ in set(a) | set(b)}
     ratio_cols = [c for c in syn.columns if "_t_per_kt_" in c and not c.endswith(("_p2_5",
                                                                                     "_p97_5"))]
     for s_ in species:
