@@ -318,6 +318,8 @@ def write_monte_carlo(result: MonteCarloResult, build_dir: Path, grid: Any,
         enc["annual_emissions_member"] = {"zlib": True, "complevel": 1,
                                           "chunksizes": (1, 1, grid.ny, grid.nx)}
     ds["species"].attrs = {"long_name": "emitted species"}
+    # CF §2.5.1: coordinate variables carry no _FillValue (xarray adds one to floats)
+    enc.update({c: {"_FillValue": None} for c in ("x", "y", "lon", "lat")})
     path = build_dir / "uncertainty.nc"
     write_grid_dataset(ds, path, static, {
         **attrs, "tongyuan_uncertainty": f"IPCC 2006 Vol. 1 Ch. 3 Approach 2 (Monte Carlo), "
