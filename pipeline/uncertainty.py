@@ -241,27 +241,31 @@ def _ratio_table(model: UncertaintyModel, groups: sp.csr_matrix, names: list[str
     inventory that grids species apart would assume).
 
     The independent draws need no new random numbers: numerator ``k`` of the ratios takes the
-    activity multipliers of member ``(m + 1 + k) mod N`` with the factor and device draws of
-    member ``m``. Members are independent and identically distributed, so that activity draw
-    is independent of member ``m``'s (the denominator keeps its own) and has the same
-    distribution."""
+    activity multipliers of member ``π(m) = (m + 1 + k) mod N`` with the factor and device
+    draws of member ``m``. Members are independent and identically distributed, so that
+    activity draw is independent of member ``m``'s (the denominator keeps its own) and has the
+    same distribution. It is computed the cheap way round: the few factor and device rows are
+    permuted by π⁻¹ (not the 50 000 activity rows) and the member totals then by π."""
     pairs = [(a, b) for a, b in RATIOS if a in totals and b in totals]
     indep: dict[str, np.ndarray] = {}
-    act = np.flatnonzero(model.kind == "activity")
+    other = np.flatnonzero(model.kind != "activity")
     dens = {b for _, b in pairs}
     for s_ in dens:
         indep[s_] = totals[s_]
     groups_t = groups.T.tocsr()
-    alt = mult.copy()
+    saved = mult[other].copy()  # the factor and device rows, permuted in place and restored
+    alt = mult
     for k, s_ in enumerate(sorted({a for a, _ in pairs} - dens)):
-        shift = np.roll(np.arange(members), -(1 + k) % max(members, 1))
-        alt[act] = mult[act][:, shift]
+        pi = (np.arange(members) + 1 + k) % max(members, 1)
+        inverse = np.empty_like(pi)
+        inverse[pi] = np.arange(members)
+        alt[other] = saved[:, inverse]  # member j: activity of j, factors of π⁻¹(j)
         tot = np.empty((len(names), members))
         for ch in _chunks(members, chunk):
             e = member_emissions(model, s_, alt[:, ch.start:ch.stop], dtype=np.float32)
             tot[:, ch.start:ch.stop] = groups_t @ e
-        indep[s_] = tot
-    del alt
+        indep[s_] = tot[:, pi]  # member m: activity of π(m), factors of m
+    mult[other] = saved
     rows = []
     for num, den in pairs:
         central, a1 = propagate_ratio(model, num, den, groups)
