@@ -163,7 +163,7 @@ def _percentiles(g: np.ndarray, qs: tuple[float, ...]) -> np.ndarray:
 
 
 def run_monte_carlo(model: UncertaintyModel, matrix: sp.csr_matrix, sectors: np.ndarray,
-                    members: int, seed: int, *, chunk: int = 100, member_grids: int = 0,
+                    members: int, seed: int, *, chunk: int = 200, member_grids: int = 0,
                     cell_chunk: int = 4096, ratios: bool = True,
                     scheduler: str = "threads") -> MonteCarloResult:
     """Approach 2: ``members`` draws pushed through the allocation ``matrix`` (cells × sources).
@@ -180,7 +180,7 @@ def run_monte_carlo(model: UncertaintyModel, matrix: sp.csr_matrix, sectors: np.
     from dask import delayed
 
     names, groups = sector_groups(sectors)
-    mult = member_multipliers(model, seed, members, chunk, scheduler=scheduler)
+    mult = member_multipliers(model, seed, members, min(chunk, 100), scheduler=scheduler)
     a1 = propagate(model, groups)
     n_cells = matrix.shape[0]
     lower = np.zeros((len(model.species), n_cells))
@@ -196,7 +196,10 @@ def run_monte_carlo(model: UncertaintyModel, matrix: sp.csr_matrix, sectors: np.
     def one_species(i: int, s_: str) -> np.ndarray:
         g = np.empty((n_cells, members), dtype=np.float32)
         tot = np.empty((len(names), members))
-        for ch in _chunks(members, chunk):
+        # members per block: ``chunk`` for one term per source, fewer for species with more
+        # terms (PM10's fine and coarse parts, CO2e's components), so memory stays flat
+        size = max(10, int(chunk * model.n_sources / max(len(model.terms[s_].coef), 1)))
+        for ch in _chunks(members, size):
             e = member_emissions(model, s_, mult[:, ch.start:ch.stop], dtype=np.float32)
             tot[:, ch.start:ch.stop] = groups_t @ e  # float64 weights: float64 sums
             g[:, ch.start:ch.stop] = matrix32 @ e
