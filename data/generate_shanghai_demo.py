@@ -4,11 +4,12 @@
 REAL public data (``data/demo/real/``, copied to ``real/`` with their licences): the coal and gas
 plants of the WRI Global Power Plant Database (CC BY 4.0: names, locations, capacities, estimated
 generation, which weights each plant's activity), the 2020 census population per district
-(scales the population proxy) and the geoBoundaries/OpenStreetMap district polygons (ODbL 1.0,
-copied only; not official boundaries). Every other value is SYNTHETIC: plausible in size and
-place, but not an inventory of real facilities, roads or people; the units and stacks of the
-real plants are synthetic too. The demo's district boundaries are APPROXIMATE polygons built
-here from a hand-digitised outline of Shanghai split by a Voronoi tessellation.
+(scales the population proxy) and the 16 geoBoundaries/OpenStreetMap district polygons (ODbL
+1.0; not official boundaries), which are the demo's boundaries, land and area-source polygons
+and share every proxy pixel among the districts; the files derived from them carry the ODbL
+notice. Every other value is SYNTHETIC: plausible in size and place, but not an inventory of
+real facilities, roads or people; the units and stacks of the real plants, the waterways and
+ship lanes, the road network and the population density within each district are synthetic too.
 
 The output is deterministic: the same seed gives the same bytes on every run (GeoPackage
 timestamps, DBF dates and float formatting are pinned). Run::
@@ -104,7 +105,7 @@ def summary(out, parts: dict, pop_by_district, crop_by_district, secs) -> None:
     p = print
     p(f"Tongyuan synthetic Shanghai demo -> {out}  ({secs:.1f} s)")
     dist_area = dist.to_crs(UTM).area / 1e6
-    p("\nDistricts (approximate polygons): code name area_km2 population cropland_km2")
+    p("\nDistricts (geoBoundaries/OSM, ODbL): code name area_km2 population cropland_km2")
     for (code, en), a in zip(zip(dist["district_code"], dist["name_en"], strict=True),
                              dist_area, strict=True):
         p(f"  {code} {en:16s} {a:7.0f} {pop_by_district[code]:12,.0f} "

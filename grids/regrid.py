@@ -32,11 +32,19 @@ from affine import Affine
 
 from grids.cache import CacheStats, read_cached, write_cached
 from grids.grid import Grid
-from grids.overlay import AreaMeasure, local_grid, rectilinear_weights, to_local
+from grids.overlay import (
+    AreaMeasure,
+    _box_overlap_areas,
+    _Boxes,
+    _column_edges,
+    local_grid,
+    rectilinear_weights,
+    to_local,
+)
 from sources.errors import MassBalanceError
 
 #: bump when the method changes its matrices: cached ones of older versions are then ignored
-REGRID_VERSION = "1"
+REGRID_VERSION = "2"
 #: Σ regridded + outside must equal Σ source to this relative tolerance
 MASS_RTOL = 1e-12
 
@@ -101,14 +109,24 @@ def regrid_key(source: Grid, target: Grid, densify: int) -> str:
 
 
 def _lattice(target: Grid, crs: pyproj.CRS, k: int) -> tuple[np.ndarray, np.ndarray]:
-    """Nodes of the target's cell edges, ``k`` per cell side, in ``crs``: (ny·k+1, nx·k+1)."""
+    """Nodes of the target's cell edges, ``k`` per cell side, in ``crs``: (ny·k+1, nx·k+1).
+
+    Only the nodes on cell edges (every ``k``-th row or column of the lattice) are projected;
+    the others, inside the cells and never used, are NaN."""
     xs = target.x0 + np.arange(target.nx * k + 1) * (target.dx / k)
     ys = target.y0 + np.arange(target.ny * k + 1) * (target.dy / k)
     xx, yy = np.meshgrid(xs, ys)
     if target.crs.equals(crs):
         return xx, yy
     tr = pyproj.Transformer.from_crs(target.crs, crs, always_xy=True)
-    return tuple(np.asarray(a) for a in tr.transform(xx, yy))  # type: ignore[return-value]
+    if k == 1:
+        return tuple(np.asarray(a) for a in tr.transform(xx, yy))  # type: ignore[return-value]
+    rows, cols = np.arange(xx.shape[0]), np.arange(xx.shape[1])
+    on_edge = (rows[:, None] % k == 0) | (cols[None, :] % k == 0)
+    lx, ly = np.full(xx.shape, np.nan), np.full(xx.shape, np.nan)
+    px, py = tr.transform(xx[on_edge], yy[on_edge])
+    lx[on_edge], ly[on_edge] = px, py
+    return lx, ly
 
 
 def _ring_index(k: int) -> tuple[np.ndarray, np.ndarray]:
@@ -119,9 +137,11 @@ def _ring_index(k: int) -> tuple[np.ndarray, np.ndarray]:
     return rows, cols
 
 
-def target_polygons(target: Grid, crs: pyproj.CRS, densify: int, lon_from: float | None = None
-                    ) -> tuple[np.ndarray, shapely.Polygon]:
-    """The target cells (flat order) and the domain outline as polygons in ``crs``.
+def target_rings(target: Grid, crs: pyproj.CRS, densify: int, lon_from: float | None = None
+                 ) -> tuple[np.ndarray, shapely.Polygon]:
+    """The target cells' rings (flat cell order, counter-clockwise in the target CRS, closed)
+    as an (n cells, 4·k + 1, 2) array of coordinates in ``crs``, and the domain outline as a
+    polygon in ``crs``; ``k`` = ``densify`` points per side when the CRSs differ, else 1.
 
     ``lon_from``: on a lon/lat ``crs``, longitudes below it are moved up by 360° (a source grid
     on 0..360°).
@@ -134,14 +154,86 @@ def target_polygons(target: Grid, crs: pyproj.CRS, densify: int, lon_from: float
     iy, ix = np.divmod(np.arange(target.size), target.nx)
     r = iy[:, None] * k + dr[None, :]
     c = ix[:, None] * k + dc[None, :]
-    cells = shapely.polygons(np.stack([lx[r, c], ly[r, c]], axis=-1))
+    rings = np.stack([lx[r, c], ly[r, c]], axis=-1)
     ny, nx = lx.shape
     br = np.concatenate([np.zeros(nx - 1), np.arange(ny - 1), np.full(nx - 1, ny - 1),
                          np.arange(ny - 1, 0, -1), [0]]).astype(np.int64)
     bc = np.concatenate([np.arange(nx - 1), np.full(ny - 1, nx - 1), np.arange(nx - 1, 0, -1),
                          np.zeros(ny - 1), [0]]).astype(np.int64)
     outline = shapely.Polygon(np.column_stack([lx[br, bc], ly[br, bc]]))
-    return cells, outline
+    return rings, outline
+
+
+def target_polygons(target: Grid, crs: pyproj.CRS, densify: int, lon_from: float | None = None
+                    ) -> tuple[np.ndarray, shapely.Polygon]:
+    """The target cells (flat order) as shapely polygons in ``crs`` and the domain outline
+    (:func:`target_rings`)."""
+    rings, outline = target_rings(target, crs, densify, lon_from)
+    return shapely.polygons(rings), outline
+
+
+def _ring_areas(x: np.ndarray, y: np.ndarray, base: np.ndarray, band) -> np.ndarray:
+    """Area of closed rings (rows of ``x``, ``y``, corner-relative source coordinates) by
+    Green's theorem, ``|∮ (band(y) − band(base)) dx|`` with Simpson's rule on each straight
+    edge [m²] (``band`` None: planar, ``G = y − base``); the same integrand as
+    :func:`grids.overlay.rectilinear_weights` for a ring that stays inside one source box."""
+    ym = 0.5 * (y[:, 1:] + y[:, :-1])
+    if band is None:
+        g, gm = y - base[:, None], ym - base[:, None]
+    else:
+        b0 = band(base)[:, None]
+        g, gm = band(y) - b0, band(ym) - b0
+    integral = (np.diff(x, axis=1) * (g[:, 1:] + 4 * gm + g[:, :-1]) / 6).sum(axis=1)
+    return np.abs(integral)
+
+
+def _cut_cell_weights(x: np.ndarray, y: np.ndarray, i_lo: np.ndarray, i_hi: np.ndarray,
+                      j_lo: np.ndarray, j_hi: np.ndarray, win: Grid, band
+                      ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Shares of target cells cut by source cell edges: ring × box overlaps by Green's theorem
+    (:func:`grids.overlay._box_overlap_areas`, the integrand of
+    :func:`~grids.overlay.rectilinear_weights`), from the ring arrays without building geometry.
+
+    Parameters
+    ----------
+    x, y : (cells, ring points) corner-relative ring coordinates in the source CRS
+    i_lo, i_hi, j_lo, j_hi : the source columns and rows under each ring's bounding box
+    win : the source window (its cells are the boxes)
+    band : the ellipsoid's area from the equator per degree of longitude (lon/lat), or None
+
+    Returns
+    -------
+    ring index, window cell index, share of the window cell [1]
+    """
+    m = len(x)
+    if m == 0:
+        return np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.int64), np.zeros(0)
+    n_e = x.shape[1] - 1
+    edges = np.column_stack([x[:, :-1].ravel(), y[:, :-1].ravel(), x[:, 1:].ravel(),
+                             y[:, 1:].ravel()])
+    e_poly = np.repeat(np.arange(m), n_e)
+    shoelace = (x[:, :-1] * y[:, 1:] - x[:, 1:] * y[:, :-1]).sum(axis=1)
+    sign = np.where(shoelace >= 0, 1.0, -1.0)[e_poly]  # an exterior ring counter-clockwise
+    xe = np.arange(win.nx + 1) * win.dx
+    gkeys, gfirst, gcount, members = _column_edges(edges, e_poly, xe)
+    i0, i1 = np.clip(i_lo, 0, win.nx - 1), np.clip(i_hi, 0, win.nx - 1)
+    j0, j1 = np.clip(j_lo, 0, win.ny - 1), np.clip(j_hi, 0, win.ny - 1)
+    ni, nj = i1 - i0 + 1, j1 - j0 + 1
+    cnt = ni * nj
+    p = np.repeat(np.arange(m), cnt)
+    k = np.arange(cnt.sum()) - np.repeat(np.cumsum(cnt) - cnt, cnt)
+    i = i0[p] + k % ni[p]
+    j = j0[p] + k // ni[p]
+    key = p * win.nx + i
+    g = np.clip(np.searchsorted(gkeys, key), 0, max(len(gkeys) - 1, 0))
+    found = gkeys[g] == key if len(gkeys) else np.zeros(len(key), dtype=bool)
+    yb0, yb1 = j * win.dy, (j + 1) * win.dy
+    area = _box_overlap_areas(edges, sign, members, np.where(found, gfirst[g], 0),
+                              np.where(found, gcount[g], 0),
+                              _Boxes(i * win.dx, yb0, (i + 1) * win.dx, yb1), band)
+    box = win.dx * (yb1 - yb0) if band is None else win.dx * (band(yb1) - band(yb0))
+    good = area > 1e-12 * box  # boxes beyond the ring (in its column) get 0 to rounding
+    return p[good], (j * win.nx + i)[good], area[good] / box[good]
 
 
 def _window(source: Grid, outline: shapely.Polygon) -> tuple[int, int, int, int]:
@@ -157,6 +249,12 @@ def _window(source: Grid, outline: shapely.Polygon) -> tuple[int, int, int, int]
 def regrid_matrix(source: Grid, target: Grid, densify: int = 4) -> Regridding:
     """The exact conservative :class:`Regridding` from ``source`` to ``target``.
 
+    A target cell that lies inside one source cell (most cells when the target is finer) has
+    the share ``area(cell) / area(source cell)``, its area integrated on its own ring
+    (:func:`_ring_areas`, no geometry built); the cells cut by source cell edges go through
+    :func:`grids.overlay.rectilinear_weights`. Both integrate the same edges with the same rule,
+    on the ellipsoid for a lon/lat source.
+
     Parameters
     ----------
     source : the inventory's grid (lon/lat in degrees, or projected), cells axis-aligned
@@ -167,7 +265,7 @@ def regrid_matrix(source: Grid, target: Grid, densify: int = 4) -> Regridding:
     """
     lon_from = source.x0 if source.is_geographic and source.x0 + source.nx * source.dx > 180 \
         else None
-    cells, outline = target_polygons(target, source.crs, densify, lon_from)
+    rings, outline = target_rings(target, source.crs, densify, lon_from)
     i0, i1, j0, j1 = _window(source, outline)
     matrix = sp.csr_matrix((target.size, source.size))
     outside = np.ones(source.size)
@@ -176,17 +274,41 @@ def regrid_matrix(source: Grid, target: Grid, densify: int = 4) -> Regridding:
     win = Grid(crs=source.crs, x0=source.x0 + i0 * source.dx, y0=source.y0 + j0 * source.dy,
                dx=source.dx, dy=source.dy, nx=i1 - i0, ny=j1 - j0, name=f"{source.name}-window")
     measure, lgrid = AreaMeasure(win), local_grid(win)
+    band = measure.band if measure.geo is not None else None
     ones, transform = np.ones(win.shape), Affine(win.dx, 0.0, 0.0, 0.0, win.dy, 0.0)
-    p, c, w = rectilinear_weights(to_local(cells, win), ones, transform, lgrid, measure)
-    _, ci, wi = rectilinear_weights(to_local(np.array([outline]), win), ones, transform, lgrid,
+    # corner-relative coordinates, as grids.overlay.to_local makes them
+    x, y = rings[..., 0] - win.x0, rings[..., 1] - win.y0
+    fx, fy = x.min(axis=1) / win.dx, y.min(axis=1) / win.dy
+    ci, cj = np.floor(fx).astype(np.int64), np.floor(fy).astype(np.int64)
+    hi_i = np.ceil(x.max(axis=1) / win.dx).astype(np.int64) - 1
+    hi_j = np.ceil(y.max(axis=1) / win.dy).astype(np.int64) - 1
+    beyond = (hi_i < 0) | (ci >= win.nx) | (hi_j < 0) | (cj >= win.ny)  # no source under it
+    single = ~beyond & (np.maximum(hi_i, ci) == ci) & (np.maximum(hi_j, cj) == cj) \
+        & (ci >= 0) & (cj >= 0) & (ci < win.nx) & (cj < win.ny)
+    cut = np.flatnonzero(~beyond & ~single)
+    one = np.flatnonzero(single)
+    # whole cells inside one source cell: their own area over the source cell's
+    base = cj[one] * win.dy
+    area = _ring_areas(x[one], y[one], base, band)
+    if band is None:
+        box = np.full(one.size, win.dx * win.dy)
+    else:
+        box = win.dx * (band(base + win.dy) - band(base))
+    p1, c1, w1 = one, cj[one] * win.nx + ci[one], area / box
+    # cells cut by source edges: the exact polygon × box overlay
+    p2, c2, w2 = _cut_cell_weights(x[cut], y[cut], ci[cut], hi_i[cut], cj[cut], hi_j[cut],
+                                   win, band)
+    ok = c2 >= 0
+    p = np.concatenate([p1, cut[p2[ok]]])
+    c = np.concatenate([c1, c2[ok]])
+    w = np.concatenate([w1, w2[ok]])
+    _, co, wo = rectilinear_weights(to_local(np.array([outline]), win), ones, transform, lgrid,
                                     measure)
     # window cell → source cell
     wy, wx = np.divmod(np.arange(win.size), win.nx)
     to_source = (wy + j0) * source.nx + (wx + i0)
-    ok = c >= 0
-    matrix = sp.csr_matrix((w[ok], (p[ok], to_source[c[ok]])),
-                           shape=(target.size, source.size))
-    inside = np.bincount(ci[ci >= 0], weights=wi[ci >= 0], minlength=win.size)
+    matrix = sp.csr_matrix((w, (p, to_source[c])), shape=(target.size, source.size))
+    inside = np.bincount(co[co >= 0], weights=wo[co >= 0], minlength=win.size)
     outside[to_source] = np.clip(1.0 - inside, 0.0, 1.0)
     return Regridding(matrix, outside, source, target)
 

@@ -26,7 +26,10 @@ layer. Fractions of every source sum to 1 exactly, by construction.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
 
+import netCDF4
 import numpy as np
 
 from sources.errors import ConfigError
@@ -146,3 +149,145 @@ def briggs_rise(height: np.ndarray, diameter: np.ndarray, velocity: np.ndarray,
 def plume_bounds(height: np.ndarray, rise: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Plume bottom and top [m]: ``hs + 0.5·Δh`` and ``hs + 1.5·Δh`` (Turner depth = rise)."""
     return height + 0.5 * rise, height + 1.5 * rise
+
+
+#: the I/O API horizontal header items of MCIP files (``PREP/mcip/src/comheader.f90:49-71``)
+IOAPI_GRID_ATTRIBUTES = ("GDTYP", "P_ALP", "P_BET", "P_GAM", "XCENT", "YCENT", "XORIG", "YORIG",
+                         "XCELL", "YCELL", "NCOLS", "NROWS")
+
+
+@dataclass(frozen=True, eq=False)
+class ModelLayers:
+    """A model's own layers, per cell: CMAQ's from MCIP's ``METCRO3D``
+    (:func:`read_metcro3d`) or WRF's η layers from the run's ``wrfinput_d0N``
+    (:func:`read_wrfinput_layers`).
+
+    CCTM takes NLAYS, VGTYP, VGTOP and VGLVLS from MET_CRO_3D
+    (``CCTM/src/grid/cartesian/VGRD_DEFN.F:97-147``, 5.4) and puts emission-file layer k into
+    model layer k (``CCTM/src/emis/emis/desid_module.F:959-970``); WRF-Chem adds level k of a
+    wrfchemi to η layer k (``chem/module_emissions_anthropogenics.F:86-88``). The layer tops are
+    MCIP's ``ZF`` ("full-layer height above ground", m; ``PREP/mcip/src/init_ctm.f90``)
+    averaged over the file's time steps, or WRF's ``(PH + PHB)/g − HGT`` at the w levels
+    (``dyn_em/module_big_step_utilities_em.F:4869``), per cell (:attr:`zf`) and over the
+    domain (:attr:`layers`).
+    """
+
+    path: Path
+    #: ``METCRO3D`` or ``wrfinput``
+    source: str
+    #: VGTYP (7 = VGWRFEM when WRF's HYBRID_OPT <= 0, else -9999), VGTOP [Pa], VGLVLS (WRF ZNW)
+    vgtyp: int
+    vgtop: float
+    vglvls: tuple[float, ...]
+    #: layer tops per cell [m above ground], (nlays, nrows, ncols), time mean
+    zf: np.ndarray
+    #: the I/O API horizontal header (GDTYP ... NROWS) of a METCRO3D; None for a wrfinput
+    horizontal: dict[str, float] | None
+
+    @property
+    def n(self) -> int:
+        return self.zf.shape[0]
+
+    @property
+    def layers(self) -> Layers:
+        """Domain-mean layer interfaces ``[0, mean ZF_1, ..., mean ZF_n]`` [m]."""
+        return Layers(np.concatenate([[0.0], self.zf.mean(axis=(1, 2))]))
+
+    def cell_layers(self, row: int, col: int) -> Layers:
+        """The interfaces of one cell (row, col from the south-west, 0-based) [m]."""
+        return Layers(np.concatenate([[0.0], self.zf[:, row, col]]))
+
+    def fractions(self, rows: np.ndarray, cols: np.ndarray, bottom: np.ndarray,
+                  top: np.ndarray) -> np.ndarray:
+        """(n, nlays) shares of plumes ``[bottom, top]`` m spread over the layers of the cell
+        each lies in (:meth:`Layers.fractions` per cell); a row or column of -1 (outside the
+        grid) takes the domain-mean layers. Rows sum to 1."""
+        rows, cols = np.asarray(rows, dtype=int), np.asarray(cols, dtype=int)
+        bottom, top = np.asarray(bottom, dtype=float), np.asarray(top, dtype=float)
+        out = np.zeros((rows.size, self.n))
+        inside = (rows >= 0) & (cols >= 0)
+        if (~inside).any():
+            out[~inside] = self.layers.fractions(bottom[~inside], top[~inside])
+        cells = rows * self.zf.shape[2] + cols
+        for c in np.unique(cells[inside]):
+            sel = np.flatnonzero(inside & (cells == c))
+            r, q = divmod(int(c), self.zf.shape[2])
+            out[sel] = self.cell_layers(r, q).fractions(bottom[sel], top[sel])
+        return out
+
+    def check_grid(self, horizontal: dict[str, Any], name: str) -> None:
+        """Refuse a grid whose I/O API header (``ioapi_horizontal``) is not this METCRO3D's."""
+        bad = [f"{k} {float(horizontal[k]):.10g} (METCRO3D {self.horizontal[k]:.10g})"
+               for k in IOAPI_GRID_ATTRIBUTES
+               if abs(float(horizontal[k]) - float(self.horizontal[k]))
+               > 1e-6 * max(1.0, abs(float(self.horizontal[k])))]
+        if bad:
+            raise ConfigError(f"{self.path}: grid {name!r} is not the grid of this METCRO3D: "
+                              + ", ".join(bad) + "; build on MCIP's GRIDDESC grid "
+                              "(grid: {griddesc: GRIDDESC, name: <GDNAM>})")
+
+
+def read_metcro3d(path: str | Path) -> ModelLayers:
+    """The layers of an MCIP ``METCRO3D`` file (I/O API GRDDED3: header VGTYP, VGTOP, VGLVLS
+    and the horizontal grid, ``PREP/mcip/src/comheader.f90:49-71``; variable
+    ``ZF(TSTEP, LAY, ROW, COL)``)."""
+    path = Path(path)
+    try:
+        nc = netCDF4.Dataset(path)
+    except (OSError, RuntimeError) as exc:
+        raise ConfigError(f"{path}: cannot open the METCRO3D file ({exc})") from exc
+    with nc:
+        missing = [a for a in ("VGTYP", "VGTOP", "VGLVLS", "NLAYS", *IOAPI_GRID_ATTRIBUTES)
+                   if a not in nc.ncattrs()]
+        if missing or "ZF" not in nc.variables:
+            raise ConfigError(f"{path}: not an MCIP METCRO3D file: "
+                              + (f"global attributes {missing} missing" if missing else
+                                 "no ZF (full-layer height) variable"))
+        vglvls = tuple(float(v) for v in np.atleast_1d(nc.getncattr("VGLVLS")))
+        zf = np.asarray(nc.variables["ZF"][:], dtype=np.float64)
+        nlays = int(nc.getncattr("NLAYS"))
+        if zf.ndim != 4 or zf.shape[1] != nlays or len(vglvls) != nlays + 1:
+            raise ConfigError(f"{path}: ZF is {zf.shape} with NLAYS {nlays} and "
+                              f"{len(vglvls)} VGLVLS; expected (TSTEP, NLAYS, ROW, COL) and "
+                              "NLAYS + 1 levels")
+        horizontal = {k: float(nc.getncattr(k)) for k in IOAPI_GRID_ATTRIBUTES}
+        out = ModelLayers(path, "METCRO3D", int(nc.getncattr("VGTYP")),
+                          float(nc.getncattr("VGTOP")), vglvls, zf.mean(axis=0), horizontal)
+    _check_tops(out.zf, path, "ZF")
+    return out
+
+
+def _check_tops(z: np.ndarray, path: Path, what: str) -> None:
+    if not np.all(np.isfinite(z)) or np.any(z[0] <= 0) or np.any(np.diff(z, axis=0) <= 0):
+        raise ConfigError(f"{path}: {what} must be positive and increase with the layer in "
+                          "every cell (layer tops in m above ground)")
+
+
+#: WRF's gravity (``share/module_model_constants.F``: g = 9.81)
+WRF_G = 9.81
+
+
+def read_wrfinput_layers(path: str | Path) -> ModelLayers:
+    """WRF's η layers of a ``wrfinput_d0N``: tops ``(PH + PHB)/g − HGT`` at w levels 2 … nz+1
+    of the first time (``Registry/Registry.EM_COMMON:199-200, 1406``), VGLVLS = ZNW, VGTOP =
+    P_TOP and VGTYP as MCIP would write them (7 if HYBRID_OPT <= 0, else −9999,
+    ``PREP/mcip/src/setgriddefs.f90:450-455``)."""
+    path = Path(path)
+    try:
+        nc = netCDF4.Dataset(path)
+    except (OSError, RuntimeError) as exc:
+        raise ConfigError(f"{path}: cannot open the wrfinput file ({exc})") from exc
+    with nc:
+        missing = [v for v in ("PH", "PHB", "HGT", "ZNW", "P_TOP") if v not in nc.variables]
+        if missing:
+            raise ConfigError(f"{path}: variables {missing} are missing; a wrfinput written by "
+                              "real.exe has them (a geo_em file has no layers)")
+        z_w = (np.asarray(nc["PH"][0], dtype=np.float64)
+               + np.asarray(nc["PHB"][0], dtype=np.float64)) / WRF_G
+        hgt = np.asarray(nc["HGT"][0], dtype=np.float64)
+        znw = tuple(float(v) for v in np.asarray(nc["ZNW"][0]))
+        ptop = float(np.asarray(nc["P_TOP"][:]).ravel()[0])
+        hybrid = int(nc.getncattr("HYBRID_OPT")) if "HYBRID_OPT" in nc.ncattrs() else 0
+    zf = z_w[1:] - hgt[None]
+    _check_tops(zf, path, "(PH + PHB)/g − HGT")
+    return ModelLayers(path, "wrfinput", 7 if hybrid <= 0 else -9999, ptop, znw, zf, None)

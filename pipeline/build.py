@@ -61,9 +61,10 @@ from pipeline.publish import (
     staging_dir,
     sweep_stale,
     verify_build,
+    write_local_record,
     write_manifest,
 )
-from pipeline.regional import add_regional
+from pipeline.regional import MergeMap, add_regional, write_merge_map
 from pipeline.report import summary_markdown, write_report, write_synergy_page
 from pipeline.scenario import (
     ScenarioRun,
@@ -167,7 +168,11 @@ class BuildState:
     cache : per input, per step (``read``, ``emissions``, ``allocation``): ``hit`` or
         ``computed``
     cache_files : cache files the build used, relative to the cache directory
+    merge_map : with a regional background, where the local inventory replaced it
+        (:class:`~pipeline.regional.MergeMap`, written as ``regional_merge.nc``), else None
     clock : timings of the steps so far
+    model_lines : what the model-read ledger found (warnings, species not carried) and where
+        the namelist lines are, for the summary
     """
 
     cfg: BuildConfig
@@ -185,7 +190,9 @@ class BuildState:
     cems: Cems | None = None
     cache: dict[str, dict[str, str]] = field(default_factory=dict)
     cache_files: list[str] = field(default_factory=list)
+    merge_map: MergeMap | None = None
     clock: Stopwatch = field(default_factory=lambda: Stopwatch())
+    model_lines: list[str] = field(default_factory=list)
 
 
 @dataclass
@@ -210,7 +217,11 @@ class BuildResult:
     timings : seconds per step [s]
     seconds : the build's wall time [s]
     period : the UTC days written (first, last), or None for the whole year
-    formats, mechanism : the file formats written and the model mechanism
+    formats, mechanism : the file formats written and the CMAQ mechanism
+    wrfchem : the WRF-Chem settings (``emiss_opt``, its mechanism, ``kemit``), or None when no
+        WRF-Chem files were written
+    cmaq_desid : the CMAQ namelists the model-read ledger assumed (``<version>:<mechanism>``)
+    model_lines : the model-read ledger's warnings and notes, and where the namelist lines are
     manifest : the build's manifest (:class:`~pipeline.publish.Manifest`)
     writes : the scheduler the day files were written on and the peak resident memory of each
         process that wrote them [MB]
@@ -236,6 +247,9 @@ class BuildResult:
     formats: list[str]
     mechanism: str
     manifest: Manifest
+    wrfchem: Any = None
+    cmaq_desid: str = ""
+    model_lines: list[str] = field(default_factory=list)
     writes: RunStats = field(default_factory=RunStats)
     scenario: str | None = None
     synergy: pd.DataFrame | None = None
@@ -356,10 +370,12 @@ def prepare(cfg: BuildConfig | str | Path, tables: Tables | None = None, *,
     return state
 
 
-def write_build_report(build_dir: Path) -> bool:
-    """The QA report; a failure here is reported, not fatal: the inventory itself is checked."""
+def write_build_report(build_dir: Path, boundaries: Path | None = None) -> bool:
+    """The QA report (district maps from ``boundaries``, the configuration's file: the manifest
+    carries its path relative to the configuration); a failure here is reported, not fatal:
+    the inventory itself is checked."""
     try:
-        write_report(build_dir)
+        write_report(build_dir, boundaries=boundaries)
     except Exception as exc:  # noqa: BLE001 - report bugs must not block a checked inventory
         print(f"WARNING: the build report could not be written: {exc!r}")
         return False
@@ -397,12 +413,13 @@ def _write_files(state: BuildState, staging: Path, ctx: WriteContext, runner: Ru
         for label, month in by_month.items():
             got = runner.io(f"write-models-{label}", model_ready.write_days, mo, month,
                             s.factors, staging, ctx.attrs)
-            for f in mo.formats:
-                measured[f].update(got[f])
+            for f, by_day in got.items():  # formats, CMAQ streams (cmaq:<label>), #exact
+                measured.setdefault(f, {}).update(by_day)
             done += len(month)
             runner.progress("write model days", done, len(days_))
         model_ready.check_days(mo, s.annual, s.factors, measured, rtol=FLOAT32_RTOL)
-        model_ready.finish(mo, s.ledger, staging, days_)  # model-read ledger, namelist lines
+        # model-read ledger, namelist lines
+        s.model_lines = model_ready.finish(mo, s.ledger, staging, days_)
         s.clock.lap("models")
     return days
 
@@ -436,16 +453,20 @@ def write_and_publish(state: BuildState, out: Path, publication: Publication,
                                Path(s.cfg.tables.sectors).parent)
         write_annual(staging, s.annual, s.factors, ctx.static, ctx.attrs)
         runner.run("uncertainty", write_uncertainty, s, staging, ctx.static, ctx.attrs)
+        if s.merge_map is not None:
+            write_merge_map(staging, s.merge_map, grid, ctx.static, ctx.attrs,
+                            pd.Timestamp(s.factors.time.values[0]).year)
         findings_frame(s.findings).to_csv(staging / "checks.csv", index=False)
         if pub.extra is not None:
             pub.extra(staging, ctx.static, ctx.attrs)
         write_manifest(staging, Manifest(
-            build_id=pub.build_id, config_hash=pub.config_hash, config=str(s.cfg.config_path),
-            year=s.cfg.year, boundaries=str(s.cfg.boundaries) if s.cfg.boundaries else None,
+            build_id=pub.build_id, config_hash=pub.config_hash,
+            config=s.cfg.relative(s.cfg.config_path) or "",
+            year=s.cfg.year, boundaries=s.cfg.relative(s.cfg.boundaries),
             period=s.cfg.output.period, inputs={m.name: m.sha256 for m in s.metas},
             day_content=days.content, reused_days=days.reused, fingerprint=pub.fingerprint,
             cache_files=s.cache_files, scenario=pub.scenario))
-        reported = runner.run("report", write_build_report, staging)
+        reported = runner.run("report", write_build_report, staging, s.cfg.boundaries)
         if pub.pages is not None:
             add_to_manifest(staging, pub.pages(staging))
         latest = out / pub.pointer
@@ -457,6 +478,8 @@ def write_and_publish(state: BuildState, out: Path, publication: Publication,
         if full is not None:
             raise full from exc
         raise
+    if s.cfg.config_path is not None:  # where the manifest's relative paths start, kept local
+        write_local_record(out, pub.build_id, {"config_dir": str(Path(s.cfg.config_path).parent)})
     record_changes(out, previous, final, pub.pointer)
     prune(out, s.cfg.output.keep_builds)
     prune_day_store(store)
@@ -470,13 +493,17 @@ def write_and_publish(state: BuildState, out: Path, publication: Publication,
         report=final / "report" / "index.html" if reported else None,
         timings=dict(s.clock.steps), seconds=s.clock.total, period=s.cfg.output.period,
         formats=list(s.cfg.output.formats), mechanism=s.cfg.output.mechanism,
-        manifest=read_manifest(final), writes=days.stats)
+        manifest=read_manifest(final), writes=days.stats,
+        wrfchem=s.cfg.output.wrfchem if "wrfchem" in s.cfg.output.formats else None,
+        cmaq_desid=s.cfg.output.cmaq_namelists, model_lines=list(s.model_lines))
 
 
 #: keyword overrides of :func:`run_build` → the config keys they set
 OVERRIDES = {"out": "output.dir", "year": "year", "period": "output.period",
              "scheduler": ("allocation.scheduler", "output.scheduler"),
-             "formats": "output.formats", "mechanism": "output.mechanism"}
+             "formats": "output.formats", "mechanism": "output.mechanism",
+             "emiss_opt": "output.wrfchem.emiss_opt", "kemit": "output.wrfchem.kemit",
+             "cmaq_streams": "output.cmaq.streams"}
 
 
 def _overrides(overrides: dict[str, Any]) -> dict[str, Any]:
@@ -508,7 +535,8 @@ def run_build(config: str | Path, runner: Runner | None = None, **overrides: Any
     **overrides : ``out`` (output directory), ``year``, ``period`` (two UTC dates, inclusive),
         ``scheduler`` (dask scheduler of the allocation and of the day writes: ``processes``,
         ``synchronous`` or a ``dask.distributed`` address), ``formats`` (``cf``, ``cmaq``,
-        ``wrfchem``), ``mechanism``
+        ``wrfchem``), ``mechanism`` (CMAQ), ``emiss_opt`` and ``kemit`` (WRF-Chem),
+        ``cmaq_streams`` (stream label → sectors)
 
     Examples
     --------
@@ -601,7 +629,8 @@ def run_scenario_build(scenario_path: str | Path, runner: Runner | None = None,
         result = write_and_publish(state, out, Publication(
             build_id=build_id, config_hash=sc_hash, pointer=_pointer(cfg, f"latest-scenario-"
                                                                      f"{sc.name}"),
-            scenario=ScenarioInfo(name=sc.name, file=str(sc.path), base_year=sc.base_year,
+            scenario=ScenarioInfo(name=sc.name, file=cfg.relative(sc.path),
+                                  base_year=sc.base_year,
                                   target_year=sc.target_year, base_config_hash=cfg_hash),
             extra=lambda staging, static, attrs: write_scenario_files(run, staging, static,
                                                                      attrs),

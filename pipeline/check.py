@@ -1,11 +1,15 @@
 """``tongyuan check``: every input and table of a configuration validated, and every problem
 listed in one pass (not only the first), without building.
 
-Tables are checked one by one (a problem in one does not hide the others); each input is read
-with :func:`sources.readers.source_errors`, which sets a bad row aside and checks the rest, so a
-workbook with five bad rows gives five problems. The problems are printed and written as a CSV
-(``file, sheet, row, column, value, expected, problem``) that inventory staff can open in Excel
-next to the file they fix.
+The tables are loaded by the build's own :func:`pipeline.steps.load_tables`, whose loaders
+collect every bad row of every table (:class:`sources.errors.Problems`) instead of stopping at
+the first; each input is read with :func:`sources.readers.source_errors`, which sets a bad row
+aside and checks the rest, so a workbook with five bad rows gives five problems; even when a
+table is broken the inputs are checked against the names of the tables that do load. An input
+without row problems is then checked for its share of mass beyond the grid (the build's
+:func:`pipeline.steps.check_outside`, on :func:`grids.allocate.outside_share`: no allocation
+matrix, no build). The problems are printed and written as a CSV (``file, sheet, row, column,
+value, expected, problem``) that inventory staff can open in Excel next to the file they fix.
 """
 
 from __future__ import annotations
@@ -19,20 +23,22 @@ from pathlib import Path
 from typing import Any
 
 import pandas as pd
+import pyproj
 
+from grids.allocate import outside_share
 from grids.grid import Grid
 from grids.proxy import Proxy
 from pipeline.cems import cems_errors
-from pipeline.checks import load_checks
 from pipeline.config import BuildConfig, load_config
-from pipeline.steps import Tables, input_layout, load_tables, read_input
-from pipeline.temporal import load_profiles, load_sectors
-from sources.errors import InputError, TongyuanError
+from pipeline.model_ready import check_formats
+from pipeline.steps import Tables, check_outside, input_layout, load_tables, read_input
+from sources.errors import ConfigErrors, Problems, TongyuanError
 from sources.factors import load_factor_library
-from sources.readers import source_errors
+from sources.gridded import load_mapping
+from sources.readers import Vocabulary, source_errors
 from sources.speciation import load_speciation
 from sources.species import load_species
-from sources.validate import load_activity_bounds
+from sources.validate import check_unique_across, load_activity_bounds
 
 #: the columns of ``errors.csv``
 COLUMNS = ["file", "sheet", "row", "column", "value", "expected", "problem"]
@@ -53,13 +59,23 @@ class Problem:
     @classmethod
     def of(cls, exc: TongyuanError, file: str | Path | None = None) -> Problem:
         """The problem an error describes; ``file`` when the error names no file."""
-        if isinstance(exc, InputError):
-            return cls(file=exc.path or str(file or ""), sheet=exc.sheet or "",
-                       row="" if exc.row is None else str(exc.row),
-                       column="" if exc.column is None else str(exc.column),
-                       value="" if exc.value is None else str(exc.value)[:200],
-                       expected=exc.expected or "", problem=exc.problem)
+        if getattr(exc, "problem", None) is not None:  # InputError, or ConfigError.at
+            value = getattr(exc, "value", None)
+            row, column = getattr(exc, "row", None), getattr(exc, "column", None)
+            return cls(file=getattr(exc, "path", None) or str(file or ""),
+                       sheet=getattr(exc, "sheet", None) or "",
+                       row="" if row is None else str(row),
+                       column="" if column is None else str(column),
+                       value="" if value is None else str(value)[:200],
+                       expected=getattr(exc, "expected", None) or "", problem=exc.problem)
         return cls.from_text(str(exc), file)
+
+    @classmethod
+    def all_of(cls, exc: TongyuanError, file: str | Path | None = None) -> list[Problem]:
+        """One problem per error ``exc`` holds (:class:`ConfigErrors` holds several)."""
+        if isinstance(exc, ConfigErrors):
+            return [p for e in exc.errors for p in cls.all_of(e, file)]
+        return [cls.of(exc, file)]
 
     @classmethod
     def from_text(cls, text: str, file: str | Path | None = None) -> Problem:
@@ -100,60 +116,96 @@ def _config_problems(path: Path, exc: TongyuanError) -> list[Problem]:
 
 def _attempt(problems: list[Problem], file: str | Path | None, fn: Callable[..., Any],
              *args: Any) -> Any:
-    """``fn(*args)``, or None with its error added to ``problems``."""
+    """``fn(*args)``, or None with its errors (every one it holds) added to ``problems``."""
     try:
         return fn(*args)
     except TongyuanError as exc:
-        problems.append(Problem.of(exc, file))
+        problems += Problem.all_of(exc, file)
         return None
 
 
 def check_tables(cfg: BuildConfig) -> tuple[list[Problem], Tables | None]:
-    """Every configuration table of ``cfg`` on its own, then their cross-checks; the loaded
-    tables when there is no problem."""
-    t = cfg.tables
+    """Every problem of every configuration table of ``cfg`` (what :func:`load_tables` finds,
+    all of it), the proxy rasters, the regional mapping tables, the speciation table and what
+    the model formats of ``output.formats`` need; the loaded tables when the build's tables
+    load."""
     problems: list[Problem] = []
-    registry = _attempt(problems, t.species, load_species, t.species)
-    if registry is not None:
-        _attempt(problems, t.emission_factors, load_factor_library, t.emission_factors,
-                 t.control_efficiencies, t.fuels, registry.emitted)
-    profiles = _attempt(problems, t.temporal_profiles, load_profiles, t.temporal_profiles)
-    if profiles is not None:
-        _attempt(problems, t.sectors, load_sectors, t.sectors, profiles)
-    if t.checks is not None:
-        _attempt(problems, t.checks, load_checks, t.checks)
-    if cfg.validation.bounds_path is not None:
-        _attempt(problems, cfg.validation.bounds_path, load_activity_bounds,
-                 cfg.validation.bounds_path)
-    grid = _attempt(problems, cfg.config_path, Grid.from_config, cfg.grid.model_dump())
-    if grid is not None:
-        for name, path in cfg.proxies.items():
-            _attempt(problems, path, Proxy(name=name, path=str(path)).read)
-    if problems:
-        return problems, None
     tables = _attempt(problems, cfg.config_path, load_tables, cfg)
-    if tables is not None and t.speciation is not None:
-        _attempt(problems, t.speciation, load_speciation, t.speciation, cfg.output.mechanism,
-                 tables.registry.emitted, list(tables.sectors["sector"]))
+    for name, path in cfg.proxies.items():
+        _attempt(problems, path, Proxy(name=name, path=str(path)).read)
+    if cfg.regional is not None:
+        _attempt(problems, cfg.regional.sector_mapping, load_mapping,
+                 cfg.regional.sector_mapping, cfg.regional.species_mapping)
+    if tables is not None and cfg.tables.speciation is not None:
+        _attempt(problems, cfg.tables.speciation, load_speciation, cfg.tables.speciation,
+                 cfg.output.mechanism, tables.registry.emitted, list(tables.sectors["sector"]))
+    if tables is not None and not problems:  # what the model formats of output.formats need
+        _attempt(problems, cfg.config_path, check_formats, cfg, tables)
     return problems, tables
 
 
-def check_inputs(cfg: BuildConfig, tables: Tables) -> tuple[list[Problem], pd.DataFrame | None]:
-    """Every row problem of every input; the combined ids and kinds when there is none (for the
-    CEMS check)."""
+def check_inputs(cfg: BuildConfig, tables: Tables | None
+                 ) -> tuple[list[Problem], pd.DataFrame | None]:
+    """Every row problem of every input, and of an input without one whether too much of its
+    mass lies beyond the grid (:func:`pipeline.steps.check_outside`: a wrong CRS or zone,
+    swapped axes); the combined ids and kinds when there is no problem (for the CEMS check).
+
+    With ``tables`` None (a configuration table is broken) each file is still checked row by
+    row: columns, ids, numbers, units, geometry and CRS, and the names of the tables that do
+    load (:func:`_partial_vocabulary`: sector, fuel, technology and control devices when the
+    factor tables load), but not the grid's extent."""
     problems: list[Problem] = []
-    frames = []
+    read: list[tuple[str, pd.DataFrame]] = []
+    partial = _partial_vocabulary(cfg) if tables is None and cfg.inputs else None
     for spec in cfg.inputs:
+        if tables is None:
+            errors = source_errors(spec.path, spec.kind, target_crs=_crs_of(cfg),
+                                   layout=input_layout(cfg, None, spec)[0], vocabulary=partial)
+            problems += [Problem.of(e, spec.path) for e in errors]
+            continue
         layout, vocabulary = input_layout(cfg, tables, spec)
         errors = source_errors(spec.path, spec.kind, target_crs=tables.grid.crs, layout=layout,
                                vocabulary=vocabulary)
         problems += [Problem.of(e, spec.path) for e in errors]
-        if not errors:
-            table, _ = read_input(cfg, tables, spec)
-            frames.append(table[["source_id", "kind"]])
+        got = None if errors else _attempt(problems, spec.path, read_input, cfg, tables, spec)
+        if got is None:
+            continue
+        table = got[0]
+        outside = _attempt(problems, spec.path, outside_share, table, tables.grid)
+        if outside is not None:
+            _attempt(problems, spec.path, check_outside, table, outside, tables,
+                     {str(table["input_file"].iloc[0]) if len(table) else "": spec.name})
+        read.append((str(spec.path), table))
     if problems:
         return problems, None
-    return problems, pd.concat(frames, ignore_index=True) if frames else None
+    _attempt(problems, None, check_unique_across, read)
+    if problems or not read:
+        return problems, None
+    return problems, pd.concat([t[["source_id", "kind"]] for _, t in read], ignore_index=True)
+
+
+def _partial_vocabulary(cfg: BuildConfig) -> Vocabulary:
+    """The names that the tables which do load define, to check inputs against when another
+    table is broken (its problems are reported by :func:`check_tables`)."""
+    t, quiet = cfg.tables, Problems()
+    registry = quiet.attempt(load_species, t.species)
+    library = (quiet.attempt(load_factor_library, t.emission_factors, t.control_efficiencies,
+                             t.fuels, registry.emitted) if registry is not None else None)
+    bounds = cfg.validation.bounds_path
+    return Vocabulary(keys=library.keys if library is not None else None,
+                      devices=library.devices if library is not None else None,
+                      proxies=set(cfg.proxies), sector_proxies=cfg.sector_proxies,
+                      species=registry.emitted if registry is not None else None,
+                      bounds=quiet.attempt(load_activity_bounds, bounds) if bounds else None)
+
+
+def _crs_of(cfg: BuildConfig) -> pyproj.CRS:
+    """The grid's CRS, or longitude/latitude when the grid itself is broken (its problem is
+    reported with the tables)."""
+    try:
+        return Grid.from_config(cfg.grid.model_dump()).crs
+    except TongyuanError:
+        return pyproj.CRS.from_epsg(4326)
 
 
 def check_config(path: str | Path) -> list[Problem]:
@@ -164,14 +216,13 @@ def check_config(path: str | Path) -> list[Problem]:
     except TongyuanError as exc:
         return _config_problems(path, exc)
     problems, tables = check_tables(cfg)
-    if tables is None:
-        return problems
     found, activity = check_inputs(cfg, tables)
-    problems += sorted(found, key=lambda p: (p.file, int(p.row) if p.row.isdigit() else 0))
-    if cfg.cems:
+    problems += found
+    if tables is not None and cfg.cems:
         problems += [Problem.of(e) for e in cems_errors(list(cfg.cems), activity,
                                                         tables.registry.all, cfg.year)]
-    return problems
+    files = {f: i for i, f in enumerate(dict.fromkeys(p.file for p in problems))}
+    return sorted(problems, key=lambda p: (files[p.file], int(p.row) if p.row.isdigit() else 0))
 
 
 def write_errors(problems: list[Problem], path: str | Path) -> Path:

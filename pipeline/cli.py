@@ -92,8 +92,18 @@ def _parser() -> argparse.ArgumentParser:
     bp.add_argument("--format", metavar="F[,F]", help="file formats, comma-separated: cf "
                     "(hourly/, always written), cmaq (cmaq/, I/O API), wrfchem (wrfchem/, "
                     "wrfchemi); default: output.formats of the config")
-    bp.add_argument("--mechanism", help="chemical mechanism of the cmaq/wrfchem files, a "
-                    "mechanism of the speciation table (default: output.mechanism, cb6r3_ae6)")
+    bp.add_argument("--mechanism", help="chemical mechanism of the cmaq files, a mechanism of "
+                    "the speciation table: cb6r3_ae6 (CMAQ 5.3.3) or cb6r5_ae7 (CMAQ 5.4/5.5 "
+                    "default) (default: output.mechanism, cb6r3_ae6)")
+    bp.add_argument("--emiss-opt", type=int, metavar="N", help="WRF-Chem emiss_opt whose "
+                    "Registry package the wrfchemi files carry: 3, 4, 8, 10, 14, 15, 16, 17 "
+                    "(default: output.wrfchem.emiss_opt, 3)")
+    bp.add_argument("--kemit", type=int, metavar="N", help="WRF-Chem kemit, the levels of the "
+                    "wrfchemi files (default: output.wrfchem.kemit, else the model layers)")
+    bp.add_argument("--cmaq-streams", metavar="L=S,S;L=S", help="CMAQ streams, each a set of "
+                    "day files (cmaq/streams/) beside the merged one: label=sectors, e.g. "
+                    "'ENERGY=power,industry_combustion;MOBILE=road,offroad,shipping;"
+                    "FERT=fertiliser'; other sectors go to OTHER (default: output.cmaq.streams)")
     bp.add_argument("--force", action="store_true", help="build and publish even when nothing "
                     "changed since the published build (default: say which build is current "
                     "and exit)")
@@ -117,6 +127,8 @@ def _parser() -> argparse.ArgumentParser:
     up.add_argument("--seed", type=int, help="random seed (default: the config's "
                     "uncertainty.seed); the same seed gives the same numbers")
     up.add_argument("--member-grids", type=int, help="member grids kept in uncertainty.nc")
+    up.add_argument("--config", type=Path, help="the build's configuration (default: the "
+                    "manifest's, when that path exists from here)")
     vp = sub.add_parser("verify", help="check every file of a published build against its "
                         "manifest (sha256); exit 1 on any difference")
     vp.add_argument("build", type=Path, help="a build directory, e.g. out/latest")
@@ -158,6 +170,19 @@ def _parser() -> argparse.ArgumentParser:
     return p
 
 
+def _model_format_line(result: BuildResult, f: str) -> str:
+    """What the model files of format ``f`` are for: CMAQ its mechanism and namelists, WRF-Chem
+    its emiss_opt package, mechanism and kemit."""
+    if f == "wrfchem" and result.wrfchem is not None:
+        from pipeline.wrfchem_packages import package
+
+        w = result.wrfchem
+        kemit = w.kemit if w.kemit is not None else "= model layers"
+        return (f"emiss_opt {w.emiss_opt} ({package(w.emiss_opt).name}, mechanism "
+                f"{w.speciation_mechanism}), kemit {kemit}")
+    return f"mechanism {result.mechanism} (CMAQ namelists {result.cmaq_desid})"
+
+
 def _print_summary(result: BuildResult) -> None:
     from pipeline.parallel import peak_rss_mb
 
@@ -169,7 +194,9 @@ def _print_summary(result: BuildResult) -> None:
         fmt = FORMATS[f]
         if fmt.description:
             print(f"  {f + ':':<9}{result.build_dir}/{fmt.folder}/ ({fmt.description}), "
-                  f"mechanism {result.mechanism}; mass checked against the ledger")
+                  f"{_model_format_line(result, f)}; mass checked against the ledger")
+    for line in result.model_lines:
+        print(f"  models:  {line}")
     print(f"  ledger:  {result.build_dir}/ledger.csv\n")
     print(f"  {'species':<8}{'read t/yr':>16}{'gridded':>16}{'outside':>12}{'rejected':>12}"
           f"{'written':>16}")
@@ -229,6 +256,23 @@ def _formats(text: str | None) -> list[str] | None:
     return out
 
 
+def _streams(text: str | None) -> dict[str, list[str]] | None:
+    """``--cmaq-streams 'ENERGY=power,industry_combustion;MOBILE=road'`` → label → sectors."""
+    if not text:
+        return None
+    out: dict[str, list[str]] = {}
+    for item in (x.strip() for x in text.split(";") if x.strip()):
+        label, eq, sectors = item.partition("=")
+        names = [x.strip() for x in sectors.split(",") if x.strip()]
+        if not eq or not label.strip() or not names:
+            raise ValueError(f"--cmaq-streams {text!r}: {item!r} is not LABEL=sector[,sector]; "
+                             "e.g. 'ENERGY=power,industry_combustion;FERT=fertiliser'")
+        if label.strip() in out:
+            raise ValueError(f"--cmaq-streams {text!r}: stream {label.strip()!r} given twice")
+        out[label.strip()] = names
+    return out
+
+
 def _print_synergy(result: BuildResult) -> None:
     syn = result.synergy
     print(f"\nScenario {result.scenario}: build {result.build_id} published")
@@ -270,6 +314,7 @@ def _build_command(args: argparse.Namespace, started: float) -> int:
     try:
         period = _period(args.period)
         formats = _formats(getattr(args, "format", None))
+        streams = _streams(getattr(args, "cmaq_streams", None))
     except ValueError as exc:
         print(f"tongyuan: error: {exc}", file=sys.stderr)
         return 2
@@ -277,7 +322,8 @@ def _build_command(args: argparse.Namespace, started: float) -> int:
     try:
         if args.command == "build" and not args.force:
             current = up_to_date(path, out=out, year=args.year, period=period, formats=formats,
-                                 mechanism=args.mechanism)
+                                 mechanism=args.mechanism, emiss_opt=args.emiss_opt,
+                                 kemit=args.kemit, cmaq_streams=streams)
             if current is not None:
                 print(f"nothing to do: build {current.build_id} is current (its inputs, tables, "
                       "configuration, output settings and code are unchanged); nothing "
@@ -288,7 +334,9 @@ def _build_command(args: argparse.Namespace, started: float) -> int:
                 result = build_inventory(str(path), out_dir=out, year=args.year, period=period,
                                          scheduler=args.scheduler, formats=formats,
                                          mechanism=args.mechanism,
-                                         show_progress=sys.stderr.isatty())
+                                         show_progress=sys.stderr.isatty(),
+                                         emiss_opt=args.emiss_opt, kemit=args.kemit,
+                                         cmaq_streams=streams)
             else:
                 result = scenario_inventory(str(path), out_dir=out, period=period)
     except TongyuanError as exc:
@@ -331,7 +379,7 @@ def main(argv: list[str] | None = None) -> int:
             build = args.build.resolve()
             with build_lock(build.parent):
                 result = run_uncertainty(build, args.members, args.seed,
-                                         member_grids=args.member_grids)
+                                         member_grids=args.member_grids, config=args.config)
             city = result.stats[result.stats["sector"] == "city"].set_index("species")
             for sp_ in [s_ for s_ in ("CO2", "NOx", "SO2", "PM2_5") if s_ in city.index]:
                 r = city.loc[sp_]

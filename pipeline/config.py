@@ -24,6 +24,7 @@ from pydantic import (
 from pipeline.wrfchem_packages import MECHANISM_OF, package
 from pipeline.writers import FORMATS
 from sources.errors import ConfigError
+from sources.files import sha256_file
 from sources.tables import FrozenModel, format_validation_error, read_yaml
 
 
@@ -38,10 +39,23 @@ class GridConfig(FrozenModel):
     name: str = "SH1KM"
     #: an I/O API GRIDDESC file: the grid ``name`` in it defines crs, origin, cells (CMAQ/WRF)
     griddesc: Path | None = None
+    #: a WRF ``wrfinput_d0N`` or ``geo_em.d0N.nc``: its mass grid is the grid (the name is
+    #: ``WRF_D0N`` unless given); the wrfchemi files then carry its attributes
+    wrf: Path | None = None
+
+    @model_validator(mode="before")
+    @classmethod
+    def _wrf_name(cls, data: Any) -> Any:
+        if isinstance(data, dict) and data.get("wrf") and "name" not in data:
+            return {**data, "name": ""}  # Grid.from_config names it after the file's GRID_ID
+        return data
 
     @model_validator(mode="after")
     def _one_definition(self) -> GridConfig:
         explicit = self.model_fields_set & {"crs", "x0", "y0", "dx", "dy", "nx", "ny"}
+        if self.wrf is not None and (explicit or self.griddesc is not None):
+            raise ValueError("give either wrf (a wrfinput/geo_em file) or "
+                             f"{sorted(explicit) or 'griddesc'}, not both")
         if self.griddesc is not None:
             if explicit:
                 raise ValueError(f"give either griddesc (with name) or {sorted(explicit)}, "
@@ -148,8 +162,13 @@ class WrfChemConfig(FrozenModel):
     #: WRF's ``kemit``: the files' ``emissions_zdim`` (levels above the highest emitting layer
     #: are zero); default: the number of configured model layers
     kemit: int | None = Field(None, ge=1)
-    #: the WRF domain the files are for (``wrfchemi_d<NN>_...``)
+    #: the WRF domain the files are for (``wrfchemi_d<NN>_...``; default: the GRID_ID of the
+    #: domain file, else 1)
     domain: int = Field(1, ge=1, le=99)
+    #: the run's ``wrfinput_d<NN>`` or ``geo_em.d<NN>.nc`` (default: ``grid.wrf``): the files
+    #: are refused unless the grid is its mass grid; they carry its projection, MMINLU/IS*
+    #: and nest attributes and fluxes per physical cell area (MAPFAC_M)
+    domain_file: Path | None = None
 
     @field_validator("emiss_opt")
     @classmethod
@@ -164,6 +183,52 @@ class WrfChemConfig(FrozenModel):
     def kemit_for(self, n_layers: int) -> int:
         """``kemit`` for a build with ``n_layers`` model layers."""
         return self.kemit if self.kemit is not None else max(n_layers, 1)
+
+
+#: the CMAQ namelists (``<version>:<mechanism>`` of config/cmaq_desid_surrogates.csv) the model-read
+#: ledger assumes for a shipped CMAQ mechanism when ``output.cmaq_desid`` is not given
+CMAQ_DESID_OF = {"cb6r3_ae6": "5.3.3:cb6r3_ae6_aq", "cb6r5_ae7": "5.4:cb6r5_ae7_aq"}
+#: CMAQ stream labels whose PCVOC the default DESID namelists overwrite with 0 (fire streams,
+#: config/cmaq_desid_rules.csv): a stream of ours must not take one of these names
+CMAQ_FIRE_LABELS = ("PT_FIRES", "PT_RXFIRES", "PT_WILDFIRES", "PT_AGFIRES", "PT_OTHFIRES",
+                    "PT_FIRES_MXCA", "GR_RES_FIRES")
+
+
+class CmaqConfig(FrozenModel):
+    """How the ``cmaq`` format is split and read by CMAQ (``output.cmaq``)."""
+
+    #: per-sector-group streams, stream label → sectors: each stream is a set of I/O API day
+    #: files of its own (``cmaq/streams/``) for GR_EMIS_### / GR_EMIS_LAB_###, beside the
+    #: merged file; sectors no stream lists go to a stream ``OTHER``. Regional sectors
+    #: (``<sector>@<inventory>``) follow their sector. Empty: the merged file only
+    streams: dict[str, list[str]] = Field(default_factory=dict)
+    #: emission surrogates the user's own DESID rules emit beyond the default namelists (e.g.
+    #: ``[CO2]`` with the CO2 tracer of cmaq/README.txt): the model-read ledger counts them read
+    extra_rules: list[str] = Field(default_factory=list)
+    #: CMAQ runs with bidirectional NH3 (``CTM_ABFLUX Y``): CMAQ subtracts NH3_FERT from NH3 and
+    #: computes fertiliser NH3 itself, so the ledger counts fertiliser NH3 as not read
+    abflux: bool = False
+
+    @field_validator("streams")
+    @classmethod
+    def _labels(cls, value: dict[str, list[str]]) -> dict[str, list[str]]:
+        seen: dict[str, str] = {}
+        for label, sectors in value.items():
+            if not label or len(label) > 16 or not label.replace("_", "").isalnum():
+                raise ValueError(f"stream label {label!r}: at most 16 letters, digits or '_' "
+                                 "(CMAQ GR_EMIS_LAB_###)")
+            if label.upper() in CMAQ_FIRE_LABELS:
+                raise ValueError(f"stream label {label!r} is a fire stream label of CMAQ's "
+                                 "default DESID namelists, which set PCVOC to 0 for it; choose "
+                                 "another name")
+            if not sectors:
+                raise ValueError(f"stream {label!r} lists no sectors")
+            for sector in sectors:
+                if sector in seen:
+                    raise ValueError(f"sector {sector!r} is in streams {seen[sector]!r} and "
+                                     f"{label!r}: each sector in one stream")
+                seen[sector] = label
+        return value
 
 
 class OutputConfig(FrozenModel):
@@ -187,8 +252,11 @@ class OutputConfig(FrozenModel):
     model_read: Literal["fail", "warn"] = "warn"
     #: the CMAQ namelists the model-read ledger assumes, ``<version>:<mechanism>`` of
     #: config/cmaq_desid_surrogates.csv (5.3.3, 5.4 or 5.5; cb6r3_ae6_aq, cb6r3_ae7_aq,
-    #: cb6r5_ae7_aq)
-    cmaq_desid: str = "5.3.3:cb6r3_ae6_aq"
+    #: cb6r5_ae7_aq); default: the one of ``mechanism`` (:data:`CMAQ_DESID_OF`), else 5.3.3's
+    #: cb6r3_ae6_aq
+    cmaq_desid: str | None = None
+    #: CMAQ streams, extra DESID rules, bidirectional NH3
+    cmaq: CmaqConfig = Field(default_factory=CmaqConfig)
     #: where the day files are written, each day a task: ``auto`` (worker processes on every
     #: core from 8 days on, else in this process), ``processes``, ``synchronous``, or the
     #: address of a dask.distributed scheduler (``tcp://host:8786``). The files are the same.
@@ -196,6 +264,13 @@ class OutputConfig(FrozenModel):
     #: published builds kept in the output directory (older ones are pruned after each
     #: publish; builds a ``latest*`` pointer refers to are always kept); null keeps all
     keep_builds: int | None = Field(10, ge=1)
+
+    @property
+    def cmaq_namelists(self) -> str:
+        """``output.cmaq_desid``, or the namelists of the shipped ``mechanism``."""
+        if self.cmaq_desid is not None:
+            return self.cmaq_desid
+        return CMAQ_DESID_OF.get(self.mechanism, "5.3.3:cb6r3_ae6_aq")
 
     @field_validator("scheduler")
     @classmethod
@@ -227,6 +302,12 @@ class VerticalConfig(FrozenModel):
     #: or sigma/eta interfaces from 1 (surface) down, with the model-top pressure
     sigma: list[float] | None = None
     ptop_pa: float = Field(5000.0, gt=0)
+    #: or MCIP's METCRO3D of the CMAQ run: its layers (ZF per cell; VGTYP, VGTOP, VGLVLS
+    #: written to the CMAQ files)
+    metcro3d: Path | None = None
+    #: or the WRF run's wrfinput_d<NN>: its η layers ((PH + PHB)/g − HGT per cell), the
+    #: levels WRF-Chem adds wrfchemi level k to (the grid must be that domain's)
+    wrfinput: Path | None = None
     #: Briggs plume rise for stacks with height, diameter, exit velocity and temperature
     plume_rise: Literal["briggs", "none"] = "briggs"
     #: Pasquill class for plume rise (A–F), and per sector where it differs
@@ -239,8 +320,10 @@ class VerticalConfig(FrozenModel):
 
     @model_validator(mode="after")
     def _one_definition(self) -> VerticalConfig:
-        if self.layers_m is not None and self.sigma is not None:
-            raise ValueError("give either layers_m or sigma, not both")
+        given = [k for k in ("layers_m", "sigma", "metcro3d", "wrfinput")
+                 if getattr(self, k) is not None]
+        if len(given) > 1:
+            raise ValueError(f"give one of layers_m, sigma, metcro3d or wrfinput, not {given}")
         for cls_ in [self.stability, *self.stability_by_sector.values()]:
             if cls_.upper() not in ("A", "B", "C", "D", "E", "F"):
                 raise ValueError(f"unknown Pasquill stability class {cls_!r}; use A–F")
@@ -416,6 +499,15 @@ class BuildConfig(FrozenModel):
         return {k: getattr(self.tables, k) for k in TablesConfig.model_fields
                 if getattr(self.tables, k) is not None}
 
+    def relative(self, path: str | Path | None) -> str | None:
+        """``path`` relative to the folder of the configuration file, as published metadata
+        (manifest, report) writes it: never the server's absolute path."""
+        if path is None:
+            return None
+        if self.config_path is None or not Path(path).is_absolute():
+            return str(path)
+        return os.path.relpath(path, Path(self.config_path).parent)
+
 
 def resolve_paths(doc: dict[str, Any], base: Path) -> dict[str, Any]:
     """A copy of a configuration document (the YAML as read) with every relative path made
@@ -437,8 +529,14 @@ def resolve_paths(doc: dict[str, Any], base: Path) -> dict[str, Any]:
         out["boundaries"] = res(out["boundaries"])
     if isinstance(out.get("cems"), list):
         out["cems"] = [res(c) for c in out["cems"]]
-    if isinstance(out.get("grid"), dict) and out["grid"].get("griddesc"):
-        out["grid"] = {**out["grid"], "griddesc": res(out["grid"]["griddesc"])}
+    for section, key in (("grid", "griddesc"), ("grid", "wrf"), ("vertical", "metcro3d"),
+                         ("vertical", "wrfinput")):
+        if isinstance(out.get(section), dict) and out[section].get(key):
+            out[section] = {**out[section], key: res(out[section][key])}
+    wrf = out.get("output", {}).get("wrfchem") if isinstance(out.get("output"), dict) else None
+    if isinstance(wrf, dict) and wrf.get("domain_file"):
+        out["output"] = {**out["output"], "wrfchem": {**wrf,
+                                                      "domain_file": res(wrf["domain_file"])}}
     if isinstance(out.get("cache"), dict) and out["cache"].get("dir"):
         out["cache"] = {**out["cache"], "dir": res(out["cache"]["dir"])}
     if isinstance(out.get("validation"), dict) and out["validation"].get("activity_bounds"):
@@ -517,6 +615,9 @@ def config_hash(cfg: BuildConfig) -> str:
         h.update(p.read_bytes())
     if cfg.grid.griddesc is not None and cfg.grid.griddesc.exists():  # defines the grid
         h.update(cfg.grid.griddesc.read_bytes())
+    for p in (cfg.grid.wrf, cfg.vertical.metcro3d, cfg.vertical.wrfinput):  # grid, layers
+        if p is not None and p.exists():
+            h.update(sha256_file(p).encode())
     if cfg.regional is not None:  # the mapping tables are science like the other tables
         h.update(cfg.regional.sector_mapping.read_bytes())
         h.update(cfg.regional.species_mapping.read_bytes())

@@ -29,6 +29,7 @@ def annual_grid(matrix: sp.csr_matrix, emissions: pd.DataFrame, sectors: np.ndar
     """
     values = np.zeros((len(sector_ids), len(species), grid.ny, grid.nx))
     e = emissions[species].to_numpy()
+    matrix = sp.csc_matrix(matrix)  # column slices per sector: cheap on CSC, a scan on CSR
     for i, s in enumerate(sector_ids):
         cols = np.flatnonzero(sectors == s)
         if cols.size:
@@ -104,6 +105,11 @@ def day_cube(annual: xr.DataArray, factors: xr.DataArray, grid: Grid,
     sectors = list(annual["sector"].values)
     f = factors.sel(sector=sectors).transpose("sector", "time").to_numpy()
     a = annual.to_numpy()
+    # sectors without emissions in these hours add exactly 0 (a monthly regional sector outside
+    # its month): left out of the product
+    active = np.flatnonzero(f.any(axis=1))
+    if active.size < len(sectors):
+        f, a, sectors = f[active], a[active], [sectors[i] for i in active]
     area = grid.cell_area_m2.ravel() * SECONDS_PER_HOUR
     shape = (f.shape[1], grid.ny, grid.nx)
     data_vars = {}
@@ -126,7 +132,9 @@ def day_cube(annual: xr.DataArray, factors: xr.DataArray, grid: Grid,
 def _flux_attrs(registry: SpeciesRegistry, species: str) -> dict[str, str]:
     meta = registry.species[species]
     attrs = {"long_name": f"emission flux of {meta.long_name}", "units": "kg m-2 s-1",
-             "grid_mapping": "crs", "coordinates": "lat lon", "cell_measures": "area: cell_area"}
+             "grid_mapping": "crs", "coordinates": "lat lon", "cell_measures": "area: cell_area",
+             # the mean rate over the hour the time coordinate starts (its bounds, time_bnds)
+             "cell_methods": "time: mean"}
     if meta.cf_standard_name:
         attrs["standard_name"] = meta.cf_standard_name
     if meta.note:

@@ -120,7 +120,11 @@ def _make_subset(req: SubsetRequest) -> str:
         if unknown or not species:
             raise SubsetError(400, f"species must be a comma-separated list of {emitted}"
                               + (f"; unknown: {unknown}" if unknown else ""))
-        sub = ds[species + ["cell_area", "crs"]].sel(time=slice(start, end))
+        # the cell bounds the coordinates name (time_bnds, x_bnds, lon_bnds …; none in files
+        # of builds older than the bounds)
+        bounds = [b for c in ("time", "x", "y", "lon", "lat")
+                  if (b := ds[c].attrs.get("bounds")) is not None and b in ds.variables]
+        sub = ds[species + ["cell_area", "crs", *bounds]].sel(time=slice(start, end))
         if req.bbox is not None:
             ys, xs, inside = bbox_cells(ds["lon"].values, ds["lat"].values, req.bbox)
             sub = sub.isel(y=ys, x=xs)
@@ -145,6 +149,8 @@ def _make_subset(req: SubsetRequest) -> str:
             src = ds.variables[name].encoding if name in ds.variables else {}
             var.encoding = {**src, "_FillValue": _default_fill(var.dtype) if name in species
                             else None}
+            if name in bounds:  # xarray would give the corners a ``coordinates: lat lon``
+                var.encoding["coordinates"] = None
         if size * 8 <= IN_MEMORY_BYTES:  # small: read at once (dask's per-task cost dominates)
             sub = sub.load()
         fd, tmp = tempfile.mkstemp(suffix=".nc", prefix="subset-", dir=req.tmpdir)

@@ -112,15 +112,17 @@ class PrefectRunner(build.Runner):
 def build_inventory(config_path: str, out_dir: str | None = None, year: int | None = None,
                     period: tuple[str, str] | None = None,
                     scheduler: str | None = None, formats: list[str] | None = None,
-                    mechanism: str | None = None, show_progress: bool = False
-                    ) -> build.BuildResult:
+                    mechanism: str | None = None, show_progress: bool = False,
+                    emiss_opt: int | None = None, kemit: int | None = None,
+                    cmaq_streams: dict[str, list[str]] | None = None) -> build.BuildResult:
     """Annual build (:func:`pipeline.build.run_build`) with every step a Prefect task;
     ``show_progress``: progress bars on standard error when it is a terminal."""
     display = for_terminal() if show_progress else None
     try:
         return build.run_build(config_path, PrefectRunner(display), out=out_dir, year=year,
                                period=period, scheduler=scheduler, formats=formats,
-                               mechanism=mechanism)
+                               mechanism=mechanism, emiss_opt=emiss_opt, kemit=kemit,
+                               cmaq_streams=cmaq_streams)
     finally:
         if display is not None:
             display.close()

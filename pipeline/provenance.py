@@ -107,7 +107,12 @@ def input_fingerprint(cfg: BuildConfig) -> str:
              + [("cems", str(p), p) for p in cfg.cems]
              + ([("boundaries", "", cfg.boundaries)] if cfg.boundaries else [])
              + ([("griddesc", "", cfg.grid.griddesc)] if getattr(cfg.grid, "griddesc", None)
-                else []))
+                else [])
+             + [(kind, "", p) for kind, p in (("wrf_domain", cfg.grid.wrf),
+                                              ("wrfchem_domain", cfg.output.wrfchem.domain_file),
+                                              ("metcro3d", cfg.vertical.metcro3d),
+                                              ("wrf_layers", cfg.vertical.wrfinput))
+                if p is not None])
     if cfg.regional is not None:  # every file of a regional inventory, and its mask
         for inv in cfg.regional.inventories:
             root = Path(inv.path)

@@ -209,6 +209,35 @@ def _write_json(build_dir: Path, manifest: Manifest) -> Path:
     return path
 
 
+#: the output directory's private folder: what the server knows of a build and never
+#: publishes (the absolute folder of its configuration), one ``<build id>.json`` per build
+LOCAL = ".local"
+
+
+def write_local_record(out: Path, build_id: str, record: dict[str, str]) -> Path:
+    """``out/.local/<build_id>.json``: the server's own record of a build (absolute paths the
+    manifest must not carry), written atomically; removed when the build is pruned."""
+    folder = out / LOCAL
+    folder.mkdir(exist_ok=True)
+    path = folder / f"{build_id}.json"
+    tmp = folder / f".{build_id}.json.tmp"
+    tmp.write_text(json.dumps(record, indent=1, sort_keys=True), encoding="utf-8")
+    os.replace(tmp, path)
+    return path
+
+
+def local_record(build: Path) -> dict[str, str]:
+    """The server's record of the build at ``build`` (``OUT/<id>`` or a pointer to it); {} when
+    there is none (an older build, or a build copied elsewhere)."""
+    build = build.resolve()
+    path = build.parent / LOCAL / f"{build.name}.json"
+    try:
+        doc = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}
+    return {str(k): str(v) for k, v in doc.items()} if isinstance(doc, dict) else {}
+
+
 def _entries(build_dir: Path, files: list[Path]) -> dict[str, FileEntry]:
     return {str(p.relative_to(build_dir)): FileEntry(sha256=sha256_file(p),
                                                      bytes=p.stat().st_size) for p in files}
@@ -328,6 +357,7 @@ def prune(out: Path, keep: int | None) -> list[str]:
         trash = out / f".pruned-{build}"
         os.replace(out / build, trash)
         shutil.rmtree(trash, ignore_errors=True)
+        (out / LOCAL / f"{build}.json").unlink(missing_ok=True)
         removed.append(build)
     return removed
 

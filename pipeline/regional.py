@@ -48,8 +48,10 @@ from grids.grid import Grid
 from grids.regions import read_regions, region_weights
 from grids.regrid import Regridding, cached_regridding
 from pipeline.checks import Finding
+from pipeline.cube import annual_grid
 from pipeline.ledger import RTOL, check_balance
-from pipeline.steps import compute_annual, compute_ledger
+from pipeline.steps import compute_ledger
+from pipeline.writers.netcdf_cf import write_grid_dataset
 from sources.emissions import EmissionsResult
 from sources.errors import ConfigError, MassBalanceError
 from sources.gridded import (
@@ -70,6 +72,8 @@ if TYPE_CHECKING:
 #: ledger columns of the merge, per sector × species [kg]
 REGIONAL_COLUMNS = ["regional_read", "regional_outside", "replaced_by_local",
                     "regional_gridded"]
+#: the build file with where the local inventory replaced the regional one (report map)
+MERGE_FILE = "regional_merge.nc"
 
 
 def regional_sector(sector: str, inventory: str, month: int | None) -> str:
@@ -113,6 +117,8 @@ class Regional:
     metas: list[InputMeta]
     log: list[str] = field(default_factory=list)
     cache: CacheStats = field(default_factory=CacheStats)
+    #: the mapping rows used whose split is marked ``verified=no``, as text
+    unverified: set[str] = field(default_factory=set)
 
 
 def source_grid(f: GriddedField, name: str) -> Grid:
@@ -127,6 +133,7 @@ def read_regional(rcfg: RegionalConfig, target: Grid, year: int,
     sec_map, spc_map = load_mapping(rcfg.sector_mapping, rcfg.species_mapping)
     acc: dict[tuple[str, str, str, int | None], RegionalPart] = {}
     metas, log, stats = [], [], CacheStats()
+    unverified: set[str] = set()
     matrices: dict[tuple[str, object], Regridding] = {}
     for inv in rcfg.inventories:
         src = GriddedSource(**{**inv.model_dump(), "path": str(inv.path)})
@@ -135,9 +142,15 @@ def read_regional(rcfg: RegionalConfig, target: Grid, year: int,
             metas.append(InputMeta(name=f"regional_{inv.name}_{Path(path).stem}", path=path,
                                    kind="regional", format=inv.format, sha256=digest))
         skipped: set[str] = set()
+        mapped: dict[tuple[str, str], tuple[dict[str, float], dict[str, float]]] = {}
         for f in fields:
-            splits = sector_split(sec_map, inv.name, f.sector, f.species)
-            species = species_map(spc_map, inv.name, f.species)
+            if (f.sector, f.species) not in mapped:  # the same for every month
+                splits = sector_split(sec_map, inv.name, f.sector, f.species)
+                mapped[f.sector, f.species] = (splits,
+                                               species_map(spc_map, inv.name, f.species))
+                unverified |= _unverified_rows(sec_map, rcfg.sector_mapping, inv.name,
+                                               f.sector, f.species, splits)
+            splits, species = mapped[f.sector, f.species]
             if not splits or not species:
                 skipped.add(f"{f.sector}/{f.species}")
                 continue
@@ -159,7 +172,32 @@ def read_regional(rcfg: RegionalConfig, target: Grid, year: int,
             log.append(f"regional {inv.name}: not mapped, left out: {sorted(skipped)}")
         log.append(f"regional {inv.name}: {len(fields)} fields from {len(files)} files, "
                    f"{len({k for k in matrices if k[0] == inv.name})} source grid(s)")
-    return Regional(parts=list(acc.values()), metas=metas, log=log, cache=stats)
+    return Regional(parts=list(acc.values()), metas=metas, log=log, cache=stats,
+                    unverified=unverified)
+
+
+def _unverified_rows(mapping: pd.DataFrame, path: object, inventory: str, their_sector: str,
+                     their_species: str, splits: dict[str, float]) -> set[str]:
+    """The rows behind a split (:func:`sources.gridded.sector_split`) marked verified=no."""
+    if "verified" not in mapping.columns or not splits:
+        return set()
+    m = mapping[(mapping["inventory"] == inventory) & (mapping["their_sector"] == their_sector)
+                & mapping["sector"].isin(list(splits))]
+    own = m[m["species"] == their_species]
+    use = own if len(own) else m[m["species"] == "*"]
+    return {f"{path} row {int(i) + 1}: {r.inventory},{r.their_sector},{r.sector},{r.species} "
+            f"{r.fraction:g}" for i, r in use[use["verified"] == "no"].iterrows()}
+
+
+def unverified_finding(rows: set[str]) -> Finding | None:
+    """One warning naming the sector-split rows used that are marked verified=no."""
+    if not rows:
+        return None
+    return Finding(check="unverified_regional_splits", severity="warning", sector="all",
+                   pair="verified=no", value=float(len(rows)), unit="rows", expected="0 rows",
+                   message=f"{len(rows)} regional sector-split rows used are verified=no: "
+                   "their fractions are placeholders (see their reference); replace them with "
+                   "local shares", factor_rows=" | ".join(sorted(rows)))
 
 
 def mask_fraction(target: Grid, polygons: gpd.GeoDataFrame | None) -> np.ndarray:
@@ -168,6 +206,47 @@ def mask_fraction(target: Grid, polygons: gpd.GeoDataFrame | None) -> np.ndarray
     if polygons is None or len(polygons) == 0:
         return np.zeros(target.size)
     return np.clip(region_weights(target, polygons).sum(axis=1), 0.0, 1.0)
+
+
+@dataclass
+class MergeMap:
+    """Where the merge put each inventory, for the build's :data:`MERGE_FILE`.
+
+    ``inside``: share of each cell inside the mask [1] (flat cells); ``replaced``: regional
+    mass per species replaced by the local inventory in each cell [kg/yr], (species, cells)."""
+
+    inside: np.ndarray
+    species: list[str]
+    replaced: np.ndarray
+
+
+def merge_map(merged: list[Merged], inside: np.ndarray, species: list[str]) -> MergeMap:
+    """The :class:`MergeMap` of a merge: replaced mass summed over the regional sectors."""
+    rep = np.zeros((len(species), inside.size))
+    for m in merged:
+        if m.replaced > 0 and m.part.species in species:
+            rep[species.index(m.part.species)] += m.part.cells - m.kept
+    return MergeMap(inside=inside, species=list(species), replaced=rep)
+
+
+def write_merge_map(build_dir: Path, mm: MergeMap, grid: Grid, static: dict, attrs: dict,
+                    year: int) -> None:
+    """``regional_merge.nc``: the mask share per cell and the regional mass replaced by the
+    local inventory per species and cell [kg/yr] (the report's map of where each inventory
+    holds)."""
+    ds = xr.Dataset({
+        "local_mask_fraction": (("y", "x"), mm.inside.reshape(grid.shape), {
+            "long_name": "share of the cell inside the mask where the local inventory "
+                         "replaces the regional one", "units": "1", "grid_mapping": "crs",
+            "coordinates": "lat lon"}),
+        "replaced_by_local": (("species", "y", "x"),
+                              mm.replaced.reshape(len(mm.species), *grid.shape), {
+            "long_name": "regional emissions replaced by the local inventory",
+            "units": "kg year-1", "grid_mapping": "crs", "coordinates": "lat lon"})},
+        coords={"species": mm.species})
+    write_grid_dataset(ds, build_dir / MERGE_FILE, static, attrs,
+                       {"replaced_by_local": {"zlib": True, "complevel": 1}}, year=year,
+                       annual=["replaced_by_local"])
 
 
 @dataclass
@@ -290,14 +369,21 @@ def _pseudo_sources(merged: list[Merged], species: list[str], grid: Grid, regist
                 if carried in em:
                     em[carried] = e
             ems.append(em)
-            cols.append(cells / e)
+            nz = np.flatnonzero(cells)
+            cols.append((nz, cells[nz] / e))
             outside.append(out / e)
     table = pd.DataFrame(ems, columns=species, index=[r["source_id"] for r in rows],
                          dtype=float)
     if "CO2e" in species:
         table = registry.add_co2e(table.drop(columns="CO2e"))[species]
     activity = gpd.GeoDataFrame(rows, geometry=[grid.domain] * len(rows), crs=grid.crs)
-    matrix = sp.csr_matrix(np.array(cols).T) if cols else sp.csr_matrix((grid.size, 0))
+    if cols:
+        indptr = np.concatenate([[0], np.cumsum([c[0].size for c in cols])])
+        matrix = sp.csc_matrix((np.concatenate([c[1] for c in cols]),
+                                np.concatenate([c[0] for c in cols]), indptr),
+                               shape=(grid.size, len(cols))).tocsr()
+    else:
+        matrix = sp.csr_matrix((grid.size, 0))
     return activity, table, matrix, np.array(outside, dtype=float)
 
 
@@ -387,6 +473,9 @@ def add_regional(state: BuildState, runner: Runner) -> None:
                    f"inventory replaces {sorted(replace_sectors & {p.sector for p in reg.parts})}"
                    f"; regional kept everywhere for {kept_sectors}")
     _border_findings(s, mask, replace_sectors)
+    unverified = unverified_finding(reg.unverified)
+    if unverified is not None:
+        s.findings.append(unverified)
     species = list(s.emissions.table.columns)
     act, table, matrix, outside = _pseudo_sources(merged, species, grid, s.tables.registry)
     names = sorted({m.part.build_sector for m in merged})
@@ -407,13 +496,16 @@ def add_regional(state: BuildState, runner: Runner) -> None:
     replaced = mled["replaced_by_local"].unstack("species").reindex(columns=species)
     rejected = replaced.fillna(0.0) if s.rejected_kg is None else \
         pd.concat([s.rejected_kg[species], replaced.fillna(0.0)])
-    s.annual = compute_annual(s.alloc, s.emissions, s.activity, s.tables)
+    # the local sectors' grid is unchanged: only the regional sectors are added to it
+    s.annual = xr.concat([s.annual, annual_grid(matrix, table, act["sector"].to_numpy(), grid,
+                                                species, names)], dim="sector")
     s.ledger = compute_ledger(s.emissions, s.activity, s.alloc, s.annual, rejected)
     for col in REGIONAL_COLUMNS:
         s.ledger.table[col] = mled[col].reindex(s.ledger.table.index).fillna(0.0)
     check_balance(s.ledger, written=False)
     check_merge_ledger(s.ledger.table)
     s.metas = [*s.metas, *reg.metas]
+    s.merge_map = merge_map(merged, inside, [sp_ for sp_ in species if sp_ != "CO2e"])
     s.cache["regional"] = {"regrid": ",".join(sorted(set(reg.cache.kinds.values()))) or "none"}
     s.cache_files = sorted({*s.cache_files, *(f"regrid/{f}" for f in reg.cache.files)})
     for line in reg.log:

@@ -15,7 +15,9 @@ allocated anew) and returns:
 ``interaction``: Δ of every species in t/yr (scenario − base: negative = avoided), the grid
 electricity changes in MWh, and the co-benefit ratios ``t pollutant avoided per kt CO2
 avoided`` (ΔP [t] / ΔCO2 [kt]; positive when both fall, negative for a trade-off, empty when
-CO2 does not change).
+CO2 does not change). The CO2 of the ratios is fossil CO2 (``delta_CO2_fossil_t`` where the
+registry splits CO2, as CO2e counts it): a measure that moves coal to biomass avoids fossil CO2
+although the total CO2 changes little.
 """
 
 from __future__ import annotations
@@ -201,8 +203,11 @@ def _summary_row(name: str, delta_kg: pd.Series, effects: list[MeasureEffect],
 
 
 def _ratios(df: pd.DataFrame, species: list[str], registry: Any) -> pd.DataFrame:
-    """Co-benefit ratios: t of each pollutant per kt CO2, both as changes (same sign = synergy)."""
-    kt_co2 = df["delta_CO2_t"] / 1e3
+    """Co-benefit ratios: t of each pollutant per kt fossil CO2 (``CO2_fossil`` of the registry's
+    ``co2_split``, the CO2 of CO2e; total CO2 for a registry without a split), both as changes
+    (same sign = synergy)."""
+    co2 = registry.co2_split[1] if registry.co2_split else "CO2"
+    kt_co2 = df[f"delta_{co2}_t"] / 1e3
     for sp in species:
         if registry.species[sp].kind == "pollutant":
             r = df[f"delta_{sp}_t"] / kt_co2.where(kt_co2 != 0)
@@ -239,7 +244,8 @@ def write_scenario_files(run: ScenarioRun, build_dir: Path, static: dict[str, An
     write_grid_dataset(ds, build_dir / "difference.nc", static, {
         **attrs, "tongyuan_scenario": sc.name, "tongyuan_scenario_title": sc.title,
         "tongyuan_base_year": sc.base_year, "tongyuan_target_year": sc.target_year,
-        "references": sc.reference}, enc)
+        "references": sc.reference}, enc, year=sc.base_year,
+        annual=["emission_difference", "base_emissions"])
 
 
 def check_base_year(scenario: Scenario, year: int) -> None:

@@ -26,7 +26,7 @@ from pipeline.ledger import RTOL, Ledger
 from pipeline.temporal import load_profiles, load_sectors, temporal_factors
 from pipeline.writers.netcdf_cf import write_grid_dataset
 from sources.emissions import EmissionsResult, compute_emissions
-from sources.errors import ConfigError, InputError, MassBalanceError
+from sources.errors import ConfigError, InputError, MassBalanceError, Problems
 from sources.factors import FactorLibrary, load_factor_library
 from sources.readers import FileLayout, InputMeta, Vocabulary, combine_activity, read_sources
 from sources.species import SpeciesRegistry, load_species
@@ -54,32 +54,38 @@ class Tables:
 
 
 def load_tables(cfg: BuildConfig) -> Tables:
-    """Load and cross-check the configuration tables."""
-    registry = load_species(cfg.tables.species)
-    library = load_factor_library(cfg.tables.emission_factors, cfg.tables.control_efficiencies,
-                                  cfg.tables.fuels, registry.emitted)
-    profiles = load_profiles(cfg.tables.temporal_profiles)
-    sectors = load_sectors(cfg.tables.sectors, profiles)
-    missing = sorted(set(library.keys["sector"]) - set(sectors["sector"]))
-    if missing:
-        raise ConfigError(f"{cfg.tables.sectors}: sectors {missing} have emission factors but no "
-                          "row here (profiles and code mappings)")
-    if cfg.sectors is not None:
-        unknown = sorted(set(cfg.sectors) - set(sectors["sector"]))
-        if unknown:
-            raise ConfigError(f"{cfg.config_path}: 'sectors' lists unknown sectors {unknown}; "
-                              f"known: {sorted(sectors['sector'])}")
-    unknown = sorted(set(cfg.sector_proxies) - set(sectors["sector"]))
-    if unknown:
-        raise ConfigError(f"{cfg.config_path}: 'sector_proxies' names unknown sectors {unknown}; "
-                          f"known: {sorted(sectors['sector'])}")
-    grid = Grid.from_config(cfg.grid.model_dump())
-    proxies = {name: Proxy(name=name, path=str(path)) for name, path in cfg.proxies.items()}
-    checks = load_checks(cfg.tables.checks) if cfg.tables.checks else None
+    """Load and cross-check the configuration tables.
+
+    Each table is checked on its own and every problem of every table is raised together
+    (:class:`~sources.errors.ConfigErrors`: the first few listed, with their count)."""
+    t, found = cfg.tables, Problems()
+    registry = found.attempt(load_species, t.species)
+    library = (found.attempt(load_factor_library, t.emission_factors, t.control_efficiencies,
+                             t.fuels, registry.emitted) if registry is not None else None)
+    profiles = found.attempt(load_profiles, t.temporal_profiles)
+    sectors = found.attempt(load_sectors, t.sectors, profiles)  # profiles None: names unchecked
+    grid = found.attempt(Grid.from_config, cfg.grid.model_dump())
+    checks = found.attempt(load_checks, t.checks) if t.checks else None
     bounds_path = cfg.validation.bounds_path
-    bounds = load_activity_bounds(bounds_path) if bounds_path is not None else None
-    types = (load_activity_types(cfg.tables.activity_uncertainty)
-             if cfg.tables.activity_uncertainty is not None else None)
+    bounds = found.attempt(load_activity_bounds, bounds_path) if bounds_path is not None else None
+    types = (found.attempt(load_activity_types, t.activity_uncertainty)
+             if t.activity_uncertainty is not None else None)
+    if sectors is not None:
+        known = set(sectors["sector"])
+        missing = sorted(set(library.keys["sector"]) - known) if library is not None else []
+        if missing:
+            found.add(ConfigError(f"{t.sectors}: sectors {missing} have emission factors but no "
+                                  "row here (profiles and code mappings)"))
+        unknown = sorted(set(cfg.sectors or []) - known)
+        if unknown:
+            found.add(ConfigError(f"{cfg.config_path}: 'sectors' lists unknown sectors "
+                                  f"{unknown}; known: {sorted(known)}"))
+        unknown = sorted(set(cfg.sector_proxies) - known)
+        if unknown:
+            found.add(ConfigError(f"{cfg.config_path}: 'sector_proxies' names unknown sectors "
+                                  f"{unknown}; known: {sorted(known)}"))
+    found.raise_any()
+    proxies = {name: Proxy(name=name, path=str(path)) for name, path in cfg.proxies.items()}
     return Tables(registry=registry, library=library, sectors=sectors, profiles=profiles,
                   grid=grid, proxies=proxies, checks=checks, bounds=bounds,
                   max_outside_share=cfg.validation.max_outside_share, activity_types=types)
@@ -93,12 +99,15 @@ def read_input(cfg: BuildConfig, tables: Tables, spec: InputConfig
                         vocabulary=vocabulary, name=spec.name)
 
 
-def input_layout(cfg: BuildConfig, tables: Tables, spec: InputConfig
+def input_layout(cfg: BuildConfig, tables: Tables | None, spec: InputConfig
                  ) -> tuple[FileLayout, Vocabulary]:
-    """How one input of the config is laid out, and the names its rows are checked against."""
+    """How one input of the config is laid out, and the names its rows are checked against
+    (none without ``tables``)."""
     layout = FileLayout(crs=spec.crs, columns=spec.columns, layer=spec.layer,
                         x_column=spec.x_column, y_column=spec.y_column,
                         wkt_column=spec.wkt_column, sheet=spec.sheet)
+    if tables is None:
+        return layout, Vocabulary(sector_proxies=cfg.sector_proxies)
     vocabulary = Vocabulary(keys=tables.library.keys, devices=tables.library.devices,
                             proxies=set(tables.proxies), species=tables.registry.emitted,
                             sector_proxies=cfg.sector_proxies, bounds=tables.bounds)
@@ -178,21 +187,23 @@ def allocate_sources(activity: gpd.GeoDataFrame, tables: Tables, cache_dir: Path
     alloc = allocate(activity, tables.grid, tables.proxies,
                      cache_dir=Path(cache_dir) / "allocation" if cache_dir else None,
                      stats=stats, scheduler=scheduler, groups=groups)
-    check_outside(activity, alloc, tables, inputs)
+    check_outside(activity, alloc.outside_fraction, tables, inputs)
     return alloc
 
 
-def check_outside(activity: gpd.GeoDataFrame, alloc: Allocation, tables: Tables,
+def check_outside(activity: gpd.GeoDataFrame, outside_fraction: np.ndarray, tables: Tables,
                   inputs: dict[str, str] | None = None) -> None:
     """Stop the build when more than ``tables.max_outside_share`` of one input's mass lies
     beyond the grid: that is a wrong CRS or UTM zone, swapped lon/lat or a grid that misses
     the data, not sources outside the city.
 
-    Mass is the input's emissions summed over the emitted species; they are computed only for
-    an input with some source beyond the limit (the share cannot exceed its largest source's).
+    ``outside_fraction`` is each source's share beyond the grid (the allocation's, or
+    :func:`grids.allocate.outside_share` for ``tongyuan check``). Mass is the input's emissions
+    summed over the emitted species; they are computed only for an input with some source
+    beyond the limit (the share cannot exceed its largest source's).
     """
     limit = tables.max_outside_share
-    outside = np.asarray(alloc.outside_fraction, dtype=float)
+    outside = np.asarray(outside_fraction, dtype=float)
     files = activity["input_file"].to_numpy()
     for path in dict.fromkeys(files):
         rows = np.flatnonzero(files == path)
@@ -320,10 +331,14 @@ def write_annual(build_dir: Path, annual: xr.DataArray, factors: xr.DataArray,
     ds["annual_emissions"].attrs = {"long_name": "annual emissions per grid cell",
                                     "units": "kg year-1", "grid_mapping": "crs",
                                     "coordinates": "lat lon"}
+    # the share of the year's total emitted during the hour [t, t + 1 h]
+    ds["temporal_factor"].attrs = {**factors.attrs, "cell_methods": "time: sum"}
+    first = pd.Timestamp(factors.time.values[0])
     enc = {"annual_emissions": {"zlib": True, "complevel": 1,
                                 "chunksizes": (1, 1) + annual.shape[2:]},
-           "time": {"dtype": "int32", "units": f"hours since {str(factors.time.values[0])[:10]}"}}
-    write_grid_dataset(ds, build_dir / "annual.nc", static, attrs, enc)
+           "time": {"dtype": "int32", "units": f"hours since {first:%Y-%m-%d}"}}
+    write_grid_dataset(ds, build_dir / "annual.nc", static, attrs, enc, year=first.year,
+                       annual=["annual_emissions"])
 
 
 def totals_markdown(build_id: str, totals: pd.DataFrame) -> str:

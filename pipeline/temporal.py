@@ -22,7 +22,7 @@ import numpy as np
 import pandas as pd
 import xarray as xr
 
-from sources.errors import ConfigError
+from sources.errors import ConfigError, Problems
 from sources.tables import read_table
 
 LENGTHS = {"month": 12, "weekday": 7, "hour": 24}
@@ -32,58 +32,83 @@ HOLIDAYS = tuple(h.value for h in chinese_calendar.Holiday)
 
 
 def load_profiles(path: str | Path) -> dict[str, dict[str, np.ndarray]]:
-    """``{profile_id: {kind: weights}}`` from the tidy profiles table, with complete vectors."""
+    """``{profile_id: {kind: weights}}`` from the tidy profiles table, with complete vectors.
+
+    Every bad row and every incomplete profile is reported, together (:class:`Problems`)."""
     path = Path(path)
-    df = read_table(path, ["profile_id", "kind", "index", "value", "reference"], "temporal-profile")
+    found = Problems()
+    df = read_table(path, ["profile_id", "kind", "index", "value", "reference"],
+                    "temporal-profile", problems=found)
     values = pd.to_numeric(df["value"], errors="coerce")
     index = pd.to_numeric(df["index"], errors="coerce")
+    good = np.ones(len(df), bool)
     for i in range(len(df)):
         kind = df["kind"].iloc[i]
         if kind not in LENGTHS:
-            raise ConfigError(f"{path}, row {i + 1}, column 'kind': {kind!r}; expected one of "
-                              f"{list(LENGTHS)}")
+            found.add(ConfigError.at(path, "unknown kind", row=i + 1, column="kind", value=kind,
+                                     expected=f"one of {list(LENGTHS)}"))
+            good[i] = False
+            continue
         if not np.isfinite(values.iloc[i]) or values.iloc[i] < 0:
-            raise ConfigError(f"{path}, row {i + 1}, column 'value': {df['value'].iloc[i]!r}; "
-                              "expected a number >= 0")
+            found.add(ConfigError.at(path, "not a weight", row=i + 1, column="value",
+                                     value=df["value"].iloc[i], expected="a number >= 0"))
         lo = FIRST_INDEX[kind]
         if not (lo <= index.iloc[i] < lo + LENGTHS[kind]) or index.iloc[i] != int(index.iloc[i]):
-            raise ConfigError(f"{path}, row {i + 1}, column 'index': {df['index'].iloc[i]!r}; "
-                              f"expected an integer {lo}..{lo + LENGTHS[kind] - 1} for {kind}")
+            found.add(ConfigError.at(path, "index out of range", row=i + 1, column="index",
+                                     value=df["index"].iloc[i], expected=f"an integer "
+                                     f"{lo}..{lo + LENGTHS[kind] - 1} for {kind}"))
+            good[i] = False
     out: dict[str, dict[str, np.ndarray]] = {}
-    tidy = df.assign(v=values, i=index.astype(int))
-    for (pid, kind), grp in tidy.groupby(["profile_id", "kind"]):
+    tidy = df.assign(v=values, i=index.where(good, -1).astype(int))
+    for (pid, kind), grp in tidy.loc[good].groupby(["profile_id", "kind"]):
         idx = grp["i"].to_numpy() - FIRST_INDEX[kind]
         if sorted(idx.tolist()) != list(range(LENGTHS[kind])):
-            raise ConfigError(f"{path}: profile {pid!r} ({kind}) has indices "
-                              f"{sorted((idx + FIRST_INDEX[kind]).tolist())}; expected each of "
-                              f"{FIRST_INDEX[kind]}..{FIRST_INDEX[kind] + LENGTHS[kind] - 1} once")
+            bad_rows = [int(r) + 1 for r in grp.index] if len(grp) <= 3 else None
+            found.add(ConfigError(
+                f"{path}: profile {pid!r} ({kind}) has indices "
+                f"{sorted((idx + FIRST_INDEX[kind]).tolist())}; expected each of "
+                f"{FIRST_INDEX[kind]}..{FIRST_INDEX[kind] + LENGTHS[kind] - 1} once"
+                + (f" (rows {bad_rows})" if bad_rows else "")))
+            continue
+        if not np.isfinite(grp["v"].to_numpy()).all() or (grp["v"] < 0).any():
+            continue  # a bad weight, reported above
         vec = np.empty(LENGTHS[kind])
         vec[idx] = grp["v"].to_numpy()
         if vec.sum() <= 0:
-            raise ConfigError(f"{path}: profile {pid!r} ({kind}) is all zero")
+            found.add(ConfigError(f"{path}: profile {pid!r} ({kind}) is all zero"))
+            continue
         out.setdefault(str(pid), {})[str(kind)] = vec
+    found.raise_any()
     return out
 
 
-def load_sectors(path: str | Path, profiles: dict[str, dict[str, np.ndarray]]) -> pd.DataFrame:
-    """The sectors table, checked against the profiles it names."""
+def load_sectors(path: str | Path, profiles: dict[str, dict[str, np.ndarray]] | None
+                 ) -> pd.DataFrame:
+    """The sectors table, checked against the profiles it names (every problem reported;
+    with ``profiles`` None, a broken profile table, the names are not checked)."""
     path = Path(path)
-    df = read_table(path, SECTOR_COLUMNS + ["reference"], "sector")
-    if df["sector"].duplicated().any():
-        dup = df.loc[df["sector"].duplicated(), "sector"].iloc[0]
-        raise ConfigError(f"{path}: duplicate sector {dup!r}")
+    found = Problems()
+    df = read_table(path, SECTOR_COLUMNS + ["reference"], "sector", problems=found)
+    for i in np.flatnonzero(df["sector"].duplicated().to_numpy()):
+        first = int(np.flatnonzero((df["sector"] == df["sector"].iloc[i]).to_numpy())[0])
+        found.add(ConfigError.at(path, f"duplicate sector {df['sector'].iloc[i]!r} (rows "
+                                 f"{first + 1} and {i + 1})", row=int(i) + 1, column="sector",
+                                 value=df["sector"].iloc[i], expected="each sector once"))
     for i, row in enumerate(df.itertuples()):
-        for kind in LENGTHS:
+        for kind in LENGTHS if profiles is not None else ():
             pid = getattr(row, f"{kind}_profile")
             if kind not in profiles.get(pid, {}):
-                raise ConfigError(f"{path}, row {i + 1}, column '{kind}_profile': no {kind} "
-                                  f"profile {pid!r} in the temporal-profile table")
+                found.add(ConfigError.at(path, f"no {kind} profile {pid!r} in the "
+                                         "temporal-profile table", row=i + 1,
+                                         column=f"{kind}_profile", value=pid,
+                                         expected=f"a profile_id with kind {kind}"))
         if row.holiday_as not in ("sunday", "none"):
-            raise ConfigError(f"{path}, row {i + 1}, column 'holiday_as': {row.holiday_as!r}; "
-                              "expected 'sunday' or 'none'")
-    return _check_periods(df, path)
-
-
+            found.add(ConfigError.at(path, "unknown holiday rule", row=i + 1,
+                                     column="holiday_as", value=row.holiday_as,
+                                     expected="'sunday' or 'none'"))
+    df = _check_periods(df, path, found)
+    found.raise_any()
+    return df
 def _date_range(spec: str) -> tuple[np.datetime64, np.datetime64] | None:
     """``(first, last)`` of ``"YYYY-MM-DD/YYYY-MM-DD"``, or None if ``spec`` is not one."""
     parts = spec.split("/")
@@ -96,18 +121,20 @@ def _date_range(spec: str) -> tuple[np.datetime64, np.datetime64] | None:
     return (first, last) if first <= last else None
 
 
-def _check_periods(df: pd.DataFrame, path: Path) -> pd.DataFrame:
+def _check_periods(df: pd.DataFrame, path: Path, found: Problems) -> pd.DataFrame:
     """Fill and check the optional ``period`` / ``period_factor`` columns."""
     if "period" not in df.columns:
         return df.assign(period="none", period_factor=1.0)
     factor = pd.to_numeric(df.get("period_factor", pd.Series(["1"] * len(df))), errors="coerce")
     for i, (spec, f) in enumerate(zip(df["period"], factor, strict=True)):
         if spec != "none" and spec not in HOLIDAYS and _date_range(spec) is None:
-            raise ConfigError(f"{path}, row {i + 1}, column 'period': {spec!r}; expected 'none', "
-                              f"a holiday of {list(HOLIDAYS)} or 'YYYY-MM-DD/YYYY-MM-DD'")
+            found.add(ConfigError.at(path, "unknown period", row=i + 1, column="period",
+                                     value=spec, expected=f"'none', a holiday of "
+                                     f"{list(HOLIDAYS)} or 'YYYY-MM-DD/YYYY-MM-DD'"))
         if not (np.isfinite(f) and f > 0):
-            raise ConfigError(f"{path}, row {i + 1}, column 'period_factor': "
-                              f"{df['period_factor'].iloc[i]!r}; expected a number > 0")
+            found.add(ConfigError.at(path, "not a period factor", row=i + 1,
+                                     column="period_factor", value=df["period_factor"].iloc[i],
+                                     expected="a number > 0"))
     return df.assign(period_factor=factor.to_numpy(dtype=float))
 
 

@@ -289,7 +289,7 @@ def _ratio_table(model: UncertaintyModel, groups: sp.csr_matrix, names: list[str
 
 
 def write_monte_carlo(result: MonteCarloResult, build_dir: Path, grid: Any,
-                      static: dict[str, Any], attrs: dict[str, Any]) -> list[Path]:
+                      static: dict[str, Any], attrs: dict[str, Any], year: int) -> list[Path]:
     """``uncertainty_mc.csv``, ``uncertainty_ratios.csv`` and ``uncertainty.nc`` (CF): per-cell
     2.5 / 97.5 % and central annual grids per species (local sources, all sectors), and the
     first K member grids when kept."""
@@ -325,13 +325,11 @@ def write_monte_carlo(result: MonteCarloResult, build_dir: Path, grid: Any,
         enc["annual_emissions_member"] = {"zlib": True, "complevel": 1,
                                           "chunksizes": (1, 1, grid.ny, grid.nx)}
     ds["species"].attrs = {"long_name": "emitted species"}
-    # CF §2.5.1: coordinate variables carry no _FillValue (xarray adds one to floats)
-    enc.update({c: {"_FillValue": None} for c in ("x", "y", "lon", "lat")})
     path = build_dir / "uncertainty.nc"
     write_grid_dataset(ds, path, static, {
         **attrs, "tongyuan_uncertainty": f"IPCC 2006 Vol. 1 Ch. 3 Approach 2 (Monte Carlo), "
         f"{result.members} members, seed {result.seed}; local sources (regional background at "
-        "its central value)"}, enc)
+        "its central value)"}, enc, year=year, annual=list(ds.data_vars))
     return [build_dir / "uncertainty_mc.csv", build_dir / "uncertainty_ratios.csv", path]
 
 
@@ -357,17 +355,20 @@ def write_uncertainty(state: Any, build_dir: Path, static: dict[str, Any],
                                  member_grids=u.member_grids, scheduler=u.scheduler)
         folder = Path(build_dir) / MC_DIR
         folder.mkdir(exist_ok=True)
-        written += write_monte_carlo(result, folder, state.tables.grid, static, attrs)
+        written += write_monte_carlo(result, folder, state.tables.grid, static, attrs,
+                                     state.cfg.year)
     return written
 
 
 def run_uncertainty(build: str | Path, members: int, seed: int | None = None, *,
-                    member_grids: int | None = None) -> MonteCarloResult:
-    """``tongyuan uncertainty``: Monte Carlo on a published build. Its configuration (from the
-    manifest) is read again (allocation matrices come from the cache), the members are drawn
-    and ``<build>/uncertainty/`` is replaced atomically and added to the manifest."""
+                    member_grids: int | None = None,
+                    config: str | Path | None = None) -> MonteCarloResult:
+    """``tongyuan uncertainty``: Monte Carlo on a published build. Its configuration
+    (``config``, or the manifest's when that path exists; its hash must be the build's) is read
+    again (allocation matrices come from the cache), the members are drawn and
+    ``<build>/uncertainty/`` is replaced atomically and added to the manifest."""
     from pipeline.build import prepare  # the recipe module imports this one
-    from pipeline.config import load_config
+    from pipeline.config import config_hash, load_config
     from pipeline.provenance import provenance_attrs
     from pipeline.publish import read_manifest, replace_subdir
     from pipeline.writers.netcdf_cf import static_coords
@@ -375,7 +376,16 @@ def run_uncertainty(build: str | Path, members: int, seed: int | None = None, *,
 
     build_dir = Path(build).resolve()
     manifest = read_manifest(build_dir)
-    cfg = load_config(manifest.config, {"output.dir": str(build_dir.parent)})
+    path = Path(config) if config is not None else Path(manifest.config or "")
+    if not path.is_file():
+        raise ConfigError(f"{build_dir}: the build's configuration {str(path)!r} is not found "
+                          "from here (manifests record it relative to its folder); give it "
+                          "with --config")
+    cfg = load_config(path, {"output.dir": str(build_dir.parent)})
+    if manifest.scenario is None and config_hash(cfg) != manifest.config_hash:
+        raise ConfigError(f"{path}: not the configuration of {build_dir} (its hash "
+                          f"{config_hash(cfg)[:12]} differs from the build's "
+                          f"{manifest.config_hash[:12]}: a table or setting changed since)")
     state = prepare(cfg)
     model = model_of_state(state)
     if model is None:
@@ -391,7 +401,7 @@ def run_uncertainty(build: str | Path, members: int, seed: int | None = None, *,
                              state.tables.grid)
     static = static_coords(state.tables.grid)
     replace_subdir(build_dir, MC_DIR, lambda folder: write_monte_carlo(
-        result, folder, state.tables.grid, static, attrs))
+        result, folder, state.tables.grid, static, attrs, cfg.year))
     if (build_dir / "report").is_dir():  # the report's uncertainty section reads the members
         from pipeline.report import write_report
 
@@ -504,8 +514,11 @@ def synergy_ranges(run: Any, tables: Any, cfg: Any, members: int, seed: int,
             lo.append(q[0])
             hi.append(q[1])
         syn[f"delta_{s_}_t_p2_5"], syn[f"delta_{s_}_t_p97_5"] = lo, hi
+    # the ratios' CO2: fossil CO2 where the registry splits CO2 (pipeline.scenario._ratios)
+    ratio_co2 = tables.registry.co2_split[1] if tables.registry.co2_split else "CO2"
     for col in ratio_cols:
         num, den = col.split("_t_per_kt_")
+        den = ratio_co2 if den == "CO2" else den
         lo, hi = [], []
         for _, r in syn.iterrows():
             d = deltas.get((r["measure"], r["basis"]), {})

@@ -143,11 +143,83 @@ class CRSMismatchError(TongyuanError):
 class ConfigError(TongyuanError):
     """The build configuration or a configuration table is invalid."""
 
+    #: where the problem is, when made by :meth:`at` (as the attributes of :class:`InputError`)
+    path: str | None = None
+    problem: str | None = None
+    row: int | None = None
+    column: str | None = None
+    value: Any = None
+    expected: str | None = None
+    sheet: str | None = None
+
     @classmethod
     def at(cls, path: str | Path, problem: str, **where: Any) -> ConfigError:
         """An error in one row or column of a configuration table, located like
         :class:`InputError` (keywords ``row``, ``column``, ``value``, ``expected``)."""
-        return cls(located(path, problem, **where))
+        exc = cls(located(path, problem, **where))
+        exc.path, exc.problem = str(path), problem
+        for key in ("row", "column", "value", "expected"):
+            setattr(exc, key, where.get(key))
+        return exc
+
+
+#: most problems the message of a :class:`ConfigErrors` lists (``tongyuan check`` lists all)
+MAX_LISTED = 10
+#: longest line of one listed problem
+MAX_LINE = 300
+
+
+class ConfigErrors(ConfigError):
+    """Several problems found at once (every bad row of a table, every broken table): the
+    message lists the first :data:`MAX_LISTED` and counts the rest; ``errors`` holds them all,
+    each a :class:`TongyuanError` naming its file, row, column and value."""
+
+    def __init__(self, errors: list[TongyuanError]) -> None:
+        self.errors = list(errors)
+        files = list(dict.fromkeys(str(getattr(e, "path", None) or "") for e in self.errors))
+        files = [f for f in files if f]
+        head = f"{len(self.errors)} problems" + (f" in {', '.join(files[:3])}" if files else "")
+        if len(files) > 3:
+            head += f" and {len(files) - 3} more files"
+        lines = [_cap(str(e).replace("\n", " "), MAX_LINE) for e in self.errors[:MAX_LISTED]]
+        if len(self.errors) > MAX_LISTED:
+            lines.append(f"... and {len(self.errors) - MAX_LISTED} more ('tongyuan check "
+                         "--config <file>' lists every one, also as errors.csv)")
+        super().__init__(head + ":\n  " + "\n  ".join(lines))
+
+
+class Problems:
+    """Problems collected one by one and raised together, so that a table with five bad rows
+    reports five, not the first: :meth:`add` records an error, :meth:`attempt` runs a check and
+    records its error, :meth:`raise_any` raises the one problem itself, or a
+    :class:`ConfigErrors` listing them all."""
+
+    def __init__(self) -> None:
+        self.errors: list[TongyuanError] = []
+
+    def __bool__(self) -> bool:
+        return bool(self.errors)
+
+    def __len__(self) -> int:
+        return len(self.errors)
+
+    def add(self, exc: TongyuanError) -> None:
+        self.errors.extend(exc.errors if isinstance(exc, ConfigErrors) else [exc])
+
+    def attempt(self, fn: Any, *args: Any, **kwargs: Any) -> Any:
+        """``fn(*args, **kwargs)``, or None with its :class:`TongyuanError` recorded."""
+        try:
+            return fn(*args, **kwargs)
+        except TongyuanError as exc:
+            self.add(exc)
+            return None
+
+    def raise_any(self) -> None:
+        """Raise what was recorded (nothing when nothing was)."""
+        if len(self.errors) == 1:
+            raise self.errors[0]
+        if self.errors:
+            raise ConfigErrors(self.errors)
 
 
 class MassBalanceError(TongyuanError):

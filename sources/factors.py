@@ -14,29 +14,13 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from sources.errors import ConfigError, UnitError, UnknownKeyError
-from sources.tables import check_unique, numbers, read_table, uncertainty_columns
-from sources.units import parse_unit
+from sources.errors import ConfigError, Problems, UnknownKeyError
+from sources.tables import check_unique, numbers, read_table, uncertainty_columns, units
 
 KEY = ["sector", "fuel", "technology"]
 NO_CONTROL = "none"
 #: values of the optional ``verified`` column: was the row checked against its primary table?
 VERIFIED = ("yes", "no")
-
-
-def _numeric(df: pd.DataFrame, col: str, path: Path, lo: float, hi: float) -> np.ndarray:
-    return numbers(df, col, path, lo, hi)
-
-
-def _units(df: pd.DataFrame, col: str, path: Path) -> None:
-    for i, text in enumerate(df[col]):
-        try:
-            parse_unit(text)
-        except UnitError as exc:
-            ambiguous = exc.problem.startswith("ambiguous")
-            raise UnitError(path, exc.problem if ambiguous else "unparseable unit", row=i + 1,
-                            column=col, value=text, expected=exc.expected if ambiguous else
-                            "a pint unit string such as 'kg/t', 'g/GJ', 'g/km'") from exc
 
 
 @dataclass(frozen=True)
@@ -110,51 +94,53 @@ def load_factor_library(factors_path: str | Path, controls_path: str | Path,
     that every fuel with a per-energy factor has a calorific value.
     """
     fp, cp, up = Path(factors_path), Path(controls_path), Path(fuels_path)
-    ef = read_table(fp, KEY + ["species", "value", "unit", "reference"], "emission-factor")
-    ef["value_num"] = _numeric(ef, "value", fp, 0.0, np.inf)
-    _units(ef, "unit", fp)
-    if "verified" in ef.columns:
-        bad = np.flatnonzero(~ef["verified"].isin(VERIFIED).to_numpy())
-        if bad.size:
-            i = int(bad[0])
-            raise ConfigError.at(fp, "bad 'verified' value", row=i + 1, column="verified",
-                                 value=ef["verified"].iloc[i], expected="yes or no")
-    unknown = np.flatnonzero(~ef["species"].isin(species).to_numpy())
-    if unknown.size:
-        i = unknown[0]
-        raise UnknownKeyError(fp, "unknown species", row=int(i) + 1, column="species",
-                              value=ef["species"].iloc[i], expected=f"one of {species}")
-    if ef.empty:
-        raise ConfigError(f"{fp}: emission-factor table has no rows; expected one row per "
-                          "sector, fuel, technology and species")
-    check_unique(ef, KEY + ["species"], fp, "emission-factor")
-    if {"uncertainty_pct", "distribution"} & set(ef.columns):
-        ef["u_rel"], ef["lognormal"] = uncertainty_columns(ef, fp)
+    found = Problems()  # every problem of the three tables, raised together at the end
+    ef = found.attempt(read_table, fp, KEY + ["species", "value", "unit", "reference"],
+                       "emission-factor", problems=found)
+    if ef is not None:
+        ef["value_num"] = numbers(ef, "value", fp, 0.0, np.inf, found)
+        units(ef, "unit", fp, found)
+        if "verified" in ef.columns:
+            for i in np.flatnonzero(~ef["verified"].isin(VERIFIED).to_numpy()):
+                found.add(ConfigError.at(fp, "bad 'verified' value", row=int(i) + 1,
+                                         column="verified", value=ef["verified"].iloc[i],
+                                         expected="yes or no"))
+        for i in np.flatnonzero(~ef["species"].isin(species).to_numpy()):
+            found.add(UnknownKeyError(fp, "unknown species", row=int(i) + 1, column="species",
+                                      value=ef["species"].iloc[i], expected=f"one of {species}"))
+        if ef.empty:
+            found.add(ConfigError(f"{fp}: emission-factor table has no rows; expected one row "
+                                  "per sector, fuel, technology and species"))
+        check_unique(ef, KEY + ["species"], fp, "emission-factor", found)
+        if {"uncertainty_pct", "distribution"} & set(ef.columns):
+            ef["u_rel"], ef["lognormal"] = uncertainty_columns(ef, fp, found)
 
-    ctl = read_table(cp, ["control", "species", "efficiency", "reference"], "control-efficiency",
-                     unique=["control", "species"])
-    bad = np.flatnonzero(~ctl["control"].str.fullmatch(r"[A-Za-z0-9_\-]+").to_numpy()
-                         | ctl["control"].isin(["none", ""]).to_numpy())
-    if bad.size:
-        i = int(bad[0])
-        raise ConfigError.at(cp, "not a device name", row=i + 1, column="control",
-                             value=ctl["control"].iloc[i], expected="a name of letters, digits, "
-                             "'_' or '-' (not 'none'; devices are joined with '+' in inputs)")
-    ctl["efficiency_value"] = _numeric(ctl, "efficiency", cp, 0.0, 1.0)
-    if {"uncertainty_pct", "distribution"} & set(ctl.columns):
-        # the uncertainty of a device is that of its penetration 1 − η (what passes it)
-        ctl["u_rel"], ctl["lognormal"] = uncertainty_columns(ctl, cp)
-    bad = np.flatnonzero(~ctl["species"].isin(species).to_numpy())
-    if bad.size:
-        i = bad[0]
-        raise UnknownKeyError(cp, "unknown species", row=int(i) + 1, column="species",
-                              value=ctl["species"].iloc[i], expected=f"one of {species}")
+    ctl = found.attempt(read_table, cp, ["control", "species", "efficiency", "reference"],
+                        "control-efficiency", unique=["control", "species"], problems=found)
+    if ctl is not None:
+        bad = (~ctl["control"].str.fullmatch(r"[A-Za-z0-9_\-]+").to_numpy()
+               | ctl["control"].isin(["none", ""]).to_numpy())
+        for i in np.flatnonzero(bad):
+            found.add(ConfigError.at(cp, "not a device name", row=int(i) + 1, column="control",
+                                     value=ctl["control"].iloc[i], expected="a name of letters, "
+                                     "digits, '_' or '-' (not 'none'; devices are joined with "
+                                     "'+' in inputs)"))
+        ctl["efficiency_value"] = numbers(ctl, "efficiency", cp, 0.0, 1.0, found)
+        if {"uncertainty_pct", "distribution"} & set(ctl.columns):
+            # the uncertainty of a device is that of its penetration 1 − η (what passes it)
+            ctl["u_rel"], ctl["lognormal"] = uncertainty_columns(ctl, cp, found)
+        for i in np.flatnonzero(~ctl["species"].isin(species).to_numpy()):
+            found.add(UnknownKeyError(cp, "unknown species", row=int(i) + 1, column="species",
+                                      value=ctl["species"].iloc[i], expected=f"one of {species}"))
 
-    fuels = read_table(up, ["fuel", "ncv", "ncv_unit", "reference"], "fuel", unique=["fuel"])
-    fuels["ncv_value"] = _numeric(fuels, "ncv", up, 0.0, np.inf)
-    _units(fuels, "ncv_unit", up)
-    fuels["biogenic_value"] = (_numeric(fuels, "biogenic_fraction", up, 0.0, 1.0)
-                               if "biogenic_fraction" in fuels.columns else 0.0)
+    fuels = found.attempt(read_table, up, ["fuel", "ncv", "ncv_unit", "reference"], "fuel",
+                          unique=["fuel"], problems=found)
+    if fuels is not None:
+        fuels["ncv_value"] = numbers(fuels, "ncv", up, 0.0, np.inf, found)
+        units(fuels, "ncv_unit", up, found)
+        fuels["biogenic_value"] = (numbers(fuels, "biogenic_fraction", up, 0.0, 1.0, found)
+                                   if "biogenic_fraction" in fuels.columns else 0.0)
+    found.raise_any()
     return FactorLibrary(factors=ef, controls=ctl, fuels=fuels,
                          paths={"emission_factors": str(fp), "control_efficiencies": str(cp),
                                 "fuels": str(up)})
@@ -170,7 +156,7 @@ def with_condensables(library: FactorLibrary, path: str | Path) -> FactorLibrary
     """
     path = Path(path)
     add = read_table(path, KEY + ["species", "value", "unit", "reference"], "condensable-PM")
-    add["value_num"] = _numeric(add, "value", path, 0.0, np.inf)
+    add["value_num"] = numbers(add, "value", path, 0.0, np.inf)
     ef = library.factors.copy()
     for i, row in add.iterrows():
         mask = ((ef[KEY + ["species", "unit"]] == row[KEY + ["species", "unit"]]).all(axis=1)

@@ -37,9 +37,9 @@ import pandas as pd
 import rasterio
 import xarray as xr
 
-from sources.errors import ConfigError, InputError, UnitError
+from sources.errors import ConfigError, InputError, Problems, UnitError
 from sources.files import sha256_file
-from sources.tables import read_table
+from sources.tables import numbers, read_table
 from sources.units import Q_, parse_unit
 
 FORMATS = ("meic_asc", "meic_nc", "edgar", "cf", "geotiff")
@@ -386,33 +386,39 @@ def load_mapping(sectors_path: str | Path, species_path: str | Path
                  ) -> tuple[pd.DataFrame, pd.DataFrame]:
     """The mapping tables of regional inventories to ours.
 
-    ``sectors_path``: ``inventory, their_sector, sector, species, fraction, reference``: the
-    share of their sector going to our ``sector``; ``species`` is ``*`` for every species or
-    one of *their* species for a species-specific split (it then replaces the ``*`` rows of that
-    sector for that species). Per (inventory, their sector, species) the fractions sum to 1.
+    ``sectors_path``: ``inventory, their_sector, sector, species, fraction, reference`` (and
+    optionally ``verified``: yes/no): the share of their sector going to our ``sector``;
+    ``species`` is ``*`` for every species or one of *their* species for a species-specific
+    split (it then replaces the ``*`` rows of that sector for that species). Per (inventory,
+    their sector, species) the fractions sum to 1.
 
     ``species_path``: ``inventory, their_species, species, factor, reference``: their species
     → ours, times ``factor`` (several rows may feed one of ours: PM25 + PMcoarse → PM10).
     """
-    sec = read_table(sectors_path, ["inventory", "their_sector", "sector", "species",
-                                    "fraction", "reference"], "regional sector mapping",
-                     comment="#", unique=["inventory", "their_sector", "sector", "species"])
-    spc = read_table(species_path, ["inventory", "their_species", "species", "factor",
-                                    "reference"], "regional species mapping", comment="#",
-                     unique=["inventory", "their_species", "species"])
+    found = Problems()  # every bad row of both tables, raised together
+    sec = found.attempt(read_table, sectors_path, ["inventory", "their_sector", "sector",
+                                                   "species", "fraction", "reference"],
+                        "regional sector mapping", comment="#",
+                        unique=["inventory", "their_sector", "sector", "species"], problems=found)
+    spc = found.attempt(read_table, species_path, ["inventory", "their_species", "species",
+                                                   "factor", "reference"],
+                        "regional species mapping", comment="#",
+                        unique=["inventory", "their_species", "species"], problems=found)
     for df, col, path in ((sec, "fraction", sectors_path), (spc, "factor", species_path)):
-        try:
-            df[col] = df[col].astype(float)
-        except ValueError as exc:
-            raise ConfigError(f"{path}: column {col!r} must be numbers ({exc})") from exc
-        if (df[col] < 0).any() or not np.isfinite(df[col]).all():
-            raise ConfigError(f"{path}: column {col!r} must be finite and >= 0")
-    sums = sec.groupby(["inventory", "their_sector", "species"])["fraction"].sum()
-    off = sums[(sums - 1.0).abs() > 1e-9]
-    if len(off):
-        (inv, sector, species), total = next(iter(off.items()))
-        raise ConfigError(f"{sectors_path}: fractions of {inv} {sector!r} (species {species}) "
-                          f"sum to {total:.9g}, not 1: mass would be created or lost")
+        if df is not None:
+            df[col] = numbers(df, col, path, 0.0, np.inf, found)
+    if sec is not None and "verified" in sec.columns:
+        for i, value in sec.loc[~sec["verified"].isin(["yes", "no"]), "verified"].items():
+            found.add(ConfigError.at(sectors_path, "'verified' must say whether the split was "
+                                     "checked against its source", row=int(i) + 1,
+                                     column="verified", value=value, expected="yes or no"))
+    if sec is not None and not found:
+        sums = sec.groupby(["inventory", "their_sector", "species"])["fraction"].sum()
+        for (inv, sector, species), total in sums[(sums - 1.0).abs() > 1e-9].items():
+            found.add(ConfigError(f"{sectors_path}: fractions of {inv} {sector!r} (species "
+                                  f"{species}) sum to {total:.9g}, not 1: mass would be "
+                                  "created or lost"))
+    found.raise_any()
     return sec, spc
 
 

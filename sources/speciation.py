@@ -9,7 +9,12 @@ and, for gases, the molar mass the profile uses to turn that mass into moles::
     cb6r3_ae6,road,NMVOC,TOL,0.083,92.14,...
     cb6r3_ae6,*,PM2_5,PEC,0.21,,...               # aerosol: no molar mass, grams
 
-``sector = *`` is the default for sectors without rows of their own. Per (sector, pollutant) the
+``sector = *`` is the default for sectors without rows of their own. An optional column
+``tracer`` marks rows (``yes``) of a **tracer**: a model species that repeats mass another species
+of the row's pollutant already carries (the Speciation Tool's SOAALK, the alkanes also in PAR;
+CMAQ's NH3_FERT, the fertiliser part of NH3). Tracer rows are outside the sum to 1 and are not
+inventory mass (the model-read ledger skips them); a sector takes the tracer rows of the profile
+it takes for that pollutant (its own rows, or the default's). Per (sector, pollutant) the other
 fractions must sum to 1 (to 1e-3; they are then scaled to exactly 1), so speciated PM equals
 PM2.5 and VOC moles × the profile's molar masses equal the NMVOC mass. ``PMC`` is the coarse
 fraction PM10 − PM2.5. Gases are in mol, aerosols in g. Like every configuration table it is read
@@ -25,7 +30,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from sources.errors import ConfigError
+from sources.errors import ConfigError, Problems
 from sources.tables import read_table
 
 #: derived pollutants of the speciation table: the first minus the others
@@ -37,6 +42,8 @@ class ModelSpecies:
     name: str
     pollutant: str          # the inventory (or derived) pollutant it comes from
     gas: bool               # mol (gas) or g (aerosol)
+    #: repeats mass other species of its pollutant carry (SOAALK, NH3_FERT): not inventory mass
+    tracer: bool = False
 
     @property
     def unit(self) -> str:
@@ -53,7 +60,13 @@ class Speciation:
     factors: dict[str, np.ndarray]  # sector → (pollutants × species); "*" the default
     path: str = field(default="", compare=False)
     #: sector → (pollutants × species): the mass fraction of each pollutant a species carries
+    #: (zero for tracers: their mass is counted in the other species)
     shares: dict[str, np.ndarray] = field(default_factory=dict, compare=False)
+    #: sector → (pollutants × species): the mass fraction of each pollutant a tracer repeats
+    tracer_shares: dict[str, np.ndarray] = field(default_factory=dict, compare=False)
+
+    def tracer_shares_for(self, sector: str) -> np.ndarray:
+        return self.tracer_shares.get(sector, self.tracer_shares.get("*"))
 
     def shares_for(self, sector: str) -> np.ndarray:
         return self.shares.get(sector, self.shares.get("*"))
@@ -69,6 +82,11 @@ class Speciation:
             e = np.array([_pollutant_value(row, p) for p in self.pollutants])
             total += e @ self.for_sector(str(sector))
         return pd.Series(total, index=[m.name for m in self.species])
+
+
+def _how(m: ModelSpecies) -> str:
+    return (f"{m.pollutant}, {'gas' if m.gas else 'aerosol'}"
+            + (", tracer" if m.tracer else ""))
 
 
 def _pollutant_value(row: pd.Series, p: str) -> float:
@@ -106,6 +124,8 @@ def load_speciation(path: str | Path, mechanism: str, emitted: list[str],
             "molar_mass_g_mol", "reference"]
     df = read_table(path, need, "speciation", comment="#")
     df["input_row"] = np.arange(len(df)) + 1
+    if "tracer" not in df.columns:
+        df["tracer"] = ""
     known = sorted(df["mechanism"].unique())
     df = df[df["mechanism"] == mechanism].copy()
     if df.empty:
@@ -115,47 +135,64 @@ def load_speciation(path: str | Path, mechanism: str, emitted: list[str],
     df["mass_fraction"] = df["mass_fraction"].map(_number)
     df["molar_mass_g_mol"] = df["molar_mass_g_mol"].map(_number)
     allowed = set(emitted) | {d for d, parts in DERIVED.items() if set(parts) <= set(emitted)}
-    # rows for pollutants this build does not emit (a registry without CO2_fossil) are not its
-    # rows; a misspelt pollutant still fails below, as the one it meant is then not covered
+    # rows for greenhouse gases this build does not emit (a registry without CO2_fossil or CH4)
+    # are not its rows; a misspelt pollutant still fails below, as the one it meant is then
+    # not covered
     df = df[df["pollutant"].isin(allowed) | ~df["pollutant"].str.fullmatch(
-        r"CO2_fossil|CO2_bio")]
+        r"CO2|CH4|CO2_fossil|CO2_bio")]
+    found = Problems()  # every bad row, reported together
     for r in df.itertuples():
         row = int(r.input_row)
         if r.pollutant not in allowed:
-            raise ConfigError.at(path, "unknown pollutant", row=row, column="pollutant",
-                                 value=r.pollutant, expected=f"one of {sorted(allowed)}")
+            found.add(ConfigError.at(path, "unknown pollutant", row=row, column="pollutant",
+                                     value=r.pollutant, expected=f"one of {sorted(allowed)}"))
         if r.sector != "*" and r.sector not in sectors:
-            raise ConfigError.at(path, "unknown sector", row=row, column="sector",
-                                 value=r.sector, expected=f"'*' or one of {sorted(sectors)}")
+            found.add(ConfigError.at(path, "unknown sector", row=row, column="sector",
+                                     value=r.sector,
+                                     expected=f"'*' or one of {sorted(sectors)}"))
         if not (np.isfinite(r.mass_fraction) and 0 <= r.mass_fraction <= 1):
-            raise ConfigError.at(path, "mass fraction outside [0, 1]", row=row,
-                                 column="mass_fraction", value=r.mass_fraction_text)
+            found.add(ConfigError.at(path, "mass fraction outside [0, 1]", row=row,
+                                     column="mass_fraction", value=r.mass_fraction_text))
+        if r.tracer not in ("", "yes", "no"):
+            found.add(ConfigError.at(path, "tracer must be 'yes', 'no' or empty", row=row,
+                                     column="tracer", value=r.tracer,
+                                     expected="yes (a tracer repeating mass of its pollutant) "
+                                     "or empty"))
         if r.molar_mass_text != "" and not r.molar_mass_g_mol > 0:
-            raise ConfigError.at(path, "molar mass must be positive", row=row,
-                                 column="molar_mass_g_mol", value=r.molar_mass_text,
-                                 expected="a number > 0 (gas) or empty (aerosol)")
+            found.add(ConfigError.at(path, "molar mass must be positive", row=row,
+                                     column="molar_mass_g_mol", value=r.molar_mass_text,
+                                     expected="a number > 0 (gas) or empty (aerosol)"))
+    found.raise_any()
     # one pollutant per model species, always a gas (with a molar mass) or always an aerosol;
     # lumped VOC species (PAR, OLE, ...) have profile-specific molar masses
     species: dict[str, ModelSpecies] = {}
     for r in df.itertuples():
-        m = ModelSpecies(r.model_species, r.pollutant, bool(pd.notna(r.molar_mass_g_mol)))
+        m = ModelSpecies(r.model_species, r.pollutant, bool(pd.notna(r.molar_mass_g_mol)),
+                         r.tracer == "yes")
         old = species.setdefault(r.model_species, m)
         if old != m:
             raise ConfigError.at(path, f"model species {r.model_species!r} is given two ways "
-                                 f"({old.pollutant}, {'gas' if old.gas else 'aerosol'} vs "
-                                 f"{m.pollutant}, {'gas' if m.gas else 'aerosol'})",
+                                 f"({_how(old)} vs {_how(m)})",
                                  row=int(r.input_row), column="model_species",
                                  value=r.model_species,
-                                 expected="one inventory pollutant per species, and a molar "
-                                 "mass on all its rows (gas) or on none (aerosol)")
+                                 expected="one inventory pollutant per species, a molar "
+                                 "mass on all its rows (gas) or on none (aerosol), and tracer "
+                                 "on all its rows or on none")
     names = list(species)
     pollutants = list(dict.fromkeys(df["pollutant"]))
     factors: dict[str, np.ndarray] = {}
     shares: dict[str, np.ndarray] = {}
+    tracers: dict[str, np.ndarray] = {}  # sector → (pollutants × species) of the tracer rows
+    trac_shares: dict[str, np.ndarray] = {}
+    own: dict[str, set[str]] = {}  # sector → pollutants it has rows (of any kind) for
+    is_tracer = df["tracer"] == "yes"
     for sector, g in df.groupby("sector", sort=False):
         mat = np.zeros((len(pollutants), len(names)))
         share = np.zeros((len(pollutants), len(names)))
-        for p, gp in g.groupby("pollutant", sort=False):
+        trac = np.zeros((len(pollutants), len(names)))
+        trac_share = np.zeros((len(pollutants), len(names)))
+        own[str(sector)] = set(g["pollutant"])
+        for p, gp in g[~is_tracer.loc[g.index]].groupby("pollutant", sort=False):
             total = gp["mass_fraction"].sum()
             if abs(total - 1.0) > 1e-3:
                 raise ConfigError.at(path, f"mass fractions of {p} for sector {sector!r} sum to "
@@ -169,14 +206,27 @@ def load_speciation(path: str | Path, mechanism: str, emitted: list[str],
                     r.mass_fraction / total * kg_to
                 share[pollutants.index(p), names.index(r.model_species)] += \
                     r.mass_fraction / total
+        for r in g[is_tracer.loc[g.index]].itertuples():  # as given: not renormalised
+            kg_to = 1000.0 / r.molar_mass_g_mol if species[r.model_species].gas else 1000.0
+            trac[pollutants.index(r.pollutant), names.index(r.model_species)] += \
+                r.mass_fraction * kg_to
+            trac_share[pollutants.index(r.pollutant), names.index(r.model_species)] += \
+                r.mass_fraction
         factors[str(sector)] = mat
         shares[str(sector)] = share
-    # a sector with own rows for some pollutants takes the default for the others
+        tracers[str(sector)] = trac
+        trac_shares[str(sector)] = trac_share
+    # a sector with own rows for some pollutants takes the default for the others, with the
+    # default's tracers; for a pollutant it has rows of its own for, only its own tracers
     if "*" in factors:
         for s, mat in factors.items():
             missing = ~mat.any(axis=1)
             mat[missing] = factors["*"][missing]
             shares[s][missing] = shares["*"][missing]
+            for i, p in enumerate(pollutants):
+                if p not in own[s]:
+                    tracers[s][i] = tracers["*"][i]
+                    trac_shares[s][i] = trac_shares["*"][i]
     else:
         uncovered = sorted(set(sectors) - set(factors))
         if uncovered:
@@ -190,5 +240,7 @@ def load_speciation(path: str | Path, mechanism: str, emitted: list[str],
                                      "is no default row", column="sector",
                                      expected="rows for every pollutant, or rows with sector "
                                      "'*'")
+    for s in factors:
+        factors[s] = factors[s] + tracers[s]
     return Speciation(mechanism, [species[n] for n in names], pollutants, factors, str(path),
-                      shares)
+                      shares, trac_shares)

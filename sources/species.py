@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from sources.errors import ConfigError
+from sources.errors import ConfigError, Problems
 from sources.tables import read_yaml
 
 #: Primary species every same-source build computes, in output order (the columns of the
@@ -110,6 +110,28 @@ def _co2_split(block: object, emitted: list[str], path: Path) -> tuple[str, str,
     return ids  # type: ignore[return-value]
 
 
+def _species(sid: object, meta: object, known: set[str], path: Path) -> Species:
+    """One entry of the ``species:`` mapping, checked."""
+    if not isinstance(meta, dict):
+        raise ConfigError(f"{path}: species {sid!r}: expected a mapping of attributes")
+    if not str(sid).isidentifier():
+        raise ConfigError(f"{path}: species id {sid!r} is not usable as a NetCDF variable name")
+    kind = meta.get("kind")
+    if kind not in {"pollutant", "greenhouse_gas", "derived"}:
+        raise ConfigError(f"{path}: species {sid!r}: kind {kind!r}; expected pollutant, "
+                          "greenhouse_gas or derived")
+    attrs = {k: v for k, v in meta.items() if k in known and k != "id"}
+    for k in ("molar_mass_g_mol", "gwp100_ar5", "gwp100_ar6"):
+        attrs[k] = _number(attrs.get(k), f"species {sid!r}: {k}", path)
+    for k in ("long_name", "cf_standard_name", "note", "reference"):
+        if attrs.get(k) is not None and not isinstance(attrs[k], str):
+            raise ConfigError(f"{path}: species {sid!r}: {k} is {_short(attrs[k])}; "
+                              "expected text")
+    if not isinstance(attrs.get("long_name"), str):
+        raise ConfigError(f"{path}: species {sid!r} has no long_name; expected text")
+    return Species(id=str(sid), **attrs)
+
+
 def load_species(path: str | Path) -> SpeciesRegistry:
     """Load ``species.yaml``; refuse unknown kinds, missing primary species and bad GWP sets."""
     path = Path(path)
@@ -118,25 +140,12 @@ def load_species(path: str | Path) -> SpeciesRegistry:
         raise ConfigError(f"{path}: expected a top-level 'species:' mapping")
     known = {f for f in Species.__dataclass_fields__}
     species: dict[str, Species] = {}
+    found = Problems()  # every bad species, reported together
     for sid, meta in doc["species"].items():
-        if not isinstance(meta, dict):
-            raise ConfigError(f"{path}: species {sid!r}: expected a mapping of attributes")
-        if not str(sid).isidentifier():
-            raise ConfigError(f"{path}: species id {sid!r} is not usable as a NetCDF variable name")
-        kind = meta.get("kind")
-        if kind not in {"pollutant", "greenhouse_gas", "derived"}:
-            raise ConfigError(f"{path}: species {sid!r}: kind {kind!r}; expected pollutant, "
-                              "greenhouse_gas or derived")
-        attrs = {k: v for k, v in meta.items() if k in known and k != "id"}
-        for k in ("molar_mass_g_mol", "gwp100_ar5", "gwp100_ar6"):
-            attrs[k] = _number(attrs.get(k), f"species {sid!r}: {k}", path)
-        for k in ("long_name", "cf_standard_name", "note", "reference"):
-            if attrs.get(k) is not None and not isinstance(attrs[k], str):
-                raise ConfigError(f"{path}: species {sid!r}: {k} is {_short(attrs[k])}; "
-                                  "expected text")
-        if not isinstance(attrs.get("long_name"), str):
-            raise ConfigError(f"{path}: species {sid!r} has no long_name; expected text")
-        species[str(sid)] = Species(id=str(sid), **attrs)
+        entry = found.attempt(_species, sid, meta, known, path)
+        if entry is not None:
+            species[str(sid)] = entry
+    found.raise_any()
     missing = [s for s in PRIMARY if s not in species]
     if missing:
         raise ConfigError(f"{path}: missing species {missing}; a same-source build needs all of "

@@ -19,7 +19,8 @@ import pyarrow
 import yaml
 from pydantic import BaseModel, ConfigDict, ValidationError
 
-from sources.errors import ConfigError, InputError
+from sources.errors import ConfigError, InputError, Problems, UnitError
+from sources.units import parse_unit
 
 
 class FrozenModel(BaseModel):
@@ -183,24 +184,28 @@ def _csv_records(path: Path, what: str, comment: str | None) -> list[list[str]]:
     if not records:
         raise ConfigError(f"{path}: {what} table is empty; expected a header row")
     header = [c.strip() for c in records[0]]
+    ragged = Problems()
     for i, rec in enumerate(records[1:], start=1):
         if len(rec) != len(header):
-            raise ConfigError.at(path, f"{len(rec)} fields where the header has {len(header)}",
-                                 row=i, value=",".join(rec)[:120],
-                                 expected=f"one value per column {header} (quote values that "
-                                 "contain commas)")
+            ragged.add(ConfigError.at(path, f"{len(rec)} fields where the header has "
+                                      f"{len(header)}", row=i, value=",".join(rec)[:120],
+                                      expected=f"one value per column {header} (quote values "
+                                      "that contain commas)"))
+    ragged.raise_any()
     return records
 
 
 def read_table(path: str | Path, required: list[str], what: str, *,
-               comment: str | None = None, unique: list[str] | None = None) -> pd.DataFrame:
+               comment: str | None = None, unique: list[str] | None = None,
+               problems: Problems | None = None) -> pd.DataFrame:
     """Read a table (CSV, or Parquet by its suffix) as stripped text; check that the
     ``required`` columns exist and, if ``reference`` is one of them, that every row cites one.
 
     Empty cells are ``""``; lines starting with ``comment`` are skipped. Refused, with a
     :class:`ConfigError` naming the file (and row, column, value): a missing, empty or
-    directory path, a ragged row, a column given twice, and two rows with the same ``unique``
-    columns.
+    directory path, ragged rows, a column given twice, and rows with the same ``unique``
+    columns. Row problems (every row without a reference, every duplicate) are added to
+    ``problems`` and the table returned; without ``problems`` they are raised together.
     """
     path = check_file(path, f"{what} table")
     try:
@@ -223,70 +228,102 @@ def read_table(path: str | Path, required: list[str], what: str, *,
                               f"{list(df.columns)}, expected at least {required}")
     for col in df.columns:
         df[col] = df[col].astype(str).str.strip()
+    found = Problems() if problems is None else problems
     if "reference" in required:
-        empty = np.flatnonzero(df["reference"].to_numpy() == "")
-        if empty.size:
-            raise ConfigError(f"{path}, row {empty[0] + 1}: empty 'reference'; every {what} row "
-                              "must cite its source")
+        for i in np.flatnonzero(df["reference"].to_numpy() == ""):
+            exc = ConfigError.at(path, f"empty 'reference'; every {what} row must cite its "
+                                 "source", row=int(i) + 1)
+            exc.column = "reference"
+            found.add(exc)
     if unique:
-        check_unique(df, unique, path, what)
+        check_unique(df, unique, path, what, found)
+    if problems is None:
+        found.raise_any()
     return df
 
 
-def check_unique(df: pd.DataFrame, key: list[str], path: str | Path, what: str) -> None:
+def check_unique(df: pd.DataFrame, key: list[str], path: str | Path, what: str,
+                 problems: Problems | None = None) -> None:
     """No two rows of ``df`` share the ``key`` columns (a fuel listed twice, a device with two
-    efficiencies for one species): :class:`ConfigError` naming both rows."""
-    dup = np.flatnonzero(df.duplicated(key, keep="first").to_numpy())
-    if dup.size:
-        i = int(dup[0])
-        value = tuple(df[key].iloc[i]) if len(key) > 1 else df[key[0]].iloc[i]
-        first = int(np.flatnonzero((df[key] == df[key].iloc[i]).all(axis=1).to_numpy())[0])
-        raise ConfigError.at(path, f"{'/'.join(key)} given twice (rows {first + 1} and {i + 1})",
-                             row=i + 1, column=key[-1], value=value,
-                             expected=f"one {what} row per {'/'.join(key)}")
+    efficiencies for one species): a :class:`ConfigError` per repeated row naming both rows,
+    added to ``problems`` (raised without)."""
+    found = Problems() if problems is None else problems
+    keys = df[key].apply(tuple, axis=1) if len(df) else pd.Series([], dtype=object)
+    first: dict[tuple, int] = {}
+    for i, k in enumerate(keys):
+        if k in first:
+            found.add(ConfigError.at(path, f"{'/'.join(key)} given twice (rows {first[k] + 1} "
+                                     f"and {i + 1})", row=i + 1, column=key[-1],
+                                     value=k if len(key) > 1 else k[0],
+                                     expected=f"one {what} row per {'/'.join(key)}"))
+        else:
+            first[k] = i
+    if problems is None:
+        found.raise_any()
 
 
 def numbers(df: pd.DataFrame, col: str, path: str | Path, lo: float = 0.0,
-            hi: float = np.inf) -> np.ndarray:
-    """Column ``col`` as finite floats in ``[lo, hi]``; the first other value is an
-    :class:`~sources.errors.InputError` naming its row (1-based data row), column and value."""
+            hi: float = np.inf, problems: Problems | None = None) -> np.ndarray:
+    """Column ``col`` as floats; each value that is not a finite number in ``[lo, hi]`` is an
+    :class:`~sources.errors.InputError` naming its row (1-based data row), column and value,
+    added to ``problems`` (raised, together, without)."""
     values = pd.to_numeric(df[col], errors="coerce").to_numpy(dtype=float)
-    bad = np.flatnonzero(~np.isfinite(values) | (values < lo) | (values > hi))
-    if bad.size:
-        i = int(bad[0])
+    found = Problems() if problems is None else problems
+    for i in np.flatnonzero(~np.isfinite(values) | (values < lo) | (values > hi)):
         what = "not a number" if np.isnan(values[i]) else "value out of range"
-        raise InputError(path, what, row=i + 1, column=col, value=df[col].iloc[i],
-                         expected=f"a finite number in [{lo}, {hi}]")
+        found.add(InputError(path, what, row=int(i) + 1, column=col, value=df[col].iloc[i],
+                             expected=f"a finite number in [{lo}, {hi}]"))
+    if problems is None:
+        found.raise_any()
     return values
+
+
+def units(df: pd.DataFrame, col: str, path: str | Path, problems: Problems, *,
+          example: str = "'kg/t', 'g/GJ', 'g/km'") -> None:
+    """Every value of column ``col`` a unit pint parses (not an ambiguous one such as ``mt``):
+    a :class:`~sources.errors.UnitError` per other row, added to ``problems``."""
+    for i, text in enumerate(df[col]):
+        try:
+            parse_unit(text)
+        except UnitError as exc:
+            ambiguous = exc.problem.startswith("ambiguous")
+            problems.add(UnitError(path, exc.problem if ambiguous else "unparseable unit",
+                                   row=i + 1, column=col, value=text,
+                                   expected=exc.expected if ambiguous else
+                                   f"a pint unit string such as {example}"))
 
 
 #: probability distributions an uncertainty column may name
 DISTRIBUTIONS = ("normal", "lognormal")
 
 
-def uncertainty_columns(df: pd.DataFrame, path: str | Path, *, pct: str = "uncertainty_pct",
-                        distribution: str = "distribution") -> tuple[np.ndarray, np.ndarray]:
+def uncertainty_columns(df: pd.DataFrame, path: str | Path, problems: Problems | None = None,
+                        *, pct: str = "uncertainty_pct", distribution: str = "distribution"
+                        ) -> tuple[np.ndarray, np.ndarray]:
     """The 95 % relative half-width [1] and lognormal flag of every row of a table with the
     uncertainty columns ``pct`` (percent, finite, ≥ 0) and ``distribution`` (``normal`` or
-    ``lognormal``); the first bad cell is a :class:`ConfigError` naming its row, column and
-    value."""
-    for col in (pct, distribution):
-        if col not in df.columns:
-            raise ConfigError(f"{path}: table has no column {col!r}; give both {pct} (95 % "
+    ``lognormal``); each bad cell is a :class:`ConfigError` naming its row, column and value,
+    added to ``problems`` (raised, together, without)."""
+    found = Problems() if problems is None else problems
+    missing = [c for c in (pct, distribution) if c not in df.columns]
+    for col in missing:
+        found.add(ConfigError(f"{path}: table has no column {col!r}; give both {pct} (95 % "
                               f"relative half-width, %) and {distribution} "
-                              f"({' or '.join(DISTRIBUTIONS)})")
+                              f"({' or '.join(DISTRIBUTIONS)})"))
+    if missing:
+        if problems is None:
+            found.raise_any()
+        return np.zeros(len(df)), np.zeros(len(df), dtype=bool)
     values = pd.to_numeric(df[pct], errors="coerce").to_numpy(dtype=float)
-    bad = np.flatnonzero(~np.isfinite(values) | (values < 0))
-    if bad.size:
-        i = int(bad[0])
-        raise ConfigError.at(path, "bad uncertainty", row=i + 1, column=pct,
-                             value=df[pct].iloc[i], expected="a finite number ≥ 0: the 95 % "
-                             "relative half-width in percent (e.g. 5 for ±5 %)")
+    for i in np.flatnonzero(~np.isfinite(values) | (values < 0)):
+        found.add(ConfigError.at(path, "bad uncertainty", row=int(i) + 1, column=pct,
+                                 value=df[pct].iloc[i], expected="a finite number ≥ 0: the 95 % "
+                                 "relative half-width in percent (e.g. 5 for ±5 %)"))
     dist = df[distribution].astype(str).str.strip().str.lower()
-    bad = np.flatnonzero(~dist.isin(DISTRIBUTIONS).to_numpy())
-    if bad.size:
-        i = int(bad[0])
-        raise ConfigError.at(path, "unknown distribution", row=i + 1, column=distribution,
-                             value=df[distribution].iloc[i],
-                             expected=" or ".join(DISTRIBUTIONS))
+    for i in np.flatnonzero(~dist.isin(DISTRIBUTIONS).to_numpy()):
+        found.add(ConfigError.at(path, "unknown distribution", row=int(i) + 1,
+                                 column=distribution, value=df[distribution].iloc[i],
+                                 expected=" or ".join(DISTRIBUTIONS)))
+    if problems is None:
+        found.raise_any()
     return values / 100.0, (dist == "lognormal").to_numpy()

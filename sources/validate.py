@@ -18,10 +18,11 @@ from sources.errors import (
     DuplicateSourceError,
     GeometryError,
     MissingColumnError,
+    Problems,
     UnitError,
     UnknownKeyError,
 )
-from sources.tables import numbers, read_table
+from sources.tables import numbers, read_table, units
 from sources.units import factor_to, parse_unit
 
 BASE_COLUMNS = ["source_id", "sector", "fuel", "technology", "activity", "activity_unit"]
@@ -318,15 +319,13 @@ def check_unique_across(tables: list[tuple[str, pd.DataFrame]]) -> None:
 
 def load_activity_bounds(path: str | Path) -> pd.DataFrame:
     """The plausibility bounds table (``sector``, ``unit``, ``max_value``, ``reference``):
-    units parsed, bounds finite and positive, one row per sector and unit."""
+    units parsed, bounds finite and positive, one row per sector and unit (every problem
+    reported, together)."""
     path = Path(path)
+    found = Problems()
     df = read_table(path, ["sector", "unit", "max_value", "reference"], "activity-bounds",
-                    unique=["sector", "unit"])
-    df["max_value"] = numbers(df, "max_value", path, 0.0)
-    for i, text in enumerate(df["unit"]):
-        try:
-            parse_unit(text)
-        except UnitError as exc:
-            raise UnitError(path, exc.problem, row=i + 1, column="unit", value=text,
-                            expected=exc.expected) from exc
+                    unique=["sector", "unit"], problems=found)
+    df["max_value"] = numbers(df, "max_value", path, 0.0, problems=found)
+    units(df, "unit", path, found, example="'t', 'm**3', 'km', 'TJ'")
+    found.raise_any()
     return df

@@ -76,16 +76,25 @@ def test_prepare_carries_cems_so_no_later_step_can_forget_it(world):
     assert row.measured_hours == 24 and row.measured_kg == pytest.approx(sum(range(5, 29)))
 
 
+@pytest.fixture(scope="module")
+def demo_day(tmp_path_factory):
+    """The shipped demo config, its CEMS file included, built without Prefect for one July
+    day (the CEMS month)."""
+    return run_build(REPO / "config" / "shanghai.yaml",
+                     out=tmp_path_factory.mktemp("demo") / "plain",
+                     period=("2024-07-01", "2024-07-01"))
+
+
 @pytest.mark.slow
 def test_run_build_equals_the_cli_build_in_every_array_cems_included(prefect_harness,
-                                                                     tmp_path):
+                                                                     demo_day, tmp_path):
     """The shipped demo config (with its CEMS file) for one July day: the Prefect-free
     recipe and ``tongyuan build`` write the same arrays, ledger and tables."""
     from pipeline.cli import main
 
     config = REPO / "config" / "shanghai.yaml"
     day = "2024-07-01"
-    plain = run_build(config, out=tmp_path / "plain", period=(day, day))
+    plain = demo_day
     assert main(["build", "--config", str(config), "--out", str(tmp_path / "cli"),
                  "--period", f"{day}:{day}"]) == 0
     cli = (tmp_path / "cli" / "latest-period").resolve()
@@ -102,6 +111,45 @@ def test_run_build_equals_the_cli_build_in_every_array_cems_included(prefect_har
         same_code = a.tongyuan_code_version == b.tongyuan_code_version
     if same_code:  # the content hash includes the code version (a commit between the builds)
         assert read_manifest(cli).day_content == plain.manifest.day_content
+
+
+@pytest.mark.slow
+def test_demo_files_pass_the_cf_checker_cems_included(demo_day, tmp_path):
+    """The shipped demo with its CEMS file: a day file, ``annual.nc`` and a bbox subset of the
+    download service pass ``compliance-checker --test cf:1.8 --criteria strict`` with no
+    finding (``difference.nc`` of the demo's plan-2030: tests/test_scenario.py)."""
+    from pipeline.files_subset import SubsetRequest, make_subset
+    from tests.cf_checker import assert_cf_clean
+
+    assert demo_day.ledger.table["cems_measured_kg"].sum() > 0  # CEMS really was in the build
+    day = demo_day.build_dir / "hourly" / "20240701.nc"
+    annual = demo_day.build_dir / "annual.nc"
+    with netCDF4.Dataset(day) as nc:  # the CEMS file's name, made an attribute name
+        assert len(nc.getncattr("input_sha256_cems_P0001_2024_07")) == 64
+        assert nc["NOx"].cell_methods == "time: mean" and nc["time"].bounds == "time_bnds"
+        x_bnds, lon_bnds = nc["x_bnds"][:], nc["lon_bnds"][:]
+    sub, _ = make_subset(SubsetRequest(
+        build=demo_day.build_id, paths=(str(day),), species=("NOx", "CO2"),
+        start="2024-07-01T00", end="2024-07-01T05", bbox=(121.2, 31.0, 121.8, 31.5),
+        tmpdir=str(tmp_path)))
+    with netCDF4.Dataset(sub) as nc, netCDF4.Dataset(day) as full:
+        # the subset's bounds are the day file's, cut to its rows, columns and hours
+        i0 = int(np.flatnonzero(full["x"][:] == nc["x"][0])[0])
+        j0 = int(np.flatnonzero(full["y"][:] == nc["y"][0])[0])
+        ny, nx = nc.dimensions["y"].size, nc.dimensions["x"].size
+        np.testing.assert_array_equal(nc["x_bnds"][:], x_bnds[i0:i0 + nx])
+        np.testing.assert_array_equal(nc["lon_bnds"][:], lon_bnds[j0:j0 + ny, i0:i0 + nx])
+        np.testing.assert_array_equal(nc["time_bnds"][:], full["time_bnds"][:6])
+        # the values of the cells whose centre lies in the box, the others masked
+        lon, lat = full["lon"][j0:j0 + ny, i0:i0 + nx], full["lat"][j0:j0 + ny, i0:i0 + nx]
+        inside = (lon >= 121.2) & (lon <= 121.8) & (lat >= 31.0) & (lat <= 31.5)
+        nox = nc["NOx"][:]
+        assert 0 < inside.sum() < inside.size
+        np.testing.assert_array_equal(np.ma.getmaskarray(nox), np.broadcast_to(~inside, nox.shape))
+        np.testing.assert_array_equal(nox[:, inside], full["NOx"][:6, j0:j0 + ny, i0:i0 + nx][
+            :, inside])
+    for path in (day, annual, sub):
+        assert_cf_clean(path)
 
 
 def test_tongyuan_verify_finds_a_flipped_byte(world, tmp_path, capsys):

@@ -41,7 +41,9 @@ def test_prefect_in_trouble_is_one_line_within_15_s(world, tmp_path, case):
         expected = "does not answer"
     done, seconds = _tongyuan(["build", "--config", str(world), "--out", str(tmp_path / "o")],
                               _env(tmp_path, **extra))
-    assert done.returncode == 1 and seconds < 15
+    # not a speed test: the guard is against Prefect's 127 s connection time-out with 60
+    # tracebacks; start-up alone can take >15 s on a loaded CI machine
+    assert done.returncode == 1 and seconds < 60
     lines = done.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("tongyuan: error: ") and expected in lines[0]
 

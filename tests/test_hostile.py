@@ -134,9 +134,10 @@ TABLE_CASES = [
     ("control_efficiencies.csv", "fgd,SO2,0.9", "none,SO2,0.9", E.ConfigError,
      r"not a device name; got 'none'"),
     ("temporal_profiles.csv", "flat,month,1,1,test", "flat,month,1,-1,test", E.ConfigError,
-     r"temporal_profiles.csv, row 1, column 'value': '-1'; expected a number >= 0"),
+     r"temporal_profiles.csv, row 1, column 'value': not a weight; got '-1'; expected a "
+     r"number >= 0"),
     ("temporal_profiles.csv", "flat,month,1,1,test", "flat,moon,1,1,test", E.ConfigError,
-     r"column 'kind': 'moon'"),
+     r"column 'kind': unknown kind; got 'moon'"),
     ("temporal_profiles.csv", "flat,month,2,1,test", "flat,month,1,1,test", E.ConfigError,
      r"profile 'flat' \(month\) has indices"),
     ("sectors.csv", "power,power,flat,flat,flat,none,test",

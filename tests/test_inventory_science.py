@@ -213,3 +213,70 @@ def test_co2_is_split_into_fossil_and_biogenic_by_the_fuel(tables, demo, tmp_pat
                               reg.emitted)
     with pytest.raises(Exception, match="biogenic_fraction"):
         compute_emissions(activity.head(5), lib, reg)
+
+
+@pytest.mark.parametrize(("sector", "species", "failing"), [
+    ("shipping", "NOx", ("published_share", "NOx:nox_shipping")),
+    ("industry_combustion", "CO2", ("published_sector_co2", "CO2_fossil:other_industry")),
+])
+def test_one_sector_factor_x3_in_the_table_fails_a_published_check(tmp_path, tables, demo,
+                                                                   sector, species, failing):
+    """Done-when of issue 17: every factor row of one sector and species × 3 in a copy of
+    emission_factors.csv, emissions recomputed from the same activity: the published-range
+    check of that sector fails, while the shipped table passes it."""
+    import yaml
+
+    from pipeline.config import resolve_paths
+    from pipeline.steps import compute_input_emissions
+
+    activity, em = demo
+    checks = load_checks(CONFIG / "checks.yaml")
+    assert failing not in {(f.check, f.pair) for f in
+                           run_checks(em.table, activity, tables.library, checks)}
+    raw = pd.read_csv(CONFIG / "emission_factors.csv", dtype=str, keep_default_na=False)
+    rows = raw["sector"].eq(sector) & raw["species"].eq(species)
+    assert rows.sum() >= 2  # every key of the sector, not one row
+    raw.loc[rows, "value"] = [repr(float(v) * 3) for v in raw.loc[rows, "value"]]
+    raw.to_csv(tmp_path / "emission_factors.csv", index=False)
+    doc = resolve_paths(yaml.safe_load((CONFIG / "shanghai.yaml").read_text()), CONFIG)
+    doc["tables"]["emission_factors"] = str(tmp_path / "emission_factors.csv")
+    (tmp_path / "x3.yaml").write_text(yaml.safe_dump(doc, allow_unicode=True))
+    x3 = load_tables(load_config(tmp_path / "x3.yaml"))
+    table = compute_input_emissions(activity, x3).table
+    src = activity.loc[activity.sector.eq(sector).to_numpy(), "source_id"]
+    assert table.loc[src, species].sum() == pytest.approx(3 * em.table.loc[src, species].sum())
+    findings = {(f.check, f.pair): f for f in run_checks(table, activity, x3.library, checks)}
+    assert failing in findings, sorted(findings)
+    assert findings[failing].severity == "warning"
+
+
+def test_a_build_and_its_report_count_the_unverified_factor_rows(world, tmp_path):
+    """`report_unverified_factors: true`: the build's checks.csv has one warning counting the
+    verified=no rows of its factor table (and listing them), and the QA report shows it."""
+    import io
+
+    from pipeline.build import run_build
+
+    cfg_dir = world.parent
+    ef = pd.read_csv(cfg_dir / "emission_factors.csv", dtype=str)
+    ef.insert(6, "verified", ["no" if s in ("NOx", "PM10", "CH4") else "yes"
+                              for s in ef["species"]])
+    ef.to_csv(cfg_dir / "emission_factors.csv", index=False)
+    n_no = int((ef["verified"] == "no").sum())
+    assert n_no == 5 and len(ef) == 10
+    (cfg_dir / "checks.yaml").write_text("version: 1\nreport_unverified_factors: true\n"
+                                         "sectors: {}\n")
+    text = world.read_text()
+    world.write_text(text.replace("  temporal_profiles: temporal_profiles.csv\n",
+                                  "  temporal_profiles: temporal_profiles.csv\n"
+                                  "  checks: checks.yaml\n"))
+    r = run_build(world, out=tmp_path / "out", period=("2024-03-01", "2024-03-01"))
+    checks = pd.read_csv(r.build_dir / "checks.csv")
+    [row] = checks[checks["check"] == "unverified_factors"].to_dict("records")
+    assert (row["severity"], row["value"], row["unit"]) == ("warning", 5.0, "rows")
+    assert row["message"].startswith("5 of 10 emission-factor rows are verified=no")
+    assert row["factor_rows"].count("emission_factors.csv row") == 5
+    page = r.report.read_text(encoding="utf-8")
+    shown = pd.read_html(io.StringIO(page), attrs={"id": "checks"}, flavor="lxml")[0]
+    [msg] = shown.loc[shown["check"] == "unverified_factors", "message"]
+    assert msg.startswith("5 of 10 emission-factor rows are verified=no")

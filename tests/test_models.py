@@ -8,7 +8,9 @@ import pandas as pd
 import pytest
 import xarray as xr
 
+from grids.grid import Grid
 from grids.vertical import Layers, briggs_rise, plume_bounds, sigma_to_heights
+from pipeline.writers.wrfchem import wrf_cell_area_m2
 from sources.errors import ConfigError, InputError
 from tests.world import SPECIATION, lcc_world
 
@@ -224,7 +226,11 @@ def test_wrfchem_file_units_times_and_mass(model_build):
         assert nc["E_NO"].units == "mol km^-2 hr^-1" and nc["E_SO4J"].units == "ug/m3 m/s"
         assert float(np.abs(nc["E_NO"][:, 2:]).max()) == 0.0
         assert float(np.abs(nc["E_HC5"][:]).max()) == 0.0  # no NMVOC in the fixture mechanism
-        area = cf["cell_area"].values
+        # per physical cell area, DX·DY/m² (WRF's convention; m from the Lambert projection)
+        grid = Grid.from_config({"griddesc": str(build.parent.parent / "config" / "GRIDDESC"),
+                                 "name": "T3KM"})
+        area = wrf_cell_area_m2(grid)
+        assert float((area / cf["cell_area"].values).mean()) == pytest.approx(1.01626, abs=1e-5)
         nox_mol = sum((nc[v][:].astype(np.float64) * area / 1e6).sum() for v in ("E_NO",
                                                                                    "E_NO2"))
         pm_g = sum((nc[v][:].astype(np.float64) * area).sum() * 3600 / 1e6
@@ -317,7 +323,7 @@ def test_cems_hours_replace_the_profile_and_gaps_share_the_rest(world, prefect_h
     ledger, cems.csv and the CMAQ file agree."""
     from pipeline.flows import build_inventory
 
-    _model_world(world, lambert=False)  # the 1 km UTM grid: P1 alone in cell 0
+    _model_world(world)  # the 3 km Lambert grid: P1 alone in cell (1, 1)
     _cems_csv(world.parent.parent / "data" / "cems_p1.csv",
               [f"P1,2024-03-01T{h:02d}:00,SO2,5,kg" for h in range(12)]
               + ["P1,2024-03-01T00:00:00+08:00,NOx,0.002,t"])  # = 2024-02-29 16 UTC
@@ -329,9 +335,9 @@ def test_cems_hours_replace_the_profile_and_gaps_share_the_rest(world, prefect_h
     gap = 940.0 / 8772
     with xr.open_dataset(build / "hourly" / "20240301.nc") as cf:
         kg = (cf["SO2"] * cf["cell_area"] * 3600).values  # (24, y, x)
-        # cell 0 holds only P1's SO2
-        np.testing.assert_allclose(kg[:12, 0, 0], 5.0, rtol=1e-12)
-        np.testing.assert_allclose(kg[12:, 0, 0], gap, rtol=1e-12)
+        # cell (1, 1) holds only P1's SO2
+        np.testing.assert_allclose(kg[:12, 1, 1], 5.0, rtol=1e-12)
+        np.testing.assert_allclose(kg[12:, 1, 1], gap, rtol=1e-12)
     table = pd.read_csv(build / "cems.csv").set_index(["source_id", "species"])
     row = table.loc[("P1", "SO2")]
     assert (row.annual_kg, row.measured_kg, row.measured_hours, row.gap_hours) == \
@@ -404,7 +410,8 @@ def test_cems_errors_name_file_row_and_column(world, tables, row, message):
 
 def test_demo_on_its_cmaq_domain_writes_all_three_formats(prefect_harness, tmp_path):
     """The shipped demo on the shipped 3 km Lambert domain (config/GRIDDESC, SH3KM): one day in
-    CF, CMAQ and WRF-Chem, every model file checked against the ledger by the build itself."""
+    CF, CMAQ (cb6r5_ae7, with a fertiliser stream) and WRF-Chem, every model file checked
+    against the ledger by the build itself; NH3_FERT is the fertiliser sector's NH3."""
     import json
 
     import PseudoNetCDF as pnc
@@ -417,17 +424,27 @@ def test_demo_on_its_cmaq_domain_writes_all_three_formats(prefect_harness, tmp_p
     config = repo / "config" / "shanghai.yaml"
     doc = resolve_paths(yaml.safe_load(config.read_text()), config.parent)
     doc["grid"] = {"griddesc": str(repo / "config" / "GRIDDESC"), "name": "SH3KM"}
+    doc["output"].update(mechanism="cb6r5_ae7", cmaq={"streams": {"FERT": ["fertiliser"]}})
     path = tmp_path / "sh3km.yaml"
     path.write_text(yaml.safe_dump(doc, allow_unicode=True))
     s = build_inventory(str(path), out_dir=str(tmp_path / "out"),
                         period=("2024-07-10", "2024-07-10"), formats=["cf", "cmaq", "wrfchem"])
     build = Path(s.build_dir)
     files = json.loads((build / "manifest.json").read_text())["files"]
-    assert {"hourly/20240710.nc", "cmaq/emis_cb6r3_ae6_SH3KM_20240710.nc",
+    assert {"hourly/20240710.nc", "cmaq/emis_cb6r5_ae7_SH3KM_20240710.nc",
+            "cmaq/streams/emis_cb6r5_ae7_SH3KM_FERT_20240710.nc",
+            "cmaq/streams/emis_cb6r5_ae7_SH3KM_OTHER_20240710.nc", "cmaq/README.txt",
             "wrfchem/wrfchemi_d01_2024-07-10_00:00:00", "cems.csv"} <= set(files)
-    f = pnc.pncopen(str(build / "cmaq" / "emis_cb6r3_ae6_SH3KM_20240710.nc"), format="ioapi")
+    f = pnc.pncopen(str(build / "cmaq" / "emis_cb6r5_ae7_SH3KM_20240710.nc"), format="ioapi")
     assert (f.GDTYP, f.NCOLS, f.NROWS, f.P_ALP, f.P_GAM) == (2, 54, 57, 25.0, 110.0)
     assert f.NLAYS > 1  # stacks lifted above layer 1
+    assert float(np.asarray(f.variables["SOAALK"][:]).sum()) > 0
+    streams = build / "cmaq" / "streams"
+    with netCDF4.Dataset(streams / "emis_cb6r5_ae7_SH3KM_FERT_20240710.nc") as fert, \
+            netCDF4.Dataset(streams / "emis_cb6r5_ae7_SH3KM_OTHER_20240710.nc") as other:
+        np.testing.assert_array_equal(fert["NH3_FERT"][:], fert["NH3"][:])
+        assert float(fert["NH3"][:].sum()) > 0 and float(other["NH3_FERT"][:].max()) == 0.0
+        assert float(other["NH3"][:].sum()) > 0
     with netCDF4.Dataset(build / "wrfchem" / "wrfchemi_d01_2024-07-10_00:00:00") as nc:
         assert (nc.MAP_PROJ, nc.TRUELAT1, nc.TRUELAT2, nc.STAND_LON) == (1, 25.0, 40.0, 110.0)
         assert nc.getncattr("WEST-EAST_GRID_DIMENSION") == 55
@@ -557,21 +574,43 @@ def test_model_read_fraction_of_every_wrfchem_package(emiss_opt):
                             "cbmz_mosaic): reads 66.6667% of PM10"]
     else:
         assert problems == []
-    assert "wrfchem: N2O is not carried by mechanism " + MECHANISM_OF[emiss_opt] in notes
+    from pipeline.wrfchem_packages import package
+
+    t = {"SO2": "0.03", "NOx": "0.06", "NMVOC": "0.12", "NH3": "0.015", "PM10": "0.036",
+         "PM2_5": "0.024", "BC": "0.003", "OC": "0.006", "CO2": "30", "CH4": "0.15",
+         "N2O": "0.003"}
+    has = {16: {"CO2", "CO"}, 17: {"CO2", "CO", "CH4"}}.get(emiss_opt, set(t) - {"N2O"} - (
+        set() if emiss_opt == 3 else {"CO2", "CH4"}))  # RADM2/SORGAM carries E_CO2, E_CH4
+    absent = [f"{sp} ({v} t)" for sp, v in t.items() if sp not in has]
+    assert notes == [f"wrfchem (WRF-Chem emiss_opt {emiss_opt} ({package(emiss_opt).name}), "
+                     f"mechanism {MECHANISM_OF[emiss_opt]}) carries no variable for: "
+                     + ", ".join(absent) + " (in the CF files and the ledger only)"]
 
 
-def test_model_read_of_cmaq_follows_the_default_desid_rules():
-    """CB6r3 through CMAQ 5.3.3's default EmissCtrl rules: IVOC, UNR and NVOL have no rule
-    (config/cmaq_desid_surrogates.csv), so part of NMVOC is not read; the rest is."""
+@pytest.mark.parametrize("mechanism, desid", [("cb6r3_ae6", "5.3.3:cb6r3_ae6_aq"),
+                                              ("cb6r5_ae7", "5.4:cb6r5_ae7_aq")])
+def test_model_read_of_cmaq_follows_the_default_desid_rules(mechanism, desid):
+    """CB6 through CMAQ's default rules: IVOC, UNR and NVOL have no rule
+    (config/cmaq_desid_surrogates.csv), so part of NMVOC is not read, and the build names
+    them; the SOAALK tracer is not counted; CH4 is read (CH4 → ECH4), CO2 has no rule."""
     from pipeline.model_read import model_read
 
-    mo, ledger = _fake_outputs("cb6r3_ae6", "cmaq")
+    mo, ledger = _fake_outputs(mechanism, "cmaq", cmaq_desid=desid)
     cols, problems, _ = model_read(mo, ledger)
     frac = cols["cmaq_read_kg"].groupby(level="species").sum() / \
         ledger["gridded_kg"].groupby(level="species").sum()
-    for sp in ["SO2", "NOx", "CO", "NH3", "PM2_5", "PM10", "BC", "OC"]:
+    for sp in ["SO2", "NOx", "CO", "NH3", "PM2_5", "PM10", "BC", "OC", "CH4"]:
         assert frac[sp] == pytest.approx(1.0, abs=1e-9), sp
+    assert frac["CO2"] == 0.0
     # solvents (SPECIATE 8744): IVOC 26.1 % + UNR 4.4 % + NVOL 0.25 % of TOG, no CH4
     solv = cols.loc[("solvents", "NMVOC"), "cmaq_read_fraction"]
     assert solv == pytest.approx(1 - 0.261070 - 0.043968 - 0.002474876, abs=1e-5)
-    assert len(problems) == 1 and "of NMVOC" in problems[0]
+    assert len(problems) == 2 and "of NMVOC; not read: IVOC " in problems[0]
+    assert "UNR " in problems[0] and "NVOL " in problems[0] and "SOAALK" not in problems[0]
+    assert "reads 0.0000% of CO2; not read: CO2 100.00% (no default rule" in problems[1]
+    # the user's own CO2 rule (output.cmaq.extra_rules) makes CO2 read
+    from pipeline.config import CmaqConfig
+    mo.cmaq = CmaqConfig(extra_rules=["CO2"])
+    cols, problems, _ = model_read(mo, ledger)
+    assert cols["cmaq_read_kg"].groupby(level="species").sum()["CO2"] == pytest.approx(3e4)
+    assert len(problems) == 1

@@ -188,12 +188,21 @@ def test_gridded_field_unit_refused(tmp_path):
 
 
 def test_yrd_demo_build_merges_local_and_regional(tmp_path):
-    """The shipped YRD demo, one day, CF + CMAQ: every land cell of the domain has emissions,
-    Shanghai's own sources replace MEIC inside the city, the ledgers balance."""
+    """The shipped YRD demo, one day, CF + CMAQ + WRF-Chem: every land cell of the domain has
+    emissions, Shanghai's own sources replace MEIC inside the city, the ledgers balance, the
+    CMAQ and WRF-Chem files carry local + regional CO (read back from the files), and the
+    report maps where each inventory holds."""
+    import netCDF4
+
     from pipeline.build import run_build
+    from pipeline.report.build_dir import open_build
+    from pipeline.config import load_config
+    from pipeline.writers.wrfchem import wrf_cell_area_m2
+    from tests.cf_checker import assert_cf_clean
+    from pipeline.report.regional import holdings
 
     r = run_build("config/yrd.yaml", out=tmp_path / "out", period=("2024-07-01", "2024-07-01"),
-                  formats=["cf", "cmaq"])
+                  formats=["cf", "cmaq", "wrfchem"])
     t = r.ledger.table
     reg = t[t["regional_read"] > 0]
     assert len(reg) and (reg.index.get_level_values("sector").str.contains("@meic-07")).any()
@@ -208,5 +217,118 @@ def test_yrd_demo_build_merges_local_and_regional(tmp_path):
         regional = a.sel(sector=[s for s in sectors if "@" in s]).sum("sector")
         assert int((regional > 0).sum()) > 0.9 * regional.size  # MEIC over the whole domain
         assert float(local.sum()) > 0 and float((local > 0).sum()) > 50  # Shanghai's own
-    assert (r.build_dir / "cmaq").exists()
+        # CO of 1 July (UTC) as annual.nc × temporal factors, local and regional apart [kg]
+        co = ds["annual_emissions"].sel(species="CO").sum(("y", "x")).to_pandas()
+        f = ds["temporal_factor"].sel(time=slice("2024-07-01T00", "2024-07-01T23"))
+        day = (f.sum("time").to_pandas() * co)
+    want_reg = float(day[[s for s in day.index if "@" in s]].sum())
+    want = float(day.sum())
+    assert 0.5 * want < want_reg < want  # both inventories matter on this domain
+    with netCDF4.Dataset(next((r.build_dir / "cmaq").glob("*.nc"))) as nc:
+        cmaq = float(np.asarray(nc["CO"][:24], dtype=float).sum()) * 3600 * 28.0101e-3
+    # WRF-Chem fluxes are per physical cell area, DX·DY/m² (pipeline/writers/wrfchem.py)
+    area_km2 = wrf_cell_area_m2(Grid.from_config(load_config("config/yrd.yaml").grid)) / 1e6
+    with netCDF4.Dataset(next((r.build_dir / "wrfchem").glob("wrfchemi_*"))) as nc:
+        e_co = np.asarray(nc["E_CO"][:24], dtype=float).sum(axis=(0, 1))
+        wrf = float((e_co * area_km2).sum()) * 28.0101e-3
+    assert cmaq == pytest.approx(want, rel=1e-5) and wrf == pytest.approx(want, rel=1e-5)
+    # the model-read ledger covers the regional sectors too: all their CO is read
+    reg_co = reg.xs("CO", level="species")
+    for fmt in ("cmaq", "wrfchem"):
+        np.testing.assert_allclose(reg_co[f"{fmt}_read_kg"], reg_co["gridded_kg"], rtol=1e-9)
     assert any(m.startswith("regional_meic_") for m in r.manifest.inputs)
+    # the merge map: regional-only cells outside, replaced cells over Shanghai
+    with xr.open_dataset(r.build_dir / "regional_merge.nc") as mm:
+        rep = mm["replaced_by_local"].sel(species="NOx").to_numpy()
+        inside = mm["local_mask_fraction"].to_numpy()
+    assert rep.sum() == pytest.approx(float(reg.xs("NOx", level="species")
+                                           ["replaced_by_local"].sum()), rel=1e-9)
+    assert (rep[inside == 0] == 0).all() and (rep[inside > 0] > 0).any()
+    assert_cf_clean(r.build_dir / "regional_merge.nc")
+    cat, share = holdings(open_build(r.build_dir), "NOx")
+    counts = np.bincount(cat.ravel(), minlength=5)
+    assert counts[1] > 0.9 * cat.size and counts[3] == int((rep > 0).sum())
+    assert np.nanmax(share[cat == 1], initial=0.0) == 0.0
+    page = (r.build_dir / "report" / "index.html").read_text(encoding="utf-8")
+    assert "Regional background" in page and "map_holdings.png" in page
+
+
+def test_whole_cells_and_cut_cells_match_the_polygon_overlay():
+    """Target cells inside one source cell take their own ring's area (no geometry built), the
+    others the polygon × box overlay: the matrix is the overlay's for every cell."""
+    from affine import Affine
+
+    from grids.overlay import AreaMeasure, local_grid, rectilinear_weights, to_local
+    from grids.regrid import target_polygons
+
+    src = Grid(crs=LL, x0=120.5, y0=30.5, dx=0.1, dy=0.1, nx=12, ny=12, name="ec")
+    tgt = Grid(crs=UTM, x0=330_000, y0=3_400_000, dx=2000, dy=2000, nx=30, ny=30, name="sh")
+    r = regrid_matrix(src, tgt)
+    cells, _ = target_polygons(tgt, LL, 4)
+    p, c, w = rectilinear_weights(to_local(cells, src), np.ones(src.shape),
+                                  Affine(src.dx, 0, 0, 0, src.dy, 0), local_grid(src),
+                                  AreaMeasure(src))
+    want = np.zeros((tgt.size, src.size))
+    np.add.at(want, (p[c >= 0], c[c >= 0]), w[c >= 0])
+    got = r.matrix.toarray()
+    whole = (got > 0).sum(axis=1) == 1
+    assert 0.3 < whole.mean() < 0.9  # both paths are exercised
+    np.testing.assert_allclose(got, want, rtol=0, atol=1e-13)  # shares ≤ 1, to rounding
+
+
+def test_monthly_regional_factors_keep_the_local_month_and_our_shape():
+    """A MEIC February field in Asia/Shanghai: its mass goes to the hours of local February
+    (from 31 Jan 16:00 UTC), shaped by the base sector's own weekday/hour factors."""
+    times = pd.date_range("2024-01-01", "2024-12-31 23:00", freq="h")
+    rng = np.random.default_rng(16)
+    base = rng.random(times.size)
+    base /= base.sum()
+    f = regional_factors(xr.DataArray(base[None, :], dims=("sector", "time"),
+                                      coords={"sector": ["road"], "time": times.to_numpy()}),
+                         [regional_sector("road", "meic", 2)], "Asia/Shanghai")
+    got = f.sel(sector="road@meic-02").to_numpy()
+    feb = (times >= "2024-01-31 16:00") & (times < "2024-02-29 16:00")  # local February
+    assert got[~feb].sum() == 0.0 and got[feb].sum() == pytest.approx(1.0, rel=1e-12)
+    np.testing.assert_allclose(got[feb], base[feb] / base[feb].sum(), rtol=1e-12)
+
+
+def test_unverified_splits_used_are_named_in_one_warning(tmp_path):
+    from pipeline.regional import _unverified_rows, unverified_finding
+
+    sec, _ = load_mapping("config/regional_sectors.csv", "config/regional_species.csv")
+    split = sector_split(sec, "meic", "transportation", "SO2")
+    rows = _unverified_rows(sec, "config/regional_sectors.csv", "meic", "transportation", "SO2",
+                            split)
+    assert len(rows) == 3 and any("shipping,SO2 0.7" in r for r in rows)
+    assert _unverified_rows(sec, "x", "meic", "power", "NOx",
+                            sector_split(sec, "meic", "power", "NOx")) == set()
+    f = unverified_finding(rows)
+    assert f.check == "unverified_regional_splits" and f.value == 3.0
+    bad = tmp_path / "s.csv"
+    bad.write_text("inventory,their_sector,sector,species,fraction,verified,reference\n"
+                   "meic,power,power,*,1,maybe,x\n")
+    with pytest.raises(Exception, match="verified' must be yes or no"):
+        load_mapping(bad, "config/regional_species.csv")
+
+
+def test_day_cube_leaves_out_sectors_outside_their_month():
+    """A monthly regional sector has zero factors outside its month: the day's fluxes are the
+    same with it left out of the product as the full (dask) cube's."""
+    from pipeline.cube import day_cube, hourly_cube
+    from sources.species import load_species
+
+    registry = load_species("config/species.yaml")
+    times = pd.date_range("2024-07-01", periods=24, freq="h")
+    grid = TGT
+    rng = np.random.default_rng(7)
+    annual = xr.DataArray(rng.random((3, 1, 3, 3)), dims=("sector", "species", "y", "x"),
+                          coords={"sector": ["road", "road@meic-07", "road@meic-08"],
+                                  "species": ["NOx"], "y": grid.y, "x": grid.x})
+    f = rng.random((3, 24)) / 1e3
+    f[2] = 0.0  # August's regional road has no hour on 1 July
+    factors = xr.DataArray(f, dims=("sector", "time"),
+                           coords={"sector": annual["sector"].values, "time": times.to_numpy()})
+    got = day_cube(annual, factors, grid, registry)["NOx"].to_numpy()
+    want = hourly_cube(annual, factors, grid, registry)["NOx"].to_numpy()
+    np.testing.assert_allclose(got, want, rtol=1e-13, atol=0)
+    assert got.max() > 0

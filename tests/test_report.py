@@ -136,12 +136,15 @@ def test_explicit_boundaries_and_missing_hourly(base, tmp_path):
     copy = tmp_path / "build"
     shutil.copytree(base, copy, ignore=shutil.ignore_patterns("hourly", "report"))
     other = tmp_path / "one.gpkg"
-    gpd.GeoDataFrame({"district_code": ["1"], "name_zh": ["全"], "name_en": ["All"]},
+    gpd.GeoDataFrame({"district_code": ["1"], "name_zh": ["全"], "name_en": ["All"],
+                      "boundary_note": ["OSM & co, ODbL 1.0; NOT an official boundary"]},
                      geometry=[shapely.box(299_000, 3_399_000, 305_000, 3_404_000)],
                      crs="EPSG:32651").to_crs("EPSG:4326").to_file(other, layer="districts")
     page = write_report(copy, tmp_path / "r", boundaries=other).read_text(encoding="utf-8")
     d = read_table(page, "districts").set_index("name (en)")
     assert d.loc["All", "CO2"] == pytest.approx(3455, abs=0.5)
+    # the boundaries' source and licence note (the demo's ODbL attribution) is shown with them
+    assert "Boundaries: OSM &amp; co, ODbL 1.0; NOT an official boundary" in page
     assert "No hourly files to plot" in page
 
 

@@ -263,12 +263,28 @@ def test_cli_scenario_bad_arguments(tmp_path, capsys):
 
 
 @pytest.mark.parametrize("plan", ["plan-2025.yaml", "plan-2030.yaml"])
-def test_shipped_plans_run_on_the_demo(plan):
+def test_shipped_plans_run_on_the_demo(plan, tmp_path):
+    """Both shipped plans on the demo (its CEMS file among the inputs); the difference.nc of
+    each passes ``compliance-checker --test cf:1.8 --criteria strict`` with no finding."""
+    from pipeline.provenance import provenance_attrs
+    from pipeline.scenario import write_scenario_files
+    from pipeline.writers.netcdf_cf import static_coords
+    from tests.cf_checker import assert_cf_clean
+
     sc = load_scenario(REPO / "config" / "scenarios" / plan)
     cfg = load_config(sc.base_config)
     tables = load_tables(cfg)
-    act, _, _ = read_inputs(cfg, tables)
+    act, metas, _ = read_inputs(cfg, tables)
     run = run_scenario(sc, act, allocate_sources(act, tables), tables, cfg.boundaries)
+    attrs = provenance_attrs(cfg, metas, "20240101T000000000Z-test", "test", tables.grid)
+    assert "input_sha256_cems_P0001_2024_07" in attrs
+    write_scenario_files(run, tmp_path, static_coords(tables.grid), attrs)
+    with xr.open_dataset(tmp_path / "difference.nc") as ds:
+        np.testing.assert_array_equal(ds["emission_difference"].values, run.difference.values)
+        assert ds["emission_difference"].attrs["cell_methods"] == "year: mean"
+        assert ds["year"].values == np.datetime64(f"{cfg.year}-01-01T00")
+        assert list(ds["measure"].values) == list(run.difference["measure"].values)
+    assert_cf_clean(tmp_path / "difference.nc")
     s = run.synergy
     comb = s[s["basis"] == "combined"].iloc[0]
     assert comb["delta_CO2_t"] < 0 and comb["delta_NOx_t"] < 0
@@ -279,3 +295,33 @@ def test_shipped_plans_run_on_the_demo(plan):
         assert m.clause.strip()
         r = s[(s["measure"] == m.id) & (s["basis"] == "alone")].iloc[0]
         assert r.filter(like="delta_").abs().sum() > 0, m.id
+
+
+def test_co_benefit_ratios_divide_by_fossil_co2(world):
+    """With CO2 split into fossil and biogenic (coal here 25 % biogenic, as if co-fired), the
+    ratios are per kt of *fossil* CO2, the CO2 that CO2e counts: halving P1 avoids 1000 t CO2,
+    of which 750 t fossil, and 2.5 t NOx → 3.333 t NOx per kt fossil CO2 (not 2.5)."""
+    cfg = world.parent
+    species = (cfg / "species.yaml").read_text().replace(
+        "co2e: {gwp_set: ar6, components: [CO2, CH4, N2O]}",
+        "  CO2_fossil: {long_name: fossil CO2, kind: greenhouse_gas, gwp100_ar5: 1, "
+        "gwp100_ar6: 1}\n"
+        "  CO2_bio: {long_name: biogenic CO2, kind: greenhouse_gas, gwp100_ar5: 1, "
+        "gwp100_ar6: 1}\n"
+        "co2e: {gwp_set: ar6, components: [CO2_fossil, CH4, N2O]}\n"
+        "co2_split: {total: CO2, fossil: CO2_fossil, biogenic: CO2_bio}")
+    assert "co2_split" in species
+    (cfg / "species.yaml").write_text(species)
+    (cfg / "fuels.csv").write_text("fuel,ncv,ncv_unit,biogenic_fraction,reference\n"
+                                   "coal,20,GJ/t,0.25,test\nnatural_gas,40,MJ/m**3,0,test\n")
+    run = _run(world, """
+        - {id: half_p1, type: scale, title: halve P1, clause: "§1", select: {source_id: P1},
+           factor: 0.5}
+        """)
+    r = _row(run, "half_p1", "sequential")
+    assert r["delta_CO2_t"] == pytest.approx(-1000.0, rel=1e-12)
+    assert r["delta_CO2_fossil_t"] == pytest.approx(-750.0, rel=1e-12)
+    assert r["delta_CO2_bio_t"] == pytest.approx(-250.0, rel=1e-12)
+    assert r["NOx_t_per_kt_CO2"] == pytest.approx(2.5 / 0.75, rel=1e-12)
+    assert r["SO2_t_per_kt_CO2"] == pytest.approx(0.5 / 0.75, rel=1e-12)
+    assert "CO2_fossil_t_per_kt_CO2" not in run.synergy.columns  # a GHG has no ratio

@@ -147,3 +147,58 @@ def test_demo_cems_series_regenerates_byte_for_byte(tmp_path):
     subprocess.run([sys.executable, str(cems / "make_cems.py"), str(out)], check=True,
                    timeout=300, capture_output=True)
     assert out.read_bytes() == (cems / "P0001_2024-07.csv").read_bytes()
+
+
+def test_demo_is_built_on_the_real_district_polygons():
+    """Issue 17 item 5: the build's boundaries, land and area-source polygons are the 16
+    geoBoundaries/OSM districts (ODbL 1.0; coverage-simplified at 50 m), the licence notice sits
+    beside every file derived from them, every stack lies in its own district, and the population
+    proxy holds each district's 2020 census population (within the shares of border pixels)."""
+    import geopandas as gpd
+    import rasterio
+    import rasterio.features
+    import shapely
+    from rasterio.transform import Affine
+
+    demo = REPO / "data" / "shanghai-demo"
+    real = gpd.read_file(demo / "real" / "shanghai_districts_geoboundaries.geojson")
+    real = real.set_index("district_code").to_crs(32651)
+    built = gpd.read_file(demo / "boundaries" / "shanghai_districts.gpkg", layer="districts")
+    built = built.set_index("district_code").to_crs(32651)
+    assert list(built.index) == sorted(real.index) and len(built) == 16
+    assert bool(shapely.coverage_is_valid(built.geometry.to_numpy()))  # an exact tiling
+    assert built.area.sum() / 1e6 == pytest.approx(7003.46, abs=0.01)  # with the tidal flats
+    for code, g in built.geometry.items():
+        r = real.geometry[code]
+        assert g.symmetric_difference(r).area < 0.01 * r.area, code
+        assert g.hausdorff_distance(r) < 200.0, code
+    assert built["boundary_note"].str.contains("NOT an official boundary").all()
+    assert built["boundary_note"].str.contains("OpenStreetMap").all()
+    for sub in ("boundaries", "areas", "proxies", "real"):
+        notice = (demo / sub / "LICENSE-geoBoundaries-ODbL-1.0.txt").read_text(encoding="utf-8")
+        assert "Open Database License" in notice and "OpenStreetMap contributors" in notice
+        assert "NOT official boundaries" in notice
+    # area sources carry their district's polygon
+    areas = gpd.read_file(demo / "areas" / "area_sources.gpkg").to_crs(32651)
+    for code, g in areas.groupby("district_code").geometry:
+        assert all(x.equals(built.geometry[code]) for x in g), code
+    # every stack lies at least 100 m inside the district of its district_code
+    st = pd.read_csv(demo / "points" / "stacks.csv", dtype={"district_code": str})
+    pts = gpd.GeoSeries(gpd.points_from_xy(st.lon, st.lat), crs=4326).to_crs(32651)
+    inner = built.geometry.buffer(-99.0)
+    assert all(inner[c].contains(p) for c, p in zip(st.district_code, pts, strict=True))
+    # population proxy: the 2020 census per district (REAL), spread by a synthetic density
+    census = pd.read_csv(demo / "real" / "shanghai_district_stats.csv", comment="#",
+                         dtype={"district_code": str}).set_index("district_code")
+    with rasterio.open(demo / "proxies" / "population.tif") as src:
+        pop, transform = src.read(1).astype(float), src.transform
+    assert pop.sum() == pytest.approx(census["pop_2020_census"].sum(), abs=5)
+    k = 5
+    fine = rasterio.features.rasterize(
+        [(g, i + 1) for i, g in enumerate(built.geometry)], out_shape=(pop.shape[0] * k,
+                                                                       pop.shape[1] * k),
+        transform=transform * Affine.scale(1 / k), fill=0, dtype="int16")
+    for i, code in enumerate(built.index):
+        share = (fine == i + 1).reshape(pop.shape[0], k, pop.shape[1], k).mean(axis=(1, 3))
+        people = float((pop * share).sum())
+        assert people == pytest.approx(census.loc[code, "pop_2020_census"], rel=0.03), code

@@ -63,7 +63,7 @@ def test_profile_table_errors(tmp_path):
     with pytest.raises(ConfigError, match=r"profile 'x' \(hour\) has indices .*expected each of 0..23"):
         load_profiles(p)
     p.write_text("profile_id,kind,index,value,reference\nx,day,1,1,r\n")
-    with pytest.raises(ConfigError, match=r"row 1, column 'kind': 'day'"):
+    with pytest.raises(ConfigError, match=r"row 1, column 'kind': unknown kind; got 'day'"):
         load_profiles(p)
     p.write_text("profile_id,kind,index,value,reference\nx,month,1,-2,r\n")
     with pytest.raises(ConfigError, match=r"row 1, column 'value'"):

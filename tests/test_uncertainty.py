@@ -209,7 +209,7 @@ def test_build_writes_uncertainty_files_that_pass_the_cf_checker(world, capsys):
     assert "All tests passed!" in res.stdout, res.stdout[-3000:]
     # the CLI redraws on the published build
     assert main(["uncertainty", str(build.parent / "latest-period"), "--members", "20",
-                 "--seed", "3"]) == 0
+                 "--seed", "3", "--config", str(world)]) == 0
     assert "95 % range" in capsys.readouterr().out
     mc2 = pd.read_csv(build / "uncertainty" / "uncertainty_mc.csv")
     assert not mc2["p2_5_kg"].equals(mc["p2_5_kg"])

@@ -9,6 +9,7 @@ import dask.array as da
 import netCDF4
 import numpy as np
 import pandas as pd
+import pyproj
 import pytest
 import xarray as xr
 
@@ -16,6 +17,7 @@ from grids.grid import Grid, griddesc_crs
 from pipeline.provenance import global_attributes
 from pipeline.writers import FORMATS, WriteMeta
 from pipeline.writers.netcdf_cf import static_coords
+from pipeline.writers.wrfchem import wrf_cell_area_m2
 
 DAY = pd.Timestamp("2024-03-01")
 GRID = Grid(griddesc_crs(2, 25, 40, 110, 110, 34), 300_000.0, -600_000.0, 3000.0, 3000.0, 4, 3,
@@ -117,7 +119,10 @@ def test_wrfchem_writer_units_per_area_and_mass(tmp_path):
     path = tmp_path / FORMATS["wrfchem"].file_name(DAY)
     FORMATS["wrfchem"].writer.write(_model_day(computed), path, _meta(got))
     assert computed == ["NO", "PSO4"]
-    area = GRID.cell_area_m2
+    # per physical area, WRF's DX·DY/m²: m = the Lambert map factor (pyproj), 0.9939 at 28.6°N
+    area = 3000.0 * 3000.0 / pyproj.Proj(GRID.crs).get_factors(*GRID.lonlat()).areal_scale
+    assert wrf_cell_area_m2(GRID) == pytest.approx(area, rel=1e-15)
+    assert float(area.mean()) / 9e6 == pytest.approx(1.012356, abs=1e-6)
     with netCDF4.Dataset(path) as nc:
         assert [v for v in nc.variables] == ["Times", "E_NO", "E_PSO4", "XLONG", "XLAT"]
         assert nc["E_NO"].units == "mol km^-2 hr^-1" and nc["E_PSO4"].units == "ug m^-2 s^-1"
@@ -163,3 +168,113 @@ def test_input_names_become_cf_attribute_names():
                               version="v", name="n", year=2024, grid_name="G")
     assert attrs["input_sha256_cems_P0001_2024_07"] == "x" and attrs["input_sha256_points"] == "y"
     assert all(re.fullmatch(r"[A-Za-z][A-Za-z0-9_]*", k) for k in attrs)
+
+
+def _shoelace(lon: np.ndarray, lat: np.ndarray) -> np.ndarray:
+    """Signed area of each corner polygon (…, 4): positive when counter-clockwise."""
+    return 0.5 * np.sum(lon * np.roll(lat, -1, axis=-1) - np.roll(lon, -1, axis=-1) * lat,
+                        axis=-1)
+
+
+def test_cf_day_file_has_cell_bounds_and_hourly_time_bounds(tmp_path):
+    """x_bnds/y_bnds are the cell edges, lon_bnds/lat_bnds the corners counter-clockwise from
+    the south-west (CF §7.1), time_bnds [t, t + 1 h] for start-of-hour labels; the file passes
+    the CF-1.8 checker."""
+    from tests.cf_checker import assert_cf_clean
+
+    path = tmp_path / "day.nc"
+    day = _cf_day()
+    for v in day.data_vars:
+        day[v].attrs.update({"long_name": f"{v} flux", "cell_methods": "time: mean"})
+    attrs = global_attributes(build_id="b1", cfg_hash="h", inputs={"cems_P0001_2024-07": "x"},
+                              version="v", name="n", year=2024, grid_name="T3KM")
+    FORMATS["cf"].writer.write(day, path, WriteMeta(grid=GRID, attrs=attrs, year=2024,
+                                                    static=static_coords(GRID)))
+    with netCDF4.Dataset(path) as nc:
+        assert (nc["x"].bounds, nc["y"].bounds, nc["lon"].bounds, nc["lat"].bounds,
+                nc["time"].bounds) == ("x_bnds", "y_bnds", "lon_bnds", "lat_bnds", "time_bnds")
+        np.testing.assert_array_equal(nc["x_bnds"][:], [[300_000, 303_000], [303_000, 306_000],
+                                                        [306_000, 309_000], [309_000, 312_000]])
+        np.testing.assert_array_equal(nc["y_bnds"][:], [[-600_000, -597_000],
+                                                        [-597_000, -594_000],
+                                                        [-594_000, -591_000]])
+        # 2024-03-01 00 UTC is hour 1440 of 2024; hour k is the interval [1440 + k, 1441 + k]
+        np.testing.assert_array_equal(nc["time_bnds"][:], np.stack(
+            [1440 + np.arange(24), 1441 + np.arange(24)], axis=-1))
+        assert nc["time_bnds"].dtype == np.int32 and nc["time"][0] == 1440
+        lon_b, lat_b = nc["lon_bnds"][:], nc["lat_bnds"][:]
+        assert lon_b.shape == (3, 4, 4) and "coordinates" not in nc["lon_bnds"].ncattrs()
+        assert not any("_FillValue" in nc[v].ncattrs()
+                       for v in ("x_bnds", "y_bnds", "lon_bnds", "lat_bnds", "time_bnds"))
+        lon, lat = nc["lon"][:], nc["lat"][:]
+    # the corners of cell (row 1, column 2) are the projected corners of the cell's square
+    inverse = pyproj.Transformer.from_crs(GRID.crs, GRID.crs.geodetic_crs, always_xy=True)
+    x0, y0 = 306_000.0, -597_000.0
+    want = inverse.transform([x0, x0 + 3000, x0 + 3000, x0], [y0, y0, y0 + 3000, y0 + 3000])
+    np.testing.assert_allclose(lon_b[1, 2], want[0], rtol=0, atol=1e-12)
+    np.testing.assert_allclose(lat_b[1, 2], want[1], rtol=0, atol=1e-12)
+    assert (_shoelace(lon_b, lat_b) > 0).all()  # counter-clockwise, every cell
+    # neighbours share their corners exactly; every centre lies within its corners
+    np.testing.assert_array_equal(lon_b[:, :-1, 1], lon_b[:, 1:, 0])
+    np.testing.assert_array_equal(lat_b[:-1, :, 3], lat_b[1:, :, 0])
+    assert ((lon_b.min(-1) < lon) & (lon < lon_b.max(-1))
+            & (lat_b.min(-1) < lat) & (lat < lat_b.max(-1))).all()
+    with xr.open_dataset(path) as ds:  # xarray decodes the bounds as times
+        np.testing.assert_array_equal(ds["time_bnds"].values[:, 1] - ds["time"].values,
+                                      np.timedelta64(1, "h"))
+    assert_cf_clean(path)
+
+
+def test_cf_day_file_on_a_lon_lat_grid_has_its_corners_in_degrees(tmp_path):
+    from tests.cf_checker import assert_cf_clean
+
+    grid = Grid(pyproj.CRS("EPSG:4326"), 121.0, 31.0, 0.25, 0.125, 3, 2, name="LL")
+    t = pd.date_range(DAY, periods=24, freq="h")
+    day = xr.Dataset({"SO2": (("time", "y", "x"), np.full((24, 2, 3), 1e-9),
+                              {"units": "kg m-2 s-1", "long_name": "SO2 flux",
+                               "cell_methods": "time: mean"})},
+                     coords={"time": t, "y": grid.y, "x": grid.x})
+    path = tmp_path / "ll.nc"
+    FORMATS["cf"].writer.write(day, path, WriteMeta(grid=grid, attrs={"title": "t",
+                                                                      "history": "test"}))
+    with netCDF4.Dataset(path) as nc:
+        np.testing.assert_array_equal(nc["lon_bnds"][0, 0], [121.0, 121.25, 121.25, 121.0])
+        np.testing.assert_array_equal(nc["lat_bnds"][1, 2], [31.125, 31.125, 31.25, 31.25])
+        np.testing.assert_array_equal(nc["x_bnds"][2], [121.5, 121.75])
+        assert nc["x"].units == "degrees_east" and nc["x"].bounds == "x_bnds"
+    assert_cf_clean(path)
+
+
+def test_annual_file_labels_year_and_hourly_factors_the_cf_way(tmp_path):
+    """annual.nc: the annual totals carry the scalar coordinate ``year`` and ``year: mean``,
+    the temporal factors ``time: sum`` over [t, t + 1 h]; labels are character arrays that
+    xarray reads back as strings; no finding of the CF-1.8 checker."""
+    from pipeline.steps import write_annual
+    from tests.cf_checker import assert_cf_clean
+
+    annual = xr.DataArray(np.arange(24.0).reshape(2, 1, 3, 4), dims=("sector", "species", "y", "x"),
+                          coords={"sector": ["power", "road"], "species": ["SO2"]})
+    hours = pd.date_range("2024-01-01", "2024-12-31T23", freq="h")
+    factors = xr.DataArray(np.full((2, hours.size), 1 / hours.size), dims=("sector", "time"),
+                           coords={"sector": ["power", "road"], "time": hours},
+                           attrs={"units": "1", "long_name": "fraction of the annual total "
+                                  "emitted in the hour"})
+    write_annual(tmp_path, annual, factors, static_coords(GRID),
+                 {"title": "t", "history": "test", "tongyuan_build_id": "b1"})
+    path = tmp_path / "annual.nc"
+    with netCDF4.Dataset(path) as nc:
+        assert nc["annual_emissions"].cell_methods == "year: mean"
+        assert nc["annual_emissions"].coordinates == "lat lon year"
+        assert nc["year"].standard_name == "time" and nc["year"][...] == 0
+        assert nc["year"].units.startswith("hours since 2024-01-01")
+        assert nc["temporal_factor"].cell_methods == "time: sum"
+        np.testing.assert_array_equal(nc["time_bnds"][-1], [8783, 8784])  # 2024 has 8 784 h
+        assert nc["sector"].dtype == "S1" and nc["sector"].dimensions == ("sector", "string5")
+        assert "_FillValue" not in nc["x"].ncattrs() and "_FillValue" not in nc["time"].ncattrs()
+    assert "cell_methods" not in factors.attrs  # the caller's array is left as it was
+    with xr.open_dataset(path) as ds:
+        assert list(ds["sector"].values) == ["power", "road"]
+        np.testing.assert_array_equal(ds["annual_emissions"].sel(sector="road", species="SO2"),
+                                      np.arange(12.0, 24.0).reshape(3, 4))
+        assert ds["year"].values == np.datetime64("2024-01-01T00")
+    assert_cf_clean(path)

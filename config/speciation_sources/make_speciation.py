@@ -11,6 +11,20 @@ each summing to 1; PEC/POC are not in them).
 NOx: 90 % NO, 9.2 % NO2, 0.8 % HONO of the NO2-equivalent mass (the MEIAT-CMAQ split, same in
 all its sector files), turned into moles with 46.0055 g/mol for all three because inventory NOx
 is NO2-equivalent mass (US EPA NEI FAQ "How are Oxides of Nitrogen (NOx) defined in the NEI?").
+
+Two CMAQ mechanisms are written from these profiles: ``cb6r3_ae6`` (CMAQ 5.3.3 cb6r3_ae6_aq) and
+``cb6r5_ae7`` (CMAQ 5.4/5.5 default cb6r5_ae7_aq: the same emission surrogates, since the
+Speciation Tool's CB6r3_AE7 output feeds both and the 5.4 cb6r5 DESID namelist reads what the
+cb6r3_ae7 one reads plus DMS; config/cmaq_desid_rules.csv). Both carry, as **tracer** rows
+(column ``tracer`` = yes: mass already in other species, not counted twice):
+
+* SOAALK, the Speciation Tool's CB6R3_AE7_TRACER species, per VOC profile (:data:`SOAALK`,
+  computed with soaalk_from_speciate.py: the Tool's own arithmetic on the SPECIATE weights);
+* NH3_FERT = the NH3 of the fertiliser sector, which CMAQ subtracts from NH3 when bidirectional
+  NH3 (CTM_ABFLUX) is on (CMAQ 5.4 desid_util.F:297-307).
+
+and CO2 and CH4 as pass-through species (CH4 → ECH4 by the default DESID rule; CO2 needs a
+tracer species and rule of the user's, see cmaq/README.txt of a build).
 """
 import csv
 from pathlib import Path
@@ -26,13 +40,24 @@ VOC = {  # profile: "species massfrac divisor" (TOG basis)
     "0002": """FORM 0.487 30.026|PAR 0.497379 14.420916|PRPA 0.012 44.097|UNR 3.621124e-03 14.319536""",
     "0122": """BENZ 0.077 78.114|CH4 0.804 16.043|ETH 0.087 28.054|ETHA 0.027 30.070|OLE 3.333376e-03 28.054|PAR 1.666688e-03 14.027""",
 }
-VOC_NAMES = {"8750a": "light-duty gasoline exhaust, no ethanol (TOG; name from memory)",
-             "8774": "heavy-duty diesel exhaust (name from memory)",
-             "8744": "architectural surface coating (category)",
+VOC_NAMES = {  # SPECIATE 5.2 PROFILE_NAME (atmoschem/respeciate data/SPECIATE.rda)
+             "8750a": "Gasoline Exhaust - Reformulated gasoline",
+             "8774": "Diesel Exhaust Emissions from Pre-2007 Model Year Heavy-Duty Diesel Trucks",
+             "8744": "Composite Profile - Architectural Coatings: Solvent Borne and water borne",
              "0008": "Reciprocating Diesel Engine",
              "0003": "External Combustion Boiler - Natural Gas",
-             "0002": "Distillate Oil Boiler",
+             "0002": "External Combustion Boiler - Distillate Oil",
              "0122": "Bar Screen Waste Incinerator"}
+#: SOAALK (CB6R3_AE7_TRACER) per profile: (split of TOG, divisor g/mol) from
+#: soaalk_from_speciate.py; profiles without a SOAALK species (0008, 0122) have none
+SOAALK = {"8750a": (2.663027e-01, 90.732063), "8774": (1.695219e-01, 89.322578),
+          "8744": (7.047577e-01, 139.011424), "0003": (1.700000e-01, 73.469145),
+          "0002": (3.380000e-01, 85.110722)}
+SOAALK_REF = ("SOAALK tracer of the EPA Speciation Tool mechanism CB6R3_AE7_TRACER "
+              "(CMASCenter/Speciation-Tool import_data/mechanism_forImport_11Feb2020_speciate5_0_"
+              "withSOAALK_13mar2020_v0.csv), the Tool's arithmetic (src/make_splits.sql) on "
+              "SPECIATE 5.2 weights (atmoschem/respeciate), config/speciation_sources/"
+              "soaalk_from_speciate.py; repeats alkane mass of PAR/IVOC (tracer)")
 # sector → (profile, why); '*' is the default for other sectors
 VOC_BY_SECTOR = {
     "*": ("0002", "closest combustion profile found (no coal-boiler profile found); ASSUMPTION"),
@@ -88,11 +113,38 @@ rows += [[MEC, "*", "BC", "PEC", "1", "", "inventory BC is elemental carbon (AE6
 rows += [[MEC, "*", sp, name, "1", "44.0095", "one to one; passive tracer of " + what]
          for sp, name, what in (("CO2_fossil", "CO2_FOSSIL", "fossil and process CO2"),
                                 ("CO2_bio", "CO2_BIO", "biogenic CO2 (memo item)"))]
-rows += wrfchem_rows(rows)
+# CMAQ pass-through species (issue 15): CH4 → ECH4 by every default DESID namelist; CO2 has no
+# default rule (a tracer species and rule of the user's, cmaq/README.txt)
+cmaq_rows = [[MEC, "*", "CO2", "CO2", "1", "44.0095", "one to one; pass-through (no default "
+              "CMAQ DESID rule: add a CO2 tracer species and rule, see cmaq/README.txt)"],
+             [MEC, "*", "CH4", "CH4", "1", "16.0425", "one to one; CMAQ default DESID rule CH4 "
+              "-> ECH4 (config/cmaq_desid_rules.csv)"]]
+tracers = []
+for sector, (prof, why) in VOC_BY_SECTOR.items():
+    if prof in SOAALK:
+        ch4 = sum(float(f) for sp, f, _ in (x.split() for x in VOC[prof].split("|"))
+                  if sp == "CH4")
+        frac, div = SOAALK[prof]
+        tracers.append([MEC, sector, "NMVOC", "SOAALK", f"{frac / (1 - ch4):.6g}", f"{div}",
+                        f"{SOAALK_REF}; SPECIATE {prof} {VOC_NAMES[prof]}; CH4 removed, "
+                        f"renormalised to NMOG; {why}"])
+tracers.append([MEC, "fertiliser", "NH3", "NH3_FERT", "1", "17.0305",
+                "fertiliser NH3 as CMAQ's NH3_FERT: subtracted from NH3 when CTM_ABFLUX (bidirec"
+                "tional NH3) is on (USEPA/CMAQ 5.4 CCTM/src/emis/emis/desid_util.F:297-307; "
+                "5.3.3 EMIS_VARS.F:383-395); NH3 keeps the full mass (tracer)"])
+R5 = "cb6r5_ae7"
+R5_NOTE = ("; as cb6r5_ae7 (CMAQ 5.4/5.5 cb6r5_ae7_aq): the Speciation Tool's CB6r3_AE7 output "
+           "is the cb6r5_ae7_aq emission surrogate set (config/cmaq_desid_rules.csv)")
+cmaq = [r for r in rows if r[0] == MEC] + cmaq_rows
+rows += cmaq_rows
+out_rows = [r + [""] for r in rows] + [t + ["yes"] for t in tracers]
+out_rows += [[R5, *r[1:6], r[6] + R5_NOTE, ""] for r in cmaq]
+out_rows += [[R5, *t[1:6], t[6] + R5_NOTE, "yes"] for t in tracers]
+out_rows += [r + [""] for r in wrfchem_rows(rows)]
 out = Path(__file__).resolve().parent.parent / "speciation.csv"
 with out.open("w", newline="") as fh:
     w = csv.writer(fh)
     w.writerow(["mechanism", "sector", "pollutant", "model_species", "mass_fraction",
-                "molar_mass_g_mol", "reference"])
-    w.writerows(rows)
-print(f"{out}: {len(rows)} rows")
+                "molar_mass_g_mol", "reference", "tracer"])
+    w.writerows(out_rows)
+print(f"{out}: {len(out_rows)} rows")

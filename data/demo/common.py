@@ -72,8 +72,10 @@ PROXY_NX, PROXY_NY = 260, 276
 SUPERSAMPLE = 5  # land fraction of a proxy pixel from 5 x 5 sub-pixels (100 m)
 PEOPLES_SQUARE = (121.475, 31.230)
 
-BOUNDARY_NOTE = ("APPROXIMATE synthetic boundary (hand-digitised outline split by a Voronoi "
-                 "tessellation); not an official boundary; demonstration only")
+BOUNDARY_NOTE = ("geoBoundaries gbOpen CHN ADM3 (OpenStreetMap-derived), ODbL 1.0: Contains "
+                 "information from geoBoundaries (Runfola et al. 2020) and OpenStreetMap (c) "
+                 "OpenStreetMap contributors. NOT an official boundary (no map review number); "
+                 "includes tidal flats; demonstration only")
 
 # District code, Chinese name, English name, resident population (REAL: 2020 census, scales the
 # population proxy per district)

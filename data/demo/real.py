@@ -1,7 +1,9 @@
 """The real public data of the demo (``data/demo/real/``): the WRI Global Power Plant Database
 rows of Shanghai (CC BY 4.0), the geoBoundaries/OpenStreetMap district polygons (ODbL 1.0, not
 official boundaries) and the 2020 census population per district. Copied unchanged into the
-demo folder with their licence and attribution files; everything else of the demo is synthetic.
+demo folder with their licence and attribution files; the district polygons are also the
+demo's boundaries, land and area-source polygons (an ODbL derived database, which carries the
+same licence notice). Everything else of the demo is synthetic.
 """
 
 from __future__ import annotations
@@ -45,9 +47,15 @@ LICENCES = {
         "This file is a Database under the Open Database License 1.0 (ODbL 1.0); any adapted\n"
         "copy must stay under the ODbL. Full text: https://opendatacommons.org/licenses/odbl/1-0/\n"
         "NOT official boundaries: no map review number (审图号); their area (7 003 km2) includes\n"
-        "tidal flats (official land area about 6 340 km2). The demo's boundaries/\n"
-        "shanghai_districts.gpkg is still the generator's own approximate tiling.\n"),
+        "tidal flats (official land area about 6 340 km2).\n\n"
+        "Derived databases in the demo (same licence, same attribution): boundaries/\n"
+        "shanghai_districts.gpkg (these polygons unchanged, with Tongyuan column names),\n"
+        "areas/area_sources.gpkg (one row per district and activity, the district's polygon as\n"
+        "geometry) and the district shares of the proxy rasters proxies/*.tif (the polygons\n"
+        "rasterised on the 500 m grid). The demo's land (roads, stack siting) is their union.\n"),
 }
+#: the notice written next to every demo file derived from the district polygons
+ODBL_NOTICE = "LICENSE-geoBoundaries-ODbL-1.0.txt"
 
 
 def _csv(path: Path) -> pd.DataFrame:
@@ -67,6 +75,22 @@ def power_plants(fuel: str) -> list[tuple[str, float, float, float, float]]:
              float(getattr(r, GENERATION))) for r in df.itertuples()]
 
 
+def district_polygons():
+    """The 16 districts (geoBoundaries gbOpen CHN ADM3, ODbL 1.0), WGS 84, in GB/T 2260 code
+    order: ``district_code``, ``name_zh``, geometry (unchanged from the real file). The polygons
+    tile exactly (a valid coverage); checked here because the siting and the proxies rely on it."""
+    import geopandas as gpd
+    import shapely
+
+    gdf = gpd.read_file(DISTRICTS_GEOJSON)
+    gdf = gdf.sort_values("district_code", kind="stable").reset_index(drop=True)
+    if len(gdf) != 16 or not gdf["district_code"].is_unique:
+        raise RuntimeError(f"{DISTRICTS_GEOJSON}: expected 16 distinct districts")
+    if not bool(shapely.coverage_is_valid(gdf.geometry.to_numpy())):
+        raise RuntimeError(f"{DISTRICTS_GEOJSON}: the district polygons overlap")
+    return gdf[["district_code", "name_zh", "geometry"]]
+
+
 def census_population() -> dict[str, int]:
     """Resident population per district code, 7th national census (2020-11-01)."""
     df = _csv(STATS_CSV)
@@ -84,3 +108,6 @@ def copy_real(out: Path) -> None:
     shutil.copyfile(REAL / "SOURCES.md", dest / "SOURCES.md")
     for name, text in LICENCES.items():
         (dest / name).write_text(text, encoding="utf-8")
+    # the files derived from the district polygons carry the ODbL notice beside them
+    for sub in ("boundaries", "areas", "proxies"):
+        (out / sub / ODBL_NOTICE).write_text(LICENCES[ODBL_NOTICE], encoding="utf-8")

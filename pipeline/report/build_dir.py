@@ -18,7 +18,7 @@ import pyproj
 import xarray as xr
 
 from grids.grid import Grid
-from pipeline.publish import Manifest, has_manifest, read_manifest
+from pipeline.publish import Manifest, has_manifest, local_record, read_manifest
 from sources.errors import ConfigError
 from sources.files import sha256_file
 
@@ -82,8 +82,14 @@ class BuildData:
 
     @property
     def boundaries(self) -> str | None:
-        """The district boundaries file of the build's configuration."""
-        return self.manifest.boundaries
+        """The district boundaries file of the build's configuration: the manifest records it
+        relative to the configuration, whose folder the server keeps in its local record
+        (:func:`pipeline.publish.local_record`)."""
+        recorded = self.manifest.boundaries
+        if not recorded or Path(recorded).is_absolute():
+            return recorded
+        folder = local_record(self.path).get("config_dir")
+        return str(Path(folder) / recorded) if folder else recorded
 
     @property
     def timezone(self) -> str:
@@ -172,7 +178,9 @@ def open_build(build_dir: str | Path) -> BuildData:
         lat = ds["lat"].to_numpy()
         x = ds["x"].to_numpy()
         y = ds["y"].to_numpy()
-    annual = annual.drop_vars([c for c in ("lon", "lat") if c in annual.coords])
+    # lon/lat (2-D, in .lon/.lat) and the scalar ``year`` of the annual totals
+    annual = annual.drop_vars([c for c in ("lon", "lat", "year") if c in annual.coords])
+    factors = factors.drop_vars([c for c in ("year",) if c in factors.coords])
     dx = float(x[1] - x[0]) if x.size > 1 else float(y[1] - y[0]) if y.size > 1 else 1000.0
     dy = float(y[1] - y[0]) if y.size > 1 else dx
     grid = Grid(crs=pyproj.CRS.from_wkt(wkt), x0=float(x[0]) - dx / 2, y0=float(y[0]) - dy / 2,

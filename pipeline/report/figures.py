@@ -1,4 +1,5 @@
-"""Figures of the report pages: annual maps, difference maps, monthly bars and hourly weeks.
+"""Figures of the report pages: annual maps, difference maps, monthly bars, hourly weeks and
+the map of where the local and the regional inventory hold.
 
 Maps are drawn in grid-CRS kilometres with the district outlines of
 :func:`boundary_lines_km`; every function returns a matplotlib figure (Agg backend) for
@@ -17,7 +18,8 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 import shapely  # noqa: E402
-from matplotlib.colors import LogNorm, Normalize, SymLogNorm  # noqa: E402
+from matplotlib.colors import ListedColormap, LogNorm, Normalize, SymLogNorm  # noqa: E402
+from matplotlib.patches import Patch  # noqa: E402
 from matplotlib.ticker import FuncFormatter, MaxNLocator  # noqa: E402
 
 from grids.grid import Grid  # noqa: E402
@@ -184,4 +186,48 @@ def diff_map(delta: np.ndarray, data: BuildData, outlines: list[np.ndarray], tit
     cb.ax.tick_params(labelsize=7)
     map_axes(ax, grid, outlines)
     ax.set_title(title, fontsize=10)
+    return fig
+
+
+#: categories of :func:`holdings_figure`, in order of their codes 0..4, with their colours
+HOLDINGS = [("no emissions", "#f2f2f2"), ("regional inventory only", "#9ecae1"),
+            ("local inventory only", "#fdae6b"),
+            ("local replaces regional for its sectors (regional kept for the others)",
+             "#e6550d"),
+            ("local and regional side by side (no replacement)", "#756bb1")]
+
+
+def holdings_figure(category: np.ndarray, local_share: np.ndarray, grid: Grid,
+                    outlines: list[np.ndarray], species: str) -> plt.Figure:
+    """Two maps of a build with a regional inventory: which inventory holds each cell
+    (:data:`HOLDINGS` codes) and the local inventory's share of the cell's ``species``.
+
+    Parameters
+    ----------
+    category : (ny, nx) codes 0..4 of :data:`HOLDINGS`
+    local_share : (ny, nx) local / (local + regional) of ``species`` [1], NaN where neither
+    grid : grid of the values
+    outlines : mask / district outlines in km (:func:`boundary_lines_km`)
+    species : the species of the right map
+    """
+    fig, (a1, a2) = plt.subplots(1, 2, figsize=(12.4, 5.8))
+    extent = [v / 1e3 for v in (grid.bounds[0], grid.bounds[2], grid.bounds[1], grid.bounds[3])]
+    cmap = ListedColormap([c for _, c in HOLDINGS])
+    a1.imshow(category, origin="lower", extent=extent, cmap=cmap, vmin=-0.5,
+              vmax=len(HOLDINGS) - 0.5, interpolation="nearest")
+    counts = np.bincount(category.ravel().astype(np.int64), minlength=len(HOLDINGS))
+    a1.legend(handles=[Patch(color=c, label=f"{name} ({n} cells)")
+                       for (name, c), n in zip(HOLDINGS, counts, strict=True) if n],
+              fontsize=7, loc="upper center", bbox_to_anchor=(0.5, -0.12), ncol=1)
+    map_axes(a1, grid, outlines)
+    a1.set_title("Where each inventory holds", fontsize=10)
+    a2.set_facecolor("#f2f2f2")
+    im = a2.imshow(np.ma.masked_invalid(local_share), origin="lower", extent=extent,
+                   cmap="PuOr_r", vmin=0.0, vmax=1.0, interpolation="nearest")
+    cb = fig.colorbar(im, ax=a2, shrink=0.82, pad=0.04)
+    cb.set_label(f"local / (local + regional) {label(species)}", fontsize=8)
+    cb.ax.tick_params(labelsize=7)
+    map_axes(a2, grid, outlines)
+    a2.set_title(f"Local inventory's share of {label(species)} per cell", fontsize=10)
+    fig.tight_layout()
     return fig

@@ -8,6 +8,7 @@ URIs, so the one file can be mailed.
 
 The report shows: identity and inputs; totals per sector × species (t/yr, CO2e included); totals
 per district (exact cell ∩ district area weights, :mod:`grids.regions`); annual maps per species;
+with a regional inventory, the map of where each inventory holds (:mod:`~pipeline.report.regional`);
 the hourly series of two weeks read from the files themselves, in the local time of the build's
 temporal profiles (``profile_timezone`` of ``annual.nc``); monthly series; the top cells and the
 top stacks; the ledger; the notices; the same-source check findings. It also re-checks what it
@@ -37,6 +38,7 @@ from grids.regions import OUTSIDE, read_regions, region_names, region_of_cells, 
 from pipeline.report.build_dir import BuildData, open_build
 from pipeline.report.figures import boundary_lines_km, map_figure, monthly_figure, week_figure
 from pipeline.report.html import Raw, details, fmt, html_page, label, save_png, table
+from pipeline.report.regional import regional_section
 from pipeline.report.uncertainty import uncertainty_section
 
 KEY_SPECIES = ["CO2", "NOx", "SO2", "PM2_5", "NMVOC", "CO"]
@@ -198,6 +200,17 @@ def _input_cell(column: str, value: Any) -> Any:
     return str(value)[:16] + "…" if column == "sha256" else value
 
 
+def _shown_path(path: Any, recorded: str | None) -> str:
+    """How the report names a file the build used: its path relative to the configuration as
+    the manifest records it, or its bare name for a file given otherwise (a published page
+    never shows the server's absolute paths)."""
+    if not path:
+        return "none configured"
+    if recorded and Path(recorded).name == Path(path).name:
+        return recorded
+    return Path(path).name
+
+
 def _header(data: BuildData, inputs: pd.DataFrame | None, boundaries: Any) -> str:
     a = data.attrs
     g = data.grid
@@ -211,9 +224,10 @@ def _header(data: BuildData, inputs: pd.DataFrame | None, boundaries: Any) -> st
         ("grid", f"{g.name}: {g.nx} × {g.ny} cells of {g.dx:g} × {g.dy:g} {g.units}, "
                  f"{g.crs.name} ({g.crs.to_string()}), lower-left ({g.x0:g}, {g.y0:g}) "
                  f"{g.units}"),
-        ("district boundaries", str(boundaries) if boundaries else "none configured"),
+        ("district boundaries", _shown_path(boundaries, data.manifest.boundaries)),
         ("history", str(a.get("history", ""))),
-        ("build directory", str(data.path)),
+        # the published name (a report is written in the staging folder, then published)
+        ("build directory", data.path.name.removeprefix(".staging-")),
     ]
     body = "".join(f"<tr><td>{html.escape(k)}</td><td>{html.escape(v)}</td></tr>" for k, v in rows)
     out = [f"<table class='meta'>{body}</table>"]
@@ -297,6 +311,9 @@ def _district_section(data: BuildData, districts: gpd.GeoDataFrame | None,
             f"area(cell ∩ district) / cell area. Gridded emissions only (t/yr). District "
             f"polygons cover {covered:,.0f} km² of the {cell_km2.sum():,.0f} km² "
             "grid.</p>")
+    if "boundary_note" in districts.columns:  # the boundaries' source, licence, status
+        for text in dict.fromkeys(districts["boundary_note"].dropna().astype(str)):
+            note += f"<p class='note'>Boundaries: {html.escape(text)}</p>"
     t_html = table(["code", "name (zh)", "name (en)", *[label(s) for s in species]], rows,
                    numeric=set(range(3, 3 + len(species))), table_id="districts", bold_last=True)
     return note + f"<div class='scroll'>{t_html}</div>"
@@ -470,6 +487,9 @@ def write_report(build_dir: str | Path, out_dir: str | Path | None = None, *,
     notices = data.read_csv("notices.csv", dtype=str)
     checks = data.read_csv("checks.csv")
     bpath = boundaries if boundaries is not None else data.boundaries
+    if bpath and not Path(bpath).exists():
+        print(f"note: district boundaries {bpath} (as the manifest records it, relative to the "
+              "build's configuration) not found from here; pass --boundaries to draw them")
     districts = read_regions(bpath)
     weights = region_weights(data.grid, districts) if districts is not None else None
     dnames = region_names(districts) if districts is not None else None
@@ -532,6 +552,7 @@ def write_report(build_dir: str | Path, out_dir: str | Path | None = None, *,
            f"same-source checks: {counts.get('error', 0)} errors, "
            f"{counts.get('warning', 0)} warnings")]
 
+    regional = regional_section(data, outlines, out)
     sections = [
         ("build", "Build", _header(data, inputs, bpath) + "<h3>Checks made by this report</h3>"
          + _qa_block(qa)),
@@ -544,6 +565,7 @@ def write_report(build_dir: str | Path, out_dir: str | Path | None = None, *,
          "grey: no emissions; lines: district boundaries.</p><div class='figs'>"
          + "".join(maps) + "</div>" + (f"<p class='note'>No emissions of: {', '.join(zero)}.</p>"
                                        if zero else "")),
+        *([("regional", "Regional background", regional)] if regional else []),
         ("hourly", "Hourly weeks", _zone_note(data) + (
             "".join(f"<figure>{img}</figure>" for img in week_imgs)
             or "<p class='note'>No hourly files to plot.</p>")),

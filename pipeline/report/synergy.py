@@ -68,12 +68,14 @@ def write_synergy_page(build_dir: Path, boundaries: Path | None) -> Path:
         if figs:
             per_measure.append(f"<h3>{html.escape(m)}</h3><div class='figs'>{''.join(figs)}</div>")
     pollutants = [c[:-len("_t_per_kt_CO2")] for c in syn.columns if c.endswith("_t_per_kt_CO2")]
-    head = ["measure", "basis", "ΔCO2 kt", "ΔCO2e kt"] + [f"Δ{label(p)} t" for p in pollutants] \
-        + [f"{label(p)} t/kt CO2" for p in ("NOx", "SO2", "PM2_5") if p in pollutants]
+    co2 = "CO2_fossil" if "delta_CO2_fossil_t" in syn.columns else "CO2"  # the ratios' CO2
+    head = ["measure", "basis", f"Δ{label(co2)} kt", "ΔCO2e kt"] \
+        + [f"Δ{label(p)} t" for p in pollutants] \
+        + [f"{label(p)} t/kt {label(co2)}" for p in ("NOx", "SO2", "PM2_5") if p in pollutants]
     rows = []
     for _, r in syn.iterrows():
         rows.append([r["measure"], r["basis"],
-                     fmt(r["delta_CO2_t"] / 1e3) + _range(r, "delta_CO2_t", 1e3),
+                     fmt(r[f"delta_{co2}_t"] / 1e3) + _range(r, f"delta_{co2}_t", 1e3),
                      fmt(r.get("delta_CO2e_t", np.nan) / 1e3)]
                     + [fmt(r[f"delta_{p}_t"]) + _range(r, f"delta_{p}_t") for p in pollutants]
                     + ["" if pd.isna(r[f"{p}_t_per_kt_CO2"]) else f"{r[f'{p}_t_per_kt_CO2']:.3g}"
@@ -87,9 +89,10 @@ def write_synergy_page(build_dir: Path, boundaries: Path | None) -> Path:
          "measure's change where it stands in the order of the scenario (these add up to "
          "<b>combined</b>); <b>alone</b>: the measure applied by itself to the base; "
          "<b>interaction</b> = combined − sum of alone. Co-benefit ratio: t pollutant per kt "
-         "CO2, both as changes (positive: both fall). [a, b]: the 95 % range of the Monte "
-         "Carlo members, base and scenario drawn with common random numbers "
-         "(uncertainty.synergy_members).</p><div class='scroll'>"
+         "fossil CO2 (biogenic CO2 is not counted, as in CO2e), both as changes (positive: "
+         "both fall). [a, b]: the 95 % range of the Monte Carlo members, base and scenario "
+         "drawn with common random numbers (uncertainty.synergy_members).</p>"
+         "<div class='scroll'>"
          + table(head, rows, numeric=set(range(2, len(head))), table_id="synergy") + "</div>"),
         ("maps", "Combined difference maps",
          "<p class='note'>Gridded annual change, t/yr per cell. Σ on a map covers the grid only; "

@@ -79,12 +79,23 @@ class WriteMeta:
     #: the amount its float32 array carries over the day's 24 hours [mol or g] (how the
     #: model-ready step checks the files against the inventory); None: not reported
     on_written: Callable[[str, float], None] | None = None
+    #: CMAQ: as :attr:`on_written`, with the amount before the cast to float32 (how the sum of
+    #: the CMAQ streams is checked against the merged file to 1e-9); None: not reported
+    on_written_exact: Callable[[str, float], None] | None = None
     #: WRF-Chem: the ``emiss_opt`` whose Registry package the file carries, every variable of
     #: it (zero where the day has no species) and nothing else; None: the day's species only
     emiss_opt: int | None = None
     #: WRF-Chem: ``kemit``, the file's ``emissions_zdim`` (levels above the day's are zero);
     #: None: the day's ``z`` size
     kemit: int | None = None
+    #: WRF-Chem: the WRF domain the file is for (:class:`grids.grid.WrfDomain`, from the run's
+    #: wrfinput/geo_em): XLAT/XLONG, map factors (fluxes per physical cell area) and the global
+    #: attributes copied from it; None: derived from :attr:`grid`
+    wrf_domain: Any = None
+    #: CMAQ: the vertical grid header ``(VGTYP, VGTOP, VGLVLS)`` of the model's layers (MCIP's
+    #: METCRO3D, or 7/ptop/sigma for sigma levels); a day with ``n`` layers carries the first
+    #: ``n + 1`` VGLVLS. None: heights above ground (VGTYP 6, VGLVLS = :attr:`layers_m`)
+    vertical_levels: tuple[int, float, tuple[float, ...]] | None = None
 
 
 @dataclass(frozen=True)
@@ -119,7 +130,7 @@ FORMATS: dict[str, OutputFormat] = {f.name: f for f in (
                  "emis_{mechanism}_{grid}_{day:%Y%m%d}.nc", "I/O API, moles/s and g/s per cell"),
     OutputFormat("wrfchem", "wrfchem", "pipeline.writers.wrfchem",
                  "wrfchemi_d{domain:02d}_{day:%Y-%m-%d}_00:00:00",
-                 "wrfchemi_d01_*, mol km-2 hr-1 and ug m-2 s-1"),
+                 "wrfchemi_d<NN>_*, mol km-2 hr-1 and ug m-2 s-1"),
 )}
 
 #: the formats model-ready files are written in (speciated, in model layers)

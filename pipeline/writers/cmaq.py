@@ -10,7 +10,9 @@ VGLVLS), GDNAM, UPNAM, ``VAR-LIST`` and FILEDESC (cjcoats.github.io/ioapi/DATATY
 VBLE.html; CMAQ User's Guide, emission units). Written as netCDF 64-bit offset, the classic
 format the I/O API reads, to a temporary name and renamed.
 
-Horizontal types: UTM (GDTYP 5, P_ALP = zone), Lambert conformal (2), lat/lon (1). The 25th step
+Horizontal types: UTM (GDTYP 5, P_ALP = zone), Lambert conformal (2), lat/lon (1); a build
+refuses UTM and lat/lon (:func:`check_grid`: no MCIP grid is one). Vertical: heights above
+ground (VGHVAL3), or the model's own levels (``meta.vertical_levels``, MCIP's). The 25th step
 is 00 UTC of the next day (from the next day's profile where the year has it; on the year's last
 day the day's own 00 UTC hour is repeated).
 """
@@ -77,8 +79,21 @@ def ioapi_horizontal(grid: Grid) -> dict[str, Any]:
 
 
 def check_grid(grid: Grid) -> None:
-    """Refuse a grid the I/O API cannot describe (see :func:`ioapi_horizontal`)."""
-    ioapi_horizontal(grid)
+    """Refuse a grid the I/O API cannot describe (see :func:`ioapi_horizontal`) or MCIP cannot
+    make: MCIP writes Lambert (GDTYP 2), polar-stereographic (6) and Mercator (7) grids only and
+    stops otherwise (``PREP/mcip/src/setgriddefs.f90:371-379``, CMAQ 5.4), and CCTM stops on an
+    emission file whose header differs from the GRIDDESC grid ("File header inconsistent with
+    GRIDDESC", ``CCTM/src/util/util/subhfile.F:184``), so a UTM (5) or lat/lon (1) file cannot
+    be read by any MCIP-driven run."""
+    gdtyp = ioapi_horizontal(grid)["GDTYP"]
+    if gdtyp in (1, 5):
+        kind = "UTM (GDTYP 5)" if gdtyp == 5 else "lon/lat (GDTYP 1)"
+        raise ConfigError(
+            f"grid {grid.name!r} ({grid.crs.to_string()}) is a {kind} grid: MCIP makes only "
+            "Lambert conformal, polar-stereographic and Mercator grids (setgriddefs.f90), and "
+            "CCTM stops on an emission file that does not match its GRIDDESC (subhfile.F). "
+            "Build the CMAQ files on MCIP's GRIDDESC grid: grid: {griddesc: GRIDDESC, name: "
+            "<grid name>}")
 
 
 def _yyyyddd(ts: pd.Timestamp) -> int:
@@ -133,11 +148,29 @@ def write(day: xr.Dataset, path: str | Path, meta: WriteMeta) -> None:
             if values.shape != (n_t, n_lay, n_row, n_col):
                 raise ValueError(f"{n}: expected {(n_t, n_lay, n_row, n_col)}, got "
                                  f"{values.shape}")
-            values = (values if factor == 1.0 else values * factor).astype(np.float32)
+            values = values if factor == 1.0 else values * factor
+            if meta.on_written_exact is not None:  # before float32, in the day's units
+                exact = float(values[:24].sum() * HOUR_S)
+                meta.on_written_exact(n, exact if factor == 1.0 else exact / factor)
+            values = values.astype(np.float32)
             variables[n][:] = values
             if meta.on_written is not None:  # the day's 24 hours, back in the day's units
                 amount = float(values[:24].astype(np.float64).sum() * HOUR_S)
                 meta.on_written(n, amount if factor == 1.0 else amount / factor)
+
+
+def _vertical(meta: WriteMeta, interfaces_m: np.ndarray) -> dict[str, Any]:
+    """VGTYP, VGTOP, VGLVLS: the model's own (``meta.vertical_levels``: MCIP's, the first
+    NLAYS + 1 levels, as SMOKE writes emission layers) or heights above ground (VGHVAL3)."""
+    if meta.vertical_levels is None:
+        return {"VGTYP": np.int32(VGHVAL3), "VGTOP": np.float32(interfaces_m[-1]),
+                "VGLVLS": np.asarray(interfaces_m, dtype=np.float32)}
+    vgtyp, vgtop, vglvls = meta.vertical_levels
+    if len(vglvls) < len(interfaces_m):
+        raise ValueError(f"{len(interfaces_m) - 1} layers need {len(interfaces_m)} VGLVLS, "
+                         f"the model has {len(vglvls)}")
+    return {"VGTYP": np.int32(vgtyp), "VGTOP": np.float32(vgtop),
+            "VGLVLS": np.asarray(vglvls[:len(interfaces_m)], dtype=np.float32)}
 
 
 def _global_attrs(meta: WriteMeta, start: pd.Timestamp, horiz: dict[str, Any],
@@ -158,8 +191,7 @@ def _global_attrs(meta: WriteMeta, start: pd.Timestamp, horiz: dict[str, Any],
         "NVARS": np.int32(len(names)), "GDTYP": np.int32(horiz["GDTYP"]),
         **{k: np.float64(horiz[k]) for k in ("P_ALP", "P_BET", "P_GAM", "XCENT", "YCENT",
                                              "XORIG", "YORIG", "XCELL", "YCELL")},
-        "VGTYP": np.int32(VGHVAL3), "VGTOP": np.float32(interfaces_m[-1]),
-        "VGLVLS": np.asarray(interfaces_m, dtype=np.float32),
+        **_vertical(meta, interfaces_m),
         "GDNAM": _pad(meta.gdnam or meta.grid.name, 16),
         "UPNAM": _pad("TONGYUAN", 16),
         "VAR-LIST": "".join(_pad(n, 16) for n in names),

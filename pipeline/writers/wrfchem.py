@@ -13,6 +13,12 @@ as WRF 4 requires, START_DATE, WEST-EAST/SOUTH-NORTH/BOTTOM-TOP_GRID_DIMENSION a
 sizes, DX, DY, MAP_PROJ, TRUELAT1, TRUELAT2, STAND_LON, CEN_LAT, CEN_LON, MOAD_CEN_LAT, GRIDTYPE
 "C"). Written as netCDF 64-bit offset to a temporary name and renamed.
 
+Fluxes are per physical cell area, DX·DY/m² (m the map factor at the cell centre; WRF-Chem adds
+them per unit physical area): with the run's ``wrfinput``/``geo_em`` (``meta.wrf_domain``) its
+MAPFAC_MX·MAPFAC_MY, its XLAT/XLONG and its projection, land-use (MMINLU, NUM_LAND_CAT, ISWATER,
+ISLAKE, ISICE, ISURBAN, ISOILWATER) and nest attributes are written; without it the map factor
+comes from pyproj.
+
 WRF has no UTM projection: the grid must be Lambert conformal (MAP_PROJ 1) or lat/lon (6, DX and
 DY then in metres along the equator, as WPS writes them) and must match the WRF domain.
 """
@@ -25,9 +31,10 @@ from typing import Any
 import netCDF4
 import numpy as np
 import pandas as pd
+import pyproj
 import xarray as xr
 
-from grids.grid import Grid
+from grids.grid import WRF_MAP_PROJ, Grid
 from pipeline.wrfchem_packages import KIND_UNITS, package, unread
 from pipeline.writers import WriteMeta
 from pipeline.writers.classic import classic_file
@@ -66,6 +73,26 @@ def wrf_projection(grid: Grid) -> dict[str, Any]:
             "CEN_LAT": cen_lat, "CEN_LON": cen_lon}
 
 
+def wrf_cell_area_m2(grid: Grid) -> np.ndarray:
+    """Physical area of each cell [m²] in WRF's convention, DX·DY / m² with the map factor m at
+    the cell centre (``dyn_em/module_bc_em.F:1233-1238``; m from pyproj, the areal scale
+    k·h = m² of the conformal projection), for a grid without a WRF domain file; the cells of a
+    lon/lat grid are areas on the ellipsoid already."""
+    if grid.is_geographic:
+        return grid.cell_area_m2
+    lon, lat = grid.lonlat()
+    scale = pyproj.Proj(grid.crs).get_factors(lon, lat).areal_scale
+    return grid.dx * grid.dy / np.asarray(scale, dtype=np.float64)
+
+
+def cell_area_m2(meta: WriteMeta) -> np.ndarray:
+    """The areas the fluxes are per [m²]: the WRF domain's DX·DY/(MAPFAC_MX·MAPFAC_MY) when
+    its file is named, else :func:`wrf_cell_area_m2` of the grid."""
+    if meta.wrf_domain is not None:
+        return meta.wrf_domain.true_cell_area_m2
+    return wrf_cell_area_m2(meta.grid)
+
+
 def file_units(units: str) -> str:
     """The WRF-Chem unit of a species given in ``units`` (amount or mass per second per cell)."""
     per_area = ureg.Unit(units) / ureg.Unit("m**2")
@@ -101,7 +128,7 @@ def write(day: xr.Dataset, path: str | Path, meta: WriteMeta) -> None:
     :mod:`pipeline.writers` for the interface)."""
     path, grid = Path(path), meta.grid
     start = pd.Timestamp(day["time"].values[0])
-    proj = wrf_projection(grid)
+    proj = wrf_projection(grid) if meta.wrf_domain is None else {}
     n_t, n_day, ny, nx = 24, day.sizes["z"], grid.ny, grid.nx
     n_z = meta.kemit if meta.kemit is not None else n_day
     if n_day > n_z:
@@ -124,7 +151,11 @@ def write(day: xr.Dataset, path: str | Path, meta: WriteMeta) -> None:
             v.stagger = ""
             v.coordinates = "XLONG XLAT"
             variables[name] = v
-        lon, lat = grid.lonlat()
+        dom = meta.wrf_domain
+        if dom is not None and (dom.grid.nx, dom.grid.ny) != (nx, ny):
+            raise ConfigError(f"{path.name}: the grid is {nx} × {ny} cells, the WRF domain of "
+                              f"{dom.path} {dom.grid.nx} × {dom.grid.ny}")
+        lon, lat = (dom.lon, dom.lat) if dom is not None else grid.lonlat()
         coords = {}
         for name, arr, desc in (("XLONG", lon, "LONGITUDE, WEST IS NEGATIVE"),
                                 ("XLAT", lat, "LATITUDE, SOUTH IS NEGATIVE")):
@@ -142,7 +173,7 @@ def write(day: xr.Dataset, path: str | Path, meta: WriteMeta) -> None:
         times[:] = netCDF4.stringtochar(np.array(stamps, dtype="S19"))
         for v, arr in coords.values():
             v[:] = arr.astype(np.float32)
-        area = grid.cell_area_m2
+        area = cell_area_m2(meta)
         for name, (n, unit, _) in variables_.items():
             values = np.zeros((n_t, n_z, ny, nx), dtype=np.float32)
             if n is None:
@@ -164,21 +195,32 @@ def write(day: xr.Dataset, path: str | Path, meta: WriteMeta) -> None:
 
 def _global_attrs(meta: WriteMeta, start: pd.Timestamp, proj: dict[str, Any], n_z: int
                   ) -> dict[str, Any]:
-    """The global attributes WRF checks against its domain, for the day starting at ``start``."""
+    """The global attributes WRF checks against its domain, for the day starting at ``start``:
+    with a WRF domain file, its own values (:data:`grids.grid.WRF_DOMAIN_ATTRIBUTES`: the
+    projection, MMINLU/NUM_LAND_CAT/IS*, the nest), which ``input_wrf`` re-reads from every
+    input stream (``share/input_wrf.F:510-633, 825-886``); else derived from the grid."""
     grid = meta.grid
-    return {
+    attrs: dict[str, Any] = {
         "TITLE": f" OUTPUT FROM TONGYUAN, WRF V4.0 COMPATIBLE emissions, {meta.mechanism}",
         "START_DATE": f"{start:%Y-%m-%d_%H:%M:%S}",
         "SIMULATION_START_DATE": f"{start:%Y-%m-%d_%H:%M:%S}",
         "WEST-EAST_GRID_DIMENSION": np.int32(grid.nx + 1),
         "SOUTH-NORTH_GRID_DIMENSION": np.int32(grid.ny + 1),
         "BOTTOM-TOP_GRID_DIMENSION": np.int32(n_z + 1),
-        "DX": np.float32(proj["DX"]), "DY": np.float32(proj["DY"]),
-        "GRIDTYPE": "C", "MAP_PROJ": np.int32(proj["MAP_PROJ"]),
-        "TRUELAT1": np.float32(proj["TRUELAT1"]), "TRUELAT2": np.float32(proj["TRUELAT2"]),
-        "STAND_LON": np.float32(proj["STAND_LON"]),
-        "CEN_LAT": np.float32(proj["CEN_LAT"]), "CEN_LON": np.float32(proj["CEN_LON"]),
-        "MOAD_CEN_LAT": np.float32(proj["CEN_LAT"]),
-        "POLE_LAT": np.float32(90.0), "POLE_LON": np.float32(0.0),
-        "tongyuan_build_id": str(meta.attrs.get("tongyuan_build_id", "")),
+        "GRIDTYPE": "C",
     }
+    if meta.wrf_domain is not None:  # the run's own values, as stored in its wrfinput/geo_em
+        attrs.update(meta.wrf_domain.attrs)
+        code = int(attrs["MAP_PROJ"])
+        attrs.setdefault("MAP_PROJ_CHAR", WRF_MAP_PROJ.get(code, ""))
+    else:
+        attrs.update({
+            "DX": np.float32(proj["DX"]), "DY": np.float32(proj["DY"]),
+            "MAP_PROJ": np.int32(proj["MAP_PROJ"]),
+            "TRUELAT1": np.float32(proj["TRUELAT1"]), "TRUELAT2": np.float32(proj["TRUELAT2"]),
+            "STAND_LON": np.float32(proj["STAND_LON"]),
+            "CEN_LAT": np.float32(proj["CEN_LAT"]), "CEN_LON": np.float32(proj["CEN_LON"]),
+            "MOAD_CEN_LAT": np.float32(proj["CEN_LAT"]),
+            "POLE_LAT": np.float32(90.0), "POLE_LON": np.float32(0.0)})
+    attrs["tongyuan_build_id"] = str(meta.attrs.get("tongyuan_build_id", ""))
+    return attrs
