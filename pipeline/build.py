@@ -90,6 +90,7 @@ from pipeline.steps import (
     utc_days,
     write_annual,
 )
+from pipeline.uncertainty import synergy_ranges, write_uncertainty
 from pipeline.writers.netcdf_cf import static_coords
 from pipeline.writers.tables import write_details, write_inventory_totals
 from sources.emissions import EmissionsResult
@@ -451,6 +452,7 @@ def write_and_publish(state: BuildState, out: Path, publication: Publication,
         write_inventory_totals(staging, s.emissions.table, s.activity, s.tables.sectors,
                                Path(s.cfg.tables.sectors).parent)
         write_annual(staging, s.annual, s.factors, ctx.static, ctx.attrs)
+        runner.run("uncertainty", write_uncertainty, s, staging, ctx.static, ctx.attrs)
         if s.merge_map is not None:
             write_merge_map(staging, s.merge_map, grid, ctx.static, ctx.attrs,
                             pd.Timestamp(s.factors.time.values[0]).year)
@@ -609,6 +611,8 @@ def run_scenario_build(scenario_path: str | Path, runner: Runner | None = None,
         clock.lap("allocate")
         run = runner.run("scenario", run_scenario, sc, state.activity, base_alloc, tables,
                         cfg.boundaries)
+        run.synergy = runner.run("synergy-ranges", synergy_ranges, run, tables, cfg,
+                                 cfg.uncertainty.synergy_members, cfg.uncertainty.seed)
         clock.lap("measures")
         state.activity, state.emissions, state.alloc = run.final, run.emissions, run.allocation
         state.findings = runner.run("checks", check_emissions, state.emissions, state.activity,

@@ -120,6 +120,15 @@ def _parser() -> argparse.ArgumentParser:
     rp.add_argument("build", type=Path, help="a build directory, e.g. out/latest")
     rp.add_argument("--out", type=Path, help="report directory (default: BUILD/report)")
     rp.add_argument("--boundaries", type=Path, help="district GeoPackage (default: the build's)")
+    up = sub.add_parser("uncertainty", help="Monte Carlo uncertainty (IPCC Approach 2) of a "
+                        "published build: per-cell 2.5/97.5 %% grids, sector ranges, ratios")
+    up.add_argument("build", type=Path, help="a build directory, e.g. out/latest")
+    up.add_argument("--members", type=int, default=1000, help="members drawn (default 1000)")
+    up.add_argument("--seed", type=int, help="random seed (default: the config's "
+                    "uncertainty.seed); the same seed gives the same numbers")
+    up.add_argument("--member-grids", type=int, help="member grids kept in uncertainty.nc")
+    up.add_argument("--config", type=Path, help="the build's configuration (default: the "
+                    "manifest's, when that path exists from here)")
     vp = sub.add_parser("verify", help="check every file of a published build against its "
                         "manifest (sha256); exit 1 on any difference")
     vp.add_argument("build", type=Path, help="a build directory, e.g. out/latest")
@@ -359,6 +368,26 @@ def main(argv: list[str] | None = None) -> int:
                   file=sys.stderr)
             return 2
     try:
+        if args.command == "uncertainty":
+            from pipeline.publish import build_lock
+            from pipeline.uncertainty import MC_DIR, run_uncertainty
+
+            if args.members < 2 or (args.member_grids or 0) < 0:
+                print("tongyuan: error: --members must be at least 2 and --member-grids ≥ 0",
+                      file=sys.stderr)
+                return 2
+            build = args.build.resolve()
+            with build_lock(build.parent):
+                result = run_uncertainty(build, args.members, args.seed,
+                                         member_grids=args.member_grids, config=args.config)
+            city = result.stats[result.stats["sector"] == "city"].set_index("species")
+            for sp_ in [s_ for s_ in ("CO2", "NOx", "SO2", "PM2_5") if s_ in city.index]:
+                r = city.loc[sp_]
+                print(f"{sp_}: {r.central_kg / 1e3:,.1f} t/yr, 95 % range "
+                      f"{r.mc_lower_pct:+.1f} / {r.mc_upper_pct:+.1f} % "
+                      f"(Approach 1 ±{r.approach1_u95_pct:.1f} %)")
+            print(f"wrote {build / MC_DIR} ({result.members} members, seed {result.seed})")
+            return 0
         if args.command == "verify":
             from pipeline.publish import verify_build
 

@@ -76,6 +76,9 @@ class TablesConfig(FrozenModel):
     checks: Path | None = None
     #: inventory species → model (mechanism) species per sector; needed by cmaq/wrfchem formats
     speciation: Path | None = None
+    #: 95 % uncertainty of activity data per data type (``uncertainty:`` assigns the types);
+    #: with the uncertainty columns of the factor tables it makes ``uncertainty.csv``
+    activity_uncertainty: Path | None = None
 
 
 class InputConfig(FrozenModel):
@@ -400,6 +403,32 @@ class RegionalConfig(FrozenModel):
     densify: int = Field(4, ge=1, le=64)
 
 
+class ActivityDataType(FrozenModel):
+    """The data type of an input's activity (or of one sector of it)."""
+
+    input: str
+    sector: str | None = None
+    data_type: str
+
+
+class UncertaintyConfig(FrozenModel):
+    """Uncertainty assessment: activity data types, and Monte Carlo inside the build."""
+
+    #: data types per input (and sector); unmatched sources take ``default_data_type``
+    activity: list[ActivityDataType] = Field(default_factory=list)
+    default_data_type: str = "estimated"
+    #: Monte Carlo members drawn in the build (0: Approach 1 only; ``tongyuan uncertainty``
+    #: runs them on a published build)
+    members: int = Field(0, ge=0)
+    seed: int = Field(20240101, ge=0)
+    #: member grids written to ``uncertainty.nc`` (like TNO GHGco's equally plausible grids)
+    member_grids: int = Field(0, ge=0)
+    #: members behind the 95 % ranges of a scenario's synergy table (0: no ranges)
+    synergy_members: int = Field(200, ge=0)
+    #: Dask scheduler of the members: ``threads`` (shared memory) or ``synchronous``
+    scheduler: Literal["threads", "synchronous"] = "threads"
+
+
 class BuildConfig(FrozenModel):
     name: str
     year: int = Field(2024, ge=2004, le=2100)
@@ -422,6 +451,7 @@ class BuildConfig(FrozenModel):
     boundaries: Path | None = None
     #: a regional background inventory merged with the local one (None: local only)
     regional: RegionalConfig | None = None
+    uncertainty: UncertaintyConfig = UncertaintyConfig()
     config_path: Path | None = None
 
     @field_validator("inputs")
@@ -440,6 +470,15 @@ class BuildConfig(FrozenModel):
         if value is not None and len(set(value)) != len(value):
             raise ValueError(f"a sector is listed twice in {value}; list each once")
         return value
+
+    @model_validator(mode="after")
+    def _uncertainty_inputs_known(self) -> BuildConfig:
+        names = {i.name for i in self.inputs}
+        unknown = sorted({a.input for a in self.uncertainty.activity} - names)
+        if unknown:
+            raise ValueError(f"uncertainty.activity names inputs {unknown} that 'inputs' does "
+                             f"not define ({sorted(names)})")
+        return self
 
     @model_validator(mode="after")
     def _sector_proxies_known(self) -> BuildConfig:

@@ -22,7 +22,7 @@ although the total CO2 changes little.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -56,6 +56,10 @@ class ScenarioRun:
     difference: xr.DataArray  # (measure, species, y, x) kg/yr; 'combined' last
     synergy: pd.DataFrame
     changes: pd.DataFrame  # activity changes per measure and source
+    #: per synergy row (measure, basis): the activity before and after the measure (for the
+    #: uncertainty of each Δ drawn with common random numbers, pipeline.uncertainty)
+    states: list[tuple[str, str, gpd.GeoDataFrame, gpd.GeoDataFrame]] = field(
+        default_factory=list)
 
 
 class _AllocationCache:
@@ -126,8 +130,11 @@ def run_scenario(scenario: Scenario, activity: gpd.GeoDataFrame, base_alloc: All
     changes: list[pd.DataFrame] = []
     state, state_tot, state_grid = base, base_tot, base_grid
     seq_effects: list[MeasureEffect] = []
+    states: list[tuple[str, str, gpd.GeoDataFrame, gpd.GeoDataFrame]] = []
     for m in scenario.measures:
+        before = state
         state, effect = applier.apply(state, m)
+        states.append((m.id, "sequential", before, state))
         em = emissions(state)
         alloc = cache.for_activity(state)
         tot = _totals(em)
@@ -138,6 +145,7 @@ def run_scenario(scenario: Scenario, activity: gpd.GeoDataFrame, base_alloc: All
         seq_effects.append(effect)
         state_tot, state_grid = tot, g
         alone, a_effect = applier.apply(base, m)
+        states.append((m.id, "alone", base, alone))
         rows.append(_row(m, "alone", _totals(emissions(alone)) - base_tot, a_effect))
 
     final_em = emissions(state)
@@ -164,7 +172,8 @@ def run_scenario(scenario: Scenario, activity: gpd.GeoDataFrame, base_alloc: All
                                                "activity_after", "activity_unit", "note"]))
     return ScenarioRun(scenario=scenario, base=base, final=state, emissions=final_em,
                        allocation=final_alloc, base_grid=base_da, difference=difference,
-                       synergy=synergy, changes=change_table)
+                       synergy=synergy, changes=change_table,
+                       states=[*states, ("combined", "combined", base, state)])
 
 
 def _row(m: Any, basis: str, delta_kg: pd.Series, effect: MeasureEffect) -> dict[str, Any]:

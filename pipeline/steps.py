@@ -30,6 +30,7 @@ from sources.errors import ConfigError, InputError, MassBalanceError, Problems
 from sources.factors import FactorLibrary, load_factor_library
 from sources.readers import FileLayout, InputMeta, Vocabulary, combine_activity, read_sources
 from sources.species import SpeciesRegistry, load_species
+from sources.uncertainty import load_activity_types
 from sources.validate import load_activity_bounds
 
 
@@ -48,6 +49,8 @@ class Tables:
     bounds: pd.DataFrame | None = None
     #: largest share of an input's mass allowed outside the grid
     max_outside_share: float = 0.5
+    #: 95 % activity uncertainty per data type (``tables.activity_uncertainty``), or None
+    activity_types: pd.DataFrame | None = None
 
 
 def load_tables(cfg: BuildConfig) -> Tables:
@@ -65,6 +68,8 @@ def load_tables(cfg: BuildConfig) -> Tables:
     checks = found.attempt(load_checks, t.checks) if t.checks else None
     bounds_path = cfg.validation.bounds_path
     bounds = found.attempt(load_activity_bounds, bounds_path) if bounds_path is not None else None
+    types = (found.attempt(load_activity_types, t.activity_uncertainty)
+             if t.activity_uncertainty is not None else None)
     if sectors is not None:
         known = set(sectors["sector"])
         missing = sorted(set(library.keys["sector"]) - known) if library is not None else []
@@ -83,7 +88,7 @@ def load_tables(cfg: BuildConfig) -> Tables:
     proxies = {name: Proxy(name=name, path=str(path)) for name, path in cfg.proxies.items()}
     return Tables(registry=registry, library=library, sectors=sectors, profiles=profiles,
                   grid=grid, proxies=proxies, checks=checks, bounds=bounds,
-                  max_outside_share=cfg.validation.max_outside_share)
+                  max_outside_share=cfg.validation.max_outside_share, activity_types=types)
 
 
 def read_input(cfg: BuildConfig, tables: Tables, spec: InputConfig

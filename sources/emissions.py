@@ -205,7 +205,8 @@ def compute_emissions(activity: pd.DataFrame, library: FactorLibrary,
         table = registry.add_co2e(table)
     check_finite(table, act)
     prov = long[["source_id", "species", "activity", "activity_unit", "value_num", "unit",
-                 "ncv_used", "remaining", "kg", "reported", "reference"]].rename(
+                 "ncv_used", "kg_per_unit", "remaining", "kg", "reported",
+                 "reference"]].rename(
         columns={"value_num": "factor_value", "unit": "factor_unit",
                  "remaining": "control_remaining_fraction"})
     return EmissionsResult(table=table, provenance=prov)

@@ -15,7 +15,7 @@ import numpy as np
 import pandas as pd
 
 from sources.errors import ConfigError, Problems, UnknownKeyError
-from sources.tables import check_unique, numbers, read_table, units
+from sources.tables import check_unique, numbers, read_table, uncertainty_columns, units
 
 KEY = ["sector", "fuel", "technology"]
 NO_CONTROL = "none"
@@ -43,6 +43,12 @@ class FactorLibrary:
         if "verified" not in self.factors.columns:
             return self.factors
         return self.factors[(self.factors["verified"] == "no").to_numpy()]
+
+    @property
+    def has_uncertainty(self) -> bool:
+        """Whether the factor table carries uncertainty columns (``uncertainty_pct``,
+        ``distribution``; loaded as ``u_rel`` [1] and ``lognormal``)."""
+        return "u_rel" in self.factors.columns
 
     @property
     def devices(self) -> set[str]:
@@ -81,7 +87,9 @@ def load_factor_library(factors_path: str | Path, controls_path: str | Path,
     """Load and check the three tables.
 
     Checks: columns, references, parseable units, non-negative values, known species, no
-    duplicate (key, species) rows, ``verified`` (optional column) ``yes`` or ``no``,
+    duplicate (key, species) rows, ``verified`` (optional column) ``yes`` or ``no``, the
+    optional uncertainty columns ``uncertainty_pct`` (95 % relative half-width, finite, ≥ 0;
+    for a control device that of its penetration 1 − η) and ``distribution``,
     efficiencies in [0, 1], a fuel's ``biogenic_fraction`` (optional column) in [0, 1], and
     that every fuel with a per-energy factor has a calorific value.
     """
@@ -104,6 +112,8 @@ def load_factor_library(factors_path: str | Path, controls_path: str | Path,
             found.add(ConfigError(f"{fp}: emission-factor table has no rows; expected one row "
                                   "per sector, fuel, technology and species"))
         check_unique(ef, KEY + ["species"], fp, "emission-factor", found)
+        if {"uncertainty_pct", "distribution"} & set(ef.columns):
+            ef["u_rel"], ef["lognormal"] = uncertainty_columns(ef, fp, found)
 
     ctl = found.attempt(read_table, cp, ["control", "species", "efficiency", "reference"],
                         "control-efficiency", unique=["control", "species"], problems=found)
@@ -116,6 +126,9 @@ def load_factor_library(factors_path: str | Path, controls_path: str | Path,
                                      "digits, '_' or '-' (not 'none'; devices are joined with "
                                      "'+' in inputs)"))
         ctl["efficiency_value"] = numbers(ctl, "efficiency", cp, 0.0, 1.0, found)
+        if {"uncertainty_pct", "distribution"} & set(ctl.columns):
+            # the uncertainty of a device is that of its penetration 1 − η (what passes it)
+            ctl["u_rel"], ctl["lognormal"] = uncertainty_columns(ctl, cp, found)
         for i in np.flatnonzero(~ctl["species"].isin(species).to_numpy()):
             found.add(UnknownKeyError(cp, "unknown species", row=int(i) + 1, column="species",
                                       value=ctl["species"].iloc[i], expected=f"one of {species}"))

@@ -291,3 +291,39 @@ def units(df: pd.DataFrame, col: str, path: str | Path, problems: Problems, *,
                                    row=i + 1, column=col, value=text,
                                    expected=exc.expected if ambiguous else
                                    f"a pint unit string such as {example}"))
+
+
+#: probability distributions an uncertainty column may name
+DISTRIBUTIONS = ("normal", "lognormal")
+
+
+def uncertainty_columns(df: pd.DataFrame, path: str | Path, problems: Problems | None = None,
+                        *, pct: str = "uncertainty_pct", distribution: str = "distribution"
+                        ) -> tuple[np.ndarray, np.ndarray]:
+    """The 95 % relative half-width [1] and lognormal flag of every row of a table with the
+    uncertainty columns ``pct`` (percent, finite, ≥ 0) and ``distribution`` (``normal`` or
+    ``lognormal``); each bad cell is a :class:`ConfigError` naming its row, column and value,
+    added to ``problems`` (raised, together, without)."""
+    found = Problems() if problems is None else problems
+    missing = [c for c in (pct, distribution) if c not in df.columns]
+    for col in missing:
+        found.add(ConfigError(f"{path}: table has no column {col!r}; give both {pct} (95 % "
+                              f"relative half-width, %) and {distribution} "
+                              f"({' or '.join(DISTRIBUTIONS)})"))
+    if missing:
+        if problems is None:
+            found.raise_any()
+        return np.zeros(len(df)), np.zeros(len(df), dtype=bool)
+    values = pd.to_numeric(df[pct], errors="coerce").to_numpy(dtype=float)
+    for i in np.flatnonzero(~np.isfinite(values) | (values < 0)):
+        found.add(ConfigError.at(path, "bad uncertainty", row=int(i) + 1, column=pct,
+                                 value=df[pct].iloc[i], expected="a finite number ≥ 0: the 95 % "
+                                 "relative half-width in percent (e.g. 5 for ±5 %)"))
+    dist = df[distribution].astype(str).str.strip().str.lower()
+    for i in np.flatnonzero(~dist.isin(DISTRIBUTIONS).to_numpy()):
+        found.add(ConfigError.at(path, "unknown distribution", row=int(i) + 1,
+                                 column=distribution, value=df[distribution].iloc[i],
+                                 expected=" or ".join(DISTRIBUTIONS)))
+    if problems is None:
+        found.raise_any()
+    return values / 100.0, (dist == "lognormal").to_numpy()

@@ -39,6 +39,7 @@ from pipeline.report.build_dir import BuildData, open_build
 from pipeline.report.figures import boundary_lines_km, map_figure, monthly_figure, week_figure
 from pipeline.report.html import Raw, details, fmt, html_page, label, save_png, table
 from pipeline.report.regional import regional_section
+from pipeline.report.uncertainty import uncertainty_section
 
 KEY_SPECIES = ["CO2", "NOx", "SO2", "PM2_5", "NMVOC", "CO"]
 TOP_N = 20
@@ -476,7 +477,8 @@ def write_report(build_dir: str | Path, out_dir: str | Path | None = None, *,
     data = open_build(build_dir)
     out = Path(out_dir) if out_dir is not None else data.path / "report"
     out.mkdir(parents=True, exist_ok=True)
-    for pattern in ("map_*.png", "week_*.png", "monthly.png"):  # figures of an earlier run
+    # figures of an earlier run
+    for pattern in ("map_*.png", "week_*.png", "monthly.png", "unc_*.png"):
         for old in out.glob(pattern):
             old.unlink()
     inputs = data.read_csv("inputs.csv")
@@ -573,6 +575,7 @@ def write_report(build_dir: str | Path, out_dir: str | Path | None = None, *,
         ("ledger", "Ledger", ledger_html),
         ("notices", "Notices", _notices(notices)),
         ("checks", "Same-source checks", _checks(checks)),
+        ("uncertainty", "Uncertainty", uncertainty_section(data, out, outlines)),
     ]
     body = [f"<p class='note'>Tongyuan QA report, written "
             f"{dt.datetime.now(dt.timezone.utc):%Y-%m-%d %H:%M} UTC in "

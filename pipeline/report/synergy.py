@@ -22,6 +22,14 @@ from pipeline.report.html import fmt, html_page, label, save_png, table
 MAP_SPECIES = ("CO2", "CO2e", "NOx", "SO2", "PM2_5", "NMVOC")
 
 
+def _range(row: pd.Series, column: str, divide: float = 1.0, fmt_=fmt) -> str:
+    """`` [p2.5, p97.5]`` of a synergy column when the table has its 95 % range, else ''."""
+    lo, hi = row.get(f"{column}_p2_5"), row.get(f"{column}_p97_5")
+    if lo is None or hi is None or pd.isna(lo) or pd.isna(hi):
+        return ""
+    return f" [{fmt_(lo / divide)}, {fmt_(hi / divide)}]"
+
+
 def write_synergy_page(build_dir: Path, boundaries: Path | None) -> Path:
     """``synergy/index.html``: the synergy table and difference maps (combined and per measure).
 
@@ -66,10 +74,12 @@ def write_synergy_page(build_dir: Path, boundaries: Path | None) -> Path:
         + [f"{label(p)} t/kt {label(co2)}" for p in ("NOx", "SO2", "PM2_5") if p in pollutants]
     rows = []
     for _, r in syn.iterrows():
-        rows.append([r["measure"], r["basis"], fmt(r[f"delta_{co2}_t"] / 1e3),
+        rows.append([r["measure"], r["basis"],
+                     fmt(r[f"delta_{co2}_t"] / 1e3) + _range(r, f"delta_{co2}_t", 1e3),
                      fmt(r.get("delta_CO2e_t", np.nan) / 1e3)]
-                    + [fmt(r[f"delta_{p}_t"]) for p in pollutants]
+                    + [fmt(r[f"delta_{p}_t"]) + _range(r, f"delta_{p}_t") for p in pollutants]
                     + ["" if pd.isna(r[f"{p}_t_per_kt_CO2"]) else f"{r[f'{p}_t_per_kt_CO2']:.3g}"
+                       + _range(r, f"{p}_t_per_kt_CO2", fmt_=lambda v: f"{v:.3g}")
                        for p in ("NOx", "SO2", "PM2_5") if p in pollutants])
     sc_doc = (build_dir / "scenario.yaml").read_text(encoding="utf-8") \
         if (build_dir / "scenario.yaml").exists() else ""
@@ -80,7 +90,9 @@ def write_synergy_page(build_dir: Path, boundaries: Path | None) -> Path:
          "<b>combined</b>); <b>alone</b>: the measure applied by itself to the base; "
          "<b>interaction</b> = combined − sum of alone. Co-benefit ratio: t pollutant per kt "
          "fossil CO2 (biogenic CO2 is not counted, as in CO2e), both as changes (positive: "
-         "both fall).</p><div class='scroll'>"
+         "both fall). [a, b]: the 95 % range of the Monte Carlo members, base and scenario "
+         "drawn with common random numbers (uncertainty.synergy_members).</p>"
+         "<div class='scroll'>"
          + table(head, rows, numeric=set(range(2, len(head))), table_id="synergy") + "</div>"),
         ("maps", "Combined difference maps",
          "<p class='note'>Gridded annual change, t/yr per cell. Σ on a map covers the grid only; "
