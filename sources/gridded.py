@@ -420,8 +420,8 @@ def load_mapping(sectors_path: str | Path, species_path: str | Path
             df[col] = numbers(df, col, path, 0.0, np.inf, found)
     if sec is not None and "verified" in sec.columns:
         for i, value in sec.loc[~sec["verified"].isin(["yes", "no"]), "verified"].items():
-            found.add(ConfigError.at(sectors_path, "'verified' must say whether the split was "
-                                     "checked against its source", row=int(i) + 1,
+            found.add(ConfigError.at(sectors_path, "'verified' must be yes or no (was the "
+                                     "split checked against its source?)", row=int(i) + 1,
                                      column="verified", value=value, expected="yes or no"))
     if sec is not None and not found:
         sums = sec.groupby(["inventory", "their_sector", "species"])["fraction"].sum()
