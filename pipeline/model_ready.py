@@ -16,6 +16,7 @@ allocation matrix, the per-source emissions and the per-source layer fractions; 
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Callable
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
@@ -30,6 +31,7 @@ import xarray as xr
 from grids.grid import Grid
 from grids.vertical import Layers, briggs_rise, plume_bounds, sigma_to_heights
 from pipeline.model_read import finish  # noqa: F401  (the build calls model_ready.finish)
+from pipeline.parallel import RunStats, map_days
 from pipeline.wrfchem_packages import MECHANISM_OF, package, unread
 from pipeline.writers import FORMATS, MODEL_FORMATS, WriteMeta
 from sources.errors import ConfigError, MassBalanceError
@@ -335,30 +337,60 @@ def day_fields(mo: ModelPart, day: pd.Timestamp, factors) -> xr.Dataset:
     return xr.Dataset(data_vars, coords={"time": steps, "z": np.arange(1, ma.n_layers + 1)})
 
 
-def write_days(mo: ModelOutputs, days: list[pd.Timestamp], factors, build_dir: Path,
-               meta: dict) -> dict[str, dict[str, dict[str, float]]]:
-    """Write the model files of ``days`` (each format's writer converts :func:`day_fields` to
-    its units); return per format, day and model species the amount the files carry over the
-    day's 24 hours [mol or g], measured by the writers from the float32 arrays."""
-    measured: dict[str, dict[str, dict[str, float]]] = {f: {} for f in mo.formats}
+@dataclass(frozen=True)
+class ModelDayInputs:
+    """What every model day file is made from (sent to each worker once): the model outputs
+    of the build, its temporal factors, the build directory and the global attributes."""
+
+    mo: ModelOutputs
+    factors: xr.DataArray
+    build_dir: Path
+    meta: dict
+
+
+def write_model_day(inputs: ModelDayInputs, day: pd.Timestamp
+                    ) -> dict[str, dict[str, float]]:
+    """Write the model files of UTC ``day`` (every format of every mechanism): the task a
+    worker runs. Returns per format and model species the amount the day's file carries over
+    its 24 hours [mol or g]."""
+    mo, measured = inputs.mo, {}
     wrf = mo.wrfchem
     for part in mo.parts:
         ma = part.annual
         layers_m = tuple(float(z) for z in ma.layers.interfaces)
-        for day in days:
-            fields = day_fields(part, day, factors)
-            for name in part.formats:
-                got: dict[str, float] = {}
-                fmt = FORMATS[name]
-                path = build_dir / fmt.folder / fmt.file_name(
-                    day, mechanism=part.mechanism, grid=ma.grid.name,
-                    domain=wrf.domain if wrf is not None else 1)
+        fields = day_fields(part, day, inputs.factors)
+        for name in part.formats:
+            got: dict[str, float] = {}
+            fmt = FORMATS[name]
+            path = inputs.build_dir / fmt.folder / fmt.file_name(
+                day, mechanism=part.mechanism, grid=ma.grid.name,
+                domain=wrf.domain if wrf is not None else 1)
+            with dask.config.set(scheduler="synchronous"):  # one species at a time, here
                 fmt.writer.write(fields, path, WriteMeta(
-                    grid=ma.grid, attrs=meta, mechanism=part.mechanism, layers_m=layers_m,
-                    on_written=got.__setitem__,
+                    grid=ma.grid, attrs=inputs.meta, mechanism=part.mechanism,
+                    layers_m=layers_m, on_written=got.__setitem__,
                     emiss_opt=wrf.emiss_opt if wrf is not None else None,
                     kemit=wrf.kemit_for(ma.layers.n) if wrf is not None else None))
-                measured[name][f"{day:%Y%m%d}"] = got
+            measured[name] = got
+    return measured
+
+
+def write_days(mo: ModelOutputs, days: list[pd.Timestamp], factors, build_dir: Path,
+               meta: dict, scheduler: str | None = "synchronous",
+               on_day: Callable[[int, int], None] | None = None,
+               stats: RunStats | None = None) -> dict[str, dict[str, dict[str, float]]]:
+    """Write the model files of ``days`` (each format's writer converts :func:`day_fields` to
+    its units), each day an independent task on ``scheduler``
+    (:func:`pipeline.parallel.map_days`: the same bytes on every scheduler); return per format,
+    day and model species the amount the files carry over the day's 24 hours [mol or g],
+    measured by the writers from the float32 arrays. ``on_day(done, total)`` as days finish;
+    ``stats`` gets the scheduler and each worker's peak memory."""
+    measured: dict[str, dict[str, dict[str, float]]] = {f: {} for f in mo.formats}
+    got = map_days(write_model_day, ModelDayInputs(mo, factors, build_dir, meta), days,
+                   scheduler, on_day, stats)
+    for day, per_format in zip(days, got, strict=True):
+        for name, amounts in per_format.items():
+            measured[name][f"{day:%Y%m%d}"] = amounts
     return measured
 
 

@@ -105,7 +105,7 @@ def write(day: xr.Dataset, path: str | Path, meta: WriteMeta) -> None:
         if len(n) > 16:
             raise ConfigError(f"model species name {n!r} is longer than 16 characters")
     units = {n: file_units(day[n].attrs["units"]) for n in names}
-    now = time.gmtime()
+    now = _written_at(meta)
     steps = [start + pd.Timedelta(hours=h) for h in range(25)]
     horiz = ioapi_horizontal(grid)
     with classic_file(path, {"TSTEP": None, "DATE-TIME": 2, "LAY": n_lay, "VAR": len(names),
@@ -138,6 +138,17 @@ def write(day: xr.Dataset, path: str | Path, meta: WriteMeta) -> None:
             if meta.on_written is not None:  # the day's 24 hours, back in the day's units
                 amount = float(values[:24].astype(np.float64).sum() * HOUR_S)
                 meta.on_written(n, amount if factor == 1.0 else amount / factor)
+
+
+def _written_at(meta: WriteMeta) -> time.struct_time:
+    """CDATE/CTIME and WDATE/WTIME: the start of the build (the UTC time its id begins with,
+    ``YYYYmmddTHHMMSS…Z-…``), so that a day's file is the same bytes whichever process of the
+    build writes it and when; the clock for a file written outside a build."""
+    build_id = str(meta.attrs.get("tongyuan_build_id", ""))
+    try:
+        return time.strptime(build_id[:15], "%Y%m%dT%H%M%S")
+    except ValueError:
+        return time.gmtime()
 
 
 def _global_attrs(meta: WriteMeta, start: pd.Timestamp, horiz: dict[str, Any],
