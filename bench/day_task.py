@@ -43,8 +43,11 @@ def build_once(tree: Path, config: Path, out: Path, period: str) -> dict[str, fl
             f"{str(config)!r}, '--out', {str(out)!r}, '--period', {period!r}, "
             "'--scheduler', 'processes']))")
     t0 = time.perf_counter()
-    done = subprocess.run([sys.executable, "-c", code], cwd=tree, env=env, check=True,
+    done = subprocess.run([sys.executable, "-c", code], cwd=tree, env=env,
                           capture_output=True, text=True)
+    if done.returncode:
+        raise SystemExit(f"the build of {tree} failed:\n{done.stdout[-2000:]}"
+                         f"{done.stderr[-3000:]}")
     seconds = time.perf_counter() - t0
     steps = dict(re.findall(r"([a-z+-]+) ([\d.]+) s", done.stdout.split("time:")[-1]
                             .splitlines()[0]))
