@@ -17,7 +17,6 @@ runs the same recipe with a :class:`Runner` that makes each step a Prefect task:
 from __future__ import annotations
 
 import hashlib
-from collections import defaultdict
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -34,7 +33,7 @@ from pipeline.checks import Finding, findings_frame, raise_on_errors
 from pipeline.config import BuildConfig, load_config
 from pipeline.day_store import DayInputs, DaysWritten, WriteContext, previous_days, write_days
 from pipeline.ledger import FLOAT32_RTOL, RTOL, Ledger, check_balance
-from pipeline.parallel import RunStats
+from pipeline.parallel import RunStats, keep_workers
 from pipeline.provenance import (
     code_version,
     emissions_key,
@@ -385,42 +384,41 @@ def write_build_report(build_dir: Path, boundaries: Path | None = None) -> bool:
 
 def _write_files(state: BuildState, staging: Path, ctx: WriteContext, runner: Runner
                  ) -> DaysWritten:
-    """Hourly CF days, then the model formats, each checked against the ledger. Each day is
-    an independent task on ``output.scheduler`` (:mod:`pipeline.parallel`)."""
+    """Hourly CF days, then the model formats, each checked against the ledger. Each day's CF
+    file, and each day's model files, is an independent task on ``output.scheduler``
+    (:mod:`pipeline.parallel`; local worker processes are started once for both)."""
     s, cfg = state, state.cfg
     days_ = utc_days(cfg.year, cfg.output.period)
     inputs = DayInputs(annual=s.annual, factors=s.factors, grid=s.tables.grid,
                        registry=s.tables.registry, cems=s.cems, ctx=ctx)
-    runner.progress("write days", 0, len(days_))
-    days = runner.io("write-days", write_days, inputs, days_, cfg.output.scheduler,
-                     lambda done, total: runner.progress("write days", done, total))
-    s.clock.lap("write")
-    # float32 files carry the mass at float32 precision (~1e-7), float64 files to 1e-9
-    record_written(s.ledger, s.annual, s.factors, days.written,
-                   rtol=RTOL if cfg.output.dtype == "float64" else FLOAT32_RTOL, cems=s.cems)
-    check_balance(s.ledger, written=cfg.output.period is None)
-    if s.cems is not None:
-        s.cems.table.to_csv(staging / "cems.csv", index=False, float_format="%.9g")
-    mo = runner.run("model-outputs", model_ready.prepare, cfg, s.tables, s.activity,
-                    s.emissions, s.alloc.matrix, s.cems)
-    if mo is not None:  # CMAQ / WRF-Chem: float32 files, checked per day and species
-        by_month: dict[str, list[pd.Timestamp]] = defaultdict(list)
-        for day in days_:
-            by_month[f"{day:%Y-%m}"].append(day)
-        measured: dict[str, dict[str, dict[str, float]]] = {f: {} for f in mo.formats}
-        done = 0
+    with keep_workers(cfg.output.scheduler, len(days_)):
+        runner.progress("write days", 0, len(days_))
+        days = runner.io("write-days", write_days, inputs, days_, cfg.output.scheduler,
+                         lambda done, total: runner.progress("write days", done, total))
+        s.clock.lap("write")
+        # float32 files carry the mass at float32 precision (~1e-7), float64 files to 1e-9
+        record_written(s.ledger, s.annual, s.factors, days.written,
+                       rtol=RTOL if cfg.output.dtype == "float64" else FLOAT32_RTOL,
+                       cems=s.cems)
+        check_balance(s.ledger, written=cfg.output.period is None)
+        if s.cems is not None:
+            s.cems.table.to_csv(staging / "cems.csv", index=False, float_format="%.9g")
+        mo = runner.run("model-outputs", model_ready.prepare, cfg, s.tables, s.activity,
+                        s.emissions, s.alloc.matrix, s.cems)
+        if mo is None:
+            return days
+        # CMAQ / WRF-Chem: float32 files, checked per day and species
         runner.progress("write model days", 0, len(days_))
-        for label, month in by_month.items():
-            got = runner.io(f"write-models-{label}", model_ready.write_days, mo, month,
-                            s.factors, staging, ctx.attrs)
-            for f, by_day in got.items():  # formats, CMAQ streams (cmaq:<label>), #exact
-                measured.setdefault(f, {}).update(by_day)
-            done += len(month)
-            runner.progress("write model days", done, len(days_))
-        model_ready.check_days(mo, s.annual, s.factors, measured, rtol=FLOAT32_RTOL)
-        # model-read ledger, namelist lines
-        s.model_lines = model_ready.finish(mo, s.ledger, staging, days_)
-        s.clock.lap("models")
+        model_stats = RunStats()
+        measured = runner.io("write-model-days", model_ready.write_days, mo, days_, s.factors,
+                             staging, ctx.attrs, cfg.output.scheduler,
+                             lambda done, total: runner.progress("write model days", done,
+                                                                 total), model_stats)
+    days.stats.merge(model_stats)
+    model_ready.check_days(mo, s.annual, s.factors, measured, rtol=FLOAT32_RTOL)
+    # model-read ledger, namelist lines
+    s.model_lines = model_ready.finish(mo, s.ledger, staging, days_)
+    s.clock.lap("models")
     return days
 
 
@@ -465,7 +463,7 @@ def write_and_publish(state: BuildState, out: Path, publication: Publication,
             year=s.cfg.year, boundaries=s.cfg.relative(s.cfg.boundaries),
             period=s.cfg.output.period, inputs={m.name: m.sha256 for m in s.metas},
             day_content=days.content, reused_days=days.reused, fingerprint=pub.fingerprint,
-            cache_files=s.cache_files, scenario=pub.scenario))
+            cache_files=s.cache_files, scenario=pub.scenario), days.hashed)
         reported = runner.run("report", write_build_report, staging, s.cfg.boundaries)
         if pub.pages is not None:
             add_to_manifest(staging, pub.pages(staging))

@@ -29,7 +29,7 @@ from pipeline.cems import Cems
 from pipeline.cube import SECONDS_PER_HOUR
 from pipeline.cube import day_cube as cube_of_day
 from pipeline.parallel import RunStats, map_days
-from pipeline.publish import has_manifest, read_manifest
+from pipeline.publish import HashedFile, has_manifest, hash_file, read_manifest
 from pipeline.writers import WriteMeta, netcdf_cf
 from sources.errors import ConfigError
 from sources.files import sha256_file
@@ -63,6 +63,9 @@ class WriteContext:
     #: hours computed, hashed and written at a time: a worker holds a few hours of one
     #: species, whatever the grid size
     slab_hours: int = 6
+    #: :func:`stored_days` of :attr:`store`, listed once by the process that hands out the
+    #: days (:func:`write_days`) and sent to the workers with the rest; None: listed per day
+    stored: dict[str, Path] | None = None
 
 
 def stored_days(store: Path | None) -> dict[str, Path]:
@@ -82,17 +85,18 @@ def intact(path: Path, sha256: str | None) -> bool:
     return sha256 is not None and path.is_file() and sha256_file(path) == sha256
 
 
-def store_day(store: Path | None, content: str, path: Path, build_id: str) -> None:
+def store_day(store: Path | None, content: str, path: Path, build_id: str,
+              sha256: str | None = None) -> None:
     """Hard-link a written day file into the store, named by its content hash, the writing
-    build and its sha256 (atomically; nothing on another file system: a copy would double the
-    disk it takes)."""
+    build and its sha256 (``sha256``: already measured; atomically; nothing on another file
+    system: a copy would double the disk it takes)."""
     if store is None:
         return
     store.mkdir(parents=True, exist_ok=True)
     tmp = store / f".{content}.{build_id}.{os.getpid()}.tmp"
     try:
         os.link(path, tmp)
-        os.replace(tmp, store / f"{content}.{build_id}.{sha256_file(path)}.nc")
+        os.replace(tmp, store / f"{content}.{build_id}.{sha256 or sha256_file(path)}.nc")
     except OSError:
         tmp.unlink(missing_ok=True)
 
@@ -127,8 +131,8 @@ def measure_day(day_ds: xr.Dataset, ctx: WriteContext, cell_area: np.ndarray,
         for t0 in range(0, n, slab_hours):
             a = np.ascontiguousarray(day_ds[v].isel(time=slice(t0, t0 + slab_hours)).values,
                                      dtype=ctx.dtype)
-            hv.update(a.tobytes())
-            total += float((a.astype(np.float64) * cell_area).sum())
+            hv.update(a)  # the array's bytes, without a copy
+            total += float((np.asarray(a, dtype=np.float64) * cell_area).sum())
         shape = (n, *day_ds[v].shape[1:])
         h.update(f"{v}{np.dtype(ctx.dtype)}{shape}"
                  f"{json.dumps(day_ds[v].attrs, sort_keys=True)}".encode() + hv.digest())
@@ -147,6 +151,8 @@ class DaysWritten:
     files : the day files, in day order
     content : day → content hash (:func:`day_content_hash`)
     reused : day → id of the build that wrote the file hard-linked for it (unchanged days)
+    hashed : file → its sha256, size and time, measured by the process that wrote or linked
+        it (:func:`pipeline.publish.write_manifest` does not read those files again)
     stats : the scheduler the days were written on and each worker's peak memory [MB]
     """
 
@@ -154,6 +160,7 @@ class DaysWritten:
     files: list[str] = field(default_factory=list)
     content: dict[str, str] = field(default_factory=dict)
     reused: dict[str, str] = field(default_factory=dict)
+    hashed: dict[str, HashedFile] = field(default_factory=dict)
     stats: RunStats = field(default_factory=RunStats)
 
     def update(self, other: DaysWritten) -> None:
@@ -161,6 +168,7 @@ class DaysWritten:
         self.files += other.files
         self.content.update(other.content)
         self.reused.update(other.reused)
+        self.hashed.update(other.hashed)
 
 
 def write_day_dataset(day_ds: xr.Dataset, key: str, ctx: WriteContext, cell_area: np.ndarray,
@@ -175,18 +183,21 @@ def write_day_dataset(day_ds: xr.Dataset, key: str, ctx: WriteContext, cell_area
             day_ds = day_ds.compute()
         h, mass = measure_day(day_ds, ctx, cell_area, ctx.slab_hours)
     prev = ctx.previous.get(key)
-    source = origin = None
+    source = origin = sha = None
     if prev is not None and prev[0] == h and intact(Path(prev[1]), prev[3]):
-        source, origin = Path(prev[1]), prev[2]
+        source, origin, sha = Path(prev[1]), prev[2], prev[3]
     elif (found := stored.get(h)) is not None and intact(found, found.name.split(".")[2]):
-        source, origin = found, found.name.split(".")[1]
+        source, origin, sha = found, found.name.split(".")[1], found.name.split(".")[2]
     reused = {}
     if source is not None:
         path.unlink(missing_ok=True)  # a retried write finds its own earlier link
         try:  # same content: the same file, not a new one (same bytes, same checksum)
             os.link(source, path)
+            st = path.stat()  # the file intact() has just read: its sha256 is known
+            hashed = HashedFile(str(sha), st.st_size, st.st_mtime_ns, st.st_ino)
         except OSError:
             shutil.copy2(source, path)
+            hashed = hash_file(path)
         reused[key] = origin  # the build that wrote the file
     else:
         meta = WriteMeta(attrs=ctx.attrs, year=ctx.year, dtype=ctx.dtype,
@@ -194,8 +205,10 @@ def write_day_dataset(day_ds: xr.Dataset, key: str, ctx: WriteContext, cell_area
                          slab_hours=ctx.slab_hours)
         with dask.config.set(scheduler="synchronous"):
             netcdf_cf.write(day_ds, path, meta)
-        store_day(ctx.store, h, path, ctx.attrs["tongyuan_build_id"])
-    return DaysWritten(written={key: mass}, files=[str(path)], content={key: h}, reused=reused)
+        hashed = hash_file(path)  # read back once, here, while its pages are in memory
+        store_day(ctx.store, h, path, ctx.attrs["tongyuan_build_id"], hashed.sha256)
+    return DaysWritten(written={key: mass}, files=[str(path)], content={key: h}, reused=reused,
+                       hashed={str(path): hashed})
 
 
 @dataclass(frozen=True)
@@ -230,14 +243,19 @@ def day_cube(inputs: DayInputs, day: pd.Timestamp) -> xr.Dataset:
     cems = inputs.cems
     if cems is not None:
         cems = replace(cems, correction=cems.correction[:, idx])
+    # a day held whole is computed in one piece per species (a quarter of the numpy calls of
+    # 6-hour slabs, the same values); a larger one a few hours at a time
+    whole = inputs.annual.sizes["species"] * idx.size * inputs.grid.size * 8 <= IN_MEMORY_BYTES
     return cube_of_day(inputs.annual, inputs.factors.isel(time=idx), inputs.grid,
-                       inputs.registry, cems=cems, hours_per_chunk=inputs.ctx.slab_hours)
+                       inputs.registry, cems=cems,
+                       hours_per_chunk=idx.size if whole else inputs.ctx.slab_hours)
 
 
 def write_day(inputs: DayInputs, day: pd.Timestamp) -> DaysWritten:
     """Write (or link) the hourly file of one UTC day: the task a worker runs."""
-    stored = stored_days(inputs.ctx.store)
-    return write_day_dataset(day_cube(inputs, day), f"{day:%Y%m%d}", inputs.ctx,
+    ctx = inputs.ctx
+    stored = ctx.stored if ctx.stored is not None else stored_days(ctx.store)
+    return write_day_dataset(day_cube(inputs, day), f"{day:%Y%m%d}", ctx,
                              inputs.grid.cell_area_m2, stored)
 
 
@@ -247,6 +265,8 @@ def write_days(inputs: DayInputs, days: list[pd.Timestamp], scheduler: str | Non
     (:func:`pipeline.parallel.map_days`); ``on_day(done, total)`` after each day. The files are
     the same bytes on every scheduler."""
     out = DaysWritten()
+    if inputs.ctx.stored is None:  # the store listed once here, not once per day
+        inputs = replace(inputs, ctx=replace(inputs.ctx, stored=stored_days(inputs.ctx.store)))
     for got in map_days(write_day, inputs, days, scheduler, on_day, out.stats):
         out.update(got)
     return out

@@ -16,6 +16,7 @@ allocation matrix, the per-source emissions and the per-source layer fractions; 
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
@@ -38,6 +39,7 @@ from grids.vertical import (
     sigma_to_heights,
 )
 from pipeline.model_read import finish  # noqa: F401  (the build calls model_ready.finish)
+from pipeline.parallel import RunStats, map_days
 from pipeline.wrfchem_packages import MECHANISM_OF, package, unread
 from pipeline.writers import FORMATS, MODEL_FORMATS, WriteMeta
 from sources.errors import ConfigError, MassBalanceError
@@ -479,66 +481,97 @@ def day_fields(mo: ModelPart, day: pd.Timestamp, factors) -> xr.Dataset:
     return xr.Dataset(data_vars, coords={"time": steps, "z": np.arange(1, ma.n_layers + 1)})
 
 
-def write_days(mo: ModelOutputs, days: list[pd.Timestamp], factors, build_dir: Path,
-               meta: dict) -> dict[str, dict[str, dict[str, float]]]:
-    """Write the model files of ``days`` (each format's writer converts :func:`day_fields` to
-    its units) and the CMAQ streams (``cmaq/streams/``, key ``cmaq:<label>``); return per
-    format, day and model species the amount the files carry over the day's 24 hours [mol or
-    g], measured by the writers from the float32 arrays, and under ``<key>#exact`` the same
-    before the cast to float32 (CMAQ; Σ streams = merged file is checked on these)."""
-    measured: dict[str, dict[str, dict[str, float]]] = {f: {} for f in mo.formats}
+@dataclass(frozen=True)
+class ModelDayInputs:
+    """What every model day file is made from (sent to each worker once): the model outputs
+    of the build, its temporal factors, the build directory and the global attributes."""
+
+    mo: ModelOutputs
+    factors: xr.DataArray
+    build_dir: Path
+    meta: dict
+
+
+def write_model_day(inputs: ModelDayInputs, day: pd.Timestamp
+                    ) -> dict[str, dict[str, float]]:
+    """Write the model files of UTC ``day`` (every format of every mechanism, and the CMAQ
+    streams, ``cmaq/streams/``): the task a worker runs. Returns per key (format; CMAQ stream
+    ``cmaq:<label>``) and model species the amount the day's file carries over its 24 hours
+    [mol or g] from the float32 arrays, and under ``<key>#exact`` the same before the cast to
+    float32 (CMAQ with streams: Σ streams = merged file is checked on these)."""
+    mo, measured = inputs.mo, {}
+    factors, build_dir, meta = inputs.factors, inputs.build_dir, inputs.meta
     wrf = mo.wrfchem
     for part in mo.parts:
         ma = part.annual
         layers_m = tuple(float(z) for z in ma.layers.interfaces)
-        for day in days:
-            fields = day_fields(part, day, factors)
-            for name in part.formats:
-                got: dict[str, float] = {}
-                exact: dict[str, float] = {}
-                fmt = FORMATS[name]
-                path = build_dir / fmt.folder / fmt.file_name(
-                    day, mechanism=part.mechanism, grid=ma.grid.name,
-                    domain=wrf.domain if wrf is not None else 1)
+        fields = day_fields(part, day, factors)
+        for name in part.formats:
+            got: dict[str, float] = {}
+            exact: dict[str, float] = {}
+            fmt = FORMATS[name]
+            path = build_dir / fmt.folder / fmt.file_name(
+                day, mechanism=part.mechanism, grid=ma.grid.name,
+                domain=wrf.domain if wrf is not None else 1)
+            with dask.config.set(scheduler="synchronous"):  # one species at a time, here
                 fmt.writer.write(fields, path, WriteMeta(
                     grid=ma.grid, attrs=meta, mechanism=part.mechanism, layers_m=layers_m,
                     on_written=got.__setitem__, on_written_exact=exact.__setitem__,
                     emiss_opt=wrf.emiss_opt if wrf is not None else None,
                     kemit=wrf.kemit_for(ma.layers.n) if wrf is not None else None,
                     wrf_domain=mo.wrf_domain, vertical_levels=mo.vertical_levels))
-                measured[name][f"{day:%Y%m%d}"] = got
-                if name == "cmaq" and mo.streams:
-                    measured.setdefault("cmaq#exact", {})[f"{day:%Y%m%d}"] = exact
-            if "cmaq" in part.formats and mo.streams:
-                for label, secs in mo.streams.items():
-                    got, exact = {}, {}
-                    sub = factors.sel(sector=[x for x in secs if x in factors["sector"].values])
-                    cems = part.cems.for_sectors(secs) if part.cems is not None else None
-                    # a stream's files carry the layers its own sectors reach (CMAQ reads
-                    # files with fewer layers than the model: layers above are empty)
-                    sub_ma = ModelAnnual(ma.speciation, ma.layers, {
-                        x: ma.by_sector[x] for x in secs if x in ma.by_sector}, ma.grid)
-                    stream = ModelPart(part.formats, part.mechanism, part.speciation, sub_ma,
-                                       cems)
-                    path = build_dir / "cmaq" / "streams" / stream_file(
-                        part.mechanism, ma.grid.name, label, day)
-                    path.parent.mkdir(parents=True, exist_ok=True)
+            measured[name] = got
+            if name == "cmaq" and mo.streams:
+                measured["cmaq#exact"] = exact
+        if "cmaq" in part.formats and mo.streams:
+            for label, secs in mo.streams.items():
+                got, exact = {}, {}
+                sub = factors.sel(sector=[x for x in secs if x in factors["sector"].values])
+                cems = part.cems.for_sectors(secs) if part.cems is not None else None
+                # a stream's files carry the layers its own sectors reach (CMAQ reads
+                # files with fewer layers than the model: layers above are empty)
+                sub_ma = ModelAnnual(ma.speciation, ma.layers, {
+                    x: ma.by_sector[x] for x in secs if x in ma.by_sector}, ma.grid)
+                stream = ModelPart(part.formats, part.mechanism, part.speciation, sub_ma,
+                                   cems)
+                path = build_dir / "cmaq" / "streams" / stream_file(
+                    part.mechanism, ma.grid.name, label, day)
+                path.parent.mkdir(parents=True, exist_ok=True)
+                with dask.config.set(scheduler="synchronous"):
                     _write_cmaq(stream, day_fields(stream, day, sub), path, meta, layers_m,
-                                got, exact, label)
-                    measured.setdefault(f"cmaq:{label}", {})[f"{day:%Y%m%d}"] = got
-                    measured.setdefault(f"cmaq:{label}#exact", {})[f"{day:%Y%m%d}"] = exact
+                                got, exact, label, mo.vertical_levels)
+                measured[f"cmaq:{label}"] = got
+                measured[f"cmaq:{label}#exact"] = exact
+    return measured
+
+
+def write_days(mo: ModelOutputs, days: list[pd.Timestamp], factors, build_dir: Path,
+               meta: dict, scheduler: str | None = "synchronous",
+               on_day: Callable[[int, int], None] | None = None,
+               stats: RunStats | None = None) -> dict[str, dict[str, dict[str, float]]]:
+    """Write the model files of ``days`` (:func:`write_model_day`), each day an independent
+    task on ``scheduler`` (:func:`pipeline.parallel.map_days`: the same bytes on every
+    scheduler); return per key (format, ``cmaq:<label>``, ``…#exact``), day and model species
+    the amount the files carry over the day's 24 hours [mol or g]. ``on_day(done, total)`` as
+    days finish; ``stats`` gets the scheduler and each worker's peak memory."""
+    measured: dict[str, dict[str, dict[str, float]]] = {f: {} for f in mo.formats}
+    got = map_days(write_model_day, ModelDayInputs(mo, factors, build_dir, meta), days,
+                   scheduler, on_day, stats)
+    for day, per_key in zip(days, got, strict=True):
+        for key, amounts in per_key.items():
+            measured.setdefault(key, {})[f"{day:%Y%m%d}"] = amounts
     return measured
 
 
 def _write_cmaq(part: ModelPart, fields: xr.Dataset, path: Path, meta: dict,
                 layers_m: tuple[float, ...], got: dict | None, exact: dict,
-                stream: str | None = None) -> None:
+                stream: str | None = None, vertical_levels: tuple | None = None) -> None:
     """One CMAQ day file of ``fields``; ``got``/``exact`` receive the amounts (float32, float64)."""
     FORMATS["cmaq"].writer.write(fields, path, WriteMeta(
         grid=part.annual.grid, attrs={**meta, **({"tongyuan_stream": stream} if stream else {})},
         mechanism=part.mechanism if stream is None else f"{part.mechanism}, stream {stream}",
         layers_m=layers_m, on_written=got.__setitem__ if got is not None else None,
-        on_written_exact=exact.__setitem__))
+        on_written_exact=exact.__setitem__, vertical_levels=vertical_levels))
 
 
 def check_days(mo: ModelOutputs, annual, factors, measured: dict, rtol: float = 1e-6) -> None:

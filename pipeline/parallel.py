@@ -53,25 +53,64 @@ def resolve(scheduler: str | None, n_days: int) -> str:
     return "synchronous" if name == "threads" else name
 
 
+#: ``processes`` → the address of the local cluster :func:`keep_workers` holds open
+_KEPT: dict[str, str] = {}
+
+
+def _local_cluster() -> Any:
+    from distributed import LocalCluster  # 0.4 s to import: only when used
+
+    return LocalCluster(n_workers=local_workers(), threads_per_worker=1, processes=True,
+                        dashboard_address=":0", silence_logs=40)
+
+
+@contextmanager
+def keep_workers(scheduler: str | None, n_days: int) -> Iterator[None]:
+    """Within the block, every :func:`map_days` of ``processes`` runs on one local cluster,
+    started here once (a build's CF days, then its model days) instead of once per call.
+    Nothing to keep for the other schedulers."""
+    if resolve(scheduler, n_days) != "processes" or "processes" in _KEPT:
+        yield
+        return
+    with _local_cluster() as cluster:
+        _KEPT["processes"] = cluster.scheduler_address
+        try:
+            yield
+        finally:
+            _KEPT.pop("processes", None)
+
+
 @contextmanager
 def dask_client(scheduler: str) -> Iterator[Any]:
     """A ``dask.distributed`` client for ``processes`` (a local cluster of one single-threaded
-    worker process per core, closed afterwards) or a scheduler address."""
-    from distributed import Client, LocalCluster  # 0.4 s to import: only when used
+    worker process per core, closed afterwards, or the one :func:`keep_workers` holds) or a
+    scheduler address."""
+    from distributed import Client  # 0.4 s to import: only when used
 
-    if "://" in scheduler:
-        with Client(scheduler) as client:
+    address = scheduler if "://" in scheduler else _KEPT.get(scheduler)
+    if address is not None:
+        with Client(address) as client:
             yield client
         return
-    with LocalCluster(n_workers=local_workers(), threads_per_worker=1, processes=True,
-                      dashboard_address=":0", silence_logs=40) as cluster, \
-            Client(cluster) as client:
+    with _local_cluster() as cluster, Client(cluster) as client:
         yield client
 
 
 def peak_rss_mb() -> float:
-    """Peak resident memory of this process so far [MB]."""
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    """Peak resident memory of this process's own address space so far [MB].
+
+    On Linux the high-water mark of the process's memory (``VmHWM`` of ``/proc/self/status``).
+    Not ``getrusage``'s ``ru_maxrss``: that survives ``fork`` + ``exec``, so a worker process
+    started from a large parent reports the parent's size at the fork, not its own.
+    """
+    try:
+        with open("/proc/self/status", encoding="ascii") as fh:
+            for line in fh:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) / 1024  # kB
+    except OSError:  # pragma: no cover - not Linux
+        pass
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # pragma: no cover
 
 
 @dataclass
@@ -81,6 +120,11 @@ class RunStats:
 
     scheduler: str = ""
     peak_rss_mb: dict[str, float] = field(default_factory=dict)
+
+    def merge(self, other: RunStats) -> None:
+        """Add the peaks of another run (the model formats' days after the CF days)."""
+        for worker, mb in other.peak_rss_mb.items():
+            self.peak_rss_mb[worker] = max(mb, self.peak_rss_mb.get(worker, 0.0))
 
 
 def _on_worker(fn: Callable[..., R], shared: Any, day: pd.Timestamp

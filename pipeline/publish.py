@@ -14,7 +14,7 @@ import json
 import os
 import re
 import shutil
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
@@ -238,15 +238,57 @@ def local_record(build: Path) -> dict[str, str]:
     return {str(k): str(v) for k, v in doc.items()} if isinstance(doc, dict) else {}
 
 
-def _entries(build_dir: Path, files: list[Path]) -> dict[str, FileEntry]:
-    return {str(p.relative_to(build_dir)): FileEntry(sha256=sha256_file(p),
-                                                     bytes=p.stat().st_size) for p in files}
+@dataclass(frozen=True)
+class HashedFile:
+    """The sha256 of a file's bytes on disk, measured where it was written (a worker, right
+    after closing it, while its pages are still in memory), with the size, modification time
+    and inode it had then: :func:`write_manifest` takes the sha256 only while the file still
+    has all three, and reads the file again otherwise."""
+
+    sha256: str
+    bytes: int
+    mtime_ns: int
+    inode: int
+
+    def matches(self, path: Path) -> bool:
+        """Whether ``path`` is still the file that was hashed (same size, time and inode)."""
+        try:
+            st = path.stat()
+        except OSError:
+            return False
+        return (st.st_size, st.st_mtime_ns, st.st_ino) == (self.bytes, self.mtime_ns,
+                                                           self.inode)
 
 
-def write_manifest(build_dir: Path, manifest: Manifest) -> Path:
-    """Write ``manifest`` into ``build_dir`` with the sha256 and size of every file there."""
+def hash_file(path: Path) -> HashedFile:
+    """:class:`HashedFile` of ``path`` (its sha256, read once, and its stat)."""
+    before = path.stat()
+    sha = sha256_file(path)
+    return HashedFile(sha, before.st_size, before.st_mtime_ns, before.st_ino)
+
+
+def _entries(build_dir: Path, files: list[Path],
+             hashed: Mapping[str, HashedFile] | None = None) -> dict[str, FileEntry]:
+    out = {}
+    for p in files:
+        known = (hashed or {}).get(str(p))
+        out[str(p.relative_to(build_dir))] = (
+            FileEntry(sha256=known.sha256, bytes=known.bytes)
+            if known is not None and known.matches(p)
+            else FileEntry(sha256=sha256_file(p), bytes=p.stat().st_size))
+    return out
+
+
+def write_manifest(build_dir: Path, manifest: Manifest,
+                   hashed: Mapping[str, HashedFile] | None = None) -> Path:
+    """Write ``manifest`` into ``build_dir`` with the sha256 and size of every file there.
+
+    ``hashed``: path → :class:`HashedFile` of files whose sha256 was measured when they were
+    written (the day files, hashed by the workers that wrote them); a file that still matches
+    its record is not read again, every other file is.
+    """
     files = sorted(p for p in build_dir.rglob("*") if p.is_file() and p.name != MANIFEST)
-    return _write_json(build_dir, replace(manifest, files=_entries(build_dir, files)))
+    return _write_json(build_dir, replace(manifest, files=_entries(build_dir, files, hashed)))
 
 
 def add_to_manifest(build_dir: Path, subdir: str) -> None:

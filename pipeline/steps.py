@@ -25,7 +25,7 @@ from pipeline.cube import annual_grid
 from pipeline.ledger import RTOL, Ledger
 from pipeline.temporal import load_profiles, load_sectors, temporal_factors
 from pipeline.writers.netcdf_cf import write_grid_dataset
-from sources.emissions import EmissionsResult, compute_emissions
+from sources.emissions import PROVENANCE_LABELS, EmissionsResult, compute_emissions
 from sources.errors import ConfigError, InputError, MassBalanceError, Problems
 from sources.factors import FactorLibrary, load_factor_library
 from sources.readers import FileLayout, InputMeta, Vocabulary, combine_activity, read_sources
@@ -149,7 +149,8 @@ def combine_emissions(parts: list[EmissionsResult], activity: gpd.GeoDataFrame,
     the rejected ones, from the emissions of each input computed alone (every row of it: each
     source's emissions depend on its own record only)."""
     table = pd.concat([p.table for p in parts])
-    provenance = pd.concat([p.provenance for p in parts], ignore_index=True)
+    provenance = pd.concat([p.provenance for p in parts], ignore_index=True).astype(
+        {c: "category" for c in PROVENANCE_LABELS})  # concat of unequal categories: objects
     kept = EmissionsResult(
         table=table.loc[activity["source_id"].to_numpy()],
         provenance=provenance[provenance["source_id"].isin(activity["source_id"])

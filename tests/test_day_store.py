@@ -186,3 +186,75 @@ def test_a_day_too_large_to_hold_streams_with_the_same_content_and_stable_bytes(
     with netCDF4.Dataset(a.files[0]) as x, netCDF4.Dataset(whole.files[0]) as y:
         for v in ("CO2", "NOx"):
             np.testing.assert_array_equal(x[v][:], y[v][:])
+
+
+def test_model_days_are_the_same_bytes_on_every_scheduler(world, tmp_path):
+    """CMAQ and WRF-Chem day files written one after another, on 2 local worker processes and
+    on a LocalCluster reached by address are byte-identical and carry the same amounts; the
+    I/O API creation date and time are the build's start (its id), not the clock."""
+    from distributed import LocalCluster
+
+    from pipeline import model_ready
+    from pipeline.build import prepare
+    from pipeline.config import load_config
+    from sources.files import sha256_file
+    from tests.test_models import _model_world
+
+    _model_world(world)
+    cfg = load_config(world, {"output.formats": ["cf", "cmaq", "wrfchem"],
+                              "output.mechanism": "t1"})
+    s = prepare(cfg)
+    mo = model_ready.prepare(cfg, s.tables, s.activity, s.emissions, s.alloc.matrix, s.cems)
+    attrs = {"tongyuan_build_id": "20240301T123456789Z-aaaaaaaa", "history": "test"}
+    days = list(pd.date_range("2024-03-09", periods=3, freq="D"))
+    runs = {}
+    with LocalCluster(n_workers=2, threads_per_worker=1, processes=True,
+                      dashboard_address=":0") as cluster:
+        for name, scheduler in (("serial", "synchronous"), ("processes", "processes"),
+                                ("cluster", cluster.scheduler_address)):
+            seen = []
+            measured = model_ready.write_days(mo, days, s.factors, tmp_path / name, attrs,
+                                              scheduler,
+                                              lambda done, total: seen.append((done, total)))
+            assert seen[-1] == (3, 3)
+            files = sorted(p for p in (tmp_path / name).rglob("*") if p.is_file())
+            runs[name] = (measured, {str(p.relative_to(tmp_path / name)): sha256_file(p)
+                                     for p in files})
+    measured, sums = runs["serial"]
+    assert len(sums) == 6 and {k.split("/")[0] for k in sums} == {"cmaq", "wrfchem"}
+    assert sorted(measured) == ["cmaq", "wrfchem"]
+    assert sorted(measured["cmaq"]) == ["20240309", "20240310", "20240311"]
+    for name in ("processes", "cluster"):
+        assert runs[name][1] == sums, name
+        assert runs[name][0] == measured, name
+    cmaq = next(tmp_path.glob("serial/cmaq/*20240309.nc"))
+    with netCDF4.Dataset(cmaq) as nc:
+        assert (int(nc.CDATE), int(nc.CTIME)) == (2024061, 123456)
+        assert (int(nc.WDATE), int(nc.WTIME)) == (2024061, 123456)
+
+
+def test_the_manifest_takes_the_sha256_measured_when_a_day_was_written(tmp_path):
+    """write_manifest uses the sha256 a worker measured for a file that still has the size,
+    time and inode it had then, and reads any file that changed since."""
+    import os
+
+    from pipeline.publish import HashedFile, Manifest, hash_file, read_manifest, write_manifest
+    from sources.files import sha256_file
+
+    build = tmp_path / "b"
+    (build / "hourly").mkdir(parents=True)
+    day, other = build / "hourly" / "20240301.nc", build / "ledger.csv"
+    day.write_bytes(b"day file")
+    other.write_text("a,b\n")
+    measured = hash_file(day)
+    assert measured.sha256 == sha256_file(day) and measured.bytes == 8
+    marked = HashedFile("0" * 64, measured.bytes, measured.mtime_ns, measured.inode)
+    m = Manifest(build_id="20240101T000000000Z-aaaaaaaa", config_hash="f", config="c", year=2024)
+    write_manifest(build, m, {str(day): marked})
+    files = read_manifest(build).files
+    assert files["hourly/20240301.nc"].sha256 == "0" * 64  # taken, not read again
+    assert files["ledger.csv"].sha256 == sha256_file(other)
+    day.write_bytes(b"changed!")  # same size, new time
+    os.utime(day, ns=(measured.mtime_ns + 10**9, measured.mtime_ns + 10**9))
+    write_manifest(build, m, {str(day): marked})
+    assert read_manifest(build).files["hourly/20240301.nc"].sha256 == sha256_file(day)

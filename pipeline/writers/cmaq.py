@@ -120,7 +120,7 @@ def write(day: xr.Dataset, path: str | Path, meta: WriteMeta) -> None:
         if len(n) > 16:
             raise ConfigError(f"model species name {n!r} is longer than 16 characters")
     units = {n: file_units(day[n].attrs["units"]) for n in names}
-    now = time.gmtime()
+    now = _written_at(meta)
     steps = [start + pd.Timedelta(hours=h) for h in range(25)]
     horiz = ioapi_horizontal(grid)
     with classic_file(path, {"TSTEP": None, "DATE-TIME": 2, "LAY": n_lay, "VAR": len(names),
@@ -171,6 +171,17 @@ def _vertical(meta: WriteMeta, interfaces_m: np.ndarray) -> dict[str, Any]:
                          f"the model has {len(vglvls)}")
     return {"VGTYP": np.int32(vgtyp), "VGTOP": np.float32(vgtop),
             "VGLVLS": np.asarray(vglvls[:len(interfaces_m)], dtype=np.float32)}
+
+
+def _written_at(meta: WriteMeta) -> time.struct_time:
+    """CDATE/CTIME and WDATE/WTIME: the start of the build (the UTC time its id begins with,
+    ``YYYYmmddTHHMMSS…Z-…``), so that a day's file is the same bytes whichever process of the
+    build writes it and when; the clock for a file written outside a build."""
+    build_id = str(meta.attrs.get("tongyuan_build_id", ""))
+    try:
+        return time.strptime(build_id[:15], "%Y%m%dT%H%M%S")
+    except ValueError:
+        return time.gmtime()
 
 
 def _global_attrs(meta: WriteMeta, start: pd.Timestamp, horiz: dict[str, Any],
