@@ -55,12 +55,12 @@ from pipeline.writers.netcdf_cf import write_grid_dataset
 from sources.emissions import EmissionsResult
 from sources.errors import ConfigError, MassBalanceError
 from sources.gridded import (
-    base_sector,
-    regional_sector,
     GriddedField,
     GriddedSource,
+    base_sector,
     load_mapping,
     read_gridded,
+    regional_sector,
     sector_split,
     species_map,
     to_kg_per_cell,

@@ -208,10 +208,10 @@ def _ratios(df: pd.DataFrame, species: list[str], registry: Any) -> pd.DataFrame
     (same sign = synergy)."""
     co2 = registry.co2_split[1] if registry.co2_split else "CO2"
     kt_co2 = df[f"delta_{co2}_t"] / 1e3
-    for sp in species:
-        if registry.species[sp].kind == "pollutant":
-            r = df[f"delta_{sp}_t"] / kt_co2.where(kt_co2 != 0)
-            df[f"{sp}_t_per_kt_CO2"] = r
+    for name in species:
+        if registry.species[name].kind == "pollutant":
+            r = df[f"delta_{name}_t"] / kt_co2.where(kt_co2 != 0)
+            df[f"{name}_t_per_kt_CO2"] = r
     return df
 
 

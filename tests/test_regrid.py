@@ -195,11 +195,11 @@ def test_yrd_demo_build_merges_local_and_regional(tmp_path):
     import netCDF4
 
     from pipeline.build import run_build
-    from pipeline.report.build_dir import open_build
     from pipeline.config import load_config
+    from pipeline.report.build_dir import open_build
+    from pipeline.report.regional import holdings
     from pipeline.writers.wrfchem import wrf_cell_area_m2
     from tests.cf_checker import assert_cf_clean
-    from pipeline.report.regional import holdings
 
     r = run_build("config/yrd.yaml", out=tmp_path / "out", period=("2024-07-01", "2024-07-01"),
                   formats=["cf", "cmaq", "wrfchem"])
