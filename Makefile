@@ -28,11 +28,14 @@ $(VENV)/.installed: pyproject.toml
 demo: venv
 	$(BIN)/tongyuan build --config $(CONFIG) --out $(OUT)
 
+# test modules run on TEST_WORKERS processes (pytest-xdist), each module whole on one of them
+# (module fixtures build a demo once); 2 = the CI machine's cores
+TEST_WORKERS ?= 2
 test: venv
-	$(BIN)/python -m pytest
+	$(BIN)/python -m pytest -n $(TEST_WORKERS) --dist loadfile
 
 test-fast: venv
-	$(BIN)/python -m pytest -m "not slow"
+	$(BIN)/python -m pytest -n $(TEST_WORKERS) --dist loadfile -m "not slow"
 
 demo-data: venv
 	$(BIN)/python data/generate_shanghai_demo.py --out data/shanghai-demo
