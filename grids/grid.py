@@ -461,6 +461,15 @@ def _nc_attr(nc: Any, name: str) -> Any:
     return None
 
 
+def open_model_file(path: str | Path, what: str) -> netCDF4.Dataset:
+    """A model's own NetCDF file (wrfinput, geo_em, METCRO3D) opened for reading, or a
+    :class:`ConfigError` naming the file and ``what`` it was meant to be."""
+    try:
+        return netCDF4.Dataset(path)
+    except (OSError, RuntimeError) as exc:
+        raise ConfigError(f"{path}: cannot open {what} ({exc})") from exc
+
+
 def read_wrf_domain(path: str | Path) -> WrfDomain:
     """The WRF domain of a ``wrfinput_d0N`` or ``geo_em.d0N.nc`` file (see :class:`WrfDomain`).
 
@@ -470,11 +479,7 @@ def read_wrf_domain(path: str | Path) -> WrfDomain:
     ``share/output_wrf.F:456-467, 888-973`` and ``geogrid/src/output_module.F:1349-1392``.
     """
     path = Path(path)
-    try:
-        nc = netCDF4.Dataset(path)
-    except (OSError, RuntimeError) as exc:
-        raise ConfigError(f"{path}: cannot open the WRF domain file ({exc})") from exc
-    with nc:
+    with open_model_file(path, "the WRF domain file") as nc:
         names = set(nc.variables)
         if {"XLAT_M", "XLONG_M"} <= names:
             kind, lat_name, lon_name = "geo_em", "XLAT_M", "XLONG_M"

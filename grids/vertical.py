@@ -29,9 +29,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import netCDF4
 import numpy as np
 
+from grids.grid import open_model_file
 from sources.errors import ConfigError
 
 G = 9.80665  # m s-2, standard gravity
@@ -232,11 +232,7 @@ def read_metcro3d(path: str | Path) -> ModelLayers:
     and the horizontal grid, ``PREP/mcip/src/comheader.f90:49-71``; variable
     ``ZF(TSTEP, LAY, ROW, COL)``)."""
     path = Path(path)
-    try:
-        nc = netCDF4.Dataset(path)
-    except (OSError, RuntimeError) as exc:
-        raise ConfigError(f"{path}: cannot open the METCRO3D file ({exc})") from exc
-    with nc:
+    with open_model_file(path, "the METCRO3D file") as nc:
         missing = [a for a in ("VGTYP", "VGTOP", "VGLVLS", "NLAYS", *IOAPI_GRID_ATTRIBUTES)
                    if a not in nc.ncattrs()]
         if missing or "ZF" not in nc.variables:
@@ -273,11 +269,7 @@ def read_wrfinput_layers(path: str | Path) -> ModelLayers:
     P_TOP and VGTYP as MCIP would write them (7 if HYBRID_OPT <= 0, else −9999,
     ``PREP/mcip/src/setgriddefs.f90:450-455``)."""
     path = Path(path)
-    try:
-        nc = netCDF4.Dataset(path)
-    except (OSError, RuntimeError) as exc:
-        raise ConfigError(f"{path}: cannot open the wrfinput file ({exc})") from exc
-    with nc:
+    with open_model_file(path, "the wrfinput file") as nc:
         missing = [v for v in ("PH", "PHB", "HGT", "ZNW", "P_TOP") if v not in nc.variables]
         if missing:
             raise ConfigError(f"{path}: variables {missing} are missing; a wrfinput written by "
