@@ -22,6 +22,18 @@ if TYPE_CHECKING:
     from pipeline.build import BuildResult
 
 
+def _at_least(low: int):
+    """An argparse type: an integer >= ``low`` (argparse prints the message and exits 2)."""
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}") from None
+        if value < low:
+            raise argparse.ArgumentTypeError(f"expected an integer >= {low}, got {value}")
+        return value
+    return parse
+
 def prefect_environment(verbose: bool) -> None:
     """Offline-safe Prefect defaults, set before Prefect is imported; the user's values win:
     a home of its own under ``~/.tongyuan``, no analytics or telemetry (no network at run
@@ -123,10 +135,12 @@ def _parser() -> argparse.ArgumentParser:
     up = sub.add_parser("uncertainty", help="Monte Carlo uncertainty (IPCC Approach 2) of a "
                         "published build: per-cell 2.5/97.5 %% grids, sector ranges, ratios")
     up.add_argument("build", type=Path, help="a build directory, e.g. out/latest")
-    up.add_argument("--members", type=int, default=1000, help="members drawn (default 1000)")
+    up.add_argument("--members", type=_at_least(2), default=1000,
+                    help="members drawn, at least 2 (default 1000)")
     up.add_argument("--seed", type=int, help="random seed (default: the config's "
                     "uncertainty.seed); the same seed gives the same numbers")
-    up.add_argument("--member-grids", type=int, help="member grids kept in uncertainty.nc")
+    up.add_argument("--member-grids", type=_at_least(0),
+                    help="member grids kept in uncertainty.nc")
     up.add_argument("--config", type=Path, help="the build's configuration (default: the "
                     "manifest's, when that path exists from here)")
     vp = sub.add_parser("verify", help="check every file of a published build against its "

@@ -75,3 +75,16 @@ def test_no_process_outlives_a_killed_build(world, tmp_path):
     time.sleep(3.0)
     alive = [c for c in children if c.is_running() and c.status() != psutil.STATUS_ZOMBIE]
     assert alive == [], [c.cmdline() for c in alive]
+
+
+@pytest.mark.parametrize("args, words", [
+    (["--members", "-3"], "argument --members: expected an integer >= 2, got -3"),
+    (["--members", "x"], "argument --members: expected an integer, got 'x'"),
+    (["--member-grids", "-1"], "argument --member-grids: expected an integer >= 0, got -1"),
+])
+def test_uncertainty_refuses_bad_counts_before_reading_anything(tmp_path, capsys, args, words):
+    from pipeline.cli import main
+
+    with pytest.raises(SystemExit) as exc:
+        main(["uncertainty", str(tmp_path / "no-such-build"), *args])
+    assert exc.value.code == 2 and words in capsys.readouterr().err
