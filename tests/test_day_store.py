@@ -1,5 +1,6 @@
 """The day files and their content-addressed store, without a build."""
 
+from contextlib import contextmanager
 from pathlib import Path
 
 import netCDF4
@@ -140,20 +141,28 @@ def _inputs(tables, folder, store=None):
                      ctx=_ctx(tables, folder, store=store))
 
 
+@contextmanager
+def three_schedulers():
+    """(name, scheduler) of the three a build can write on: serial, 2 local worker processes
+    and a LocalCluster of 2 single-threaded workers reached by its address."""
+    from distributed import LocalCluster
+
+    with LocalCluster(n_workers=2, threads_per_worker=1, processes=True,
+                      dashboard_address=":0") as cluster:
+        yield (("serial", "synchronous"), ("processes", "processes"),
+               ("cluster", cluster.scheduler_address))
+
+
 def test_days_are_the_same_bytes_on_every_scheduler(tables, tmp_path):
     """Serial, 2 local worker processes and a LocalCluster of 2 single-threaded workers
     reached by address write byte-identical files and report the same masses."""
-    from distributed import LocalCluster
-
     from pipeline.day_store import write_days
     from sources.files import sha256_file
 
     days = list(pd.date_range("2024-03-09", periods=4, freq="D"))
     runs = {}
-    with LocalCluster(n_workers=2, threads_per_worker=1, processes=True,
-                      dashboard_address=":0") as cluster:
-        for name, scheduler in (("serial", "synchronous"), ("processes", "processes"),
-                                ("cluster", cluster.scheduler_address)):
+    with three_schedulers() as schedulers:
+        for name, scheduler in schedulers:
             seen = []
             got = write_days(_inputs(tables, tmp_path / name), days, scheduler,
                              lambda done, total: seen.append((done, total)))
@@ -192,8 +201,6 @@ def test_model_days_are_the_same_bytes_on_every_scheduler(world, tmp_path):
     """CMAQ and WRF-Chem day files written one after another, on 2 local worker processes and
     on a LocalCluster reached by address are byte-identical and carry the same amounts; the
     I/O API creation date and time are the build's start (its id), not the clock."""
-    from distributed import LocalCluster
-
     from pipeline import model_ready
     from pipeline.build import prepare
     from pipeline.config import load_config
@@ -208,10 +215,8 @@ def test_model_days_are_the_same_bytes_on_every_scheduler(world, tmp_path):
     attrs = {"tongyuan_build_id": "20240301T123456789Z-aaaaaaaa", "history": "test"}
     days = list(pd.date_range("2024-03-09", periods=3, freq="D"))
     runs = {}
-    with LocalCluster(n_workers=2, threads_per_worker=1, processes=True,
-                      dashboard_address=":0") as cluster:
-        for name, scheduler in (("serial", "synchronous"), ("processes", "processes"),
-                                ("cluster", cluster.scheduler_address)):
+    with three_schedulers() as schedulers:
+        for name, scheduler in schedulers:
             seen = []
             measured = model_ready.write_days(mo, days, s.factors, tmp_path / name, attrs,
                                               scheduler,

@@ -14,20 +14,10 @@ import xarray as xr
 from grids.grid import Grid, read_griddesc, read_wrf_domain
 from sources.errors import ConfigError
 from tests.model_files import D01, D02, LAND_USE, MCIP, ZNW, write_yrd_domain
-from tests.world import POINTS_CSV, SPECIATION, write_world
+from tests.world import POINTS_CSV, SPECIATION, SPECIATION_W3, write_world
 
 REPO = Path(__file__).resolve().parent.parent
 DAY = ("2024-03-01", "2024-03-01")
-SPECIATION_W3 = """w3,*,NOx,NO,0.9,46.0055,test
-w3,*,NOx,NO2,0.1,46.0055,test
-w3,*,SO2,SO2,1,64.066,test
-w3,*,CO,CO,1,28.0101,test
-w3,*,PM2_5_other,SO4J,0.25,,test
-w3,*,PM2_5_other,PM25J,0.75,,test
-w3,*,BC,ECJ,1,,test
-w3,*,OC,ORGJ,1,,test
-w3,*,PMC,PM_10,1,,test
-"""
 
 
 @pytest.fixture(scope="module")

@@ -12,22 +12,11 @@ from grids.grid import Grid
 from grids.vertical import Layers, briggs_rise, plume_bounds, sigma_to_heights
 from pipeline.writers.wrfchem import wrf_cell_area_m2
 from sources.errors import ConfigError, InputError
-from tests.world import SPECIATION, lcc_world
+from tests.world import SPECIATION, SPECIATION_W3, lcc_world
 
 G = 9.80665
 REPO = Path(__file__).resolve().parent.parent
 
-#: a WRF-Chem emiss_opt 3 (RADM2/MADE-SORGAM) mechanism for the fixture world
-SPECIATION_W3 = """w3,*,NOx,NO,0.9,46.0055,test
-w3,*,NOx,NO2,0.1,46.0055,test
-w3,*,SO2,SO2,1,64.066,test
-w3,*,CO,CO,1,28.0101,test
-w3,*,PM2_5_other,SO4J,0.25,,test
-w3,*,PM2_5_other,PM25J,0.75,,test
-w3,*,BC,ECJ,1,,test
-w3,*,OC,ORGJ,1,,test
-w3,*,PMC,PM_10,1,,test
-"""
 
 
 # ----------------------------------------------------------------- layers and plume rise

@@ -177,6 +177,19 @@ t1,*,OC,POC,1,,test
 t1,*,PMC,PMC,1,,test
 """
 
+#: a WRF-Chem emiss_opt 3 (RADM2/MADE-SORGAM) mechanism for the fixture world (rows to add
+#: to SPECIATION)
+SPECIATION_W3 = """w3,*,NOx,NO,0.9,46.0055,test
+w3,*,NOx,NO2,0.1,46.0055,test
+w3,*,SO2,SO2,1,64.066,test
+w3,*,CO,CO,1,28.0101,test
+w3,*,PM2_5_other,SO4J,0.25,,test
+w3,*,PM2_5_other,PM25J,0.75,,test
+w3,*,BC,ECJ,1,,test
+w3,*,OC,ORGJ,1,,test
+w3,*,PMC,PM_10,1,,test
+"""
+
 
 LCC_GRIDDESC = """' '
 'LAM_CN'
