@@ -8,9 +8,18 @@
 3. **compression floor**: zlib level 1 of the same arrays, hour by hour, split over every core
    (a process pool), with no NetCDF/HDF5 work at all: what compression alone costs.
 
-Medians over ``--repeat`` runs of each. Ends with one line::
+4. **nothing to do**: ``tongyuan build`` again into the first build's output directory with
+   nothing changed: it compares the input fingerprint with the published build, says which
+   build is current and publishes nothing (target ≤ 5 s).
+5. **one changed input**: one stack's activity ×1.1 (then ×1.2, …) and ``tongyuan build``
+   again: the stacks are re-read, every other input step comes from the cache, and every day
+   whose content changed is rewritten (target ≤ 1.3 × the compression floor).
+
+The builds run on a copy of the demo's configuration and data (the repository is never
+touched). Medians over ``--repeat`` runs of each. Ends with one line::
 
     RESULT build_s=… floor_s=… bare_write_s=… ratio_floor=… ratio_bare=… peak_rss_mb=…
+           nochange_s=… one_input_s=… ratio_one_input_floor=…
 
 where ``peak_rss_mb`` is the build's parent plus the sum of its workers' peaks.
 """
@@ -36,18 +45,23 @@ import xarray as xr
 REPO = Path(__file__).resolve().parent.parent
 
 
-def run_build(config: Path, out: Path) -> tuple[float, float, list[float], str]:
-    """Wall seconds, the parent's and each worker's peak RSS [MB] and the scheduler of one
-    ``tongyuan build`` subprocess (read from its summary)."""
+def tongyuan_build(config: Path, out: Path) -> tuple[float, str]:
+    """Wall seconds and standard output of one ``tongyuan build`` subprocess."""
     exe = Path(sys.executable).with_name("tongyuan")
     t0 = time.perf_counter()
     done = subprocess.run([str(exe), "build", "--config", str(config), "--out", str(out)],
                           check=True, capture_output=True, text=True)
-    seconds = time.perf_counter() - t0
+    return time.perf_counter() - t0, done.stdout
+
+
+def run_build(config: Path, out: Path) -> tuple[float, float, list[float], str]:
+    """Wall seconds, the parent's and each worker's peak RSS [MB] and the scheduler of one
+    ``tongyuan build`` subprocess (read from its summary)."""
+    seconds, stdout = tongyuan_build(config, out)
     m = re.search(r"memory:  peak (\d+) MB in this process; day files written on (\S+?)"
-                  r"(?:, peak per worker ([\d, ]+) MB)?$", done.stdout, re.M)
+                  r"(?:, peak per worker ([\d, ]+) MB)?$", stdout, re.M)
     if m is None:
-        raise SystemExit(f"no memory line in the build's summary:\n{done.stdout[-2000:]}")
+        raise SystemExit(f"no memory line in the build's summary:\n{stdout[-2000:]}")
     workers = [float(v) for v in m.group(3).split(",")] if m.group(3) else []
     return seconds, float(m.group(1)), workers, m.group(2)
 
@@ -81,6 +95,14 @@ def compression_floor(days: list[xr.Dataset], n_days: int, workers: int) -> floa
         return time.perf_counter() - t0
 
 
+def demo_copy(config: Path, work: Path) -> Path:
+    """The demo's configuration directory and data copied into ``work`` (so that a changed
+    input never touches the repository); the copied ``config``."""
+    shutil.copytree(config.parent, work / "config")
+    shutil.copytree(REPO / "data" / "shanghai-demo", work / "data" / "shanghai-demo")
+    return work / "config" / config.name
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--config", type=Path, default=REPO / "config" / "shanghai.yaml")
@@ -89,9 +111,10 @@ def main() -> None:
     cores = len(os.sched_getaffinity(0))
     work = Path(tempfile.mkdtemp(prefix="tongyuan-bench-"))
     try:
+        config = demo_copy(args.config, work)
         builds, parents, worker_peaks, scheduler = [], [], [], ""
         for i in range(args.repeat):
-            s, parent, workers, scheduler = run_build(args.config, work / f"build{i}")
+            s, parent, workers, scheduler = run_build(config, work / f"build{i}")
             builds.append(s)
             parents.append(parent)
             worker_peaks.append(workers)
@@ -100,6 +123,24 @@ def main() -> None:
                   flush=True)
             if i:
                 shutil.rmtree(work / f"build{i}")
+        nochange, one_input = [], []
+        for i in range(args.repeat):
+            s, stdout = tongyuan_build(config, work / "build0")
+            if "nothing to do" not in stdout:
+                raise SystemExit(f"an unchanged build did not say so:\n{stdout[-2000:]}")
+            nochange.append(s)
+            print(f"nothing to do, run {i + 1}: {s:.2f} s", flush=True)
+        stacks = config.parent.parent / "data" / "shanghai-demo" / "points" / "stacks.csv"
+        original = stacks.read_text(encoding="utf-8")
+        for i in range(args.repeat):
+            header, first, rest = original.split("\n", 2)
+            row = first.split(",")
+            at = header.split(",").index("activity")
+            row[at] = f"{float(row[at]) * (1.1 + 0.1 * i):.1f}"
+            stacks.write_text("\n".join([header, ",".join(row), rest]), encoding="utf-8")
+            s, stdout = tongyuan_build(config, work / "build0")
+            one_input.append(s)
+            print(f"one changed input, run {i + 1}: {s:.1f} s", flush=True)
         hourly = sorted((work / "build0" / "latest" / "hourly").glob("*.nc"))
         n_days = len(hourly)
         with xr.open_dataset(hourly[0]) as ds0:
@@ -113,7 +154,8 @@ def main() -> None:
             bare.append(bare_write(days, n_days, work / f"bare{i}"))
             shutil.rmtree(work / f"bare{i}")
             floor.append(compression_floor(days, n_days, cores))
-        build_s, bare_s, floor_s = (statistics.median(x) for x in (builds, bare, floor))
+        build_s, bare_s, floor_s, nochange_s, one_s = (
+            statistics.median(x) for x in (builds, bare, floor, nochange, one_input))
         peak = max(p + sum(w) for p, w in zip(parents, worker_peaks, strict=True))
         on_disk = sum(f.stat().st_size for f in hourly) / 1e6
         print(f"\nfull-year demo build: {build_s:.1f} s (median of {args.repeat}, day files on "
@@ -121,12 +163,15 @@ def main() -> None:
         print(f"bare xarray+netCDF4 write, one process: {bare_s:.1f} s")
         print(f"compression floor, zlib 1 of the same arrays on {cores} cores: {floor_s:.1f} s")
         print(f"ratio build/floor: {build_s / floor_s:.2f}; build/bare: {build_s / bare_s:.2f}")
+        print(f"nothing to do: {nochange_s:.2f} s; one changed input: {one_s:.1f} s "
+              f"({one_s / floor_s:.2f} × the floor)")
         print(f"peak RSS: parent {max(parents):.0f} MB, workers "
               f"{', '.join(f'{w:.0f}' for w in worker_peaks[0]) or '-'} MB; "
               f"parent + workers {peak:.0f} MB")
         print(f"RESULT build_s={build_s:.1f} floor_s={floor_s:.1f} bare_write_s={bare_s:.1f} "
               f"ratio_floor={build_s / floor_s:.2f} ratio_bare={build_s / bare_s:.2f} "
-              f"peak_rss_mb={peak:.0f}")
+              f"peak_rss_mb={peak:.0f} nochange_s={nochange_s:.2f} one_input_s={one_s:.1f} "
+              f"ratio_one_input_floor={one_s / floor_s:.2f}")
     finally:
         shutil.rmtree(work, ignore_errors=True)
 
