@@ -18,6 +18,8 @@ Each warm case runs ``--repeat`` times (medians). Ends with::
 from __future__ import annotations
 
 import argparse
+import csv
+import io
 import json
 import os
 import shutil
@@ -29,6 +31,21 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
+
+
+
+def scale_first_activity(stacks: Path, original: str, factor: float) -> None:
+    """Write ``original`` (a stacks CSV) to ``stacks`` with its first row's ``activity`` × factor.
+
+    Parsed with :mod:`csv`: names such as ``"… unit 1 (873 MW, synthetic unit)"`` are quoted
+    and hold commas.
+    """
+    rows = list(csv.reader(io.StringIO(original)))
+    at = rows[0].index("activity")
+    rows[1][at] = f"{float(rows[1][at]) * factor:.1f}"
+    out = io.StringIO()
+    csv.writer(out, lineterminator="\n").writerows(rows)
+    stacks.write_text(out.getvalue(), encoding="utf-8")
 
 
 def main() -> None:
@@ -86,12 +103,7 @@ def main() -> None:
                 times["nightly"].append(t)
                 print(f"nightly:    {t:6.1f} s  published={r['published']}")
             for i in range(args.repeat):
-                header, first, rest = original.split("\n", 2)
-                cols = header.split(",")
-                row = first.split(",")
-                at = cols.index("activity")
-                row[at] = f"{float(row[at]) * (1.1 + 0.1 * i):.1f}"
-                stacks.write_text("\n".join([header, ",".join(row), rest]))
+                scale_first_activity(stacks, original, 1.1 + 0.1 * i)
                 t, s = build()
                 times["one_input"].append(t)
                 print(f"one input:  {t:6.1f} s  {describe(s)}")
