@@ -143,6 +143,9 @@ def _parser() -> argparse.ArgumentParser:
                     help="member grids kept in uncertainty.nc")
     up.add_argument("--config", type=Path, help="the build's configuration (default: the "
                     "manifest's, when that path exists from here)")
+    up.add_argument("--independent", action="store_true", help="draw with no correlations "
+                    "(every source's activity, factor rows and devices apart: IPCC Approach 1's "
+                    "assumptions), to compare with Approach 1")
     vp = sub.add_parser("verify", help="check every file of a published build against its "
                         "manifest (sha256); exit 1 on any difference")
     vp.add_argument("build", type=Path, help="a build directory, e.g. out/latest")
@@ -393,14 +396,16 @@ def main(argv: list[str] | None = None) -> int:
             build = args.build.resolve()
             with build_lock(build.parent):
                 result = run_uncertainty(build, args.members, args.seed,
-                                         member_grids=args.member_grids, config=args.config)
+                                         member_grids=args.member_grids, config=args.config,
+                                         correlated=not args.independent)
             city = result.stats[result.stats["sector"] == "city"].set_index("species")
             for sp_ in [s_ for s_ in ("CO2", "NOx", "SO2", "PM2_5") if s_ in city.index]:
                 r = city.loc[sp_]
                 print(f"{sp_}: {r.central_kg / 1e3:,.1f} t/yr, 95 % range "
                       f"{r.mc_lower_pct:+.1f} / {r.mc_upper_pct:+.1f} % "
                       f"(Approach 1 ±{r.approach1_u95_pct:.1f} %)")
-            print(f"wrote {build / MC_DIR} ({result.members} members, seed {result.seed})")
+            print(f"wrote {build / MC_DIR} ({result.members} members, seed {result.seed}"
+                  f"{'' if result.correlated else ', no correlations'})")
             return 0
         if args.command == "verify":
             from pipeline.publish import verify_build

@@ -108,6 +108,8 @@ class MonteCarloResult:
     lower, upper, central : (species, cells) per-cell 2.5 / 97.5 % and central grid [kg/yr]
     member_grids : (K, species, cells) the first K members' grids, or None
     totals : per species (sectors + city × members) member totals [kg/yr]
+    correlated : drawn with the inventory's correlations (shared activity, factor rows,
+        devices), or with none (``--independent``, IPCC Approach 1's assumptions)
     """
 
     members: int
@@ -120,6 +122,7 @@ class MonteCarloResult:
     central: np.ndarray
     member_grids: np.ndarray | None
     totals: dict[str, np.ndarray] = field(default_factory=dict)
+    correlated: bool = True
 
 
 def _chunks(n: int, size: int) -> list[range]:
@@ -134,87 +137,153 @@ def _run(tasks: list[Any], scheduler: str) -> list[Any]:
                              else "threads"))
 
 
-def member_multipliers(model: UncertaintyModel, seed: int, members: int, chunk: int = 100,
-                       stream: int = 0, scheduler: str = "threads") -> np.ndarray:
-    """Multipliers of every parameter for every member (parameters × members, float32), drawn
-    chunk by chunk (chunks in parallel) from each member's own seed sequence."""
-    from dask import delayed
-
-    out = np.empty((len(model.u), members), dtype=np.float32)
-
-    def fill(ch: range) -> None:
-        out[:, ch.start:ch.stop] = model.multipliers(standard_normals(seed, ch, model.n_z,
-                                                                      stream=stream))
-
-    _run([delayed(fill)(ch) for ch in _chunks(members, chunk)], scheduler)
-    return out
+def member_multipliers(model: UncertaintyModel, seed: int, members: range,
+                       stream: int = 0) -> np.ndarray:
+    """Multipliers of every parameter for ``members`` (parameters × members, float32,
+    C-contiguous) from each member's own seed sequence (:func:`standard_normals`)."""
+    z = standard_normals(seed, members, model.n_z, stream=stream)
+    return np.ascontiguousarray(model.multipliers(z), dtype=np.float32)
 
 
 def _percentiles(g: np.ndarray, qs: tuple[float, ...]) -> np.ndarray:
-    """Linear-interpolated percentiles along axis 1 of float32 ``g`` (np.percentile's default
-    method) by one ``np.partition`` on the order statistics they need."""
+    """``np.percentile(g, qs, axis=1)`` (its default ``linear`` method, the same numbers to the
+    bit, float64) of float ``g`` without NaN, by one ``np.partition`` on the order statistics
+    it needs instead of numpy's partition of a copy at every one of them and both ends."""
     n = g.shape[1]
-    pos = np.asarray(qs) / 100.0 * (n - 1)
-    lo = np.floor(pos).astype(int)
-    hi = np.minimum(lo + 1, n - 1)
+    pos = (n - 1) * (np.asarray(qs, dtype=np.float64) / 100)
+    lo = np.floor(pos)
+    gamma = pos - lo
+    lo = lo.astype(np.intp)
+    hi = lo + 1
+    top = pos >= n - 1
+    lo[top], hi[top] = n - 1, n - 1
     part = np.partition(g, sorted(set(lo) | set(hi)), axis=1)
-    frac = (pos - lo).astype(g.dtype)
-    return (part[:, lo] * (1 - frac) + part[:, hi] * frac).T
+    a, b = part[:, lo], part[:, hi]
+    d = b - a  # in g's type, as numpy's _lerp
+    out = a + d * gamma
+    upper = gamma >= 0.5
+    out[:, upper] = (b - d * (1 - gamma))[:, upper]
+    return out.T
+
+
+@dataclass
+class _Species:
+    """One species' evaluation plan: its terms' layout by sector, and the allocation of its
+    terms (in layout order, float32) restricted to the cells it can reach."""
+
+    name: str
+    layout: Any
+    cells: np.ndarray
+    alloc: sp.csr_matrix
+    grid: np.ndarray | None = None  # (cells × members) float32
+    totals: np.ndarray | None = None  # (sectors × members) float64
+
+
+def _plans(model: UncertaintyModel, matrix: sp.csr_matrix, codes: np.ndarray, n_groups: int,
+           members: int) -> list[_Species]:
+    from sources.uncertainty import term_layout
+
+    plans = []
+    for s_ in model.species:
+        t = model.terms[s_]
+        lay = term_layout(t, codes)
+        a = (matrix @ t.to_sources(model.n_sources)[:, lay.order]).tocsr()
+        cells = np.flatnonzero(np.diff(a.indptr) > 0)  # cells no term reaches stay exactly 0
+        plans.append(_Species(s_, lay, cells, a[cells].astype(np.float32),
+                              np.empty((cells.size, members), dtype=np.float32),
+                              np.zeros((n_groups, members))))
+    return plans
 
 
 def run_monte_carlo(model: UncertaintyModel, matrix: sp.csr_matrix, sectors: np.ndarray,
-                    members: int, seed: int, *, chunk: int = 200, member_grids: int = 0,
-                    cell_chunk: int = 4096, ratios: bool = True,
+                    members: int, seed: int, *, chunk: int = 50, member_grids: int = 0,
+                    cell_chunk: int = 2048, ratios: bool = True, correlated: bool = True,
                     scheduler: str = "threads") -> MonteCarloResult:
     """Approach 2: ``members`` draws pushed through the allocation ``matrix`` (cells × sources).
 
-    The multipliers of every parameter and member are drawn once (float32, parameters ×
-    members). Then species by species, members in chunks of ``chunk``: member emissions ``E``
-    (sources × chunk, float32) → grids ``A @ E`` (cells × members) → per-cell 2.5/97.5 % over
-    members (one ``np.partition`` per chunk of ``cell_chunk`` cells).
+    Members run in chunks of ``chunk``, each chunk a task: its multipliers (float32,
+    parameters × members, from each member's own seed sequence), then per species the member
+    values of its terms (:func:`sources.uncertainty.evaluate_terms`: blocks of terms sharing a
+    sector and a factor × device product, float32; sector sums in float64), and the member
+    grids, one sparse-dense product of the species' allocation (cells × terms, float32) with
+    them. Then per species and chunk of ``cell_chunk`` cells a task takes the per-cell 2.5 /
+    97.5 % over members (one ``np.partition``). Cells no term of a species reaches are 0 in
+    every member and skipped. Tasks run on Dask's ``threads`` scheduler (shared memory; numpy
+    and scipy release the GIL) or ``synchronous``; every number is the same on either and
+    whatever ``chunk``.
 
-    Member chunks (drawing) and then species run as tasks on Dask's ``threads`` scheduler
-    (they share the multipliers in memory; numpy and scipy release the GIL) or
-    ``synchronous``; every number is the same on either.
+    ``correlated=False`` draws every source's activity and every (source, factor row) and
+    (source, device) independently (:func:`sources.uncertainty.independent_model`): the
+    no-correlation Monte Carlo of IPCC Approach 1's assumptions, compared with the matching
+    Approach 1. Its ratio table has no ``independent_activity`` rows (they need the factor
+    draws of every member, millions of numbers then).
+
+    float32 is used for member multipliers, term values, member grids and the per-cell
+    percentiles (a relative precision of 6e-8, far below any uncertainty drawn); central
+    values, sector and city totals and their statistics are float64.
     """
     from dask import delayed
 
+    from sources.uncertainty import evaluate_terms, independent_model
+
+    if not correlated:
+        model = independent_model(model)
     names, groups = sector_groups(sectors)
-    mult = member_multipliers(model, seed, members, min(chunk, 100), scheduler=scheduler)
+    codes = pd.Categorical(sectors, categories=names[:-1]).codes.astype(np.int64)
+    n_sec = len(names) - 1
     a1 = propagate(model, groups)
     n_cells = matrix.shape[0]
+    plans = _plans(model, matrix, codes, n_sec, members)
+    pairs = [(a, b) for a, b in RATIOS if a in model.terms and b in model.terms] \
+        if ratios else []
+    dens = {b for _, b in pairs}
+    nums = sorted({a for a, _ in pairs} - dens)
+    chunks = _chunks(members, max(int(chunk), 1))
+    blocks: list[np.ndarray | None] = [None] * len(chunks)
+    if correlated:
+        # the multipliers of every member are kept (the ratios' independent activity reuses
+        # other members' factor draws); each chunk's block is C-contiguous for np.take
+        def draw(i: int) -> None:
+            blocks[i] = member_multipliers(model, seed, chunks[i])
+
+        _run([delayed(draw)(i) for i in range(len(chunks))], scheduler)
+    width = max((len(p.layout.order) for p in plans), default=0)
+
+    def members_task(i: int) -> None:
+        ch = chunks[i]
+        mult = blocks[i] if blocks[i] is not None else member_multipliers(model, seed, ch)
+        buf = np.empty((width, len(ch)), dtype=np.float32)
+        for p in plans:
+            v = buf[:len(p.layout.order)]
+            tot = np.zeros((n_sec, len(ch)))
+            evaluate_terms(p.layout, mult, v, tot)
+            p.totals[:, ch.start:ch.stop] = tot
+            p.grid[:, ch.start:ch.stop] = p.alloc @ v
+
+    _run([delayed(members_task)(i) for i in range(len(chunks))], scheduler)
     lower = np.zeros((len(model.species), n_cells))
     upper = np.zeros_like(lower)
+
+    def cells_task(i: int, cc: range) -> None:
+        p = plans[i]
+        q = _percentiles(p.grid[cc.start:cc.stop], (2.5, 97.5))
+        lower[i, p.cells[cc.start:cc.stop]], upper[i, p.cells[cc.start:cc.stop]] = q
+
+    _run([delayed(cells_task)(i, cc) for i, p in enumerate(plans)
+          for cc in _chunks(p.cells.size, cell_chunk)], scheduler)
     central = np.zeros_like(lower)
     k = min(member_grids, members)
     keep = np.zeros((k, len(model.species), n_cells), dtype=np.float32) if k else None
     totals: dict[str, np.ndarray] = {}
-    rows = []
-    matrix32 = matrix.astype(np.float32)
-    groups_t = groups.T.tocsr()
-
-    def one_species(i: int, s_: str) -> np.ndarray:
-        g = np.empty((n_cells, members), dtype=np.float32)
-        tot = np.empty((len(names), members))
-        # members per block: ``chunk`` for one term per source, fewer for species with more
-        # terms (PM10's fine and coarse parts, CO2e's components), so memory stays flat
-        size = max(10, int(chunk * model.n_sources / max(len(model.terms[s_].coef), 1)))
-        for ch in _chunks(members, size):
-            e = member_emissions(model, s_, mult[:, ch.start:ch.stop], dtype=np.float32)
-            tot[:, ch.start:ch.stop] = groups_t @ e  # float64 weights: float64 sums
-            g[:, ch.start:ch.stop] = matrix32 @ e
-        t = model.terms[s_]
+    for i, p in enumerate(plans):
+        t = model.terms[p.name]
         central[i] = matrix @ (t.to_sources(model.n_sources) @ t.coef)
-        for cc in _chunks(n_cells, cell_chunk):
-            lo, hi = _percentiles(g[cc.start:cc.stop], (2.5, 97.5))
-            lower[i, cc.start:cc.stop], upper[i, cc.start:cc.stop] = lo, hi
         if keep is not None:
-            keep[:, i] = g[:, :k].T
-        return tot
-
-    done = _run([delayed(one_species)(i, s_) for i, s_ in enumerate(model.species)], scheduler)
-    for s_, tot in zip(model.species, done, strict=True):
-        totals[s_] = tot
+            keep[:, i, p.cells] = p.grid[:, :k].T
+        totals[p.name] = np.vstack([p.totals, p.totals.sum(axis=0)])
+    rows = []
+    for s_ in model.species:
+        tot = totals[s_]
         c0, h1 = a1[s_]
         q = np.percentile(tot, [2.5, 50, 97.5], axis=1)
         for j, gname in enumerate(names):
@@ -229,50 +298,74 @@ def run_monte_carlo(model: UncertaintyModel, matrix: sp.csr_matrix, sectors: np.
                          "mc_u95_pct": 100 * mc_half / c0[j], "approach1_u95_pct": a1_pct,
                          "mc_over_approach1": (100 * mc_half / c0[j]) / a1_pct
                          if a1_pct > 0 else np.nan})
-    ratio_table = _ratio_table(model, groups, names, totals, mult, members, chunk) \
-        if ratios else pd.DataFrame()
+    indep: dict[str, np.ndarray] | None = None
+    if pairs and correlated:
+        indep = _independent_activity_totals(model, plans, blocks, chunks, nums, dens, totals,
+                                             members, scheduler)
+    ratio_table = _ratio_table(model, groups, names, pairs, totals, indep) if ratios \
+        else pd.DataFrame()
     return MonteCarloResult(members=members, seed=seed, species=list(model.species),
                             stats=pd.DataFrame(rows), ratios=ratio_table, lower=lower,
-                            upper=upper, central=central, member_grids=keep, totals=totals)
+                            upper=upper, central=central, member_grids=keep, totals=totals,
+                            correlated=correlated)
 
 
-def _ratio_table(model: UncertaintyModel, groups: sp.csr_matrix, names: list[str],
-                 totals: dict[str, np.ndarray], mult: np.ndarray, members: int,
-                 chunk: int) -> pd.DataFrame:
-    """Same-source ratios [g/kg] per sector and city, with the shared activity (the members of
-    :func:`run_monte_carlo`) and with each species' activity drawn independently (what an
-    inventory that grids species apart would assume).
+def _independent_activity_totals(model: UncertaintyModel, plans: list[_Species],
+                                 blocks: list[Any], chunks: list[range], nums: list[str],
+                                 dens: set[str], totals: dict[str, np.ndarray], members: int,
+                                 scheduler: str) -> dict[str, np.ndarray]:
+    """Member totals of the ratios' species with each species' activity drawn independently
+    (what an inventory that grids species apart would assume).
 
-    The independent draws need no new random numbers: numerator ``k`` of the ratios takes the
-    activity multipliers of member ``π(m) = (m + 1 + k) mod N`` with the factor and device
-    draws of member ``m``. Members are independent and identically distributed, so that
-    activity draw is independent of member ``m``'s (the denominator keeps its own) and has the
-    same distribution. It is computed the cheap way round: the few factor and device rows are
-    permuted by π⁻¹ (not the 50 000 activity rows) and the member totals then by π."""
-    pairs = [(a, b) for a, b in RATIOS if a in totals and b in totals]
-    indep: dict[str, np.ndarray] = {}
+    They need no new random numbers: numerator ``k`` takes the activity multipliers of member
+    ``π(m) = (m + 1 + k) mod N`` with the factor and device draws of member ``m``. Members are
+    independent and identically distributed, so that activity draw is independent of member
+    ``m``'s (the denominator keeps its own) and has the same distribution. It is computed the
+    cheap way round: member ``j``'s few factor and device rows are those of member π⁻¹(j)
+    (not the 50 000 activity rows), and the member totals are then permuted by π."""
+    from dask import delayed
+
+    from sources.uncertainty import evaluate_terms
+
     other = np.flatnonzero(model.kind != "activity")
-    dens = {b for _, b in pairs}
-    for s_ in dens:
-        indep[s_] = totals[s_]
-    groups_t = groups.T.tocsr()
-    saved = mult[other].copy()  # the factor and device rows, permuted in place and restored
-    alt = mult
-    for k, s_ in enumerate(sorted({a for a, _ in pairs} - dens)):
+    saved = np.hstack([b[other] for b in blocks]) if blocks else np.zeros((other.size, 0))
+    by_name = {p.name: p for p in plans}
+    indep = {s_: totals[s_] for s_ in dens}
+    n_sec = totals[next(iter(totals))].shape[0] - 1
+    for k, s_ in enumerate(nums):
         pi = (np.arange(members) + 1 + k) % max(members, 1)
         inverse = np.empty_like(pi)
         inverse[pi] = np.arange(members)
-        alt[other] = saved[:, inverse]  # member j: activity of j, factors of π⁻¹(j)
-        tot = np.empty((len(names), members))
-        for ch in _chunks(members, chunk):
-            e = member_emissions(model, s_, alt[:, ch.start:ch.stop], dtype=np.float32)
-            tot[:, ch.start:ch.stop] = groups_t @ e
-        indep[s_] = tot[:, pi]  # member m: activity of π(m), factors of m
-    mult[other] = saved
+        p = by_name[s_]
+        tot = np.zeros((n_sec, members))
+
+        def task(i: int, p: _Species = p, inverse: np.ndarray = inverse,
+                 tot: np.ndarray = tot) -> None:
+            ch = chunks[i]
+            alt = blocks[i].copy()
+            alt[other] = saved[:, inverse[ch.start:ch.stop]]  # member j: factors of π⁻¹(j)
+            t = np.zeros((n_sec, len(ch)))
+            evaluate_terms(p.layout, alt, np.empty((len(p.layout.order), len(ch)),
+                                                   dtype=np.float32), t)
+            tot[:, ch.start:ch.stop] = t
+
+        _run([delayed(task)(i) for i in range(len(chunks))], scheduler)
+        tot = tot[:, pi]  # member m: activity of π(m), factors of m
+        indep[s_] = np.vstack([tot, tot.sum(axis=0)])
+    return indep
+
+
+def _ratio_table(model: UncertaintyModel, groups: sp.csr_matrix, names: list[str],
+                 pairs: list[tuple[str, str]], totals: dict[str, np.ndarray],
+                 indep: dict[str, np.ndarray] | None) -> pd.DataFrame:
+    """Same-source ratios [g/kg] per sector and city, with the shared activity (the members of
+    :func:`run_monte_carlo`) and, when given, with each species' activity drawn independently
+    (:func:`_independent_activity_totals`)."""
     rows = []
+    modes = [("correlated", totals)] + ([("independent_activity", indep)] if indep else [])
     for num, den in pairs:
         central, a1 = propagate_ratio(model, num, den, groups)
-        for mode, source in (("correlated", totals), ("independent_activity", indep)):
+        for mode, source in modes:
             with np.errstate(divide="ignore", invalid="ignore"):
                 r = 1e3 * source[num] / source[den]
             for j, gname in enumerate(names):
@@ -328,8 +421,13 @@ def write_monte_carlo(result: MonteCarloResult, build_dir: Path, grid: Any,
     path = build_dir / "uncertainty.nc"
     write_grid_dataset(ds, path, static, {
         **attrs, "tongyuan_uncertainty": f"IPCC 2006 Vol. 1 Ch. 3 Approach 2 (Monte Carlo), "
-        f"{result.members} members, seed {result.seed}; local sources (regional background at "
-        "its central value)"}, enc, year=year, annual=list(ds.data_vars))
+        f"{result.members} members, seed {result.seed}, "
+        + ("correlations of the inventory (one activity per source for all its species, one "
+           "draw per factor row, device and fuel)" if result.correlated else
+           "no correlations (every source's activity, factors and devices drawn apart: IPCC "
+           "Approach 1's assumptions)")
+        + "; local sources (regional background at its central value)"}, enc, year=year,
+        annual=list(ds.data_vars))
     return [build_dir / "uncertainty_mc.csv", build_dir / "uncertainty_ratios.csv", path]
 
 
@@ -361,12 +459,13 @@ def write_uncertainty(state: Any, build_dir: Path, static: dict[str, Any],
 
 
 def run_uncertainty(build: str | Path, members: int, seed: int | None = None, *,
-                    member_grids: int | None = None,
-                    config: str | Path | None = None) -> MonteCarloResult:
+                    member_grids: int | None = None, config: str | Path | None = None,
+                    correlated: bool = True) -> MonteCarloResult:
     """``tongyuan uncertainty``: Monte Carlo on a published build. Its configuration
     (``config``, or the manifest's when that path exists; its hash must be the build's) is read
-    again (allocation matrices come from the cache), the members are drawn and
-    ``<build>/uncertainty/`` is replaced atomically and added to the manifest."""
+    again (allocation matrices come from the cache), the members are drawn (with the
+    inventory's correlations, or none: ``correlated=False``) and ``<build>/uncertainty/`` is
+    replaced atomically and added to the manifest."""
     from pipeline.build import prepare  # the recipe module imports this one
     from pipeline.config import config_hash, load_config
     from pipeline.provenance import provenance_attrs
@@ -396,7 +495,7 @@ def run_uncertainty(build: str | Path, members: int, seed: int | None = None, *,
     result = run_monte_carlo(model, state.alloc.matrix, state.activity["sector"].to_numpy(),
                              members, u.seed if seed is None else seed,
                              member_grids=u.member_grids if member_grids is None
-                             else member_grids, scheduler=u.scheduler)
+                             else member_grids, correlated=correlated, scheduler=u.scheduler)
     attrs = provenance_attrs(cfg, state.metas, manifest.build_id, manifest.config_hash,
                              state.tables.grid)
     static = static_coords(state.tables.grid)

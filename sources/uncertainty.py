@@ -131,20 +131,7 @@ class Terms:
     @functools.cached_property
     def unique_sources(self) -> bool:
         """Whether no source has more than one term."""
-        return bool(np.unique(self.source).size == self.source.size)
-
-    @functools.cached_property
-    def gathers(self) -> list[tuple[np.ndarray | None, np.ndarray]]:
-        """Per parameter column: (terms with a parameter there, or None for all; parameter
-        ids), for :func:`member_emissions`."""
-        out = []
-        for j in range(self.params.shape[1]):
-            p = self.params[:, j]
-            has = np.flatnonzero(p >= 0)
-            if has.size == 0:
-                continue
-            out.append((None, p) if has.size == p.size else (has, p[has]))
-        return out
+        return bool(self.source.size == 0 or np.bincount(self.source).max() <= 1)
 
 
 @dataclass(frozen=True)
@@ -406,28 +393,163 @@ def _check_central(model: UncertaintyModel, emissions: pd.DataFrame, rtol: float
                              f"(source {i}: {got[i]!r} kg vs {want[i]!r} kg)")
 
 
+#: terms per evaluation block: a block × a member chunk of float32 stays in the core's cache
+BLOCK_ROWS = 2048
+
+
+@dataclass(frozen=True)
+class Layout:
+    """One species' terms ordered for evaluation in blocks (:func:`term_layout`).
+
+    A term's parameter columns are either *gathered* (per term: the activity or measured flow
+    of its source, and in an :func:`independent_model` every column) or *shared* (few distinct
+    values: a factor row, a device). Terms are sorted by the group of their source, which
+    gathered columns they have and their shared parameters, so within a block the product of
+    the shared multipliers is one number per member and only the gathered columns are taken
+    term by term.
+
+    Attributes
+    ----------
+    order : term positions (into :class:`Terms`) in evaluation order
+    gathered : per ordered term, the parameters of its gathered columns (-1: none)
+    coef : per ordered term, its central value [kg/yr]
+    blocks : (start, stop, group, shared parameters, gathered columns present) of runs of
+        ordered terms at most :data:`BLOCK_ROWS` long
+    """
+
+    order: np.ndarray
+    gathered: np.ndarray
+    coef: np.ndarray
+    blocks: tuple[tuple[int, int, int, np.ndarray, np.ndarray], ...]
+
+
+def _unique_rows(a: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """``np.unique(a, axis=0, return_inverse=True)`` of an int (n × k) array, the same rows in
+    the same (lexicographic) order, by one ``np.lexsort`` (numpy's sorts the rows as opaque
+    bytes, ~40× slower on 50 000 rows)."""
+    n = a.shape[0]
+    order = np.lexsort(a.T[::-1]) if n else np.zeros(0, dtype=np.intp)
+    s = a[order]
+    new = np.r_[True, (s[1:] != s[:-1]).any(axis=1)] if n else np.zeros(0, dtype=bool)
+    inverse = np.empty(n, dtype=np.intp)
+    inverse[order] = np.cumsum(new) - 1
+    return s[new], inverse
+
+
+def term_layout(terms: Terms, group: np.ndarray | None = None, rows: int = BLOCK_ROWS,
+                max_shared: int = 4096) -> Layout:
+    """The :class:`Layout` of ``terms``; ``group`` (per source, int ≥ 0, e.g. a sector code)
+    keeps blocks within one group, for per-group totals. Column 0 (activity, measured flow)
+    is gathered, and so is any other column with more than ``max_shared`` distinct
+    parameters."""
+    p = terms.params
+    n = len(terms.source)
+    g = np.zeros(n, dtype=np.int64) if group is None else \
+        np.asarray(group, dtype=np.int64)[terms.source]
+    gcols = [j for j in range(p.shape[1])
+             if j == 0 or np.unique(p[:, j]).size > max_shared]
+    scols = [j for j in range(p.shape[1]) if j not in gcols]
+    gath = p[:, gcols] if gcols else np.full((n, 1), -1, dtype=np.int64)
+    present = (gath >= 0) @ (1 << np.arange(gath.shape[1], dtype=np.int64))
+    rest = np.sort(p[:, scols], axis=1) if scols else np.full((n, 1), -1, dtype=np.int64)
+    combos, combo = _unique_rows(rest)
+    order = np.lexsort((combo, present, g))  # stable: terms keep their order within a run
+    key = np.column_stack([g[order], present[order], combo[order]])
+    starts = np.flatnonzero(np.r_[True, (key[1:] != key[:-1]).any(axis=1)]) if n else \
+        np.zeros(0, dtype=np.int64)
+    stops = np.r_[starts[1:], n] if n else np.zeros(0, dtype=np.int64)
+    blocks = []
+    for a, b in zip(starts, stops, strict=True):
+        shared = combos[combo[order[a]]]
+        cols = np.flatnonzero(gath[order[a]] >= 0)
+        for lo in range(int(a), int(b), rows):
+            blocks.append((lo, min(lo + rows, int(b)), int(key[a, 0]), shared[shared >= 0],
+                           cols))
+    return Layout(order=order, gathered=np.ascontiguousarray(gath[order].T),
+                  coef=terms.coef[order], blocks=tuple(blocks))
+
+
+def evaluate_terms(layout: Layout, mult: np.ndarray, out: np.ndarray,
+                   totals: np.ndarray | None = None) -> np.ndarray:
+    """Member values of the ordered terms, ``out[t, m] = coef[t] × Π mult[params of t, m]``
+    (terms × members, in ``out``'s float type), block by block: ``np.take`` of the gathered
+    parameters' rows, one product of the block's shared rows, one scaling by ``coef``, on a
+    block that stays in cache. ``totals`` (groups × members, float64) gets each group's sum
+    added, in float64 whatever ``out`` is. ``mult``: multipliers (parameters × members,
+    C-contiguous)."""
+    dt = out.dtype
+    coef = layout.coef.astype(dt)
+    scratch = None
+    for lo, hi, grp, shared, cols in layout.blocks:
+        v = out[lo:hi]
+        if cols.size:
+            np.take(mult, layout.gathered[cols[0], lo:hi], axis=0, out=v, mode="clip")
+            for c in cols[1:]:
+                if scratch is None:
+                    scratch = np.empty((BLOCK_ROWS, out.shape[1]), dtype=dt)
+                w = scratch[:hi - lo]
+                np.take(mult, layout.gathered[c, lo:hi], axis=0, out=w, mode="clip")
+                v *= w
+        else:
+            v.fill(1)
+        if shared.size:
+            fac = mult[shared[0]].astype(dt)
+            for q in shared[1:]:
+                fac *= mult[q]
+            v *= fac
+        v *= coef[lo:hi, None]
+        if totals is not None:
+            totals[grp] += v.sum(axis=0, dtype=np.float64)
+    return out
+
+
+def independent_model(model: UncertaintyModel) -> UncertaintyModel:
+    """The same model with no correlation between sources: every (source, factor row) and
+    (source, device) gets a parameter and a standard normal of its own (the activity of a
+    source stays one draw for all its species: it is one record). The species that share a
+    pair share its draw (CO2 with its fossil and biogenic parts, CO2e with its components),
+    so they stay consistent. The normals of the pairs follow the model's, so both models draw
+    the same activities from one seed."""
+    n_par = len(model.u)
+    keys = []
+    for t in model.terms.values():
+        p = t.params[:, 1:]
+        has = p >= 0
+        keys.append(np.repeat(t.source, has.sum(axis=1)) * n_par + p[has])
+    uniq = np.unique(np.concatenate(keys)) if keys else np.zeros(0, dtype=np.int64)
+    base = uniq % n_par
+    new_terms = {}
+    for s_, t in model.terms.items():
+        params = t.params.copy()
+        p = params[:, 1:]
+        has = p >= 0
+        k = np.broadcast_to(t.source[:, None], p.shape)[has] * n_par + p[has]
+        p[has] = n_par + np.searchsorted(uniq, k)
+        new_terms[s_] = Terms(source=t.source, coef=t.coef, params=params)
+    return UncertaintyModel(
+        species=list(model.species), u=np.concatenate([model.u, model.u[base]]),
+        lognormal=np.concatenate([model.lognormal, model.lognormal[base]]),
+        cap=np.concatenate([model.cap, model.cap[base]]),
+        z=np.concatenate([model.z, model.n_z + np.arange(uniq.size)]),
+        kind=np.concatenate([model.kind, model.kind[base]]), n_z=model.n_z + uniq.size,
+        n_sources=model.n_sources, terms=new_terms)
+
+
 def member_emissions(model: UncertaintyModel, species: str, mult: np.ndarray,
                      dtype: type = np.float64) -> np.ndarray:
     """Emissions of one species for each member (sources × members) [kg/yr] from the
     multipliers of every parameter (parameters × members, :meth:`UncertaintyModel.multipliers`;
     float32 multipliers give float32 emissions with ``dtype=np.float32``)."""
     t = model.terms[species]
-    values = mult[t.gathers[0][1]] if t.gathers and t.gathers[0][0] is None else \
-        np.ones((len(t.coef), mult.shape[1]), dtype=mult.dtype)
-    values = values.astype(dtype, copy=False)
-    for k, (rows, ids) in enumerate(t.gathers):
-        if k == 0 and rows is None:
-            continue
-        if rows is None:
-            values *= mult[ids]
-        else:
-            values[rows] *= mult[ids]
-    values *= t.coef[:, None].astype(values.dtype)
+    lay = term_layout(t)
+    values = evaluate_terms(lay, np.ascontiguousarray(mult),
+                            np.empty((len(t.coef), mult.shape[1]), dtype=dtype))
     if t.unique_sources:  # one term per source: a scatter, no summation
         out = np.zeros((model.n_sources, values.shape[1]), dtype=dtype)
-        out[t.source] = values
+        out[t.source[lay.order]] = values
         return out
-    return np.asarray(t.to_sources(model.n_sources).astype(values.dtype) @ values, dtype=dtype)
+    s_ = t.to_sources(model.n_sources)[:, lay.order]
+    return np.asarray(s_.astype(values.dtype) @ values, dtype=dtype)
 
 
 def sensitivity(model: UncertaintyModel, species: str) -> sp.csr_matrix:
@@ -482,9 +604,9 @@ def standard_normals(seed: int, members: range | np.ndarray, n: int, stream: int
                      ) -> np.ndarray:
     """(n × members) standard normals, member ``m``'s from its own ``SeedSequence(seed,
     spawn_key=(m, stream))``: the same numbers whichever process, order or chunk draws them."""
-    out = np.empty((n, len(members)))
+    out = np.empty((len(members), n))  # member by member into contiguous rows
     for j, m in enumerate(members):
         gen = np.random.Generator(np.random.PCG64(
             np.random.SeedSequence(seed, spawn_key=(int(m), int(stream)))))
-        out[:, j] = gen.standard_normal(n)
-    return out
+        gen.standard_normal(out=out[j])
+    return out.T

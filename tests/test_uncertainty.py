@@ -125,6 +125,45 @@ def test_monte_carlo_variance_of_a_sum_is_the_analytic_one(world):
     assert a1.loc[("city", "NOx"), "u95_kg"] == pytest.approx(Z95 * np.sqrt(first), rel=1e-12)
 
 
+def test_monte_carlo_without_correlations_matches_its_analytic_variance(world):
+    """``correlated=False`` (``--independent``): every source's factor drawn apart, so city NOx
+    has the variance Σ_s E_s² [(1 + σ_a²)(1 + σ_f²) − 1], which Approach 1 of the same model
+    matches to first order (within 10 % on every sector), and is clearly below the correlated
+    variance where a factor row is shared by several sources."""
+    make_uncertain(world, control_u=0.0)
+    state = prepare(world)
+    model = model_of_state(state)
+    sectors = state.activity["sector"].to_numpy()
+    e = {"P1": 5000.0, "P2": 2500.0, "P3": 500.0, "L1": 500.0, "L2": 500.0, "L3": 500.0,
+         "A1": 2.0, "A2": 2.0, "A3": 2.0}
+    groups = {"power": (["P1", "P2", "P3"], 0.10, 0.20), "road": (["L1", "L2", "L3"], 0.14, 0.28),
+              "residential": (["A1", "A2", "A3"], 0.08, 0.16)}
+    apart = {g: sum(e[i] ** 2 * ((1 + (ua / Z95) ** 2) * (1 + (uf / Z95) ** 2) - 1) for i in ids)
+             for g, (ids, ua, uf) in groups.items()}
+    x = {g: sum(e[i] for i in ids) for g, (ids, _, _) in groups.items()}
+    shared = {g: (1 + (uf / Z95) ** 2) * (x[g] ** 2 + sum((ua / Z95 * e[i]) ** 2 for i in ids))
+              - x[g] ** 2 for g, (ids, ua, uf) in groups.items()}
+    result = run_monte_carlo(model, state.alloc.matrix, sectors, 4000, seed=3, chunk=500,
+                             correlated=False)
+    assert not result.correlated
+    names, _ = sector_groups(sectors)  # the rows of result.totals
+    tot = result.totals["NOx"]
+    assert tot[-1].var(ddof=1) == pytest.approx(sum(apart.values()), rel=0.08)
+    for g in groups:
+        assert tot[names.index(g)].var(ddof=1) == pytest.approx(apart[g], rel=0.08)
+    # power's one factor row shared by its three stacks: drawn apart, 0.55 of the variance
+    assert tot[names.index("power")].var(ddof=1) < 0.65 * shared["power"]
+    stats = result.stats.set_index(["sector", "species"])
+    checked = stats[stats["approach1_u95_pct"] > 0]
+    assert len(checked) >= 10
+    np.testing.assert_allclose(checked["mc_over_approach1"], 1.0, atol=0.10)
+    # this model's Approach 1 is the independent one: power NOx ±u95 of Σ E_s² (σ_a² + σ_f²)
+    first = sum(e[i] ** 2 for i in groups["power"][0]) * (0.10 ** 2 + 0.20 ** 2)
+    assert stats.loc[("power", "NOx"), "approach1_u95_pct"] == pytest.approx(
+        100 * np.sqrt(first) / 8000.0, rel=1e-9)
+    assert set(result.ratios["activity"]) == {"correlated"}
+
+
 def test_ratio_of_one_stack_has_no_spread_when_only_its_activity_is_uncertain(world):
     make_uncertain(world, factor_u={}, control_u=0.0)
     state = prepare(world)
@@ -213,6 +252,14 @@ def test_build_writes_uncertainty_files_that_pass_the_cf_checker(world, capsys):
     assert "95 % range" in capsys.readouterr().out
     mc2 = pd.read_csv(build / "uncertainty" / "uncertainty_mc.csv")
     assert not mc2["p2_5_kg"].equals(mc["p2_5_kg"])
+    # --independent: no correlations, said in the file and on screen; no ratio rows drawn apart
+    assert main(["uncertainty", str(build.parent / "latest-period"), "--members", "20",
+                 "--seed", "3", "--config", str(world), "--independent"]) == 0
+    assert "20 members, seed 3, no correlations)" in capsys.readouterr().out
+    with xr.open_dataset(path) as ds:
+        assert "no correlations" in ds.attrs["tongyuan_uncertainty"]
+    ratios = pd.read_csv(build / "uncertainty" / "uncertainty_ratios.csv")
+    assert set(ratios["activity"]) == {"correlated"}
 
 
 def test_synergy_table_gets_ranges_with_common_random_numbers(world):
@@ -266,3 +313,12 @@ def test_demo_short_build_has_uncertainty_files(tmp_path):
                          text=True, timeout=300)
     assert "All tests passed!" in res.stdout, res.stdout[-3000:]
     assert "unc_map_CO2.png" in (build / "report" / "index.html").read_text(encoding="utf-8")
+
+
+@pytest.mark.parametrize("n", [2, 3, 40, 999])
+def test_per_cell_percentiles_are_numpys_to_the_bit(n):
+    from pipeline.uncertainty import _percentiles
+
+    g = np.random.default_rng(n).lognormal(size=(30, n)).astype(np.float32)
+    np.testing.assert_array_equal(_percentiles(g, (2.5, 97.5)),
+                                  np.percentile(g, [2.5, 97.5], axis=1))
