@@ -8,11 +8,14 @@ time and never computed whole.
 
 from __future__ import annotations
 
+import uuid
+
 import dask.array as da
 import numpy as np
 import pandas as pd
 import scipy.sparse as sp
 import xarray as xr
+from dask.base import is_dask_collection
 
 from grids.grid import Grid
 from sources.species import SpeciesRegistry
@@ -21,23 +24,81 @@ from sources.units import ureg
 SECONDS_PER_HOUR = float(ureg("1 hour").to("s").magnitude)
 
 
+#: an annual grid whose dense float64 array would take more than this many bytes is not held
+#: whole (:func:`annual_grid` returns it lazy, one dask chunk per sector and species); a module
+#: attribute so that a test can send a small grid down the same path
+DENSE_ANNUAL_BYTES = 512 * 2**20
+
+
+class SparseAnnual:
+    """The annual grid ``(sector, species, y, x)`` [kg/yr per cell] as an array-like that
+    computes the blocks asked for from the allocation matrix: block ``[i, k]`` is
+    ``A[:, cols of sector i] @ E[cols, k]``, the arithmetic of the dense path, so the values
+    are the same bits. Holds the matrix's columns per sector (CSC, as much memory as the
+    matrix) and the emissions, never the grid; for :func:`dask.array.from_array` (basic
+    indexing)."""
+
+    def __init__(self, matrix: sp.spmatrix, e: np.ndarray, sectors: np.ndarray,
+                 sector_ids: list[str], ny: int, nx: int) -> None:
+        matrix = sp.csc_matrix(matrix)  # column slices per sector: cheap on CSC
+        cols = [np.flatnonzero(sectors == s) for s in sector_ids]
+        self.blocks = [matrix[:, c] if c.size else None for c in cols]
+        self.e = [e[c] for c in cols]
+        self.shape = (len(sector_ids), e.shape[1], ny, nx)
+        self.dtype, self.ndim = np.dtype("float64"), 4
+
+    def block(self, i: int, k: int) -> np.ndarray:
+        """Sector ``i``, species ``k``: (ny, nx) kg/yr."""
+        if self.blocks[i] is None:
+            return np.zeros(self.shape[2:])
+        return np.asarray(self.blocks[i] @ self.e[i][:, k]).reshape(self.shape[2:])
+
+    def __getitem__(self, key: tuple) -> np.ndarray:
+        key = key if isinstance(key, tuple) else (key,)
+        key = key + (slice(None),) * (4 - len(key))
+        picked = [np.arange(n)[k] for n, k in zip(self.shape[:2], key[:2])]
+        rows, species = (np.atleast_1d(p) for p in picked)
+        out = np.stack([np.stack([self.block(i, k) for k in species]) if species.size else
+                        np.zeros((0, *self.shape[2:])) for i in rows]) if rows.size else \
+            np.zeros((0, species.size, *self.shape[2:]))
+        out = out[(slice(None), slice(None), *key[2:])]
+        drop = tuple(a for a, p in enumerate(picked) if np.ndim(p) == 0)
+        return out.squeeze(axis=drop) if drop else out
+
+
 def annual_grid(matrix: sp.csr_matrix, emissions: pd.DataFrame, sectors: np.ndarray,
                 grid: Grid, species: list[str], sector_ids: list[str]) -> xr.DataArray:
     """(sector, species, y, x) kg/yr from the allocation matrix and the emissions table.
 
     ``sectors`` gives the sector of each source (column of ``matrix``, row of ``emissions``).
+    Up to :data:`DENSE_ANNUAL_BYTES` the grid is a numpy array; above (a 100 m city grid), a
+    dask array with one chunk per sector and species computed from the matrix when asked for
+    (:class:`SparseAnnual`, the same values): reductions, selections and ``annual.nc`` go chunk
+    by chunk, and a day writer receives the matrix, not the grid.
     """
-    values = np.zeros((len(sector_ids), len(species), grid.ny, grid.nx))
     e = emissions[species].to_numpy()
+    coords = {"sector": sector_ids, "species": species, "y": grid.y, "x": grid.x}
+    attrs = {"units": "kg year-1"}
+    if len(sector_ids) * len(species) * grid.size * 8 > DENSE_ANNUAL_BYTES:
+        lazy = SparseAnnual(matrix, e, sectors, sector_ids, grid.ny, grid.nx)
+        data = da.from_array(lazy, chunks=(1, 1, grid.ny, grid.nx), asarray=False,
+                             name=f"annual-{uuid.uuid4().hex}", meta=np.empty((0, 0, 0, 0)))
+        return xr.DataArray(data, dims=("sector", "species", "y", "x"), coords=coords,
+                            name="annual_emissions", attrs=attrs)
+    values = np.zeros((len(sector_ids), len(species), grid.ny, grid.nx))
     matrix = sp.csc_matrix(matrix)  # column slices per sector: cheap on CSC, a scan on CSR
     for i, s in enumerate(sector_ids):
         cols = np.flatnonzero(sectors == s)
         if cols.size:
             values[i] = np.asarray(matrix[:, cols] @ e[cols]).T.reshape(len(species), grid.ny,
                                                                           grid.nx)
-    return xr.DataArray(values, dims=("sector", "species", "y", "x"),
-                        coords={"sector": sector_ids, "species": species, "y": grid.y, "x": grid.x},
-                        name="annual_emissions", attrs={"units": "kg year-1"})
+    return xr.DataArray(values, dims=("sector", "species", "y", "x"), coords=coords,
+                        name="annual_emissions", attrs=attrs)
+
+
+def is_lazy(annual: xr.DataArray) -> bool:
+    """Whether ``annual`` is the chunked grid of a large domain (not held whole)."""
+    return is_dask_collection(annual.data)
 
 
 def hourly_cube(annual: xr.DataArray, factors: xr.DataArray, grid: Grid,
@@ -74,12 +135,32 @@ def hourly_cube(annual: xr.DataArray, factors: xr.DataArray, grid: Grid,
     return xr.Dataset(data_vars, coords={"time": factors["time"].values, "y": grid.y, "x": grid.x})
 
 
+class _SpeciesRows:
+    """Species ``k`` of a lazy annual grid ``a`` (dask, sector × species × y × x) as rows
+    ``(sector, cell)`` divided by ``area`` [kg m-2 s-1 per unit factor], computed in this
+    process when first asked for and kept in ``slot``, which holds one species at a time (the
+    writers go species by species)."""
+
+    def __init__(self, a: da.Array, k: int, area: np.ndarray, slot: dict[int, np.ndarray]
+                 ) -> None:
+        self.a, self.k, self.area, self.slot = a, k, area, slot
+
+    def rows(self) -> np.ndarray:
+        if self.k not in self.slot:
+            self.slot.clear()  # the previous species first: never two held at once
+            got = self.a[:, self.k].compute(scheduler="synchronous")
+            got = got.reshape(got.shape[0], -1)
+            got /= self.area  # in place: the same quotient, one copy fewer
+            self.slot[self.k] = got
+        return self.slot[self.k]
+
+
 class _DayFlux:
     """One species' hourly flux over some hours [kg m-2 s-1], computed with numpy for the
     hours asked for: ``flux[h] = factors[:, h] · annual / (cell area · 3600)`` plus the measured
     stacks' correction. An array-like for :func:`dask.array.from_array` (basic indexing)."""
 
-    def __init__(self, f: np.ndarray, a_s: np.ndarray, corr: np.ndarray | None,
+    def __init__(self, f: np.ndarray, a_s: np.ndarray | _SpeciesRows, corr: np.ndarray | None,
                  onehot: np.ndarray | None, shape: tuple[int, int, int]) -> None:
         self.f, self.a_s, self.corr, self.onehot = f, a_s, corr, onehot
         self.shape, self.dtype, self.ndim = shape, np.dtype("float64"), 3
@@ -87,7 +168,8 @@ class _DayFlux:
     def __getitem__(self, key: tuple) -> np.ndarray:
         key = key if isinstance(key, tuple) else (key,)
         hours = np.arange(self.shape[0])[key[0]] if key else np.arange(self.shape[0])
-        flux = np.atleast_2d(self.f[:, hours].T @ self.a_s)
+        a_s = self.a_s.rows() if isinstance(self.a_s, _SpeciesRows) else self.a_s
+        flux = np.atleast_2d(self.f[:, hours].T @ a_s)
         if self.corr is not None:
             flux = flux + np.atleast_2d(self.corr[:, hours].T @ self.onehot)
         out = flux.reshape(-1, *self.shape[1:])
@@ -104,13 +186,16 @@ def day_cube(annual: xr.DataArray, factors: xr.DataArray, grid: Grid,
     the hours asked for (a writer holds a few hours of one species, whatever the grid size)."""
     sectors = list(annual["sector"].values)
     f = factors.sel(sector=sectors).transpose("sector", "time").to_numpy()
-    a = annual.to_numpy()
+    # a large grid (dask, :func:`annual_grid`) is computed per species when its hours are
+    # asked for, one species held at a time
+    a = annual.data if is_lazy(annual) else annual.to_numpy()
     # sectors without emissions in these hours add exactly 0 (a monthly regional sector outside
     # its month): left out of the product
     active = np.flatnonzero(f.any(axis=1))
     if active.size < len(sectors):
         f, a, sectors = f[active], a[active], [sectors[i] for i in active]
     area = grid.cell_area_m2.ravel() * SECONDS_PER_HOUR
+    slot: dict[int, np.ndarray] = {}  # the one species a lazy grid holds
     shape = (f.shape[1], grid.ny, grid.nx)
     data_vars = {}
     for k, s in enumerate(annual["species"].values):
@@ -122,7 +207,9 @@ def day_cube(annual: xr.DataArray, factors: xr.DataArray, grid: Grid,
                 onehot[np.arange(len(pairs)), cems.cells[pairs]] = 1.0
                 onehot /= area
                 corr = cems.correction[pairs]
-        flux = _DayFlux(f, a[:, k].reshape(len(sectors), -1) / area, corr, onehot, shape)
+        a_s = (_SpeciesRows(a, k, area, slot) if isinstance(a, da.Array)
+               else a[:, k].reshape(len(sectors), -1) / area)
+        flux = _DayFlux(f, a_s, corr, onehot, shape)
         lazy = da.from_array(flux, chunks=(hours_per_chunk, grid.ny, grid.nx), asarray=False,
                              name=f"flux-{s}-{id(flux):x}", meta=np.empty((0, 0, 0)))
         data_vars[str(s)] = (("time", "y", "x"), lazy, _flux_attrs(registry, str(s)))

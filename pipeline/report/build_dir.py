@@ -17,6 +17,7 @@ import pandas as pd
 import pyproj
 import xarray as xr
 
+import pipeline.cube as cube
 from grids.grid import Grid
 from pipeline.publish import Manifest, has_manifest, local_record, read_manifest
 from sources.errors import ConfigError
@@ -32,7 +33,8 @@ class BuildData:
     path : resolved build directory
     manifest : the build's manifest
     attrs : global attributes of ``annual.nc`` (build id, config hash, code version, inputs)
-    annual : kg/yr per cell, dims (sector, species, y, x), loaded in memory
+    annual : kg/yr per cell, dims (sector, species, y, x), loaded in memory (read lazily,
+        dask, above :data:`pipeline.cube.DENSE_ANNUAL_BYTES`)
     factors : fraction of each sector's annual total per UTC hour [1], dims (sector, time)
     grid : the grid, rebuilt from the coordinates and ``crs_wkt`` of ``annual.nc``
     lon, lat : cell-centre longitude and latitude [degrees], each (ny, nx)
@@ -170,7 +172,10 @@ def open_build(build_dir: str | Path) -> BuildData:
                           "missing")
     manifest = read_manifest(path)
     with xr.open_dataset(_require(path / "annual.nc", "annual grid")) as ds:
-        annual = ds["annual_emissions"].load()
+        # a large grid (a 100 m city) is read lazily, a sector and species at a time (the
+        # file's chunks), as the build held it
+        lazy = ds["annual_emissions"].nbytes > cube.DENSE_ANNUAL_BYTES
+        annual = None if lazy else ds["annual_emissions"].load()
         factors = ds["temporal_factor"].load()
         attrs = dict(ds.attrs)
         wkt = ds["crs"].attrs.get("crs_wkt") or ds["crs"].attrs.get("spatial_ref")
@@ -178,6 +183,8 @@ def open_build(build_dir: str | Path) -> BuildData:
         lat = ds["lat"].to_numpy()
         x = ds["x"].to_numpy()
         y = ds["y"].to_numpy()
+    if annual is None:
+        annual = xr.open_dataset(path / "annual.nc", chunks={})["annual_emissions"]
     # lon/lat (2-D, in .lon/.lat) and the scalar ``year`` of the annual totals
     annual = annual.drop_vars([c for c in ("lon", "lat", "year") if c in annual.coords])
     factors = factors.drop_vars([c for c in ("year",) if c in factors.coords])

@@ -1,0 +1,120 @@
+"""The annual grid of a large domain (:mod:`pipeline.cube`): above ``DENSE_ANNUAL_BYTES`` it is
+a dask array computed from the allocation matrix a sector and species at a time, and a build
+made with it publishes the same inventory as one holding the grid whole."""
+
+from pathlib import Path
+
+import netCDF4
+import numpy as np
+import pandas as pd
+import pytest
+import scipy.sparse as sp
+import xarray as xr
+
+from pipeline import cube
+from pipeline.build import run_build
+from pipeline.publish import read_manifest, verify_build
+
+PERIOD = ("2024-03-09", "2024-03-10")
+
+
+def _grids(tables, monkeypatch):
+    g = tables.grid
+    sectors = list(tables.sectors["sector"])
+    matrix = sp.random(g.size, 9, density=0.3, random_state=3, format="csr")
+    em = pd.DataFrame(np.random.default_rng(3).uniform(1e3, 1e6, (9, 3)),
+                      columns=["CO2", "NOx", "SO2"])
+    assert len(sectors) >= 3
+    src = np.array(sectors[:2] * 4 + sectors[:1])  # the other sectors have no source: zeros
+    dense = cube.annual_grid(matrix, em, src, g, list(em.columns), sectors)
+    monkeypatch.setattr(cube, "DENSE_ANNUAL_BYTES", 0)
+    lazy = cube.annual_grid(matrix, em, src, g, list(em.columns), sectors)
+    return dense, lazy
+
+
+def test_a_large_annual_grid_is_lazy_and_the_dense_grid_bit_for_bit(tables, monkeypatch):
+    dense, lazy = _grids(tables, monkeypatch)
+    assert not cube.is_lazy(dense) and cube.is_lazy(lazy)
+    assert lazy.data.chunks == tuple((1,) * n for n in lazy.shape[:2]) + (
+        (tables.grid.ny,), (tables.grid.nx,))
+    np.testing.assert_array_equal(lazy.to_numpy(), dense.to_numpy())
+    # the ledger's reduction: the same sums, to the bit
+    np.testing.assert_array_equal(lazy.sum(("y", "x")).to_numpy(),
+                                  dense.sum(("y", "x")).to_numpy())
+    np.testing.assert_array_equal(lazy.isel(sector=1, species=2, y=slice(1, 3)).to_numpy(),
+                                  dense.isel(sector=1, species=2, y=slice(1, 3)).to_numpy())
+    assert float(dense.isel(sector=0, species=0).sum()) > 0
+    assert float(lazy.isel(sector=2).sum()) == 0.0
+
+
+def test_lazy_days_on_worker_processes_are_the_bytes_of_the_dense_grid(tables, tmp_path,
+                                                                       monkeypatch):
+    """Day files from the lazy grid, written by 2 worker processes (the matrix sent to them,
+    not the grid), are byte-identical to those of the dense grid written in this process."""
+    from pipeline.day_store import DayInputs, write_days
+    from pipeline.temporal import temporal_factors
+    from sources.files import sha256_file
+    from tests.test_day_store import _ctx
+
+    dense, lazy = _grids(tables, monkeypatch)
+    factors = temporal_factors(tables.sectors, tables.profiles, 2024, "Asia/Shanghai", True)
+    days = list(pd.date_range(PERIOD[0], PERIOD[1], freq="D"))
+    sums = {}
+    for name, annual, scheduler in (("dense", dense, "synchronous"),
+                                    ("lazy", lazy, "processes")):
+        inputs = DayInputs(annual=annual, factors=factors, grid=tables.grid,
+                           registry=tables.registry, cems=None, ctx=_ctx(tables, tmp_path / name))
+        got = write_days(inputs, days, scheduler)
+        assert got.stats.scheduler == scheduler
+        sums[name] = ([Path(f).name for f in got.files], [sha256_file(f) for f in got.files],
+                      got.written, got.content)
+    assert sums["lazy"] == sums["dense"]
+    assert sums["dense"][0] == ["20240309.nc", "20240310.nc"]
+
+
+def test_a_build_with_the_lazy_grid_publishes_the_same_inventory(world, tmp_path, monkeypatch):
+    """The fixture world (measured stacks included) built with the grid held whole and with
+    the lazy grid: the same day arrays (their content hashes), ``annual.nc`` and ledger to the
+    bit, and a complete, verified build with its report."""
+    rows = ["source_id,time_utc,species,value,unit"] + [
+        f"P1,2024-03-09T{h:02d}:00,SO2,{5 + h},kg" for h in range(24)]
+    (world.parent.parent / "data" / "cems.csv").write_text("\n".join(rows) + "\n")
+    world.write_text(world.read_text() + "cems: [../data/cems.csv]\n")
+    builds = {"dense": run_build(world, out=tmp_path / "dense", period=PERIOD)}
+    monkeypatch.setattr(cube, "DENSE_ANNUAL_BYTES", 0)
+    builds["lazy"] = run_build(world, out=tmp_path / "lazy", period=PERIOD)
+    d, lz = builds["dense"], builds["lazy"]
+    for r in (d, lz):
+        assert verify_build(r.build_dir) == [] and r.report is not None
+    assert read_manifest(lz.build_dir).day_content == read_manifest(d.build_dir).day_content
+    for a, b in zip(d.files, lz.files, strict=True):
+        with netCDF4.Dataset(a) as x, netCDF4.Dataset(b) as y:
+            species = [v for v in x.variables if x[v].dimensions == ("time", "y", "x")]
+            assert len(species) > 1
+            for v in species:
+                np.testing.assert_array_equal(x[v][:], y[v][:])
+    with xr.open_dataset(d.build_dir / "annual.nc") as x, \
+            xr.open_dataset(lz.build_dir / "annual.nc") as y:
+        xr.testing.assert_identical(x["annual_emissions"], y["annual_emissions"])
+        xr.testing.assert_identical(x["temporal_factor"], y["temporal_factor"])
+    ledger_d = pd.read_csv(d.build_dir / "ledger.csv")
+    ledger_l = pd.read_csv(lz.build_dir / "ledger.csv")
+    pd.testing.assert_frame_equal(ledger_l, ledger_d, check_exact=True)
+    assert ledger_d["gridded_kg"].sum() > 0
+    assert ledger_d["cems_measured_kg"].sum() == pytest.approx(sum(range(5, 29)))
+
+
+@pytest.mark.parametrize("key", [(0, 1), (slice(1, 3), 0, slice(None), slice(2, 4)),
+                                 (slice(None), slice(None))])
+def test_sparse_annual_indexes_like_the_dense_array(key):
+    rng = np.random.default_rng(5)
+    matrix = sp.random(12, 7, density=0.4, random_state=5, format="csr")
+    e = rng.uniform(1.0, 10.0, (7, 2))
+    sectors = np.array(list("aabbcca"))
+    lazy = cube.SparseAnnual(matrix, e, sectors, ["a", "b", "c", "d"], 3, 4)
+    dense = np.stack([lazy.block(i, k) for i in range(4) for k in range(2)]).reshape(4, 2, 3, 4)
+    np.testing.assert_array_equal(lazy[key], dense[key])
+    cols = np.flatnonzero(sectors == "b")
+    np.testing.assert_allclose(dense[1, 1].ravel(), matrix.toarray()[:, cols] @ e[cols, 1],
+                               rtol=1e-15)
+    assert not dense[3].any()
