@@ -402,6 +402,14 @@ def rectilinear_weights(polys: np.ndarray, values: np.ndarray, transform, grid: 
     return np.concatenate(out_p), np.concatenate(out_c), np.concatenate(out_w)
 
 
+def _within_box(bounds: np.ndarray, box: np.ndarray) -> np.ndarray:
+    """Whether each (xmin, ymin, xmax, ymax) row of ``bounds`` lies within the box (rows of,
+    or one) ``box``."""
+    box = np.broadcast_to(box, bounds.shape)
+    return ((bounds[:, 0] >= box[:, 0]) & (bounds[:, 1] >= box[:, 1])
+            & (bounds[:, 2] <= box[:, 2]) & (bounds[:, 3] <= box[:, 3]))
+
+
 def pixel_weights(polys: np.ndarray, pix_geoms: np.ndarray, pix_values: np.ndarray,
                   grid: Grid, measure: AreaMeasure) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Proxy weights of polygons on arbitrary pixel polygons (a raster reprojected to the grid).
@@ -425,15 +433,31 @@ def pixel_weights(polys: np.ndarray, pix_geoms: np.ndarray, pix_values: np.ndarr
     pix_areas = measure.area(pix_geoms)
     ptree = shapely.STRtree(pix_geoms)
     p_i, k_i = ptree.query(polys, predicate="intersects")
-    parts = shapely.intersection(polys[p_i], pix_geoms[k_i])
+    # a pixel inside a polygon is its own piece: only the pixels its boundary crosses are cut
+    # (an intersection costs the polygon's vertices, hundreds for a district, per pixel)
+    shapely.prepare(polys)  # the containment tests below then index each polygon's edges once
+    whole = shapely.contains_properly(polys[p_i], pix_geoms[k_i])
+    parts = pix_geoms[k_i].copy()
+    cut = ~whole
+    parts[cut] = shapely.intersection(polys[p_i[cut]], pix_geoms[k_i[cut]])
     density = pix_values[k_i] / pix_areas[k_i]
-    w_parts = density * measure.area(parts)
+    part_areas = pix_areas[k_i].copy()
+    part_areas[cut] = measure.area(parts[cut])
+    w_parts = density * part_areas
     good = w_parts > 0
     parts, p_i, density, w_parts = parts[good], p_i[good], density[good], w_parts[good]
-    w_out = density * measure.area(shapely.difference(parts, grid.domain))
+    # the domain and the cells are boxes: a piece whose bounds lie within one is inside it
+    bounds = shapely.bounds(parts)
+    beyond = ~_within_box(bounds, np.array(grid.bounds))
+    w_out = np.zeros(parts.size)
+    w_out[beyond] = density[beyond] * measure.area(shapely.difference(parts[beyond],
+                                                                       grid.domain))
     cells, cell_idx, tree = window_cells(grid, parts)
     c_j, c_i = tree.query(parts, predicate="intersects")
-    w = density[c_j] * measure.area(shapely.intersection(parts[c_j], cells[c_i]))
+    a = part_areas[good][c_j]  # a piece inside a cell (it may touch the next ones: area 0)
+    cut = ~_within_box(bounds[c_j], shapely.bounds(cells[c_i]))
+    a[cut] = measure.area(shapely.intersection(parts[c_j[cut]], cells[c_i[cut]]))
+    w = density[c_j] * a
     ok = w > 0
     return (np.concatenate([p_i[c_j[ok]], p_i]), np.concatenate([cell_idx[c_i[ok]],
                                                                   np.full(p_i.size, -1)]),
