@@ -30,6 +30,17 @@ SECONDS_PER_HOUR = float(ureg("1 hour").to("s").magnitude)
 DENSE_ANNUAL_BYTES = 512 * 2**20
 
 
+def _one_index(k: object, n: int) -> int | None:
+    """The index a key along an axis of length ``n`` picks when it picks exactly one (an int,
+    or a slice of length one), else None."""
+    if isinstance(k, slice):
+        start, stop, step = k.indices(n)
+        return start if len(range(start, stop, step)) == 1 else None
+    if isinstance(k, (int, np.integer)):
+        return int(k) % n
+    return None
+
+
 class SparseAnnual:
     """The annual grid ``(sector, species, y, x)`` [kg/yr per cell] as an array-like that
     computes the blocks asked for from the allocation matrix: block ``[i, k]`` is
@@ -56,6 +67,15 @@ class SparseAnnual:
     def __getitem__(self, key: tuple) -> np.ndarray:
         key = key if isinstance(key, tuple) else (key,)
         key = key + (slice(None),) * (4 - len(key))
+        one = [_one_index(k, n) for k, n in zip(key[:2], self.shape[:2], strict=True)]
+        if None not in one and all(isinstance(k, slice) and k.indices(n)[:2] == (0, n)
+                                   and k.indices(n)[2] == 1
+                                   for k, n in zip(key[2:], self.shape[2:], strict=True)):
+            # one whole block, as dask asks for each chunk: no stacking copies
+            out = self.block(*one)
+            for k in reversed(key[:2]):
+                out = out[None] if isinstance(k, slice) else out
+            return out
         picked = [np.arange(n)[k] for n, k in zip(self.shape[:2], key[:2])]
         rows, species = (np.atleast_1d(p) for p in picked)
         out = np.stack([np.stack([self.block(i, k) for k in species]) if species.size else
@@ -148,8 +168,10 @@ class _SpeciesRows:
     def rows(self) -> np.ndarray:
         if self.k not in self.slot:
             self.slot.clear()  # the previous species first: never two held at once
-            got = self.a[:, self.k].compute(scheduler="synchronous")
-            got = got.reshape(got.shape[0], -1)
+            # sector by sector into one array (not a concatenation of them all: one copy)
+            got = np.empty((self.a.shape[0], self.area.size))
+            for i in range(self.a.shape[0]):
+                got[i] = self.a[i, self.k].compute(scheduler="synchronous").ravel()
             got /= self.area  # in place: the same quotient, one copy fewer
             self.slot[self.k] = got
         return self.slot[self.k]

@@ -23,6 +23,7 @@ import dask
 import numpy as np
 import pandas as pd
 import xarray as xr
+from dask.base import is_dask_collection
 
 from grids.grid import Grid
 from pipeline.cems import Cems
@@ -113,31 +114,54 @@ def _header(ctx: WriteContext, times: np.ndarray) -> hashlib._Hash:
     return h
 
 
-def measure_day(day_ds: xr.Dataset, ctx: WriteContext, cell_area: np.ndarray,
-                slab_hours: int = 6) -> tuple[str, dict[str, float]]:
-    """The day's content hash and the mass each species' array carries [kg], computed a few
-    hours at a time (``slab_hours``): a lazy ``day_ds`` is never held whole.
+class DayMeasure:
+    """A day's content hash and the mass of each species [kg], accumulated from its arrays a
+    few hours at a time (:meth:`add`, hours in order within a species, species in any order):
+    :func:`measure_day` feeds it before a file is written, :func:`write_day_dataset` while the
+    file is written (a large day computed once, not twice). The same numbers either way.
 
     The hash covers what a day file carries apart from the build's global attributes: every
     array at the file's dtype (bytes, shape, attributes), the time axis, the static coordinates,
     the encoding and the code version.
     """
-    h = _header(ctx, day_ds["time"].values)
-    mass: dict[str, float] = {}
+
+    def __init__(self, day_ds: xr.Dataset, ctx: WriteContext, cell_area: np.ndarray) -> None:
+        self.day_ds, self.ctx, self.cell_area = day_ds, ctx, cell_area
+        self.hashes: dict[str, Any] = {}
+        self.totals: dict[str, float] = {}
+
+    def add(self, name: str, slab: np.ndarray) -> None:
+        """Hours of species ``name`` at the file's dtype (the next ones of that species)."""
+        a = np.ascontiguousarray(slab, dtype=self.ctx.dtype)
+        self.hashes.setdefault(name, hashlib.sha256()).update(a)  # the bytes, without a copy
+        self.totals[name] = self.totals.get(name, 0.0) + float(
+            (np.asarray(a, dtype=np.float64) * self.cell_area).sum())
+
+    def result(self) -> tuple[str, dict[str, float]]:
+        """(content hash, species → kg) once every hour of every species was added."""
+        ds = self.day_ds
+        h = _header(self.ctx, ds["time"].values)
+        mass: dict[str, float] = {}
+        for v in sorted(ds.data_vars):
+            shape = (ds.sizes["time"], *ds[v].shape[1:])
+            h.update(f"{v}{np.dtype(self.ctx.dtype)}{shape}"
+                     f"{json.dumps(ds[v].attrs, sort_keys=True)}".encode()
+                     + self.hashes.get(v, hashlib.sha256()).digest())
+            mass[v] = self.totals.get(v, 0.0) * SECONDS_PER_HOUR
+        return h.hexdigest(), mass
+
+
+def measure_day(day_ds: xr.Dataset, ctx: WriteContext, cell_area: np.ndarray,
+                slab_hours: int = 6) -> tuple[str, dict[str, float]]:
+    """The day's content hash and the mass each species' array carries [kg]
+    (:class:`DayMeasure`), computed a few hours at a time (``slab_hours``): a lazy ``day_ds``
+    is never held whole."""
+    m = DayMeasure(day_ds, ctx, cell_area)
     n = day_ds.sizes["time"]
     for v in sorted(day_ds.data_vars):
-        hv = hashlib.sha256()
-        total = 0.0
         for t0 in range(0, n, slab_hours):
-            a = np.ascontiguousarray(day_ds[v].isel(time=slice(t0, t0 + slab_hours)).values,
-                                     dtype=ctx.dtype)
-            hv.update(a)  # the array's bytes, without a copy
-            total += float((np.asarray(a, dtype=np.float64) * cell_area).sum())
-        shape = (n, *day_ds[v].shape[1:])
-        h.update(f"{v}{np.dtype(ctx.dtype)}{shape}"
-                 f"{json.dumps(day_ds[v].attrs, sort_keys=True)}".encode() + hv.digest())
-        mass[v] = total * SECONDS_PER_HOUR
-    return h.hexdigest(), mass
+            m.add(v, day_ds[v].isel(time=slice(t0, t0 + slab_hours)).values)
+    return m.result()
 
 
 @dataclass
@@ -178,6 +202,22 @@ def write_day_dataset(day_ds: xr.Dataset, key: str, ctx: WriteContext, cell_area
     already, else written (a few hours at a time). ``stored``: :func:`stored_days`."""
     ctx.hourly_dir.mkdir(parents=True, exist_ok=True)
     path = ctx.hourly_dir / f"{key}.nc"
+    meta = WriteMeta(attrs=ctx.attrs, year=ctx.year, dtype=ctx.dtype, complevel=ctx.complevel,
+                     shuffle=ctx.shuffle, static=ctx.static, slab_hours=ctx.slab_hours)
+    if (day_ds.nbytes > IN_MEMORY_BYTES and key not in ctx.previous and not stored
+            and all(is_dask_collection(day_ds[v].data)
+                    and day_ds[v].attrs.get("units") == netcdf_cf.UNITS
+                    for v in day_ds.data_vars)):
+        # a large day that nothing could replace (no previous build's day, an empty store):
+        # hashed and measured from the slabs as they are written, computed once, not twice
+        m = DayMeasure(day_ds, ctx, cell_area)
+        with dask.config.set(scheduler="synchronous"):
+            netcdf_cf.write(day_ds, path, meta, on_slab=m.add)
+        h, mass = m.result()
+        hashed = hash_file(path)
+        store_day(ctx.store, h, path, ctx.attrs["tongyuan_build_id"], hashed.sha256)
+        return DaysWritten(written={key: mass}, files=[str(path)], content={key: h},
+                           hashed={str(path): hashed})
     with dask.config.set(scheduler="synchronous"):  # a few hours at a time, in this process
         if day_ds.nbytes <= IN_MEMORY_BYTES:  # small enough: computed once, not twice
             day_ds = day_ds.compute()
@@ -200,9 +240,6 @@ def write_day_dataset(day_ds: xr.Dataset, key: str, ctx: WriteContext, cell_area
             hashed = hash_file(path)
         reused[key] = origin  # the build that wrote the file
     else:
-        meta = WriteMeta(attrs=ctx.attrs, year=ctx.year, dtype=ctx.dtype,
-                         complevel=ctx.complevel, shuffle=ctx.shuffle, static=ctx.static,
-                         slab_hours=ctx.slab_hours)
         with dask.config.set(scheduler="synchronous"):
             netcdf_cf.write(day_ds, path, meta)
         hashed = hash_file(path)  # read back once, here, while its pages are in memory

@@ -105,7 +105,11 @@ def test_a_build_with_the_lazy_grid_publishes_the_same_inventory(world, tmp_path
 
 
 @pytest.mark.parametrize("key", [(0, 1), (slice(1, 3), 0, slice(None), slice(2, 4)),
-                                 (slice(None), slice(None))])
+                                 (slice(None), slice(None)),
+                                 # one block, as dask asks for its chunks (the fast path)
+                                 (slice(1, 2), 1, slice(0, 3), slice(0, 4)),
+                                 (1, slice(0, 1), slice(None), slice(None)), (-1, 0),
+                                 (slice(2, 3), slice(1, 2))])
 def test_sparse_annual_indexes_like_the_dense_array(key):
     rng = np.random.default_rng(5)
     matrix = sp.random(12, 7, density=0.4, random_state=5, format="csr")

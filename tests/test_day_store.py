@@ -181,17 +181,30 @@ def test_days_are_the_same_bytes_on_every_scheduler(tables, tmp_path):
 def test_a_day_too_large_to_hold_streams_with_the_same_content_and_stable_bytes(tables, tmp_path,
                                                                               monkeypatch):
     """Above IN_MEMORY_BYTES a day is computed, hashed and written a few hours at a time: the
-    same content hash and masses as a day held whole, and the same bytes every time."""
+    same content hash and masses as a day held whole, and the same bytes every time, whether
+    it is hashed while written (nothing to reuse: computed once) or before (a store with days
+    in it: computed twice, to look for its content first)."""
     from pipeline import day_store
     from sources.files import sha256_file
 
     day = [pd.Timestamp("2024-03-09")]
     whole = day_store.write_days(_inputs(tables, tmp_path / "whole"), day, "synchronous")
     monkeypatch.setattr(day_store, "IN_MEMORY_BYTES", 0)
+    passes = []
+    measure = day_store.measure_day
+    monkeypatch.setattr(day_store, "measure_day", lambda *a, **k: passes.append(1) or measure(
+        *a, **k))
     a = day_store.write_days(_inputs(tables, tmp_path / "a"), day, "synchronous")
     b = day_store.write_days(_inputs(tables, tmp_path / "b"), day, "synchronous")
-    assert a.content == whole.content and a.written == whole.written
-    assert sha256_file(a.files[0]) == sha256_file(b.files[0])
+    assert passes == []  # hashed and measured while written
+    other = tmp_path / "other"  # a store holding another day: looked in before writing
+    day_store.write_days(_inputs(tables, tmp_path / "o", store=other),
+                         [pd.Timestamp("2024-03-10")], "synchronous")
+    c = day_store.write_days(_inputs(tables, tmp_path / "c", store=other), day, "synchronous")
+    assert passes == [1] and not c.reused
+    for got in (a, b, c):
+        assert got.content == whole.content and got.written == whole.written
+        assert sha256_file(got.files[0]) == sha256_file(a.files[0])
     with netCDF4.Dataset(a.files[0]) as x, netCDF4.Dataset(whole.files[0]) as y:
         for v in ("CO2", "NOx"):
             np.testing.assert_array_equal(x[v][:], y[v][:])

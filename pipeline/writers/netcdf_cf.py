@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import os
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -135,9 +135,13 @@ def _in_cf_units(ds: xr.Dataset) -> xr.Dataset:
     return ds
 
 
-def write(day: xr.Dataset, path: str | Path, meta: WriteMeta) -> None:
+def write(day: xr.Dataset, path: str | Path, meta: WriteMeta,
+          on_slab: Callable[[str, np.ndarray], None] | None = None) -> None:
     """Write one day of the cube (already computed, 24 hours of fluxes per area) to ``path``
-    atomically, in kg m-2 s-1 (see :mod:`pipeline.writers` for the interface)."""
+    atomically, in kg m-2 s-1 (see :mod:`pipeline.writers` for the interface).
+
+    ``on_slab(species, hours)`` is called with each slab of a lazy species as it is written
+    (at the file's dtype, hours in order), e.g. to hash and measure it in the same pass."""
     path = Path(path)
     dtype, complevel = meta.dtype, meta.complevel
     year = meta.year if meta.year is not None else pd.Timestamp(day["time"].values[0]).year
@@ -159,12 +163,12 @@ def write(day: xr.Dataset, path: str | Path, meta: WriteMeta) -> None:
     ds.drop_vars(lazy).to_netcdf(tmp, engine="netcdf4", format="NETCDF4",
                                  encoding={k: e for k, e in encoding.items() if k not in lazy})
     if lazy:
-        _stream(tmp, ds, lazy, encoding, meta.slab_hours)
+        _stream(tmp, ds, lazy, encoding, meta.slab_hours, on_slab)
     os.replace(tmp, path)
 
 
 def _stream(path: Path, ds: xr.Dataset, names: list[str], encoding: dict[str, dict[str, Any]],
-            slab_hours: int) -> None:
+            slab_hours: int, on_slab: Callable[[str, np.ndarray], None] | None = None) -> None:
     """Append the lazy species ``names`` to the file ``path`` a few hours at a time, one species
     after another: the file is the same bytes whatever computes the slabs, and memory holds
     ``slab_hours`` hours of one species."""
@@ -176,8 +180,10 @@ def _stream(path: Path, ds: xr.Dataset, names: list[str], encoding: dict[str, di
                                     chunksizes=enc["chunksizes"], fill_value=False)
             out.setncatts(var.attrs)
             for t0 in range(0, var.sizes["time"], slab_hours):
-                slab = var.isel(time=slice(t0, t0 + slab_hours)).values
-                out[t0:t0 + slab.shape[0]] = slab.astype(enc["dtype"])
+                slab = var.isel(time=slice(t0, t0 + slab_hours)).values.astype(enc["dtype"])
+                out[t0:t0 + slab.shape[0]] = slab
+                if on_slab is not None:
+                    on_slab(name, slab)
 
 
 def write_grid_dataset(ds: xr.Dataset, path: str | Path, static: Mapping[str, Any],
