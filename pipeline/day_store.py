@@ -212,7 +212,7 @@ def write_day_dataset(day_ds: xr.Dataset, key: str, ctx: WriteContext, cell_area
         # hashed and measured from the slabs as they are written, computed once, not twice
         m = DayMeasure(day_ds, ctx, cell_area)
         with dask.config.set(scheduler="synchronous"):
-            netcdf_cf.write(day_ds, path, meta, on_slab=m.add)
+            netcdf_cf.write(day_ds, path, replace(meta, on_slab=m.add))
         h, mass = m.result()
         hashed = hash_file(path)
         store_day(ctx.store, h, path, ctx.attrs["tongyuan_build_id"], hashed.sha256)

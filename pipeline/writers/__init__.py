@@ -64,6 +64,10 @@ class WriteMeta:
     #: CF: hours of a lazy (dask) species computed and written at a time: a writer holds
     #: this many hours of one species, whatever the grid size
     slab_hours: int = 6
+    #: CF: called with each slab of a lazy species as it is written (species name, its hours at
+    #: the file's dtype, in order), e.g. to hash and measure the day in the same pass; None:
+    #: not called
+    on_slab: Callable[[str, Any], None] | None = None
     #: CF: coordinates and ancillary variables of every file, name → (dims, values, attrs), as
     #: :func:`pipeline.writers.netcdf_cf.static_coords` computes them once per build (None:
     #: computed from :attr:`grid`)

@@ -135,13 +135,10 @@ def _in_cf_units(ds: xr.Dataset) -> xr.Dataset:
     return ds
 
 
-def write(day: xr.Dataset, path: str | Path, meta: WriteMeta,
-          on_slab: Callable[[str, np.ndarray], None] | None = None) -> None:
+def write(day: xr.Dataset, path: str | Path, meta: WriteMeta) -> None:
     """Write one day of the cube (already computed, 24 hours of fluxes per area) to ``path``
-    atomically, in kg m-2 s-1 (see :mod:`pipeline.writers` for the interface).
-
-    ``on_slab(species, hours)`` is called with each slab of a lazy species as it is written
-    (at the file's dtype, hours in order), e.g. to hash and measure it in the same pass."""
+    atomically, in kg m-2 s-1 (see :mod:`pipeline.writers` for the interface); a lazy species
+    a few hours at a time, each slab given to ``meta.on_slab`` as it is written."""
     path = Path(path)
     dtype, complevel = meta.dtype, meta.complevel
     year = meta.year if meta.year is not None else pd.Timestamp(day["time"].values[0]).year
@@ -163,7 +160,7 @@ def write(day: xr.Dataset, path: str | Path, meta: WriteMeta,
     ds.drop_vars(lazy).to_netcdf(tmp, engine="netcdf4", format="NETCDF4",
                                  encoding={k: e for k, e in encoding.items() if k not in lazy})
     if lazy:
-        _stream(tmp, ds, lazy, encoding, meta.slab_hours, on_slab)
+        _stream(tmp, ds, lazy, encoding, meta.slab_hours, meta.on_slab)
     os.replace(tmp, path)
 
 
