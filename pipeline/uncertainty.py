@@ -239,19 +239,17 @@ def run_monte_carlo(model: UncertaintyModel, matrix: sp.csr_matrix, sectors: np.
     dens = {b for _, b in pairs}
     nums = sorted({a for a, _ in pairs} - dens)
     chunks = _chunks(members, max(int(chunk), 1))
+    # the multipliers of every member are kept when the ratios' independent activity needs
+    # them (it reuses other members' factor draws)
+    keep_blocks = bool(pairs) and correlated
     blocks: list[np.ndarray | None] = [None] * len(chunks)
-    if correlated:
-        # the multipliers of every member are kept (the ratios' independent activity reuses
-        # other members' factor draws); each chunk's block is C-contiguous for np.take
-        def draw(i: int) -> None:
-            blocks[i] = member_multipliers(model, seed, chunks[i])
-
-        _run([delayed(draw)(i) for i in range(len(chunks))], scheduler)
     width = max((len(p.layout.order) for p in plans), default=0)
 
     def members_task(i: int) -> None:
         ch = chunks[i]
-        mult = blocks[i] if blocks[i] is not None else member_multipliers(model, seed, ch)
+        mult = member_multipliers(model, seed, ch)  # C-contiguous, for np.take
+        if keep_blocks:
+            blocks[i] = mult
         buf = np.empty((width, len(ch)), dtype=np.float32)
         for p in plans:
             v = buf[:len(p.layout.order)]
@@ -299,7 +297,7 @@ def run_monte_carlo(model: UncertaintyModel, matrix: sp.csr_matrix, sectors: np.
                          "mc_over_approach1": (100 * mc_half / c0[j]) / a1_pct
                          if a1_pct > 0 else np.nan})
     indep: dict[str, np.ndarray] | None = None
-    if pairs and correlated:
+    if keep_blocks:
         indep = _independent_activity_totals(model, plans, blocks, chunks, nums, dens, totals,
                                              members, scheduler)
     ratio_table = _ratio_table(model, groups, names, pairs, totals, indep) if ratios \
