@@ -204,25 +204,22 @@ def write_day_dataset(day_ds: xr.Dataset, key: str, ctx: WriteContext, cell_area
     path = ctx.hourly_dir / f"{key}.nc"
     meta = WriteMeta(attrs=ctx.attrs, year=ctx.year, dtype=ctx.dtype, complevel=ctx.complevel,
                      shuffle=ctx.shuffle, static=ctx.static, slab_hours=ctx.slab_hours)
-    if (day_ds.nbytes > IN_MEMORY_BYTES and key not in ctx.previous and not stored
+    # a large day that nothing could replace (no previous build's day, an empty store) is
+    # hashed and measured from its slabs as they are written: computed once, not twice
+    once = (day_ds.nbytes > IN_MEMORY_BYTES and key not in ctx.previous and not stored
             and all(is_dask_collection(day_ds[v].data)
                     and day_ds[v].attrs.get("units") == netcdf_cf.UNITS
-                    for v in day_ds.data_vars)):
-        # a large day that nothing could replace (no previous build's day, an empty store):
-        # hashed and measured from the slabs as they are written, computed once, not twice
-        m = DayMeasure(day_ds, ctx, cell_area)
-        with dask.config.set(scheduler="synchronous"):
-            netcdf_cf.write(day_ds, path, replace(meta, on_slab=m.add))
-        h, mass = m.result()
-        hashed = hash_file(path)
-        store_day(ctx.store, h, path, ctx.attrs["tongyuan_build_id"], hashed.sha256)
-        return DaysWritten(written={key: mass}, files=[str(path)], content={key: h},
-                           hashed={str(path): hashed})
+                    for v in day_ds.data_vars))
     with dask.config.set(scheduler="synchronous"):  # a few hours at a time, in this process
-        if day_ds.nbytes <= IN_MEMORY_BYTES:  # small enough: computed once, not twice
-            day_ds = day_ds.compute()
-        h, mass = measure_day(day_ds, ctx, cell_area, ctx.slab_hours)
-    prev = ctx.previous.get(key)
+        if once:
+            m = DayMeasure(day_ds, ctx, cell_area)
+            netcdf_cf.write(day_ds, path, replace(meta, on_slab=m.add))
+            h, mass = m.result()
+        else:
+            if day_ds.nbytes <= IN_MEMORY_BYTES:  # small enough: computed once, not twice
+                day_ds = day_ds.compute()
+            h, mass = measure_day(day_ds, ctx, cell_area, ctx.slab_hours)
+    prev = None if once else ctx.previous.get(key)
     source = origin = sha = None
     if prev is not None and prev[0] == h and intact(Path(prev[1]), prev[3]):
         source, origin, sha = Path(prev[1]), prev[2], prev[3]
@@ -240,8 +237,9 @@ def write_day_dataset(day_ds: xr.Dataset, key: str, ctx: WriteContext, cell_area
             hashed = hash_file(path)
         reused[key] = origin  # the build that wrote the file
     else:
-        with dask.config.set(scheduler="synchronous"):
-            netcdf_cf.write(day_ds, path, meta)
+        if not once:
+            with dask.config.set(scheduler="synchronous"):
+                netcdf_cf.write(day_ds, path, meta)
         hashed = hash_file(path)  # read back once, here, while its pages are in memory
         store_day(ctx.store, h, path, ctx.attrs["tongyuan_build_id"], hashed.sha256)
     return DaysWritten(written={key: mass}, files=[str(path)], content={key: h}, reused=reused,
