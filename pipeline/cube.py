@@ -30,17 +30,6 @@ SECONDS_PER_HOUR = float(ureg("1 hour").to("s").magnitude)
 DENSE_ANNUAL_BYTES = 512 * 2**20
 
 
-def _one_index(k: object, n: int) -> int | None:
-    """The index a key along an axis of length ``n`` picks when it picks exactly one (an int,
-    or a slice of length one), else None."""
-    if isinstance(k, slice):
-        start, stop, step = k.indices(n)
-        return start if len(range(start, stop, step)) == 1 else None
-    if isinstance(k, (int, np.integer)):
-        return int(k) % n
-    return None
-
-
 class SparseAnnual:
     """The annual grid ``(sector, species, y, x)`` [kg/yr per cell] as an array-like that
     computes the blocks asked for from the allocation matrix: block ``[i, k]`` is
@@ -67,20 +56,12 @@ class SparseAnnual:
     def __getitem__(self, key: tuple) -> np.ndarray:
         key = key if isinstance(key, tuple) else (key,)
         key = key + (slice(None),) * (4 - len(key))
-        one = [_one_index(k, n) for k, n in zip(key[:2], self.shape[:2], strict=True)]
-        if None not in one and all(isinstance(k, slice) and k.indices(n)[:2] == (0, n)
-                                   and k.indices(n)[2] == 1
-                                   for k, n in zip(key[2:], self.shape[2:], strict=True)):
-            # one whole block, as dask asks for each chunk: no stacking copies
-            out = self.block(*one)
-            for k in reversed(key[:2]):
-                out = out[None] if isinstance(k, slice) else out
-            return out
         picked = [np.arange(n)[k] for n, k in zip(self.shape[:2], key[:2])]
         rows, species = (np.atleast_1d(p) for p in picked)
-        out = np.stack([np.stack([self.block(i, k) for k in species]) if species.size else
-                        np.zeros((0, *self.shape[2:])) for i in rows]) if rows.size else \
-            np.zeros((0, species.size, *self.shape[2:]))
+        out = np.empty((rows.size, species.size, *self.shape[2:]))
+        for a, i in enumerate(rows):  # each block copied once, into its place
+            for b, k in enumerate(species):
+                out[a, b] = self.block(i, k)
         out = out[(slice(None), slice(None), *key[2:])]
         drop = tuple(a for a, p in enumerate(picked) if np.ndim(p) == 0)
         return out.squeeze(axis=drop) if drop else out
