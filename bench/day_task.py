@@ -7,11 +7,14 @@
    this one, in the same session, and the ratio is printed.
 2. **day task**: cProfile of :func:`pipeline.day_store.write_day` (what a worker runs for one
    day) in this process, on a demo day: seconds per day and the functions that take them, and
-   the bytes of the inputs sent to the workers once (:class:`pipeline.day_store.DayInputs`).
+   the bytes of the inputs sent to the workers once (:class:`pipeline.day_store.DayInputs`);
+   then the same days on a one-worker ``LocalCluster``, with the worker's ``malloc`` tuned as
+   in every build (:func:`pipeline.parallel.tune_malloc`) and with distributed's settings alone.
 
 Ends with one line::
 
-    RESULT build_s=… write_s=… publish_s=… day_task_s=… inputs_mb=… [baseline_s=… ratio=…]
+    RESULT build_s=… write_s=… publish_s=… day_task_s=… worker_day_s=… untuned_day_s=…
+           inputs_mb=… [baseline_s=… ratio=…]
 """
 
 from __future__ import annotations
@@ -56,9 +59,38 @@ def build_once(tree: Path, config: Path, out: Path, period: str) -> dict[str, fl
             "publish": float(steps.get("publish", "nan"))}
 
 
-def profile_day_task(config: Path, work: Path) -> tuple[float, float, str]:
+def _timed_day(inputs, day: pd.Timestamp, tune: bool) -> float:
+    """Seconds of one :func:`~pipeline.day_store.write_day` on a worker (after
+    :func:`pipeline.parallel.tune_malloc` when ``tune``, as every build's worker does)."""
+    from pipeline.day_store import write_day
+    from pipeline.parallel import tune_malloc
+
+    if tune:
+        tune_malloc()
+    t0 = time.perf_counter()
+    write_day(inputs, day)
+    return time.perf_counter() - t0
+
+
+def worker_day_seconds(inputs, days: list[pd.Timestamp], tune: bool) -> float:
+    """Median seconds per day of the day task on a fresh one-worker ``LocalCluster`` (the
+    worker environment ``distributed`` gives every worker), after a first day."""
+    from distributed import Client, LocalCluster
+
+    with LocalCluster(n_workers=1, threads_per_worker=1, processes=True,
+                      dashboard_address=":0", silence_logs=40) as cluster, \
+            Client(cluster) as client:
+        shared = client.scatter(inputs, broadcast=True, hash=False)
+        got = [client.submit(_timed_day, shared, day, tune, pure=False).result()
+               for day in days]
+    return statistics.median(got[1:])
+
+
+def profile_day_task(config: Path, work: Path) -> dict[str, object]:
     """Seconds per day of :func:`~pipeline.day_store.write_day` (median of 3 demo days after a
-    first one), the pickled size of the day inputs [MB] and the profile's top lines."""
+    first one) in this process and on a worker, tuned and not
+    (:func:`pipeline.parallel.tune_malloc`), the pickled size of the day inputs [MB] and the
+    profile's top lines."""
     from pipeline.build import prepare
     from pipeline.day_store import DayInputs, WriteContext, write_day
     from pipeline.provenance import provenance_attrs
@@ -86,14 +118,17 @@ def profile_day_task(config: Path, work: Path) -> tuple[float, float, str]:
         seconds.append(time.perf_counter() - t0)
     text = io.StringIO()
     pstats.Stats(prof, stream=text).sort_stats("tottime").print_stats(12)
-    return statistics.median(seconds), inputs_mb, text.getvalue()
+    return {"here": statistics.median(seconds),
+            "worker": worker_day_seconds(inputs, days, tune=True),
+            "untuned": worker_day_seconds(inputs, days, tune=False),
+            "inputs_mb": inputs_mb, "profile": text.getvalue()}
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--config", type=Path, default=REPO / "config" / "shanghai.yaml")
     ap.add_argument("--days", type=int, default=14)
-    ap.add_argument("--repeat", type=int, default=3)
+    ap.add_argument("--repeat", type=int, default=3, help="builds of each tree (median)")
     ap.add_argument("--baseline", type=Path, help="a checkout of the code to compare with")
     args = ap.parse_args()
     end = pd.Timestamp("2024-03-01") + pd.Timedelta(days=args.days - 1)
@@ -112,15 +147,19 @@ def main() -> None:
                       f"publish {got['publish']:.1f} s)", flush=True)
         med = {name: {k: statistics.median(r[k] for r in rs) for k in rs[0]}
                for name, rs in runs.items()}
-        day_s, inputs_mb, profile = profile_day_task(args.config, work / "profile")
-        print(f"\none day task in this process: {day_s:.2f} s; inputs sent once to each worker: "
-              f"{inputs_mb:.1f} MB\n{profile}")
+        task = profile_day_task(args.config, work / "profile")
+        day_s, inputs_mb = task["here"], task["inputs_mb"]
+        print(f"\none day task in this process: {day_s:.2f} s; on a worker: "
+              f"{task['worker']:.2f} s tuned, {task['untuned']:.2f} s with distributed's "
+              f"malloc settings alone; inputs sent once to each worker: {inputs_mb:.1f} MB\n"
+              f"{task['profile']}")
         this = med["this"]
         print(f"{args.days}-day build on 2 processes, median of {args.repeat}: "
               f"{this['build']:.1f} s (write {this['write']:.1f} s, publish "
               f"{this['publish']:.1f} s)")
         line = (f"RESULT build_s={this['build']:.1f} write_s={this['write']:.1f} "
                 f"publish_s={this['publish']:.1f} day_task_s={day_s:.2f} "
+                f"worker_day_s={task['worker']:.2f} untuned_day_s={task['untuned']:.2f} "
                 f"inputs_mb={inputs_mb:.1f}")
         if "baseline" in med:
             base = med["baseline"]

@@ -178,6 +178,42 @@ def test_days_are_the_same_bytes_on_every_scheduler(tables, tmp_path):
     assert len(runs["cluster"][0].stats.peak_rss_mb) == 2  # both workers wrote days
 
 
+_FAULTS = """
+import resource, sys
+import numpy as np
+from pipeline.parallel import tune_malloc
+
+def faults():
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+    for _ in range(40):
+        a = np.ones(2**19)  # 4 MB, freed again: the arrays of a day, one after another
+        del a
+    return resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before
+
+untuned = faults()
+took = tune_malloc()
+print(untuned, faults(), took)
+"""
+
+
+@pytest.mark.skipif(not Path("/proc/self/status").exists(), reason="glibc on Linux")
+def test_a_tuned_worker_reuses_freed_arrays_instead_of_faulting_in_new_pages():
+    """Under distributed's worker environment (MALLOC_TRIM_THRESHOLD_=65536, which pins
+    glibc's mmap threshold at 128 kB) each 4 MB array is a fresh mmap whose pages fault in
+    one by one. Tuned, the freed array's memory is reused from the heap."""
+    import os
+    import subprocess
+    import sys
+
+    env = {**os.environ, "MALLOC_TRIM_THRESHOLD_": "65536"}
+    done = subprocess.run([sys.executable, "-c", _FAULTS], env=env, capture_output=True,
+                          text=True, check=True, cwd=Path(__file__).resolve().parent.parent)
+    untuned, tuned, took = done.stdout.split()
+    assert took == "True"
+    assert int(untuned) > 40 * 250  # every array faulted in again (≥ 1 MB of faults each)
+    assert int(tuned) < int(untuned) / 20, (untuned, tuned)
+
+
 def test_a_day_too_large_to_hold_streams_with_the_same_content_and_stable_bytes(tables, tmp_path,
                                                                               monkeypatch):
     """Above IN_MEMORY_BYTES a day is computed, hashed and written a few hours at a time: the
