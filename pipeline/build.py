@@ -386,7 +386,8 @@ def _write_files(state: BuildState, staging: Path, ctx: WriteContext, runner: Ru
                  ) -> DaysWritten:
     """Hourly CF days, then the model formats, each checked against the ledger. Each day's CF
     file, and each day's model files, is an independent task on ``output.scheduler``
-    (:mod:`pipeline.parallel`; local worker processes are started once for both)."""
+    (:mod:`pipeline.parallel`; local worker processes are started once for both, as the
+    build starts reading when :func:`run_build` is the caller)."""
     s, cfg = state, state.cfg
     days_ = utc_days(cfg.year, cfg.output.period)
     inputs = DayInputs(annual=s.annual, factors=s.factors, grid=s.tables.grid,
@@ -545,7 +546,10 @@ def run_build(config: str | Path, runner: Runner | None = None, **overrides: Any
     clock = Stopwatch()
     cfg = runner.run("config", load_config, config, _overrides(overrides))
     out = Path(cfg.output.dir)
-    with build_lock(out):  # taken first: a second build is told at once, not after reading
+    # taken first: a second build is told at once, not after reading; the local workers
+    # start beside the reading (pipeline.parallel.keep_workers)
+    with build_lock(out), keep_workers(cfg.output.scheduler,
+                                       len(utc_days(cfg.year, cfg.output.period))):
         sweep_stale(out)
         tables = runner.run("tables", load_tables, cfg)
         model_ready.check_formats(cfg, tables)  # a grid a model format cannot take: fail now
@@ -600,7 +604,8 @@ def run_scenario_build(scenario_path: str | Path, runner: Runner | None = None,
     cfg = runner.run("config", load_config, sc.base_config, _overrides(overrides))
     check_base_year(sc, cfg.year)
     out = Path(cfg.output.dir)
-    with build_lock(out):
+    with build_lock(out), keep_workers(cfg.output.scheduler,
+                                       len(utc_days(cfg.year, cfg.output.period))):
         sweep_stale(out)
         tables = runner.run("tables", load_tables, cfg)
         state, records = read_all_inputs(cfg, tables, runner, clock)

@@ -122,7 +122,8 @@ def _parser() -> argparse.ArgumentParser:
     bp.add_argument("-v", "--verbose", action="store_true", help="show Prefect's logs")
     sp = sub.add_parser("scenario", help="build a policy scenario next to its base and assess "
                         "the synergy of its measures (synergy.csv, difference maps)")
-    sp.add_argument("scenario", type=Path, help="scenario file, e.g. config/scenarios/plan-2030.yaml")
+    sp.add_argument("scenario", type=Path,
+                    help="scenario file, e.g. config/scenarios/plan-2030.yaml")
     sp.add_argument("--out", type=Path, help="output directory (default: output.dir of the base "
                     "configuration)")
     sp.add_argument("--period", metavar="START:END", help="write only these UTC days of the "

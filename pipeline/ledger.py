@@ -43,10 +43,12 @@ class Ledger:
         """
         species = list(emissions.columns)
         e = emissions.to_numpy()
-        gridded_read = pd.DataFrame(e, columns=species).assign(sector=sectors).groupby("sector").sum()
+        gridded_read = (pd.DataFrame(e, columns=species).assign(sector=sectors)
+                        .groupby("sector").sum())
         out = pd.DataFrame(e * outside[:, None], columns=species).assign(sector=sectors)
         out = out.groupby("sector").sum()
-        rej = rejected[species] if rejected is not None else pd.DataFrame(columns=species, dtype=float)
+        rej = (rejected[species] if rejected is not None
+               else pd.DataFrame(columns=species, dtype=float))
         # everything read: the sources kept for gridding plus the rejected ones
         read = gridded_read.add(rej, fill_value=0.0)
         rows = []

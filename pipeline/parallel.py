@@ -20,11 +20,13 @@ Schedulers (``output.scheduler``, ``tongyuan build --scheduler``):
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import os
 import resource
 import socket
 from collections.abc import Callable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
@@ -54,31 +56,40 @@ def resolve(scheduler: str | None, n_days: int) -> str:
     return "synchronous" if name == "threads" else name
 
 
-#: ``processes`` → the address of the local cluster :func:`keep_workers` holds open
-_KEPT: dict[str, str] = {}
+#: ``processes`` → the local cluster :func:`keep_workers` holds open (a future of it: it is
+#: started in the background)
+_KEPT: dict[str, Future[Any]] = {}
+
+#: what a local worker imports as it starts (before its first day, while the build reads; the
+#: model formats' writers only when a build asks for them: 36 MB more per worker)
+WORKER_PRELOAD = ["pipeline.day_store"]
 
 
 def _local_cluster() -> Any:
     from distributed import LocalCluster  # 0.4 s to import: only when used
 
     return LocalCluster(n_workers=local_workers(), threads_per_worker=1, processes=True,
-                        dashboard_address=":0", silence_logs=40)
+                        dashboard_address=":0", silence_logs=40, preload=WORKER_PRELOAD)
 
 
 @contextmanager
 def keep_workers(scheduler: str | None, n_days: int) -> Iterator[None]:
-    """Within the block, every :func:`map_days` of ``processes`` runs on one local cluster,
-    started here once (a build's CF days, then its model days) instead of once per call.
-    Nothing to keep for the other schedulers."""
+    """Within the block, every :func:`map_days` of ``processes`` runs on one local cluster
+    instead of one per call (a build's CF days, then its model days). The cluster starts in
+    the background as the block is entered: its processes start and import the writers while
+    the build reads its inputs, and the first :func:`map_days` waits for it if it must.
+    Nothing to keep for the other schedulers, or when an enclosing block keeps one."""
     if resolve(scheduler, n_days) != "processes" or "processes" in _KEPT:
         yield
         return
-    with _local_cluster() as cluster:
-        _KEPT["processes"] = cluster.scheduler_address
+    with ThreadPoolExecutor(1, thread_name_prefix="tongyuan-workers") as pool:
+        starting = _KEPT["processes"] = pool.submit(_local_cluster)
         try:
             yield
         finally:
             _KEPT.pop("processes", None)
+            with contextlib.suppress(Exception):  # a failed start failed the build already
+                starting.result().close()
 
 
 @contextmanager
@@ -88,7 +99,9 @@ def dask_client(scheduler: str) -> Iterator[Any]:
     scheduler address."""
     from distributed import Client  # 0.4 s to import: only when used
 
-    address = scheduler if "://" in scheduler else _KEPT.get(scheduler)
+    kept = _KEPT.get(scheduler)
+    address = scheduler if "://" in scheduler else (
+        kept.result().scheduler_address if kept is not None else None)
     if address is not None:
         with Client(address) as client:
             yield client

@@ -49,7 +49,8 @@ def build_lock(out: Path) -> Iterator[None]:
 
 
 def sweep_stale(out: Path) -> list[Path]:
-    """Remove what killed builds left behind (``.staging-*``, ``.latest-*``); call under the lock."""
+    """Remove what killed builds left behind (``.staging-*``, ``.latest-*``); call under the
+    lock."""
     removed = []
     for path in (sorted(out.glob(".staging-*")) + sorted(out.glob(".latest*-*"))
                  + sorted(out.glob(".pruned-*"))):
