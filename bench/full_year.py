@@ -61,16 +61,17 @@ def tongyuan_build(config: Path, out: Path) -> tuple[float, str]:
     return time.perf_counter() - t0, done.stdout
 
 
-def run_build(config: Path, out: Path) -> tuple[float, float, list[float], str]:
-    """Wall seconds, the parent's and each worker's peak RSS [MB] and the scheduler of one
-    ``tongyuan build`` subprocess (read from its summary)."""
+def run_build(config: Path, out: Path) -> tuple[float, float, list[float], str, str]:
+    """Wall seconds, the parent's and each worker's peak RSS [MB], the scheduler and the
+    steps' seconds of one ``tongyuan build`` subprocess (read from its summary)."""
     seconds, stdout = tongyuan_build(config, out)
+    steps = re.search(r"^  time:    (.*)$", stdout, re.M)
     m = re.search(r"memory:  peak (\d+) MB in this process; day files written on (\S+?)"
                   r"(?:, peak per worker ([\d, ]+) MB)?$", stdout, re.M)
     if m is None:
         raise SystemExit(f"no memory line in the build's summary:\n{stdout[-2000:]}")
     workers = [float(v) for v in m.group(3).split(",")] if m.group(3) else []
-    return seconds, float(m.group(1)), workers, m.group(2)
+    return seconds, float(m.group(1)), workers, m.group(2), steps.group(1) if steps else "?"
 
 
 def bare_write(days: list[xr.Dataset], n_days: int, target: Path) -> float:
@@ -138,13 +139,13 @@ def main() -> None:
         config = demo_copy(args.config, work)
         builds, parents, worker_peaks, scheduler = [], [], [], ""
         for i in range(args.repeat):
-            s, parent, workers, scheduler = run_build(config, work / f"build{i}")
+            s, parent, workers, scheduler, steps = run_build(config, work / f"build{i}")
             builds.append(s)
             parents.append(parent)
             worker_peaks.append(workers)
             print(f"build run {i + 1}: {s:.1f} s on {scheduler}; peak RSS parent {parent:.0f} "
-                  f"MB, workers {', '.join(f'{w:.0f}' for w in workers) or '-'} MB",
-                  flush=True)
+                  f"MB, workers {', '.join(f'{w:.0f}' for w in workers) or '-'} MB\n"
+                  f"  its steps: {steps}", flush=True)
             if i:
                 shutil.rmtree(work / f"build{i}")
         latest = "latest-period" if PERIOD else "latest"

@@ -3,7 +3,8 @@
 The same build (``pipeline.run_build``, no Prefect, January 2024, a fresh output directory each
 time) with its day files written on: one process (``synchronous``), the local worker processes
 of ``processes`` (one per core), and ``dask.distributed`` LocalClusters of 2 and 4
-single-threaded workers reached by address. Prints the write step's seconds (median of
+single-threaded workers reached by address (started as the README's ``dask worker
+--nthreads 1 --preload pipeline.day_store``). Prints the write step's seconds (median of
 ``--repeat``), the speed-up against one process and each run's peak RSS, and ends with::
 
     RESULT one_s=… local_s=… cluster2_s=… cluster4_s=… speedup_2=… ratio_4_vs_2=…
@@ -21,6 +22,7 @@ from pathlib import Path
 from distributed import LocalCluster
 
 from pipeline import run_build
+from pipeline.parallel import WORKER_PRELOAD
 
 REPO = Path(__file__).resolve().parent.parent
 MONTH = ("2024-01-01", "2024-01-31")
@@ -50,7 +52,7 @@ def main() -> None:
                                                  args.repeat)}
         for n in (2, 4):
             with LocalCluster(n_workers=n, threads_per_worker=1, processes=True,
-                              dashboard_address=":0") as cluster:
+                              dashboard_address=":0", preload=WORKER_PRELOAD) as cluster:
                 runs[f"LocalCluster {n}"] = write_seconds(args.config, work / f"c{n}",
                                                           cluster.scheduler_address,
                                                           args.repeat)
