@@ -247,11 +247,15 @@ def _print_summary(result: BuildResult) -> None:
               + (f"; computed: {', '.join(redone)}" if redone else ""))
     steps_ = ", ".join(f"{k} {v:.1f} s" for k, v in result.timings.items())
     print(f"\n  time:    {result.seconds:.1f} s ({steps_})")
-    workers = result.writes.peak_rss_mb
+    workers, busy = result.writes.peak_rss_mb, result.writes.busy_s
     print(f"  memory:  peak {peak_rss_mb():.0f} MB in this process; day files written on "
           f"{result.writes.scheduler}" + (", peak per worker " + ", ".join(
               f"{v:.0f}" for v in workers.values()) + " MB" if workers and
               "this process" not in workers else ""))
+    if busy:
+        print("  workers: " + ", ".join(f"{v:.1f}" for v in busy.values())
+              + " s in their days (" + ("this process" if "this process" in busy else
+                                        f"{len(busy)} workers") + ")")
 
 
 def _period(text: str | None) -> tuple[str, str] | None:

@@ -25,6 +25,7 @@ import ctypes
 import os
 import resource
 import socket
+import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager
@@ -129,16 +130,24 @@ def peak_rss_mb() -> float:
 
 @dataclass
 class RunStats:
-    """How a :func:`map_days` run went: the scheduler it ran on and the peak resident memory
-    of each process that ran days [MB] (``this process`` when run here)."""
+    """How a :func:`map_days` run went: the scheduler it ran on, and for each process that
+    ran days (``this process`` when run here) its peak resident memory [MB] and the seconds
+    it spent in them (``busy_s``: against the run's wall time, how well the workers were
+    kept busy)."""
 
     scheduler: str = ""
     peak_rss_mb: dict[str, float] = field(default_factory=dict)
+    busy_s: dict[str, float] = field(default_factory=dict)
+
+    def add(self, worker: str, rss_mb: float, seconds: float) -> None:
+        """One day run by ``worker``."""
+        self.peak_rss_mb[worker] = max(rss_mb, self.peak_rss_mb.get(worker, 0.0))
+        self.busy_s[worker] = self.busy_s.get(worker, 0.0) + seconds
 
     def merge(self, other: RunStats) -> None:
-        """Add the peaks of another run (the model formats' days after the CF days)."""
+        """Add another run (the model formats' days after the CF days)."""
         for worker, mb in other.peak_rss_mb.items():
-            self.peak_rss_mb[worker] = max(mb, self.peak_rss_mb.get(worker, 0.0))
+            self.add(worker, mb, other.busy_s.get(worker, 0.0))
 
 
 #: glibc ``malloc`` settings of a process that writes days (``mallopt`` parameter → bytes):
@@ -168,9 +177,12 @@ def tune_malloc() -> bool:
 
 
 def _on_worker(fn: Callable[..., R], shared: Any, day: pd.Timestamp
-               ) -> tuple[R, str, float]:
+               ) -> tuple[R, str, float, float]:
     tune_malloc()
-    return fn(shared, day), f"{socket.gethostname()}:{os.getpid()}", peak_rss_mb()
+    t0 = time.perf_counter()
+    value = fn(shared, day)
+    return (value, f"{socket.gethostname()}:{os.getpid()}", peak_rss_mb(),
+            time.perf_counter() - t0)
 
 
 def map_days(fn: Callable[[Any, pd.Timestamp], R], shared: Any, days: list[pd.Timestamp],
@@ -185,10 +197,12 @@ def map_days(fn: Callable[[Any, pd.Timestamp], R], shared: Any, days: list[pd.Ti
     if stats.scheduler == "synchronous":
         out = []
         for i, day in enumerate(days):
+            t0 = time.perf_counter()
             out.append(fn(shared, day))
+            stats.add("this process", 0.0, time.perf_counter() - t0)
             if on_day is not None:
                 on_day(i + 1, total)
-        stats.peak_rss_mb["this process"] = peak_rss_mb()
+        stats.add("this process", peak_rss_mb(), 0.0)
         return out
     from distributed import as_completed
 
@@ -198,9 +212,9 @@ def map_days(fn: Callable[[Any, pd.Timestamp], R], shared: Any, days: list[pd.Ti
                    for i, day in enumerate(days)}
         results: list[Any] = [None] * total
         for done, future in enumerate(as_completed(futures), start=1):
-            value, worker, rss = future.result()
+            value, worker, rss, seconds = future.result()
             results[futures[future]] = value
-            stats.peak_rss_mb[worker] = max(rss, stats.peak_rss_mb.get(worker, 0.0))
+            stats.add(worker, rss, seconds)
             if on_day is not None:
                 on_day(done, total)
     return results

@@ -1,5 +1,6 @@
 """The day files and their content-addressed store, without a build."""
 
+import time
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -164,9 +165,15 @@ def test_days_are_the_same_bytes_on_every_scheduler(tables, tmp_path):
     with three_schedulers() as schedulers:
         for name, scheduler in schedulers:
             seen = []
+            t0 = time.perf_counter()
             got = write_days(_inputs(tables, tmp_path / name), days, scheduler,
                              lambda done, total: seen.append((done, total)))
+            wall = time.perf_counter() - t0
             assert seen[-1] == (4, 4) and got.stats.peak_rss_mb
+            # each process that wrote days was busy in them for part of the run's wall time
+            busy = got.stats.busy_s
+            assert busy.keys() == got.stats.peak_rss_mb.keys(), name
+            assert all(0 < s < wall for s in busy.values()), (name, busy, wall)
             runs[name] = (got, {Path(f).name: sha256_file(f) for f in got.files})
     serial = runs["serial"]
     assert serial[0].stats.scheduler == "synchronous"
