@@ -66,12 +66,14 @@ def run_build(config: Path, out: Path) -> tuple[float, float, list[float], str, 
     steps' seconds of one ``tongyuan build`` subprocess (read from its summary)."""
     seconds, stdout = tongyuan_build(config, out)
     steps = re.search(r"^  time:    (.*)$", stdout, re.M)
+    busy = re.search(r"^  workers: (.*)$", stdout, re.M)
     m = re.search(r"memory:  peak (\d+) MB in this process; day files written on (\S+?)"
                   r"(?:, peak per worker ([\d, ]+) MB)?$", stdout, re.M)
     if m is None:
         raise SystemExit(f"no memory line in the build's summary:\n{stdout[-2000:]}")
     workers = [float(v) for v in m.group(3).split(",")] if m.group(3) else []
-    return seconds, float(m.group(1)), workers, m.group(2), steps.group(1) if steps else "?"
+    steps_ = (steps.group(1) if steps else "?") + (f"; workers {busy.group(1)}" if busy else "")
+    return seconds, float(m.group(1)), workers, m.group(2), steps_
 
 
 def bare_write(days: list[xr.Dataset], n_days: int, target: Path) -> float:
