@@ -3,7 +3,7 @@ import pandas as pd
 import pytest
 
 from pipeline.config import load_config
-from pipeline.steps import read_inputs
+from pipeline.steps import concat_categorical, read_inputs
 from sources.emissions import compute_emissions
 from sources.errors import UnitError
 from sources.units import factor_to, parse_quantity
@@ -113,3 +113,20 @@ def test_ambiguous_units_are_refused(unit, hint):
 
     with pytest.raises(UnitError, match=hint):
         parse_unit(unit)
+
+
+def test_provenance_of_several_inputs_concatenates_as_categories_without_objects():
+    """Unequal categories (one with an unused label) and a plain column concatenate to the
+    categories astype('category') of the concatenation gives: same values, same sorted
+    categories, and every label column stays categorical."""
+    a = pd.DataFrame({"source_id": pd.Categorical(["S2", "S1", "S2"],
+                                                  categories=["S1", "S2", "unused"]),
+                      "species": pd.Categorical(["NOx", "CO2", "NOx"]), "kg": [1.0, 2.0, 3.0]})
+    b = pd.DataFrame({"source_id": ["R1", None], "species": pd.Categorical(["SO2", "CO2"]),
+                      "kg": [4.0, 5.0]})
+    got = concat_categorical([a, b], ("source_id", "species"))
+    want = pd.concat([a.astype({"source_id": object}), b], ignore_index=True).astype(
+        {"source_id": "category", "species": "category"})
+    pd.testing.assert_frame_equal(got, want)
+    assert list(got["source_id"].cat.categories) == ["R1", "S1", "S2"]
+    assert list(got["species"].cat.categories) == ["CO2", "NOx", "SO2"]
