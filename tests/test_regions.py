@@ -66,3 +66,19 @@ def test_region_of_points():
                                      shapely.box(302_100, 3_400_100, 302_900, 3_400_900)],
                            crs=CRS, index=[7, 7, 3])
     assert list(region_of_points(src, r.to_crs("EPSG:4326"))) == ["W", "", "E"]
+
+
+def test_weights_take_inner_cells_whole_and_cut_only_the_crossed_ones():
+    """A disc over a 40 × 30 grid: cells inside it weigh their own area, the others the area of
+    their intersection with it, each pair as a brute-force intersection of every cell gives."""
+    grid = Grid(crs=CRS, x0=300_000, y0=3_400_000, dx=100, dy=100, nx=40, ny=30, name="D")
+    disc = shapely.Point(302_000, 3_401_500).buffer(1_200, quad_segs=64)
+    w = region_weights(grid, gpd.GeoDataFrame({"district_code": ["d"]}, geometry=[disc],
+                                              crs=CRS))[:, 0]
+    cells = grid.cell_polygons()
+    want = shapely.area(shapely.intersection(disc, cells)) / (grid.dx * grid.dy)
+    np.testing.assert_allclose(w, want, rtol=1e-12, atol=0)
+    inside = shapely.contains_properly(disc, cells)
+    assert 300 < inside.sum() < (want > 0).sum() < 600  # most cells whole, a ring of crossed
+    np.testing.assert_allclose(w[inside], 1.0, rtol=1e-12)
+    assert np.isclose(w.sum() * grid.dx * grid.dy, disc.area, rtol=1e-12)

@@ -54,6 +54,7 @@ class BuildData:
     ledger: pd.DataFrame
     sha_mismatch: list[str] = field(default_factory=list)
     sha_checked: list[str] = field(default_factory=list)
+    _totals: np.ndarray | None = field(default=None, init=False, repr=False)
 
     @property
     def build_id(self) -> str:
@@ -112,8 +113,12 @@ class BuildData:
         return [str(s) for s in self.annual["sector"].values]
 
     def totals_t(self) -> np.ndarray:
-        """Annual t/yr per cell summed over sectors, (species, ny, nx)."""
-        return self.annual.sum("sector").to_numpy() / 1e3
+        """Annual t/yr per cell summed over sectors, (species, ny, nx), read-only: computed
+        once (a lazy 100 m annual grid is decompressed from ``annual.nc`` for it, 5 s)."""
+        if self._totals is None:
+            self._totals = self.annual.sum("sector").to_numpy() / 1e3
+            self._totals.flags.writeable = False
+        return self._totals
 
     def verify(self, relpath: str) -> None:
         """Compare the sha256 of ``relpath`` with the manifest (records mismatches)."""

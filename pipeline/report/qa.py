@@ -327,7 +327,9 @@ def _top_cells(data: BuildData, dnames: list[str] | None, weights: np.ndarray | 
     order = np.argsort(-flat[rank_sp], kind="stable")[:TOP_N]
     order = [c for c in order if flat[rank_sp][c] > 0]
     by_sector = data.annual.sel(species=rank_sp).to_numpy().reshape(len(data.sectors), -1)
-    dist = region_of_cells(weights, dnames) if weights is not None and dnames else None
+    # the district of the listed cells only (not a name for each of the grid's cells)
+    dist = dict(zip(order, region_of_cells(weights[order], dnames), strict=True)) \
+        if weights is not None and dnames else None
     cols = [sp for sp in ("CO2", "NOx") if sp in species]
     rows = []
     for rank, c in enumerate(order, 1):
