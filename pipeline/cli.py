@@ -252,10 +252,11 @@ def _print_summary(result: BuildResult) -> None:
           f"{result.writes.scheduler}" + (", peak per worker " + ", ".join(
               f"{v:.0f}" for v in workers.values()) + " MB" if workers and
               "this process" not in workers else ""))
-    if busy:
+    if "this process" in busy:
+        print(f"  days:    {busy['this process']:.1f} s writing them in this process")
+    elif busy:
         print("  workers: " + ", ".join(f"{v:.1f}" for v in busy.values())
-              + " s in their days (" + ("this process" if "this process" in busy else
-                                        f"{len(busy)} workers") + ")")
+              + f" s in their days ({len(busy)} workers)")
 
 
 def _period(text: str | None) -> tuple[str, str] | None:
