@@ -195,14 +195,12 @@ def map_days(fn: Callable[[Any, pd.Timestamp], R], shared: Any, days: list[pd.Ti
     stats = stats if stats is not None else RunStats()
     stats.scheduler = resolve(scheduler, total)
     if stats.scheduler == "synchronous":
-        out = []
+        out, t0 = [], time.perf_counter()
         for i, day in enumerate(days):
-            t0 = time.perf_counter()
             out.append(fn(shared, day))
-            stats.add("this process", 0.0, time.perf_counter() - t0)
             if on_day is not None:
                 on_day(i + 1, total)
-        stats.add("this process", peak_rss_mb(), 0.0)
+        stats.add("this process", peak_rss_mb(), time.perf_counter() - t0)
         return out
     from distributed import as_completed
 
