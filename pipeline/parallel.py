@@ -140,7 +140,7 @@ class RunStats:
     busy_s: dict[str, float] = field(default_factory=dict)
 
     def add(self, worker: str, rss_mb: float, seconds: float) -> None:
-        """One day run by ``worker``."""
+        """Days run by ``worker`` (one, or a run's total): its peak so far and their seconds."""
         self.peak_rss_mb[worker] = max(rss_mb, self.peak_rss_mb.get(worker, 0.0))
         self.busy_s[worker] = self.busy_s.get(worker, 0.0) + seconds
 
