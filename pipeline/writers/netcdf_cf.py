@@ -168,13 +168,17 @@ def _stream(path: Path, ds: xr.Dataset, names: list[str], encoding: dict[str, di
             slab_hours: int, on_slab: Callable[[str, np.ndarray], None] | None = None) -> None:
     """Append the lazy species ``names`` to the file ``path`` a few hours at a time, one species
     after another: the file is the same bytes whatever computes the slabs, and memory holds
-    ``slab_hours`` hours of one species."""
+    ``slab_hours`` hours of one species (HDF5's chunk cache included)."""
     with netCDF4.Dataset(path, "a") as nc:
         for name in names:
             var, enc = ds[name], encoding[name]
             out = nc.createVariable(name, enc["dtype"], var.dims, zlib=enc["zlib"],
                                     complevel=enc["complevel"], shuffle=enc["shuffle"],
                                     chunksizes=enc["chunksizes"], fill_value=False)
+            # a cache smaller than one chunk: HDF5 deflates and writes each chunk as it is
+            # given. netCDF's default (64 MB per variable) holds the dirty chunks of every
+            # species until the file closes: +65 MB per species of a 100 m day, 0.85 GB a day
+            out.set_var_chunk_cache(size=1, nelems=1, preemption=1.0)
             out.setncatts(var.attrs)
             for t0 in range(0, var.sizes["time"], slab_hours):
                 slab = var.isel(time=slice(t0, t0 + slab_hours)).values.astype(enc["dtype"])
