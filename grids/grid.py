@@ -267,10 +267,11 @@ class Grid:
     def domain(self) -> shapely.Polygon:
         return shapely.box(*self.bounds)
 
-    def cell_polygons(self) -> np.ndarray:
-        """Shapely boxes of all cells in flat-index order (length ny*nx)."""
+    def cell_polygons(self, rows: slice = slice(None)) -> np.ndarray:
+        """Shapely boxes of all cells in flat-index order (length ny*nx), or of the cells of
+        ``rows`` (in the same order: flat index ``rows.start·nx`` first)."""
         xs = self.x0 + np.arange(self.nx) * self.dx
-        ys = self.y0 + np.arange(self.ny) * self.dy
+        ys = self.y0 + np.arange(self.ny)[rows] * self.dy
         xx, yy = np.meshgrid(xs, ys)
         return shapely.box(xx.ravel(), yy.ravel(), xx.ravel() + self.dx, yy.ravel() + self.dy)
 

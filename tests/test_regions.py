@@ -3,6 +3,7 @@
 import geopandas as gpd
 import numpy as np
 import pyproj
+import pytest
 import shapely
 
 from grids.grid import Grid
@@ -82,3 +83,24 @@ def test_weights_take_inner_cells_whole_and_cut_only_the_crossed_ones():
     assert 300 < inside.sum() < (want > 0).sum() < 600  # most cells whole, a ring of crossed
     np.testing.assert_allclose(w[inside], 1.0, rtol=1e-12)
     assert np.isclose(w.sum() * grid.dx * grid.dy, disc.area, rtol=1e-12)
+
+
+@pytest.mark.parametrize("band_cells", [1, 170, 40 * 30])
+def test_weights_are_the_same_whatever_the_band_of_rows(monkeypatch, band_cells):
+    """The boxes are made a band of rows at a time (1 row, 4 rows with a short last band, the
+    whole grid): the same weights, bit for bit, in the same flat cell order."""
+    import grids.regions
+
+    grid = Grid(crs=CRS, x0=300_000, y0=3_400_000, dx=100, dy=100, nx=40, ny=30, name="D")
+    discs = [shapely.Point(302_000, 3_401_500).buffer(1_200), shapely.box(299_950, 3_400_050,
+                                                                          301_020, 3_403_500)]
+    r = gpd.GeoDataFrame({"district_code": ["d", "b"]}, geometry=discs, crs=CRS)
+    whole = region_weights(grid, r)
+    monkeypatch.setattr(grids.regions, "BAND_CELLS", band_cells)
+    banded = region_weights(grid, r)
+    np.testing.assert_array_equal(banded, whole)
+    cells = grid.cell_polygons()
+    want = np.stack([shapely.area(shapely.intersection(d, cells)) for d in discs], axis=1)
+    over = want.sum(axis=1) > grid.dx * grid.dy  # the overlap, scaled to sum to 1
+    want[over] /= want[over].sum(axis=1, keepdims=True) / (grid.dx * grid.dy)
+    np.testing.assert_allclose(banded, want / (grid.dx * grid.dy), rtol=1e-12, atol=1e-15)

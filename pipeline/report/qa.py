@@ -99,9 +99,11 @@ def hourly_city_totals(hourly_dir: Path, days: list[pd.Timestamp], species: list
             times = origin + pd.to_timedelta(np.asarray(tv[:], dtype=np.int64), unit="h")
             cols = {}
             for sp in species:
-                if sp in nc.variables:
-                    v = np.asarray(nc[sp][:], dtype=np.float64)
-                    cols[sp] = np.einsum("tyx,yx->t", v, area) * SECONDS_PER_HOUR
+                if sp in nc.variables:  # 6 hours at a time: a 100 m day is 0.34 GB a species
+                    v = nc[sp]
+                    cols[sp] = np.concatenate([
+                        np.einsum("tyx,yx->t", np.asarray(v[t:t + 6], np.float64), area)
+                        for t in range(0, v.shape[0], 6)]) * SECONDS_PER_HOUR
         frames.append(pd.DataFrame(cols, index=times))
     if not frames:
         return pd.DataFrame(columns=species, dtype=float)
