@@ -328,18 +328,20 @@ def _top_cells(data: BuildData, dnames: list[str] | None, weights: np.ndarray | 
     flat = {sp: tot[i].ravel() for i, sp in enumerate(species)}
     order = np.argsort(-flat[rank_sp], kind="stable")[:TOP_N]
     order = [c for c in order if flat[rank_sp][c] > 0]
-    by_sector = data.annual.sel(species=rank_sp).to_numpy().reshape(len(data.sectors), -1)
+    iy, ix = np.divmod(np.asarray(order, dtype=np.int64), data.grid.nx)
+    # (sector, listed cell): the listed cells only, not a 100 m grid per sector (0.24 GB)
+    by_sector = data.annual.sel(species=rank_sp).isel(
+        y=xr.DataArray(iy, dims="cell"), x=xr.DataArray(ix, dims="cell")).to_numpy()
     # the district of the listed cells only (not a name for each of the grid's cells)
     dist = dict(zip(order, region_of_cells(weights[order], dnames), strict=True)) \
         if weights is not None and dnames else None
     cols = [sp for sp in ("CO2", "NOx") if sp in species]
     rows = []
     for rank, c in enumerate(order, 1):
-        iy, ix = divmod(int(c), data.grid.nx)
-        s = by_sector[:, c]
+        s = by_sector[:, rank - 1]
         dom = int(np.argmax(s))
         share = s[dom] / s.sum() if s.sum() > 0 else 0
-        rows.append([rank, iy, ix, f"{data.lon.ravel()[c]:.4f}", f"{data.lat.ravel()[c]:.4f}",
+        rows.append([rank, iy[rank - 1], ix[rank - 1], f"{data.lon.ravel()[c]:.4f}", f"{data.lat.ravel()[c]:.4f}",
                      dist[c] if dist else "–", *[fmt(flat[sp][c]) for sp in cols],
                      f"{data.sectors[dom]} ({share:.0%})"])
     head = ["#", "iy", "ix", "lon", "lat", "district", *[f"{label(s)} t/yr" for s in cols],
