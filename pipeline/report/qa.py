@@ -341,9 +341,9 @@ def _top_cells(data: BuildData, dnames: list[str] | None, weights: np.ndarray | 
         s = by_sector[:, rank - 1]
         dom = int(np.argmax(s))
         share = s[dom] / s.sum() if s.sum() > 0 else 0
-        rows.append([rank, iy[rank - 1], ix[rank - 1], f"{data.lon.ravel()[c]:.4f}", f"{data.lat.ravel()[c]:.4f}",
-                     dist[c] if dist else "–", *[fmt(flat[sp][c]) for sp in cols],
-                     f"{data.sectors[dom]} ({share:.0%})"])
+        rows.append([rank, iy[rank - 1], ix[rank - 1], f"{data.lon.ravel()[c]:.4f}",
+                     f"{data.lat.ravel()[c]:.4f}", dist[c] if dist else "–",
+                     *[fmt(flat[sp][c]) for sp in cols], f"{data.sectors[dom]} ({share:.0%})"])
     head = ["#", "iy", "ix", "lon", "lat", "district", *[f"{label(s)} t/yr" for s in cols],
             f"dominant sector ({label(rank_sp)})"]
     return (f"<p class='note'>The {TOP_N} cells with the largest annual {label(rank_sp)}; lon/lat "
