@@ -33,7 +33,7 @@ from pipeline.checks import Finding, findings_frame, raise_on_errors
 from pipeline.config import BuildConfig, load_config
 from pipeline.day_store import DayInputs, DaysWritten, WriteContext, previous_days, write_days
 from pipeline.ledger import FLOAT32_RTOL, RTOL, Ledger, check_balance
-from pipeline.parallel import RunStats, keep_workers
+from pipeline.parallel import RunStats, keep_workers, release_memory
 from pipeline.provenance import (
     code_version,
     emissions_key,
@@ -436,6 +436,7 @@ def write_and_publish(state: BuildState, out: Path, publication: Publication,
     s, pub, grid = state, publication, state.tables.grid
     staging = staging_dir(out, pub.build_id)
     store = Path(s.cfg.cache_dir) / "days" if s.cfg.cache_dir else None
+    release_memory()  # what reading and allocating freed (pipeline.parallel.release_memory)
     try:
         ctx = WriteContext(hourly_dir=staging / "hourly", static=static_coords(grid),
                            attrs=provenance_attrs(s.cfg, s.metas, pub.build_id, pub.config_hash,
@@ -444,6 +445,7 @@ def write_and_publish(state: BuildState, out: Path, publication: Publication,
                            complevel=s.cfg.output.complevel, shuffle=s.cfg.output.shuffle,
                            previous=previous_days(out / pub.pointer), store=store)
         days = _write_files(s, staging, ctx, runner)
+        release_memory()  # the day inputs pickled for the workers
         s.ledger.to_csv(staging / "ledger.csv")
         s.emissions.table.to_csv(staging / "emissions_by_source.csv", float_format="%.9g")
         write_details(staging, s.activity, s.alloc, s.rejected, s.metas,
@@ -465,6 +467,7 @@ def write_and_publish(state: BuildState, out: Path, publication: Publication,
             period=s.cfg.output.period, inputs={m.name: m.sha256 for m in s.metas},
             day_content=days.content, reused_days=days.reused, fingerprint=pub.fingerprint,
             cache_files=s.cache_files, scenario=pub.scenario), days.hashed)
+        release_memory()  # before the report, the parent's largest step on a large grid
         reported = runner.run("report", write_build_report, staging, s.cfg.boundaries)
         if pub.pages is not None:
             add_to_manifest(staging, pub.pages(staging))

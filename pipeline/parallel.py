@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import contextlib
 import ctypes
+import gc
 import os
 import resource
 import socket
@@ -174,6 +175,19 @@ def tune_malloc() -> bool:
         except (OSError, AttributeError):  # not glibc
             _TUNED.append(False)
     return _TUNED[0]
+
+
+def release_memory() -> bool:
+    """Give the memory this process has freed back to the system (a garbage collection, then
+    glibc's ``malloc_trim``, which also returns the free pages inside the heap, not only at
+    its top); whether glibc did. Called between the build's phases in the parent: on the 100 m
+    week the report started at 1.54 GB of which 0.45 GB was free memory held by ``malloc``,
+    and peaked 0.3 GB lower with it given back. A no-op off glibc."""
+    gc.collect()
+    try:
+        return bool(ctypes.CDLL("libc.so.6").malloc_trim(0))
+    except (OSError, AttributeError):  # not glibc
+        return False
 
 
 def _on_worker(fn: Callable[..., R], shared: Any, day: pd.Timestamp

@@ -239,6 +239,39 @@ def test_a_tuned_worker_reuses_freed_arrays_instead_of_mapping_new_ones():
     assert int(faults_t) < 40, done.stdout  # and no array's pages were faulted in again
 
 
+_RELEASE = """
+import numpy as np, psutil
+from pipeline.parallel import release_memory
+
+p = psutil.Process()
+rss = lambda: p.memory_info().rss
+base = rss()
+held = [np.ones(2**14) for _ in range(3000)]  # 3000 arrays of 128 kB (below the mmap threshold)
+pin = [np.ones(2**14) for _ in range(3)]  # allocated last: the heap's top stays in use
+del held
+freed = rss()  # freed, but still this process's: glibc trims only a free top of the heap
+took = release_memory()
+print(base, freed, rss(), took)
+"""
+
+
+@pytest.mark.skipif(not Path("/proc/self/status").exists(), reason="glibc on Linux")
+def test_release_memory_gives_back_what_a_phase_freed_inside_the_heap():
+    """393 MB of small arrays freed below a live one stay in the process until
+    :func:`pipeline.parallel.release_memory` (malloc_trim) returns their pages."""
+    import os
+    import subprocess
+    import sys
+
+    done = subprocess.run([sys.executable, "-c", _RELEASE], capture_output=True, text=True,
+                          check=True, cwd=Path(__file__).resolve().parent.parent,
+                          env={k: v for k, v in os.environ.items() if not k.startswith("MALLOC")})
+    base, freed, after, took = done.stdout.split()
+    assert took == "True"
+    assert int(freed) - int(base) > 300e6, done.stdout  # held although freed
+    assert int(after) - int(base) < 50e6, done.stdout  # given back
+
+
 def test_a_day_too_large_to_hold_streams_with_the_same_content_and_stable_bytes(tables, tmp_path,
                                                                               monkeypatch):
     """Above IN_MEMORY_BYTES a day is computed, hashed and written a few hours at a time: the
