@@ -57,7 +57,11 @@ def tongyuan_build(config: Path, out: Path) -> tuple[float, str]:
     period = ["--period", PERIOD] if PERIOD else []
     t0 = time.perf_counter()
     done = subprocess.run([str(exe), "build", "--config", str(config), "--out", str(out),
-                           *period], check=True, capture_output=True, text=True)
+                           *period], capture_output=True, text=True)
+    if done.returncode:  # say why (a full disk, a failed check), not only the exit status
+        raise SystemExit(f"tongyuan build --out {out} failed (exit {done.returncode}), "
+                         f"{shutil.disk_usage(out.parent).free / 1e9:.1f} GB free there:\n"
+                         f"{done.stdout[-3000:]}{done.stderr[-3000:]}")
     return time.perf_counter() - t0, done.stdout
 
 
