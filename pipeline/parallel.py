@@ -31,6 +31,7 @@ from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from functools import lru_cache
 from typing import Any, TypeVar
 
 import pandas as pd
@@ -155,9 +156,20 @@ class RunStats:
 #: allocations up to 32 MB come from the heap (glibc's own ceiling when it adjusts this
 #: itself), and freed memory is given back once 64 MB of it sit at the top of the heap
 WORKER_MALLOC = {-3: 32 * 2**20, -1: 64 * 2**20}  # M_MMAP_THRESHOLD, M_TRIM_THRESHOLD
-_TUNED: list[bool] = []
 
 
+@lru_cache(maxsize=1)
+def _glibc() -> ctypes.CDLL | None:
+    """glibc, with the ``malloc`` controls :func:`tune_malloc` and :func:`release_memory`
+    call; None off glibc."""
+    try:
+        libc = ctypes.CDLL("libc.so.6")
+    except OSError:
+        return None
+    return libc if hasattr(libc, "mallopt") and hasattr(libc, "malloc_trim") else None
+
+
+@lru_cache(maxsize=1)
 def tune_malloc() -> bool:
     """Set :data:`WORKER_MALLOC` in this process, once; whether glibc took it.
 
@@ -168,13 +180,8 @@ def tune_malloc() -> bool:
     0.65 s in a plain process (``bench/day_task.py``). Called by each worker before its first
     day, so a ``tcp://`` cluster's workers get it too; a no-op off glibc.
     """
-    if not _TUNED:
-        try:
-            libc = ctypes.CDLL("libc.so.6")
-            _TUNED.append(all(libc.mallopt(k, v) == 1 for k, v in WORKER_MALLOC.items()))
-        except (OSError, AttributeError):  # not glibc
-            _TUNED.append(False)
-    return _TUNED[0]
+    libc = _glibc()
+    return libc is not None and all(libc.mallopt(k, v) == 1 for k, v in WORKER_MALLOC.items())
 
 
 def release_memory() -> bool:
@@ -184,10 +191,8 @@ def release_memory() -> bool:
     week the report started at 1.54 GB of which 0.45 GB was free memory held by ``malloc``,
     and peaked 0.3 GB lower with it given back. A no-op off glibc."""
     gc.collect()
-    try:
-        return bool(ctypes.CDLL("libc.so.6").malloc_trim(0))
-    except (OSError, AttributeError):  # not glibc
-        return False
+    libc = _glibc()
+    return libc is not None and bool(libc.malloc_trim(0))
 
 
 def _on_worker(fn: Callable[..., R], shared: Any, day: pd.Timestamp
