@@ -43,14 +43,18 @@ def test_read_regions_fills_codes_and_names_and_repairs(tmp_path):
 
 def test_weights_names_and_cells():
     r = regions(district_code=["1", "2"], name_en=["West", ""], name_zh=["西", "东"])
-    w = region_weights(GRID, r.to_crs("EPSG:4326"))
-    assert w.shape == (12, 2)
+    sparse = region_weights(GRID, r.to_crs("EPSG:4326"))
+    assert sparse.shape == (12, 2) and sparse.format == "csr"
+    w = sparse.toarray()
+    # only the (cell, region) pairs that share area are stored (here slivers of the reprojection)
+    assert sparse.nnz == np.count_nonzero(w) < w.size
     np.testing.assert_allclose(w[:, 0].reshape(3, 4)[:, :2], 1.0, atol=1e-6)
     np.testing.assert_allclose(w[:, 1].reshape(3, 4)[:, 2:], [[1, 1], [1, 1], [.5, .5]],
                                atol=1e-6)
     assert region_names(r) == ["West 西", "东"]
     cells = region_of_cells(region_weights(GRID, r), region_names(r))
     assert cells[0] == "West 西" and cells[3] == "东" and cells[11] == "东 (50%)"
+    assert region_of_cells(w, region_names(r)) == cells  # dense weights name the same
     assert region_of_cells(np.zeros((2, 0)), []) == [OUTSIDE, OUTSIDE]
 
 
@@ -58,6 +62,7 @@ def test_overlapping_regions_count_a_cell_once():
     r = gpd.GeoDataFrame({"district_code": ["a", "b"]}, geometry=[WEST, WEST], crs=CRS)
     w = region_weights(GRID, r)
     np.testing.assert_allclose(w.sum(axis=1).reshape(3, 4)[:, :2], 1.0)
+    np.testing.assert_allclose(w.toarray()[:6:4], 0.5)  # shared evenly
 
 
 def test_region_of_points():
@@ -75,7 +80,7 @@ def test_weights_take_inner_cells_whole_and_cut_only_the_crossed_ones():
     grid = Grid(crs=CRS, x0=300_000, y0=3_400_000, dx=100, dy=100, nx=40, ny=30, name="D")
     disc = shapely.Point(302_000, 3_401_500).buffer(1_200, quad_segs=64)
     w = region_weights(grid, gpd.GeoDataFrame({"district_code": ["d"]}, geometry=[disc],
-                                              crs=CRS))[:, 0]
+                                              crs=CRS)).toarray()[:, 0]
     cells = grid.cell_polygons()
     want = shapely.area(shapely.intersection(disc, cells)) / (grid.dx * grid.dy)
     np.testing.assert_allclose(w, want, rtol=1e-12, atol=0)
@@ -98,7 +103,8 @@ def test_weights_are_the_same_whatever_the_band_of_rows(monkeypatch, band_cells)
     whole = region_weights(grid, r)
     monkeypatch.setattr(grids.regions, "BAND_CELLS", band_cells)
     banded = region_weights(grid, r)
-    np.testing.assert_array_equal(banded, whole)
+    np.testing.assert_array_equal(banded.toarray(), whole.toarray())
+    banded = banded.toarray()
     cells = grid.cell_polygons()
     want = np.stack([shapely.area(shapely.intersection(d, cells)) for d in discs], axis=1)
     over = want.sum(axis=1) > grid.dx * grid.dy  # the overlap, scaled to sum to 1

@@ -55,7 +55,7 @@ def monthly_totals(data: BuildData) -> pd.DataFrame:
     pandas.DataFrame
         index month 1..12, columns species, tonnes.
     """
-    tot = data.annual.sum(dim=("y", "x"))  # (sector, species) kg
+    tot = data.sector_species_kg()  # (sector, species) kg
     f = data.factors.sel(sector=tot["sector"])
     fm = f.groupby("time.month").sum()  # (sector, month) or (month, sector)
     m = xr.dot(tot, fm, dim="sector").transpose("month", "species")
@@ -101,6 +101,9 @@ def hourly_city_totals(hourly_dir: Path, days: list[pd.Timestamp], species: list
             for sp in species:
                 if sp in nc.variables:  # 6 hours at a time: a 100 m day is 0.34 GB a species
                     v = nc[sp]
+                    # each hour's chunk is read once: no cache (its default, 64 MB a variable,
+                    # kept 17 species' last chunks until the file closed: 0.4 GB at 100 m)
+                    v.set_var_chunk_cache(size=1)
                     cols[sp] = np.concatenate([
                         np.einsum("tyx,yx->t", np.asarray(v[t:t + 6], np.float64), area)
                         for t in range(0, v.shape[0], 6)]) * SECONDS_PER_HOUR
@@ -112,7 +115,7 @@ def hourly_city_totals(hourly_dir: Path, days: list[pd.Timestamp], species: list
 
 def expected_hourly(data: BuildData, times: pd.DatetimeIndex, species: list[str]) -> pd.DataFrame:
     """City total per UTC hour [kg/h] from ``annual.nc``: Σ_sector total × factor."""
-    tot = data.annual.sel(species=species).sum(dim=("y", "x"))  # (sector, species)
+    tot = data.sector_species_kg().sel(species=species)  # (sector, species)
     f = data.factors.sel(sector=tot["sector"]).sel(time=times.to_numpy())
     e = xr.dot(f, tot, dim="sector").transpose("time", "species")
     return pd.DataFrame(e.to_numpy(), index=times, columns=species)
@@ -254,7 +257,7 @@ def _qa_block(items: list[tuple[bool | None, str]]) -> str:
 
 def _sector_species_table(data: BuildData) -> tuple[str, bool, float]:
     """Sector × species table in t/yr from annual.nc, and its agreement with the ledger."""
-    tot = data.annual.sum(dim=("y", "x")).to_pandas() / 1e3  # sector × species, t
+    tot = data.sector_species_kg().to_pandas() / 1e3  # sector × species, t
     species = data.species
     rows = [[s, *[fmt(tot.loc[s, sp]) for sp in species]] for s in tot.index
             if tot.loc[s].abs().sum() > 0]
