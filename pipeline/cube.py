@@ -102,6 +102,27 @@ def is_lazy(annual: xr.DataArray) -> bool:
     return is_dask_collection(annual.data)
 
 
+def stack_corrections(cems, species: str, divisor: np.ndarray
+                      ) -> tuple[np.ndarray, sp.csr_array] | tuple[None, None]:
+    """The measured stacks' corrections of ``species`` [kg per hour] (pairs × hours of
+    ``cems.correction``) and the sparse map of each pair to its cell, divided by ``divisor``
+    (cell area × seconds per hour): ``correction[:, hours].T @ to_cells`` is the flux to add.
+    None, None when no stack of the grid measures ``species`` (or no ``cems``).
+
+    One value per stack, not a grid per stack: a dense map was 14 MB a stack at 100 m, GBs for
+    a city's hundreds of measured stacks. Several stacks in one cell add up there."""
+    if cems is None:
+        return None, None
+    pairs = np.array([i for i, x in enumerate(cems.species) if x == species and cems.cells[i] >= 0],
+                     dtype=np.int64)
+    if not pairs.size:
+        return None, None
+    cells = np.asarray(cems.cells)[pairs]
+    to_cells = sp.csr_array((1.0 / divisor[cells], (np.arange(pairs.size), cells)),
+                            shape=(pairs.size, divisor.size))
+    return cems.correction[pairs], to_cells
+
+
 def hourly_cube(annual: xr.DataArray, factors: xr.DataArray, grid: Grid,
                 registry: SpeciesRegistry, cems=None, hours_per_chunk: int = 24) -> xr.Dataset:
     """Lazy (dask) hourly fluxes for the hours of ``factors``, in chunks of
@@ -122,14 +143,12 @@ def hourly_cube(annual: xr.DataArray, factors: xr.DataArray, grid: Grid,
         a_s = da.from_array(a[:, k].reshape(len(sectors), -1) / (area.ravel() * SECONDS_PER_HOUR),
                             chunks=-1)
         flux = da.tensordot(f_dask, a_s, axes=([0], [0]))
-        if cems is not None:
-            k = [i for i, sp in enumerate(cems.species) if sp == str(s) and cems.cells[i] >= 0]
-            if k:
-                onehot = np.zeros((len(k), grid.size))
-                onehot[np.arange(len(k)), cems.cells[k]] = 1.0
-                onehot /= area.ravel() * SECONDS_PER_HOUR
-                corr = da.from_array(cems.correction[k].T, chunks=(n, -1))
-                flux = flux + corr @ da.from_array(onehot, chunks=-1)
+        corr, to_cells = stack_corrections(cems, str(s), area.ravel() * SECONDS_PER_HOUR)
+        if corr is not None:
+            corr = da.from_array(corr.T, chunks=(n, -1))
+            flux = flux + corr.map_blocks(lambda c, m=to_cells: c @ m, dtype=np.float64,
+                                          chunks=(corr.chunks[0], (grid.size,)),
+                                          meta=np.empty((0, 0)))
         flux = flux.reshape(f.sizes["time"], grid.ny, grid.nx)
         flux = flux.rechunk((n, grid.ny, grid.nx))
         data_vars[str(s)] = (("time", "y", "x"), flux, _flux_attrs(registry, str(s)))
@@ -164,8 +183,8 @@ class _DayFlux:
     stacks' correction. An array-like for :func:`dask.array.from_array` (basic indexing)."""
 
     def __init__(self, f: np.ndarray, a_s: np.ndarray | _SpeciesRows, corr: np.ndarray | None,
-                 onehot: np.ndarray | None, shape: tuple[int, int, int]) -> None:
-        self.f, self.a_s, self.corr, self.onehot = f, a_s, corr, onehot
+                 to_cells: sp.csr_array | None, shape: tuple[int, int, int]) -> None:
+        self.f, self.a_s, self.corr, self.to_cells = f, a_s, corr, to_cells
         self.shape, self.dtype, self.ndim = shape, np.dtype("float64"), 3
 
     def __getitem__(self, key: tuple) -> np.ndarray:
@@ -174,7 +193,7 @@ class _DayFlux:
         a_s = self.a_s.rows() if isinstance(self.a_s, _SpeciesRows) else self.a_s
         flux = np.atleast_2d(self.f[:, hours].T @ a_s)
         if self.corr is not None:
-            flux = flux + np.atleast_2d(self.corr[:, hours].T @ self.onehot)
+            flux = flux + np.atleast_2d(self.corr[:, hours].T @ self.to_cells)
         out = flux.reshape(-1, *self.shape[1:])
         if np.ndim(hours) == 0:
             out = out[0]
@@ -202,17 +221,10 @@ def day_cube(annual: xr.DataArray, factors: xr.DataArray, grid: Grid,
     shape = (f.shape[1], grid.ny, grid.nx)
     data_vars = {}
     for k, s in enumerate(annual["species"].values):
-        corr = onehot = None
-        if cems is not None:
-            pairs = [i for i, sp in enumerate(cems.species) if sp == str(s) and cems.cells[i] >= 0]
-            if pairs:
-                onehot = np.zeros((len(pairs), grid.size))
-                onehot[np.arange(len(pairs)), cems.cells[pairs]] = 1.0
-                onehot /= area
-                corr = cems.correction[pairs]
+        corr, to_cells = stack_corrections(cems, str(s), area)
         a_s = (_SpeciesRows(a, k, area, slot) if isinstance(a, da.Array)
                else a[:, k].reshape(len(sectors), -1) / area)
-        flux = _DayFlux(f, a_s, corr, onehot, shape)
+        flux = _DayFlux(f, a_s, corr, to_cells, shape)
         lazy = da.from_array(flux, chunks=(hours_per_chunk, grid.ny, grid.nx), asarray=False,
                              name=f"flux-{s}-{id(flux):x}", meta=np.empty((0, 0, 0)))
         data_vars[str(s)] = (("time", "y", "x"), lazy, _flux_attrs(registry, str(s)))

@@ -132,3 +132,37 @@ def test_sparse_annual_indexes_like_the_dense_array(key):
     np.testing.assert_allclose(dense[1, 1].ravel(), matrix.toarray()[:, cols] @ e[cols, 1],
                                rtol=1e-15)
     assert not dense[3].any()
+
+
+def test_measured_stacks_add_their_correction_in_their_own_cells():
+    """Three measured pairs, two NOx stacks in one cell and an SO2 stack beyond the grid: each
+    correction [kg/h] lands in its stack's cell as a flux (÷ cell area · 3600), the two NOx
+    stacks' together, nothing elsewhere; the dask cube gives the same."""
+    from grids.grid import Grid
+    from pipeline.cems import Cems
+    from sources.species import load_species
+
+    registry = load_species("config/species.yaml")
+    grid = Grid(crs="EPSG:32651", x0=0, y0=0, dx=2_000, dy=1_000, nx=4, ny=3, name="g")
+    rng = np.random.default_rng(11)
+    annual = xr.DataArray(rng.random((2, 2, 3, 4)) * 1e6, dims=("sector", "species", "y", "x"),
+                          coords={"sector": ["power", "road"], "species": ["NOx", "SO2"],
+                                  "y": grid.y, "x": grid.x})
+    factors = xr.DataArray(rng.random((2, 24)) / 1e3, dims=("sector", "time"), coords={
+        "sector": ["power", "road"],
+        "time": pd.date_range("2024-07-01", periods=24, freq="h").to_numpy()})
+    correction = rng.normal(0.0, 5.0, (3, 24))
+    cems = Cems(table=pd.DataFrame(), src=np.array([0, 1, 2]), species=["NOx", "NOx", "SO2"],
+                sectors=["power"] * 3, cells=np.array([5, 5, -1]),
+                series=np.zeros((3, 24)), measured=np.zeros((3, 24), bool), correction=correction)
+    plain = cube.day_cube(annual, factors, grid, registry)
+    got = cube.day_cube(annual, factors, grid, registry, cems=cems)
+    added = (got["NOx"] - plain["NOx"]).to_numpy().reshape(24, -1)
+    want = (correction[0] + correction[1]) / (grid.cell_area_m2.ravel()[5] * 3600.0)
+    np.testing.assert_allclose(added[:, 5], want, rtol=1e-12)
+    assert not np.delete(added, 5, axis=1).any()  # no other cell
+    np.testing.assert_array_equal(got["SO2"].to_numpy(), plain["SO2"].to_numpy())  # beyond
+    corr, to_cells = cube.stack_corrections(cems, "NOx", grid.cell_area_m2.ravel() * 3600.0)
+    assert sp.issparse(to_cells) and to_cells.shape == (2, grid.size) and to_cells.nnz == 2
+    dask_cube = cube.hourly_cube(annual, factors, grid, registry, cems=cems)
+    np.testing.assert_allclose(got["NOx"].to_numpy(), dask_cube["NOx"].to_numpy(), rtol=1e-13)
