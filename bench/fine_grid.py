@@ -2,9 +2,11 @@
 
 The Shanghai demo with its grid refined from 1 km to 100 m (1300 × 1380 = 1.79 M cells, the
 same extent), written for 2024-07-01..07 with ``pipeline.run_build`` (no Prefect). Prints the
-time per step and the peak RSS of this process and of each worker, and ends with::
+time per step and the peak RSS of this process and of each worker (``peak_rss_mb``: the sum of
+those peaks, each at its own moment) and of all of them at once (``tree_peak_mb``,
+:mod:`tree_memory`), and ends with::
 
-    RESULT cells=… days=7 build_s=… write_s=… peak_rss_mb=…
+    RESULT cells=… days=7 build_s=… write_s=… peak_rss_mb=… tree_peak_mb=…
 """
 
 from __future__ import annotations
@@ -15,6 +17,8 @@ import re
 import shutil
 import tempfile
 from pathlib import Path
+
+from tree_memory import TreeRss  # bench/ is sys.path[0]
 
 from pipeline import open_build, run_build
 from pipeline.parallel import peak_rss_mb
@@ -47,8 +51,9 @@ def main() -> None:
     work = Path(tempfile.mkdtemp(prefix="tongyuan-fine-"))
     config = fine_config(args.config, work, args.factor)
     try:
-        r = run_build(config, out=work / "out", period=("2024-07-01", "2024-07-07"),
-                      scheduler="processes")
+        with TreeRss() as tree:
+            r = run_build(config, out=work / "out", period=("2024-07-01", "2024-07-07"),
+                          scheduler="processes")
         workers = r.writes.peak_rss_mb
         parent = peak_rss_mb()
         peak = parent + sum(v for k, v in workers.items() if k != "this process")
@@ -58,9 +63,12 @@ def main() -> None:
         print(f"\n{grid.nx} × {grid.ny} = {grid.size:,} cells, {len(r.files)} days, float32, "
               f"{size:,.0f} MB of day files; {r.seconds:.1f} s ({steps})")
         print(f"peak RSS: this process {parent:.0f} MB; day files on {r.writes.scheduler}, "
-              f"workers {', '.join(f'{v:.0f}' for v in workers.values())} MB")
+              f"workers {', '.join(f'{v:.0f}' for v in workers.values())} MB; the sum of "
+              f"those peaks {peak:.0f} MB, all processes at once {tree.peak_mb:.0f} MB "
+              f"({tree.peak_at:.0f} s into the build)")
         print(f"RESULT cells={grid.size} days={len(r.files)} build_s={r.seconds:.1f} "
-              f"write_s={r.timings['write']:.1f} peak_rss_mb={peak:.0f}")
+              f"write_s={r.timings['write']:.1f} peak_rss_mb={peak:.0f} "
+              f"tree_peak_mb={tree.peak_mb:.0f}")
     finally:
         config.unlink(missing_ok=True)
         shutil.rmtree(work, ignore_errors=True)

@@ -20,9 +20,11 @@ The builds run on a copy of the demo's configuration and data (the repository is
 touched). Medians over ``--repeat`` runs of each. Ends with one line::
 
     RESULT build_s=… floor_s=… bare_write_s=… ratio_floor=… ratio_bare=… peak_rss_mb=…
-           nochange_s=… one_input_s=… ratio_one_input_floor=…
+           tree_peak_mb=… nochange_s=… one_input_s=… ratio_one_input_floor=…
 
-where ``peak_rss_mb`` is the build's parent plus the sum of its workers' peaks.
+where ``peak_rss_mb`` is the build's parent plus the sum of its workers' peaks (each at its own
+moment: an upper bound) and ``tree_peak_mb`` the most the build's processes held at one moment
+(:mod:`tree_memory`).
 """
 
 from __future__ import annotations
@@ -43,12 +45,15 @@ from pathlib import Path
 import numpy as np
 import xarray as xr
 from incremental import scale_first_activity  # bench/ is sys.path[0]
+from tree_memory import TreeRss
 
 REPO = Path(__file__).resolve().parent.parent
 
 
 #: ``--period START:END`` of every build (a shorter check of the benchmark itself); None: the year
 PERIOD: str | None = None
+#: the last build's process tree at its fullest [MB] (:class:`tree_memory.TreeRss`)
+TREE_PEAK_MB = 0.0
 
 
 def tongyuan_build(config: Path, out: Path) -> tuple[float, str]:
@@ -56,18 +61,23 @@ def tongyuan_build(config: Path, out: Path) -> tuple[float, str]:
     exe = Path(sys.executable).with_name("tongyuan")
     period = ["--period", PERIOD] if PERIOD else []
     t0 = time.perf_counter()
-    done = subprocess.run([str(exe), "build", "--config", str(config), "--out", str(out),
-                           *period], capture_output=True, text=True)
-    if done.returncode:  # say why (a full disk, a failed check), not only the exit status
-        raise SystemExit(f"tongyuan build --out {out} failed (exit {done.returncode}), "
+    with subprocess.Popen([str(exe), "build", "--config", str(config), "--out", str(out),
+                           *period], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                          text=True) as proc, TreeRss(proc.pid) as tree:
+        stdout, stderr = proc.communicate()
+    global TREE_PEAK_MB
+    TREE_PEAK_MB = tree.peak_mb
+    if proc.returncode:  # say why (a full disk, a failed check), not only the exit status
+        raise SystemExit(f"tongyuan build --out {out} failed (exit {proc.returncode}), "
                          f"{shutil.disk_usage(out.parent).free / 1e9:.1f} GB free there:\n"
-                         f"{done.stdout[-3000:]}{done.stderr[-3000:]}")
-    return time.perf_counter() - t0, done.stdout
+                         f"{stdout[-3000:]}{stderr[-3000:]}")
+    return time.perf_counter() - t0, stdout
 
 
-def run_build(config: Path, out: Path) -> tuple[float, float, list[float], str, str]:
-    """Wall seconds, the parent's and each worker's peak RSS [MB], the scheduler and the
-    steps' seconds of one ``tongyuan build`` subprocess (read from its summary)."""
+def run_build(config: Path, out: Path) -> tuple[float, float, list[float], str, str, float]:
+    """Wall seconds, the parent's and each worker's peak RSS [MB], the scheduler, the steps'
+    seconds (read from its summary) and the process tree's peak [MB] of one ``tongyuan build``
+    subprocess."""
     seconds, stdout = tongyuan_build(config, out)
     steps = re.search(r"^  time:    (.*)$", stdout, re.M)
     busy = re.search(r"^  workers: (.*)$", stdout, re.M)
@@ -77,7 +87,7 @@ def run_build(config: Path, out: Path) -> tuple[float, float, list[float], str, 
         raise SystemExit(f"no memory line in the build's summary:\n{stdout[-2000:]}")
     workers = [float(v) for v in m.group(3).split(",")] if m.group(3) else []
     steps_ = (steps.group(1) if steps else "?") + (f"; workers {busy.group(1)}" if busy else "")
-    return seconds, float(m.group(1)), workers, m.group(2), steps_
+    return seconds, float(m.group(1)), workers, m.group(2), steps_, TREE_PEAK_MB
 
 
 def bare_write(days: list[xr.Dataset], n_days: int, target: Path) -> float:
@@ -143,15 +153,16 @@ def main() -> None:
     work = Path(tempfile.mkdtemp(prefix="tongyuan-bench-"))
     try:
         config = demo_copy(args.config, work)
-        builds, parents, worker_peaks, scheduler = [], [], [], ""
+        builds, parents, worker_peaks, trees, scheduler = [], [], [], [], ""
         for i in range(args.repeat):
-            s, parent, workers, scheduler, steps = run_build(config, work / f"build{i}")
+            s, parent, workers, scheduler, steps, tree = run_build(config, work / f"build{i}")
             builds.append(s)
             parents.append(parent)
             worker_peaks.append(workers)
+            trees.append(tree)
             print(f"build run {i + 1}: {s:.1f} s on {scheduler}; peak RSS parent {parent:.0f} "
-                  f"MB, workers {', '.join(f'{w:.0f}' for w in workers) or '-'} MB\n"
-                  f"  its steps: {steps}", flush=True)
+                  f"MB, workers {', '.join(f'{w:.0f}' for w in workers) or '-'} MB, all "
+                  f"processes at once {tree:.0f} MB\n  its steps: {steps}", flush=True)
             if i:
                 shutil.rmtree(work / f"build{i}")
         latest = "latest-period" if PERIOD else "latest"
@@ -199,10 +210,12 @@ def main() -> None:
               f"({one_s / floor_s:.2f} × the floor)")
         print(f"peak RSS: parent {max(parents):.0f} MB, workers "
               f"{', '.join(f'{w:.0f}' for w in worker_peaks[0]) or '-'} MB; "
-              f"parent + workers {peak:.0f} MB")
+              f"parent + workers {peak:.0f} MB (the sum of their own peaks); all processes at "
+              f"once {max(trees):.0f} MB (sampled every 0.2 s)")
         print(f"RESULT build_s={build_s:.1f} floor_s={floor_s:.1f} bare_write_s={bare_s:.1f} "
               f"ratio_floor={build_s / floor_s:.2f} ratio_bare={build_s / bare_s:.2f} "
-              f"peak_rss_mb={peak:.0f} nochange_s={nochange_s:.2f} one_input_s={one_s:.1f} "
+              f"peak_rss_mb={peak:.0f} tree_peak_mb={max(trees):.0f} "
+              f"nochange_s={nochange_s:.2f} one_input_s={one_s:.1f} "
               f"ratio_one_input_floor={one_s / floor_s:.2f}")
     finally:
         shutil.rmtree(work, ignore_errors=True)

@@ -62,8 +62,14 @@ class WriteContext:
     #: name. None: no cache.
     store: Path | None = None
     #: hours computed, hashed and written at a time: a worker holds a few hours of one
-    #: species, whatever the grid size
-    slab_hours: int = 6
+    #: species, whatever the grid size. Two: a 100 m worker day peaked at 962 MB (1119 MB with
+    #: six hours, each slab's flux, float32 copy and mass product 0.3 GB), no slower
+    slab_hours: int = 2
+    #: the file each day file starts from (:func:`pipeline.writers.netcdf_cf.write_static`,
+    #: :func:`write_days` writes it): then :attr:`static` need not travel to the workers
+    template: Path | None = None
+    #: :func:`static_digest` of the static variables (with :attr:`template`, in place of them)
+    static_digest: str | None = None
     #: :func:`stored_days` of :attr:`store`, listed once by the process that hands out the
     #: days (:func:`write_days`) and sent to the workers with the rest; None: listed per day
     stored: dict[str, Path] | None = None
@@ -102,14 +108,22 @@ def store_day(store: Path | None, content: str, path: Path, build_id: str,
         tmp.unlink(missing_ok=True)
 
 
+def static_digest(static: dict[str, Any]) -> str:
+    """sha256 of the static variables (names, dimensions, attributes, values) every day file
+    carries: part of each day's content hash, computed once per build."""
+    h = hashlib.sha256()
+    for name, (dims, values, attrs) in sorted(static.items()):
+        h.update(f"{name}{dims}{json.dumps(attrs, sort_keys=True, default=str)}".encode())
+        h.update(np.ascontiguousarray(values).tobytes())
+    return h.hexdigest()
+
+
 def _header(ctx: WriteContext, times: np.ndarray) -> hashlib._Hash:
     h = hashlib.sha256(json.dumps({"dtype": ctx.dtype, "complevel": ctx.complevel,
                                    "shuffle": ctx.shuffle, "year": ctx.year,
                                    "code": ctx.attrs.get("tongyuan_code_version")},
                                   sort_keys=True).encode())
-    for name, (dims, values, attrs) in sorted(ctx.static.items()):
-        h.update(f"{name}{dims}{json.dumps(attrs, sort_keys=True, default=str)}".encode())
-        h.update(np.ascontiguousarray(values).tobytes())
+    h.update((ctx.static_digest or static_digest(ctx.static)).encode())
     h.update(np.ascontiguousarray(times).tobytes())
     return h
 
@@ -154,7 +168,7 @@ class DayMeasure:
 
 
 def measure_day(day_ds: xr.Dataset, ctx: WriteContext, cell_area: np.ndarray,
-                slab_hours: int = 6) -> tuple[str, dict[str, float]]:
+                slab_hours: int = 2) -> tuple[str, dict[str, float]]:
     """The day's content hash and the mass each species' array carries [kg]
     (:class:`DayMeasure`), computed a few hours at a time (``slab_hours``): a lazy ``day_ds``
     is never held whole."""
@@ -205,7 +219,8 @@ def write_day_dataset(day_ds: xr.Dataset, key: str, ctx: WriteContext, cell_area
     ctx.hourly_dir.mkdir(parents=True, exist_ok=True)
     path = ctx.hourly_dir / f"{key}.nc"
     meta = WriteMeta(attrs=ctx.attrs, year=ctx.year, dtype=ctx.dtype, complevel=ctx.complevel,
-                     shuffle=ctx.shuffle, static=ctx.static, slab_hours=ctx.slab_hours)
+                     shuffle=ctx.shuffle, static=ctx.static, slab_hours=ctx.slab_hours,
+                     template=None if ctx.template is None else str(ctx.template))
     # a large day that nothing could replace (no previous build's day, an empty store) is
     # hashed and measured from its slabs as they are written: computed once, not twice
     once = (day_ds.nbytes > IN_MEMORY_BYTES and key not in ctx.previous and not stored
@@ -302,10 +317,25 @@ def write_days(inputs: DayInputs, days: list[pd.Timestamp], scheduler: str | Non
     (:func:`pipeline.parallel.map_days`); ``on_day(done, total)`` after each day. The files are
     the same bytes on every scheduler."""
     out = DaysWritten()
-    if inputs.ctx.stored is None:  # the store listed once here, not once per day
-        inputs = replace(inputs, ctx=replace(inputs.ctx, stored=stored_days(inputs.ctx.store)))
-    for got in map_days(write_day, inputs, days, scheduler, on_day, out.stats):
-        out.update(got)
+    ctx = inputs.ctx
+    if ctx.stored is None:  # the store listed once here, not once per day
+        ctx = replace(ctx, stored=stored_days(ctx.store))
+    template = None
+    if ctx.template is None and ctx.static is not None:
+        # the static variables written once, beside the hourly folder; every day starts as a
+        # copy of that file, and the workers get its name and digest instead of the arrays
+        template = ctx.hourly_dir.parent / f".static-{os.getpid()}.nc"
+        template.parent.mkdir(parents=True, exist_ok=True)
+        netcdf_cf.write_static(ctx.static, template)
+        ctx = replace(ctx, static=None, template=template,
+                      static_digest=static_digest(ctx.static))
+    try:
+        for got in map_days(write_day, replace(inputs, ctx=ctx), days, scheduler, on_day,
+                            out.stats):
+            out.update(got)
+    finally:
+        if template is not None:
+            template.unlink(missing_ok=True)
     return out
 
 

@@ -63,7 +63,7 @@ class WriteMeta:
     shuffle: bool = False
     #: CF: hours of a lazy (dask) species computed and written at a time: a writer holds
     #: this many hours of one species, whatever the grid size
-    slab_hours: int = 6
+    slab_hours: int = 2
     #: CF: called with each slab of a lazy species as it is written (species name, its hours at
     #: the file's dtype, in order), e.g. to hash and measure the day in the same pass; None:
     #: not called
@@ -72,6 +72,12 @@ class WriteMeta:
     #: :func:`pipeline.writers.netcdf_cf.static_coords` computes them once per build (None:
     #: computed from :attr:`grid`)
     static: Mapping[str, Any] | None = None
+    #: CF: a NetCDF file holding only those static variables
+    #: (:func:`pipeline.writers.netcdf_cf.write_static`): each day file starts as a copy of it
+    #: and the day is appended, so the writer needs neither :attr:`static` nor :attr:`grid`
+    #: (0.16 GB a worker on a 100 m city grid) and does not deflate the cell corners again
+    #: each day; None: the static variables are written with the day
+    template: str | None = None
     #: chemical mechanism of the model species (CMAQ FILEDESC, WRF-Chem TITLE)
     mechanism: str = ""
     #: model layer interfaces [m above ground], ascending from 0; a day with ``n`` layers (its

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import os
 import re
+import shutil
 from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 from typing import Any
@@ -105,6 +106,16 @@ def with_static(ds: xr.Dataset, static: Mapping[str, Any],
     return ds
 
 
+def write_static(static: Mapping[str, Any], path: str | Path) -> None:
+    """The file every day file of a build starts from (:attr:`WriteMeta.template`): the
+    :func:`static_coords` ``static`` alone, encoded as :func:`write` encodes them, written
+    atomically."""
+    path = Path(path)
+    tmp = path.with_name(f".{path.name}.tmp")
+    with_static(xr.Dataset(), static).to_netcdf(tmp, engine="netcdf4", format="NETCDF4")
+    os.replace(tmp, path)
+
+
 def _time_bounds(ds: xr.Dataset, encoding: dict[str, dict[str, Any]], long_name: str) -> None:
     """CF attributes of the hourly ``time`` axis of ``ds`` (labels the start of each UTC
     hour) and its bounds ``time_bnds`` = [t, t + 1 h], encoded as ``time`` is."""
@@ -142,10 +153,12 @@ def write(day: xr.Dataset, path: str | Path, meta: WriteMeta) -> None:
     path = Path(path)
     dtype, complevel = meta.dtype, meta.complevel
     year = meta.year if meta.year is not None else pd.Timestamp(day["time"].values[0]).year
-    static = meta.static if meta.static is not None else static_coords(meta.grid)
     ds = _in_cf_units(day.copy())
     species = list(ds.data_vars)
-    ds = with_static(ds, static)
+    if meta.template is None:
+        ds = with_static(ds, meta.static if meta.static is not None else static_coords(meta.grid))
+    else:  # the template has them (x and y with their attributes): the day is appended
+        ds = ds.drop_vars([c for c in ("x", "y") if c in ds.coords])
     ds.attrs = {"Conventions": CONVENTIONS, **meta.attrs}
     ny, nx = ds.sizes["y"], ds.sizes["x"]
     encoding: dict[str, dict[str, Any]] = {
@@ -157,7 +170,10 @@ def write(day: xr.Dataset, path: str | Path, meta: WriteMeta) -> None:
     _time_bounds(ds, encoding, "start of the hourly emission interval (UTC)")
     tmp = path.with_name(f".{path.name}.tmp")
     lazy = [v for v in species if is_dask_collection(ds[v].data)]
-    ds.drop_vars(lazy).to_netcdf(tmp, engine="netcdf4", format="NETCDF4",
+    if meta.template is not None:
+        shutil.copyfile(meta.template, tmp)
+    ds.drop_vars(lazy).to_netcdf(tmp, mode="w" if meta.template is None else "a",
+                                 engine="netcdf4", format="NETCDF4",
                                  encoding={k: e for k, e in encoding.items() if k not in lazy})
     if lazy:
         _stream(tmp, ds, lazy, encoding, meta.slab_hours, meta.on_slab)
