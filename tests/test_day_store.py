@@ -370,3 +370,37 @@ def test_the_manifest_takes_the_sha256_measured_when_a_day_was_written(tmp_path)
     os.utime(day, ns=(measured.mtime_ns + 10**9, measured.mtime_ns + 10**9))
     write_manifest(build, m, {str(day): marked})
     assert read_manifest(build).files["hourly/20240301.nc"].sha256 == sha256_file(day)
+
+
+def test_days_start_from_one_file_of_the_static_variables(tables, tmp_path, monkeypatch):
+    """write_days writes the static variables once and each day as a copy of that file with
+    the day appended: the workers get its name and digest, not the arrays. The day reads back
+    as the day written whole with its coordinates (same variables, values, attributes and
+    content hash), and the file is gone afterwards."""
+    from pipeline import day_store
+    from pipeline.day_store import write_day, write_days
+
+    day = pd.Timestamp("2024-03-09")
+    whole = write_day(_inputs(tables, tmp_path / "whole"), day)  # static written with the day
+    sent = []
+    real = day_store.map_days
+    monkeypatch.setattr(day_store, "map_days", lambda fn, shared, *a: sent.append(shared.ctx)
+                        or real(fn, shared, *a))
+    appended = write_days(_inputs(tables, tmp_path / "out" / "hourly"), [day], "synchronous")
+    ctx = sent[0]
+    assert ctx.static is None and ctx.template.name.startswith(".static-")
+    assert ctx.static_digest == day_store.static_digest(static_coords(tables.grid))
+    assert not ctx.template.exists() and sorted(p.name for p in (tmp_path / "out").iterdir()) \
+        == ["hourly"]
+    assert appended.content == whole.content  # the same content hash
+    a, b = Path(whole.files[0]), Path(appended.files[0])
+    with xr.open_dataset(a, decode_coords="all") as x, \
+            xr.open_dataset(b, decode_coords="all") as y:
+        assert set(x.variables) == set(y.variables) and "lon_bnds" in y and "CO2" in y
+        xr.testing.assert_identical(x.drop_attrs(deep=False), y.drop_attrs(deep=False))
+        assert x.attrs == y.attrs
+    with netCDF4.Dataset(a) as x, netCDF4.Dataset(b) as y:
+        for v in x.variables:  # the file's own encoding too: chunks, deflate, attributes
+            assert x[v].chunking() == y[v].chunking() and x[v].filters() == y[v].filters(), v
+            assert {k: str(x[v].getncattr(k)) for k in x[v].ncattrs()} == \
+                {k: str(y[v].getncattr(k)) for k in y[v].ncattrs()}, v
