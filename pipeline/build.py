@@ -467,6 +467,7 @@ def write_and_publish(state: BuildState, out: Path, publication: Publication,
             period=s.cfg.output.period, inputs={m.name: m.sha256 for m in s.metas},
             day_content=days.content, reused_days=days.reused, fingerprint=pub.fingerprint,
             cache_files=s.cache_files, scenario=pub.scenario), days.hashed)
+        ctx = None  # its static coordinates (0.16 GB at 100 m) are written; not the report's
         release_memory()  # before the report, the parent's largest step on a large grid
         reported = runner.run("report", write_build_report, staging, s.cfg.boundaries)
         if pub.pages is not None:
