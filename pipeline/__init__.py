@@ -29,7 +29,7 @@ _EXPORTS = {
     "run_scenario_build": "pipeline.build",
     "prepare": "pipeline.build",
     "write_and_publish": "pipeline.build",
-    "up_to_date": "pipeline.build",
+    "up_to_date": "pipeline.provenance",
     "BuildState": "pipeline.build",
     "BuildResult": "pipeline.build",
     "write_days": "pipeline.day_store",

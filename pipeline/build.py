@@ -31,6 +31,7 @@ from pipeline import model_ready
 from pipeline.cems import Cems, read_cems
 from pipeline.checks import Finding, findings_frame, raise_on_errors
 from pipeline.config import BuildConfig, load_config
+from pipeline.config import build_overrides as _overrides
 from pipeline.day_store import DayInputs, DaysWritten, WriteContext, previous_days, write_days
 from pipeline.ledger import FLOAT32_RTOL, RTOL, Ledger, check_balance
 from pipeline.parallel import RunStats, keep_workers, release_memory
@@ -42,7 +43,9 @@ from pipeline.provenance import (
     provenance_attrs,
     read_key,
     start_build,
+    up_to_date,  # noqa: F401 - part of this module's interface
 )
+from pipeline.provenance import pointer_name as _pointer
 from pipeline.publish import (
     Manifest,
     ScenarioInfo,
@@ -50,7 +53,6 @@ from pipeline.publish import (
     build_lock,
     discard,
     disk_full,
-    has_manifest,
     prune,
     prune_cache,
     prune_day_store,
@@ -59,7 +61,6 @@ from pipeline.publish import (
     record_changes,
     staging_dir,
     sweep_stale,
-    verify_build,
     write_local_record,
     write_manifest,
 )
@@ -281,10 +282,6 @@ class Publication:
     pages: Callable[[Path], str] | None = None
 
 
-def _pointer(cfg: BuildConfig, base: str = "latest") -> str:
-    return base if cfg.output.period is None else f"{base}-period"
-
-
 def read_all_inputs(cfg: BuildConfig, tables: Tables, runner: Runner,
                     clock: Stopwatch | None = None) -> tuple[BuildState, list[str]]:
     """Every input read and its emissions computed, each input on its own and each step
@@ -501,30 +498,6 @@ def write_and_publish(state: BuildState, out: Path, publication: Publication,
         cmaq_desid=s.cfg.output.cmaq_namelists, model_lines=list(s.model_lines))
 
 
-#: keyword overrides of :func:`run_build` → the config keys they set
-OVERRIDES = {"out": "output.dir", "year": "year", "period": "output.period",
-             "scheduler": ("allocation.scheduler", "output.scheduler"),
-             "formats": "output.formats", "mechanism": "output.mechanism",
-             "emiss_opt": "output.wrfchem.emiss_opt", "kemit": "output.wrfchem.kemit",
-             "cmaq_streams": "output.cmaq.streams"}
-
-
-def _overrides(overrides: dict[str, Any]) -> dict[str, Any]:
-    unknown = sorted(set(overrides) - set(OVERRIDES))
-    if unknown:
-        raise ConfigError(f"unknown build override(s) {unknown}; known: {sorted(OVERRIDES)}")
-    out: dict[str, Any] = {}
-    for key, value in overrides.items():
-        for target in (OVERRIDES[key] if isinstance(OVERRIDES[key], tuple)
-                       else (OVERRIDES[key],)):
-            out[target] = value
-    if out.get("output.period") is not None:
-        out["output.period"] = list(out["output.period"])
-    if out.get("output.dir") is not None:
-        out["output.dir"] = str(out["output.dir"])
-    return out
-
-
 def run_build(config: str | Path, runner: Runner | None = None, **overrides: Any) -> BuildResult:
     """The whole build, published: read → emissions → checks → allocation → time → CEMS →
     hourly files and model formats → ledger, tables, ``annual.nc``, report → manifest → atomic
@@ -566,27 +539,6 @@ def run_build(config: str | Path, runner: Runner | None = None, **overrides: Any
                 else totals_markdown(build_id, result.totals))
     runner.artifact("build-summary", markdown, f"Tongyuan build {build_id}")
     return result
-
-
-def up_to_date(config: str | Path, *, verify: bool = False,
-               **overrides: Any) -> Manifest | None:
-    """The manifest of the published build (under ``latest``, or ``latest-period`` for a
-    period build) whose input fingerprint equals the configuration's now (with the same
-    ``overrides`` as :func:`run_build`): a build would publish the same inventory again.
-    None when something changed or nothing is published, and, with ``verify``, when a file of
-    the build differs from its manifest (the problems are printed): rebuilding then writes the
-    broken days again, since a day is reused only while its sha256 matches."""
-    cfg = load_config(config, _overrides(overrides))
-    pointer = Path(cfg.output.dir) / _pointer(cfg)
-    if not (pointer.is_symlink() and has_manifest(pointer)):
-        return None
-    manifest = read_manifest(pointer)
-    if manifest.fingerprint != input_fingerprint(cfg):
-        return None
-    problems = verify_build(pointer.resolve()) if verify else []
-    for problem in problems:
-        print(f"published build is damaged: {problem}")
-    return None if problems else manifest
 
 
 def run_scenario_build(scenario_path: str | Path, runner: Runner | None = None,

@@ -625,3 +625,28 @@ def config_hash(cfg: BuildConfig) -> str:
         if p.exists():
             h.update(p.read_bytes())
     return h.hexdigest()
+
+
+#: keyword overrides of :func:`pipeline.build.run_build` → the config keys they set
+OVERRIDES = {"out": "output.dir", "year": "year", "period": "output.period",
+             "scheduler": ("allocation.scheduler", "output.scheduler"),
+             "formats": "output.formats", "mechanism": "output.mechanism",
+             "emiss_opt": "output.wrfchem.emiss_opt", "kemit": "output.wrfchem.kemit",
+             "cmaq_streams": "output.cmaq.streams"}
+
+
+def build_overrides(overrides: dict[str, Any]) -> dict[str, Any]:
+    """The config keys (:data:`OVERRIDES`) the keyword overrides of a build set."""
+    unknown = sorted(set(overrides) - set(OVERRIDES))
+    if unknown:
+        raise ConfigError(f"unknown build override(s) {unknown}; known: {sorted(OVERRIDES)}")
+    out: dict[str, Any] = {}
+    for key, value in overrides.items():
+        for target in (OVERRIDES[key] if isinstance(OVERRIDES[key], tuple)
+                       else (OVERRIDES[key],)):
+            out[target] = value
+    if out.get("output.period") is not None:
+        out["output.period"] = list(out["output.period"])
+    if out.get("output.dir") is not None:
+        out["output.dir"] = str(out["output.dir"])
+    return out

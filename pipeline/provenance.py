@@ -13,7 +13,8 @@ from typing import TYPE_CHECKING, Any
 
 from grids.grid import Grid
 from pipeline import __version__
-from pipeline.config import BuildConfig, InputConfig, config_hash
+from pipeline.config import BuildConfig, InputConfig, build_overrides, config_hash, load_config
+from pipeline.publish import Manifest, has_manifest, read_manifest, verify_build
 from sources.files import digest, frame_digest, sha256_file, sha256_or_missing
 from sources.readers import InputMeta
 
@@ -133,3 +134,31 @@ def start_build(cfg: BuildConfig) -> tuple[str, str]:
     """(build id, config hash)."""
     h = config_hash(cfg)
     return new_build_id(h), h
+
+
+def pointer_name(cfg: BuildConfig, base: str = "latest") -> str:
+    """The pointer a build of ``cfg`` publishes under: ``base``, or ``<base>-period`` for a
+    period build."""
+    return base if cfg.output.period is None else f"{base}-period"
+
+
+def up_to_date(config: str | Path, *, verify: bool = False,
+               **overrides: Any) -> Manifest | None:
+    """The manifest of the published build (under ``latest``, or ``latest-period`` for a
+    period build) whose input fingerprint equals the configuration's now (with the same
+    ``overrides`` as :func:`pipeline.build.run_build`): a build would publish the same
+    inventory again.
+    None when something changed or nothing is published, and, with ``verify``, when a file of
+    the build differs from its manifest (the problems are printed): rebuilding then writes the
+    broken days again, since a day is reused only while its sha256 matches."""
+    cfg = load_config(config, build_overrides(overrides))
+    pointer = Path(cfg.output.dir) / pointer_name(cfg)
+    if not (pointer.is_symlink() and has_manifest(pointer)):
+        return None
+    manifest = read_manifest(pointer)
+    if manifest.fingerprint != input_fingerprint(cfg):
+        return None
+    problems = verify_build(pointer.resolve()) if verify else []
+    for problem in problems:
+        print(f"published build is damaged: {problem}")
+    return None if problems else manifest

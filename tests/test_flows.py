@@ -2,6 +2,8 @@
 the CLI, caching, nightly regeneration, retries, kills and resume."""
 
 import json
+import subprocess
+import sys
 from pathlib import Path
 
 import netCDF4
@@ -596,6 +598,12 @@ def test_cli_build_with_nothing_changed_publishes_nothing(world, tmp_path, capsy
     said = capsys.readouterr().out
     assert f"nothing to do: build {first} is current" in said and "--force rebuilds" in said
     assert (out / "latest-period").resolve().name == first
+    # saying so imports neither Prefect nor Dask's cluster nor the report's matplotlib
+    probe = (f"import sys; from pipeline.cli import main; code = main({args!r}); print(code, "
+             "sorted(m for m in ('prefect', 'distributed', 'matplotlib') if m in sys.modules))")
+    done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True,
+                          timeout=120)
+    assert "nothing to do" in done.stdout and done.stdout.strip().endswith("0 []"), done
     assert main([*args, "--force"]) == 0
     forced = (out / "latest-period").resolve().name
     assert forced != first
