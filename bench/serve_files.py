@@ -30,6 +30,7 @@ import time
 from pathlib import Path
 
 import httpx
+from tree_memory import tree_rss_mb  # bench/ is sys.path[0]
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -56,24 +57,6 @@ SUBSET_WINDOWS = [("2024-03-01T00", "2024-03-02T23"), ("2024-03-01T20", "2024-03
                   ("2024-03-02T05", "2024-03-02T05")]
 
 
-def rss_mb(pid: int) -> float:
-    """Resident memory of a process and its children (the subset workers) [MB]."""
-    import psutil
-
-    try:
-        p = psutil.Process(pid)
-        procs = [p, *p.children(recursive=True)]
-    except psutil.Error:
-        return 0.0
-    total = 0
-    for q in procs:
-        try:
-            total += q.memory_info().rss
-        except psutil.Error:
-            pass
-    return total / 2**20
-
-
 async def run_subsets(url: str, n: int, concurrency: int, seed: int, pid: int) -> dict:
     import netCDF4
 
@@ -88,12 +71,12 @@ async def run_subsets(url: str, n: int, concurrency: int, seed: int, pid: int) -
         jobs.append(params)
     latencies: list[float] = []
     errors = refused = 0
-    rss = [rss_mb(pid)]
+    rss = [tree_rss_mb(pid)]
     done = asyncio.Event()
 
     async def sample() -> None:
         while not done.is_set():
-            rss.append(rss_mb(pid))
+            rss.append(tree_rss_mb(pid))
             await asyncio.sleep(0.1)
 
     async with httpx.AsyncClient(base_url=url, timeout=300,
@@ -132,7 +115,7 @@ async def run_subsets(url: str, n: int, concurrency: int, seed: int, pid: int) -
     q = statistics.quantiles(latencies, n=100)
     return {"subsets": n, "subset_errors": errors, "refused_503": refused, "p50_ms": q[49],
             "p99_ms": q[98], "max_ms": max(latencies), "wall_s": wall,
-            "rss_start_mb": rss[0], "rss_peak_mb": max(rss), "rss_end_mb": rss_mb(pid)}
+            "rss_start_mb": rss[0], "rss_peak_mb": max(rss), "rss_end_mb": tree_rss_mb(pid)}
 
 
 async def run(url: str, out: Path, n: int, concurrency: int, seed: int) -> dict:

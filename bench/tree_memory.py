@@ -17,6 +17,23 @@ import time
 import psutil
 
 
+def tree_rss_mb(pid: int) -> float:
+    """Resident memory of process ``pid`` and of all its descendants now [MB] (0 once it has
+    ended)."""
+    try:
+        root = psutil.Process(pid)
+        procs = [root, *root.children(recursive=True)]
+    except psutil.Error:
+        return 0.0
+    total = 0
+    for p in procs:
+        try:
+            total += p.memory_info().rss
+        except psutil.Error:  # a worker that ended between the two calls
+            pass
+    return total / 2**20
+
+
 class TreeRss:
     """``with TreeRss(pid) as t: ...`` then ``t.peak_mb`` (largest sum of the resident sets of
     ``pid`` and its descendants) and ``t.peak_at`` (seconds after the start)."""
@@ -27,25 +44,10 @@ class TreeRss:
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True)
 
-    def sample(self) -> float:
-        """The tree's resident memory now [MB] (0 once the process has ended)."""
-        try:
-            root = psutil.Process(self.pid)
-            procs = [root, *root.children(recursive=True)]
-        except psutil.NoSuchProcess:
-            return 0.0
-        total = 0
-        for p in procs:
-            try:
-                total += p.memory_info().rss
-            except psutil.NoSuchProcess:  # a worker that ended between the two calls
-                pass
-        return total / 2**20
-
     def _run(self) -> None:
         t0 = time.perf_counter()
         while not self._stop.is_set():
-            mb = self.sample()
+            mb = tree_rss_mb(self.pid)
             self.samples += 1
             if mb > self.peak_mb:
                 self.peak_mb, self.peak_at = mb, time.perf_counter() - t0
