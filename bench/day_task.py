@@ -92,7 +92,7 @@ def profile_day_task(config: Path, work: Path) -> dict[str, object]:
     (:func:`pipeline.parallel.tune_malloc`), the pickled size of the day inputs [MB] and the
     profile's top lines."""
     from pipeline.build import prepare
-    from pipeline.day_store import DayInputs, WriteContext, write_day
+    from pipeline.day_store import DayInputs, WriteContext, static_template, write_day
     from pipeline.provenance import provenance_attrs
     from pipeline.writers.netcdf_cf import static_coords
 
@@ -104,6 +104,7 @@ def profile_day_task(config: Path, work: Path) -> dict[str, object]:
                        year=state.cfg.year, dtype=state.cfg.output.dtype,
                        complevel=state.cfg.output.complevel, shuffle=state.cfg.output.shuffle,
                        store=work / "store", stored={})
+    ctx = static_template(ctx)  # as write_days gives it to the workers
     inputs = DayInputs(annual=state.annual, factors=state.factors, grid=grid,
                        registry=state.tables.registry, cems=state.cems, ctx=ctx)
     inputs_mb = len(pickle.dumps(inputs)) / 1e6

@@ -311,6 +311,16 @@ def write_day(inputs: DayInputs, day: pd.Timestamp) -> DaysWritten:
                              inputs.grid.cell_area_m2, stored)
 
 
+def static_template(ctx: WriteContext) -> WriteContext:
+    """``ctx`` as the workers get it: its static variables written once, to a file beside the
+    hourly folder that every day file starts as a copy of, and that file's name and digest in
+    place of the arrays. The caller removes ``ctx.template`` once the days are written."""
+    template = ctx.hourly_dir.parent / f".static-{os.getpid()}.nc"
+    template.parent.mkdir(parents=True, exist_ok=True)
+    netcdf_cf.write_static(ctx.static, template)
+    return replace(ctx, static=None, template=template, static_digest=static_digest(ctx.static))
+
+
 def write_days(inputs: DayInputs, days: list[pd.Timestamp], scheduler: str | None = "auto",
                on_day: Callable[[int, int], None] | None = None) -> DaysWritten:
     """Write the hourly files of ``days``, each an independent task on ``scheduler``
@@ -322,13 +332,8 @@ def write_days(inputs: DayInputs, days: list[pd.Timestamp], scheduler: str | Non
         ctx = replace(ctx, stored=stored_days(ctx.store))
     template = None
     if ctx.template is None and ctx.static is not None:
-        # the static variables written once, beside the hourly folder; every day starts as a
-        # copy of that file, and the workers get its name and digest instead of the arrays
-        template = ctx.hourly_dir.parent / f".static-{os.getpid()}.nc"
-        template.parent.mkdir(parents=True, exist_ok=True)
-        netcdf_cf.write_static(ctx.static, template)
-        ctx = replace(ctx, static=None, template=template,
-                      static_digest=static_digest(ctx.static))
+        ctx = static_template(ctx)
+        template = ctx.template
     try:
         for got in map_days(write_day, replace(inputs, ctx=ctx), days, scheduler, on_day,
                             out.stats):
