@@ -52,12 +52,11 @@ REPO = Path(__file__).resolve().parent.parent
 
 #: ``--period START:END`` of every build (a shorter check of the benchmark itself); None: the year
 PERIOD: str | None = None
-#: the last build's process tree at its fullest [MB] (:class:`tree_memory.TreeRss`)
-TREE_PEAK_MB = 0.0
 
 
-def tongyuan_build(config: Path, out: Path) -> tuple[float, str]:
-    """Wall seconds and standard output of one ``tongyuan build`` subprocess."""
+def tongyuan_build(config: Path, out: Path) -> tuple[float, str, float]:
+    """Wall seconds, standard output and the process tree's peak [MB]
+    (:class:`tree_memory.TreeRss`) of one ``tongyuan build`` subprocess."""
     exe = Path(sys.executable).with_name("tongyuan")
     period = ["--period", PERIOD] if PERIOD else []
     t0 = time.perf_counter()
@@ -65,20 +64,18 @@ def tongyuan_build(config: Path, out: Path) -> tuple[float, str]:
                            *period], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                           text=True) as proc, TreeRss(proc.pid) as tree:
         stdout, stderr = proc.communicate()
-    global TREE_PEAK_MB
-    TREE_PEAK_MB = tree.peak_mb
     if proc.returncode:  # say why (a full disk, a failed check), not only the exit status
         raise SystemExit(f"tongyuan build --out {out} failed (exit {proc.returncode}), "
                          f"{shutil.disk_usage(out.parent).free / 1e9:.1f} GB free there:\n"
                          f"{stdout[-3000:]}{stderr[-3000:]}")
-    return time.perf_counter() - t0, stdout
+    return time.perf_counter() - t0, stdout, tree.peak_mb
 
 
 def run_build(config: Path, out: Path) -> tuple[float, float, list[float], str, str, float]:
     """Wall seconds, the parent's and each worker's peak RSS [MB], the scheduler, the steps'
     seconds (read from its summary) and the process tree's peak [MB] of one ``tongyuan build``
     subprocess."""
-    seconds, stdout = tongyuan_build(config, out)
+    seconds, stdout, tree_peak = tongyuan_build(config, out)
     steps = re.search(r"^  time:    (.*)$", stdout, re.M)
     busy = re.search(r"^  workers: (.*)$", stdout, re.M)
     m = re.search(r"memory:  peak (\d+) MB in this process; day files written on (\S+?)"
@@ -87,7 +84,7 @@ def run_build(config: Path, out: Path) -> tuple[float, float, list[float], str, 
         raise SystemExit(f"no memory line in the build's summary:\n{stdout[-2000:]}")
     workers = [float(v) for v in m.group(3).split(",")] if m.group(3) else []
     steps_ = (steps.group(1) if steps else "?") + (f"; workers {busy.group(1)}" if busy else "")
-    return seconds, float(m.group(1)), workers, m.group(2), steps_, TREE_PEAK_MB
+    return seconds, float(m.group(1)), workers, m.group(2), steps_, tree_peak
 
 
 def bare_write(days: list[xr.Dataset], n_days: int, target: Path) -> float:
@@ -186,7 +183,7 @@ def main() -> None:
                   f"{floor[-1]:.1f} s", flush=True)
         nochange, one_input = [], []
         for i in range(args.repeat):
-            s, stdout = tongyuan_build(config, work / "build0")
+            s, stdout, _ = tongyuan_build(config, work / "build0")
             if "nothing to do" not in stdout:
                 raise SystemExit(f"an unchanged build did not say so:\n{stdout[-2000:]}")
             nochange.append(s)
@@ -195,7 +192,7 @@ def main() -> None:
         original = stacks.read_text(encoding="utf-8")
         for i in range(args.repeat):
             scale_first_activity(stacks, original, 1.1 + 0.1 * i)
-            s, stdout = tongyuan_build(config, work / "build0")
+            s, stdout, _ = tongyuan_build(config, work / "build0")
             one_input.append(s)
             print(f"one changed input, run {i + 1}: {s:.1f} s", flush=True)
         build_s, bare_s, floor_s, nochange_s, one_s = (

@@ -109,7 +109,7 @@ def region_weights(grid: Grid, regions: gpd.GeoDataFrame) -> sp.csr_array:
     total = w.sum(axis=1)
     over = total > 1.0
     if over.any():
-        w.data /= np.where(over, total, 1.0)[np.repeat(np.arange(grid.size), np.diff(w.indptr))]
+        w.data /= np.repeat(np.where(over, total, 1.0), np.diff(w.indptr))  # row by row
     return w
 
 
