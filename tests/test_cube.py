@@ -166,3 +166,37 @@ def test_measured_stacks_add_their_correction_in_their_own_cells():
     assert sp.issparse(to_cells) and to_cells.shape == (2, grid.size) and to_cells.nnz == 2
     dask_cube = cube.hourly_cube(annual, factors, grid, registry, cems=cems)
     np.testing.assert_allclose(got["NOx"].to_numpy(), dask_cube["NOx"].to_numpy(), rtol=1e-13)
+
+
+def test_lazy_day_fluxes_come_from_the_matrix_and_are_the_dense_grids(tables, monkeypatch):
+    """A day of the lazy grid is computed from its :class:`cube.SparseAnnual` directly (not
+    through dask), in two-hour slabs, one species' rows reused for the next, a sector without
+    emissions in these hours left out: the dense grid's values to the bit, each of the other
+    sectors' blocks made once per species. A selection of the lazy grid has no matrix of its
+    own: None."""
+    from pipeline.temporal import temporal_factors
+
+    dense, lazy = _grids(tables, monkeypatch)
+    source = cube.sparse_source(lazy)
+    assert isinstance(source, cube.SparseAnnual) and source.shape == lazy.shape
+    assert cube.sparse_source(lazy.isel(sector=slice(0, 2))) is None
+    factors = temporal_factors(tables.sectors, tables.profiles, 2024, "Asia/Shanghai", True)
+    day = factors.isel(time=slice(24 * 70, 24 * 71)).copy()
+    day.loc[{"sector": day["sector"].values[1]}] = 0.0  # a sector with sources, idle today
+    want = cube.day_cube(dense, day, tables.grid, tables.registry, hours_per_chunk=2)
+    got = cube.day_cube(lazy, day, tables.grid, tables.registry, hours_per_chunk=2)
+    assert got[list(got.data_vars)[0]].data.chunks[0] == (2,) * 12
+    calls = []
+    monkeypatch.setattr(cube.SparseAnnual, "block",
+                        lambda self, i, k, f=cube.SparseAnnual.block: calls.append(i) or f(
+                            self, i, k))
+
+    def through_dask(self, key):
+        raise AssertionError(f"a chunk computed through dask: {key}")
+
+    monkeypatch.setattr(cube.SparseAnnual, "__getitem__", through_dask)
+    for name in want.data_vars:  # species after species, as the writers go
+        np.testing.assert_array_equal(got[name].to_numpy(), want[name].to_numpy())
+        assert float(want[name].sum()) > 0
+    n = len(day["sector"])
+    assert 1 not in calls and len(calls) == (n - 1) * len(want.data_vars)
