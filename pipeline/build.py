@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -32,7 +32,14 @@ from pipeline.cems import Cems, read_cems
 from pipeline.checks import Finding, findings_frame, raise_on_errors
 from pipeline.config import BuildConfig, load_config
 from pipeline.config import build_overrides as _overrides
-from pipeline.day_store import DayInputs, DaysWritten, WriteContext, previous_days, write_days
+from pipeline.day_store import (
+    DayInputs,
+    DaysWritten,
+    WriteContext,
+    previous_days,
+    static_template,
+    write_days,
+)
 from pipeline.ledger import FLOAT32_RTOL, RTOL, Ledger, check_balance
 from pipeline.parallel import RunStats, keep_workers, release_memory
 from pipeline.provenance import (
@@ -441,7 +448,17 @@ def write_and_publish(state: BuildState, out: Path, publication: Publication,
                            year=s.cfg.year, dtype=s.cfg.output.dtype,
                            complevel=s.cfg.output.complevel, shuffle=s.cfg.output.shuffle,
                            previous=previous_days(out / pub.pointer), store=store)
-        days = _write_files(s, staging, ctx, runner)
+        # the static variables go to the file every day file starts from, and this process
+        # holds none of them while the days are written (0.16 GB at 100 m); made again after
+        # (1.2 s at 100 m) for annual.nc and the other files
+        ctx = static_template(ctx)
+        template = ctx.template
+        try:
+            days = _write_files(s, staging, ctx, runner)
+        finally:
+            if template is not None:
+                template.unlink(missing_ok=True)
+        ctx = replace(ctx, static=static_coords(grid), template=None)
         release_memory()  # the day inputs pickled for the workers
         s.ledger.to_csv(staging / "ledger.csv")
         s.emissions.table.to_csv(staging / "emissions_by_source.csv", float_format="%.9g")

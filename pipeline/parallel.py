@@ -225,6 +225,7 @@ def map_days(fn: Callable[[Any, pd.Timestamp], R], shared: Any, days: list[pd.Ti
 
     with dask_client(stats.scheduler) as client:
         handle = client.scatter(shared, broadcast=True, hash=False)
+        release_memory()  # what pickling ``shared`` took: 0.18 GB of a 100 m build's parent
         futures = {client.submit(_on_worker, fn, handle, day, pure=False): i
                    for i, day in enumerate(days)}
         results: list[Any] = [None] * total

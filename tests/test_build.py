@@ -34,8 +34,27 @@ def test_run_build_publishes_a_complete_build_without_importing_prefect(world, t
     assert verify_build(build) == []
 
 
-def test_build_result_fields(world, tmp_path):
+def test_build_result_fields(world, tmp_path, monkeypatch):
+    import pipeline.build as build
+
+    seen = []
+    write_files = build._write_files
+
+    def spy(state, staging, ctx, runner):  # what the parent holds while the days are written
+        seen.append((ctx.static, ctx.template, ctx.template.exists()))
+        return write_files(state, staging, ctx, runner)
+
+    monkeypatch.setattr(build, "_write_files", spy)
     r = run_build(world, out=tmp_path / "out", period=DAY)
+    [(static, template, existed)] = seen
+    assert static is None and existed and template.parent.name == f".staging-{r.build_id}"
+    assert not [p for p in r.build_dir.rglob(".static-*")]  # removed before publishing
+    with netCDF4.Dataset(r.files[0]) as day, netCDF4.Dataset(r.build_dir / "annual.nc") as ann:
+        shared = {"lon", "lat", "lon_bnds", "lat_bnds", "x_bnds", "y_bnds"} & set(ann.variables)
+        assert {"lon_bnds", "lat_bnds"} <= shared
+        for v in shared:  # made again after the days: the same
+            np.testing.assert_array_equal(ann[v][:], day[v][:])
+            assert ann[v].ncattrs() == day[v].ncattrs()
     assert r.published and r.latest == tmp_path / "out" / "latest-period"
     assert r.files == [r.build_dir / "hourly" / "20240301.nc"]
     assert r.period == DAY and r.formats == ["cf"] and r.manifest.build_id == r.build_id
