@@ -18,7 +18,7 @@ import shutil
 import tempfile
 from pathlib import Path
 
-from tree_memory import TreeRss  # bench/ is sys.path[0]
+from tree_memory import TreeRss, parts_text  # bench/ is sys.path[0]
 
 from pipeline import open_build, run_build
 from pipeline.parallel import peak_rss_mb
@@ -65,7 +65,7 @@ def main() -> None:
         print(f"peak RSS: this process {parent:.0f} MB; day files on {r.writes.scheduler}, "
               f"workers {', '.join(f'{v:.0f}' for v in workers.values())} MB; the sum of "
               f"those peaks {peak:.0f} MB, all processes at once {tree.peak_mb:.0f} MB "
-              f"({tree.peak_at:.0f} s into the build)")
+              f"({tree.peak_at:.0f} s into the build: {parts_text(tree.peak_parts)} MB)")
         print(f"RESULT cells={grid.size} days={len(r.files)} build_s={r.seconds:.1f} "
               f"write_s={r.timings['write']:.1f} peak_rss_mb={peak:.0f} "
               f"tree_peak_mb={tree.peak_mb:.0f}")
