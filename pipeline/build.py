@@ -37,7 +37,7 @@ from pipeline.day_store import (
     DaysWritten,
     WriteContext,
     previous_days,
-    static_template,
+    templated,
     write_days,
 )
 from pipeline.ledger import FLOAT32_RTOL, RTOL, Ledger, check_balance
@@ -451,13 +451,8 @@ def write_and_publish(state: BuildState, out: Path, publication: Publication,
         # the static variables go to the file every day file starts from, and this process
         # holds none of them while the days are written (0.16 GB at 100 m); made again after
         # (1.2 s at 100 m) for annual.nc and the other files
-        ctx = static_template(ctx)
-        template = ctx.template
-        try:
+        with templated(ctx) as ctx:
             days = _write_files(s, staging, ctx, runner)
-        finally:
-            if template is not None:
-                template.unlink(missing_ok=True)
         ctx = replace(ctx, static=static_coords(grid), template=None)
         release_memory()  # the day inputs pickled for the workers
         s.ledger.to_csv(staging / "ledger.csv")

@@ -14,7 +14,8 @@ import hashlib
 import json
 import os
 import shutil
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -321,6 +322,24 @@ def static_template(ctx: WriteContext) -> WriteContext:
     return replace(ctx, static=None, template=template, static_digest=static_digest(ctx.static))
 
 
+@contextmanager
+def templated(ctx: WriteContext) -> Iterator[WriteContext]:
+    """``ctx`` with its static variables in a template (:func:`static_template`) for the
+    block, the file removed after it; ``ctx`` as it is when it has a template already or no
+    static variables. Rebind ``ctx`` to what this yields (``with templated(ctx) as ctx``) and
+    the static arrays are held by nobody during the block."""
+    if ctx.template is not None or ctx.static is None:
+        yield ctx
+        return
+    ctx = static_template(ctx)
+    template = ctx.template
+    try:
+        yield ctx
+    finally:
+        if template is not None:
+            template.unlink(missing_ok=True)
+
+
 def write_days(inputs: DayInputs, days: list[pd.Timestamp], scheduler: str | None = "auto",
                on_day: Callable[[int, int], None] | None = None) -> DaysWritten:
     """Write the hourly files of ``days``, each an independent task on ``scheduler``
@@ -330,17 +349,10 @@ def write_days(inputs: DayInputs, days: list[pd.Timestamp], scheduler: str | Non
     ctx = inputs.ctx
     if ctx.stored is None:  # the store listed once here, not once per day
         ctx = replace(ctx, stored=stored_days(ctx.store))
-    template = None
-    if ctx.template is None and ctx.static is not None:
-        ctx = static_template(ctx)
-        template = ctx.template
-    try:
+    with templated(ctx) as ctx:
         for got in map_days(write_day, replace(inputs, ctx=ctx), days, scheduler, on_day,
                             out.stats):
             out.update(got)
-    finally:
-        if template is not None:
-            template.unlink(missing_ok=True)
     return out
 
 
